@@ -1,0 +1,475 @@
+"""codebox in-container runner.
+
+Started as the container's PID 1, before its job is known (a warm pool can start it early).
+It optionally imports the data stack, announces readiness, then reads exactly one JSON job
+line from stdin, runs the user's code once in a forked child, enforces the time limit, kills
+every other process in the container, and streams back one result plus a tar of the output
+directory. Protocol on stdout (the only channel the host reads):
+
+    {"event": "ready"}
+    {"event": "started"}
+    {"event": "result", ...}
+    {"event": "outputs", "bytes": N}   followed by exactly N bytes of tar
+    {"event": "done"}
+
+The user's code never holds this process's stdout: its fds 1 and 2 are pipes read here,
+and this process is made non-dumpable so same-uid code cannot reach its fds via /proc.
+The host still treats everything on this stream as untrusted and re-validates it.
+"""
+
+import codecs
+import ctypes
+import io
+import json
+import os
+import select
+import signal
+import stat
+import sys
+import tarfile
+import time
+import traceback
+
+PROTOCOL_OUT = sys.stdout.buffer
+PR_SET_DUMPABLE = 4
+READ_CHUNK = 65536
+
+
+def emit(message):
+    PROTOCOL_OUT.write(json.dumps(message).encode() + b"\n")
+    PROTOCOL_OUT.flush()
+
+
+def set_dumpable(value):
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def preload(modules):
+    """Import the data stack before the job arrives so a forked child starts warm."""
+    for name in modules:
+        try:
+            __import__(name)
+            if name == "matplotlib":
+                import matplotlib
+
+                matplotlib.use("Agg")
+                import matplotlib.pyplot  # noqa: F401
+        except Exception:  # a broken optional module must not stop the runner
+            pass
+
+
+class CappedText:
+    """Keeps the head and tail of a byte stream, decoded as UTF-8, within a char budget.
+
+    Memory stays bounded however much the code prints; the total is still counted so the
+    result can say honestly how much was dropped.
+    """
+
+    def __init__(self, max_chars):
+        self.max_chars = max_chars
+        self.head_budget = max_chars // 2
+        self.tail_budget = max_chars - self.head_budget
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.head = []
+        self.head_len = 0
+        self.tail = []
+        self.tail_len = 0
+        self.total_chars = 0
+
+    def feed(self, data, final=False):
+        text = self.decoder.decode(data, final)
+        if not text:
+            return
+        self.total_chars += len(text)
+        if self.head_len < self.head_budget:
+            take = text[: self.head_budget - self.head_len]
+            self.head.append(take)
+            self.head_len += len(take)
+            text = text[len(take):]
+        if text and self.tail_budget > 0:
+            self.tail.append(text)
+            self.tail_len += len(text)
+            if self.tail_len > 2 * self.tail_budget:
+                joined = "".join(self.tail)[-self.tail_budget:]
+                self.tail = [joined]
+                self.tail_len = len(joined)
+
+    def truncated(self):
+        return self.total_chars > self.max_chars
+
+    def render(self):
+        head = "".join(self.head)
+        tail = "".join(self.tail)
+        if not self.truncated():
+            return head + tail
+        tail = tail[-self.tail_budget:] if self.tail_budget else ""
+        dropped = self.total_chars - len(head) - len(tail)
+        return head + "\n[... %d characters truncated ...]\n" % dropped + tail
+
+
+def read_oom_kills():
+    """OOM kill counter of this container's memory cgroup (v1 or v2), or None."""
+    for path, key in (
+        ("/sys/fs/cgroup/memory.events", "oom_kill"),
+        ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
+    ):
+        try:
+            with open(path) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 2 and parts[0] == key:
+                        return int(parts[1])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def kill_everything_else():
+    """SIGKILL every process in the container but this one, then reap them all.
+
+    As PID 1 this reaches background processes and daemons the code left behind, which
+    must not outlive the run nor race the output collection.
+    """
+    for _ in range(50):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            pass
+        reaped_any = False
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                break
+            reaped_any = True
+        if not reaped_any:
+            time.sleep(0.002)
+
+
+def child_main(job, out_w, err_w, report_w):
+    """Runs in the forked child: becomes the user's program."""
+    set_dumpable(1)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.closerange(3, report_w)
+    os.closerange(report_w + 1, 65536)
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False), line_buffering=True, errors="backslashreplace"
+    )
+    os.chdir(job["workdir"])
+    for key, value in job.get("env", {}).items():
+        os.environ[key] = value
+    sys.argv = ["main.py"]
+    sys.path.insert(0, job["workdir"])
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    filename = "<code>"
+    source = job["code"]
+    import linecache
+
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    globals_ = {"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__}
+    exit_code = 0
+    report = None
+    try:
+        exec(compile(source, filename, "exec"), globals_)
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            exit_code = 0
+        elif isinstance(code, int):
+            exit_code = code & 0xFF
+        else:
+            print(code, file=sys.stderr)
+            exit_code = 1
+    except BaseException as exc:  # the user's exception, reported like python would
+        tb = exc.__traceback__
+        # Hide this runner's own frame so the traceback starts at the user's code.
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        traceback.print_exception(type(exc), exc, tb)
+        name = type(exc).__qualname__
+        module = type(exc).__module__
+        if module not in ("builtins", "__main__"):
+            name = module + "." + name
+        report = {"type": name, "message": str(exc)[:2000]}
+        exit_code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    if report is not None:
+        try:
+            os.write(report_w, json.dumps(report).encode())
+        except OSError:
+            pass
+    os._exit(exit_code)
+
+
+def run_job(job):
+    max_chars = int(job["max_output_chars"])
+    timeout_s = float(job["timeout_s"])
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    report_r, report_w = os.pipe()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+
+    oom_before = read_oom_kills()
+    emit({"event": "started"})
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        for fd in (out_r, err_r, report_r, wake_r, wake_w):
+            os.close(fd)
+        signal.set_wakeup_fd(-1)
+        child_main(job, out_w, err_w, report_w)
+    os.close(out_w)
+    os.close(err_w)
+    os.close(report_w)
+
+    stdout = CappedText(max_chars)
+    stderr = CappedText(max_chars)
+    report = bytearray()
+    sinks = {out_r: stdout.feed, err_r: stderr.feed, report_r: report.extend}
+    deadline = started + timeout_s
+    exit_status = None
+    timed_out = False
+    ended = None
+    while True:
+        now = time.monotonic()
+        if exit_status is None and now >= deadline:
+            timed_out = True
+            ended = now
+            break
+        if exit_status is not None and (not sinks or now >= drain_until):
+            break
+        wait = (deadline if exit_status is None else drain_until) - now
+        readable, _, _ = select.select(list(sinks) + [wake_r], [], [], max(wait, 0))
+        for fd in readable:
+            if fd == wake_r:
+                try:
+                    os.read(wake_r, 4096)
+                except BlockingIOError:
+                    pass
+                continue
+            data = os.read(fd, READ_CHUNK)
+            if data:
+                if fd != report_r or len(report) < 65536:
+                    sinks[fd](data)
+            else:
+                os.close(fd)
+                del sinks[fd]
+        if exit_status is None:
+            while True:
+                try:
+                    reaped, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if reaped == 0:
+                    break
+                if reaped == pid:
+                    exit_status = status
+                    ended = time.monotonic()
+                    # Background processes may hold the pipes open; drain briefly, not forever.
+                    drain_until = ended + 0.2
+    execution_ms = (ended - started) * 1000.0
+
+    kill_everything_else()
+    for fd in list(sinks):
+        try:
+            while True:
+                data = os.read(fd, READ_CHUNK)
+                if not data:
+                    break
+                if fd != report_r or len(report) < 65536:
+                    sinks[fd](data)
+        except OSError:
+            pass
+        os.close(fd)
+    stdout.feed(b"", final=True)
+    stderr.feed(b"", final=True)
+
+    error = None
+    if report:
+        try:
+            error = json.loads(report.decode("utf-8", "replace"))
+        except ValueError:
+            error = None
+
+    if timed_out:
+        status, exit_code = "timeout", None
+        error = {
+            "type": "TimeoutError",
+            "message": "execution exceeded the time limit of %g s and was stopped" % timeout_s,
+        }
+    elif os.WIFSIGNALED(exit_status):
+        sig = os.WTERMSIG(exit_status)
+        exit_code = -sig
+        oom_after = read_oom_kills()
+        if sig == signal.SIGKILL and oom_after is not None and oom_after > (oom_before or 0):
+            status = "oom"
+            error = {
+                "type": "MemoryError",
+                "message": "the code ran out of memory (limit %s MB) and was killed"
+                % job.get("memory_mb", "?"),
+            }
+        else:
+            status = "killed"
+            error = {
+                "type": "Killed",
+                "message": "the code was killed by signal %s" % signal.Signals(sig).name,
+            }
+    else:
+        exit_code = os.WEXITSTATUS(exit_status)
+        status = "ok" if exit_code == 0 else "error"
+        if status == "error" and error is None:
+            error = {"type": "SystemExit", "message": "exit code %d" % exit_code}
+
+    emit(
+        {
+            "event": "result",
+            "status": status,
+            "exit_code": exit_code,
+            "stdout": stdout.render(),
+            "stderr": stderr.render(),
+            "stdout_truncated": stdout.truncated(),
+            "stderr_truncated": stderr.truncated(),
+            "stdout_chars": stdout.total_chars,
+            "stderr_chars": stderr.total_chars,
+            "execution_ms": round(execution_ms, 3),
+            "error": error,
+        }
+    )
+
+
+def collect_outputs(job):
+    """Tars regular files of the output dir without following any symlink.
+
+    Caps are applied here so an oversized output never crosses the wire; every skip is
+    reported as a flag. The host re-checks each entry.
+    """
+    root = job["output_dir"]
+    max_files = int(job["max_output_files"])
+    max_file_bytes = int(job["max_output_file_bytes"])
+    max_total_bytes = int(job["max_output_total_bytes"])
+    flags = []
+    buf = io.BytesIO()
+    count = 0
+    total = 0
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        stack = [""]
+        while stack:
+            rel_dir = stack.pop()
+            try:
+                entries = sorted(os.scandir(os.path.join(root, rel_dir)), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                rel = os.path.join(rel_dir, entry.name) if rel_dir else entry.name
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(rel)
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    flags.append({"flag": "skipped_symlink", "name": rel})
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    flags.append({"flag": "skipped_special_file", "name": rel})
+                    continue
+                if count >= max_files:
+                    flags.append({"flag": "too_many_files", "name": rel})
+                    continue
+                if st.st_size > max_file_bytes:
+                    flags.append({"flag": "file_too_large", "name": rel, "size": st.st_size})
+                    continue
+                if total + st.st_size > max_total_bytes:
+                    flags.append({"flag": "total_bytes_exceeded", "name": rel, "size": st.st_size})
+                    continue
+                try:
+                    fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NOFOLLOW)
+                except OSError:
+                    flags.append({"flag": "unreadable_file", "name": rel})
+                    continue
+                with os.fdopen(fd, "rb") as f:
+                    data = f.read(max_file_bytes + 1)
+                if len(data) > max_file_bytes or total + len(data) > max_total_bytes:
+                    flags.append({"flag": "file_too_large", "name": rel, "size": len(data)})
+                    continue
+                info = tarfile.TarInfo(rel)
+                info.size = len(data)
+                info.mode = 0o644
+                info.mtime = int(st.st_mtime)
+                tar.addfile(info, io.BytesIO(data))
+                count += 1
+                total += len(data)
+    # Collapse runaway flag lists (10,000 files over the cap) into a count.
+    by_kind = {}
+    for flag in flags:
+        by_kind.setdefault(flag["flag"], []).append(flag)
+    compact = []
+    for kind, items in by_kind.items():
+        compact.extend(items[:20])
+        if len(items) > 20:
+            compact.append({"flag": kind, "name": None, "more": len(items) - 20})
+    return buf.getvalue(), compact
+
+
+def seed_matplotlib_cache():
+    """Copies the font cache built into the image to the writable MPLCONFIGDIR."""
+    target = os.environ.get("MPLCONFIGDIR")
+    source = "/opt/codebox/mplconfig"
+    if not target or not os.path.isdir(source):
+        return
+    try:
+        os.makedirs(target, exist_ok=True)
+        for name in os.listdir(source):
+            if name.endswith(".json"):
+                with open(os.path.join(source, name), "rb") as src:
+                    with open(os.path.join(target, name), "wb") as dst:
+                        dst.write(src.read())
+    except OSError:
+        pass
+
+
+def main():
+    set_dumpable(0)
+    seed_matplotlib_cache()
+    args = sys.argv[1:]
+    if args[:1] == ["--preload"]:
+        preload(args[1].split(",") if len(args) > 1 else ["numpy", "pandas", "matplotlib"])
+    emit({"event": "ready"})
+    line = sys.stdin.buffer.readline(16 * 1024 * 1024)
+    if not line:
+        return
+    job = json.loads(line)
+    run_job(job)
+    payload, flags = collect_outputs(job)
+    emit({"event": "outputs", "bytes": len(payload), "flags": flags})
+    PROTOCOL_OUT.write(payload)
+    PROTOCOL_OUT.flush()
+    emit({"event": "done"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+//! One typed `Settings`, layered: defaults < optional `codebox.toml` < `.env` < environment.
+//!
+//! This is the only module that reads the process environment. Keys keep the original
+//! bot's names (`CODE_EXECUTION_TIMEOUT`, ...); in TOML they are the same names in lower case.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::Value;
+use serde::{Deserialize, Serialize};
+
+/// Container runtime used for user code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// Docker's default OCI runtime.
+    Runc,
+    /// gVisor: a user-space kernel between the code and the host, for hardened deployments.
+    Runsc,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Runc => "runc",
+            Runtime::Runsc => "runsc",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Seconds the user's code may run (container start and collection excluded).
+    pub code_execution_timeout: f64,
+    pub sandbox_image: String,
+    pub sandbox_memory_mb: u64,
+    pub sandbox_cpus: f64,
+    pub sandbox_pids: i64,
+    /// Size of each of the two tmpfs mounts (/tmp and the output directory).
+    pub sandbox_disk_mb: u64,
+    pub sandbox_runtime: Runtime,
+    /// Seconds allowed for a container to start and accept its job.
+    pub sandbox_startup_timeout: f64,
+    pub max_output_chars: usize,
+    pub max_output_files: usize,
+    pub max_output_file_mb: u64,
+    pub max_output_total_mb: u64,
+    pub max_concurrent_executions: usize,
+    pub data_dir: PathBuf,
+    /// tracing filter for logs on stderr (e.g. `info`, `codebox=debug`).
+    pub rust_log: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            code_execution_timeout: 300.0,
+            sandbox_image: "codebox-sandbox:latest".to_string(),
+            sandbox_memory_mb: 1024,
+            sandbox_cpus: 1.0,
+            sandbox_pids: 128,
+            sandbox_disk_mb: 512,
+            sandbox_runtime: Runtime::Runc,
+            sandbox_startup_timeout: 60.0,
+            max_output_chars: 100_000,
+            max_output_files: 100,
+            max_output_file_mb: 50,
+            max_output_total_mb: 200,
+            max_concurrent_executions: 4,
+            data_dir: PathBuf::from("data"),
+            rust_log: "warn".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid setting {setting}: {reason}")]
+    Invalid { setting: String, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+}
+
+/// Where the layers come from; `from_process` fills it from the real process.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    pub toml_file: Option<PathBuf>,
+    pub dotenv_file: Option<PathBuf>,
+    pub environment: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// `codebox.toml` and `.env` in the working directory (when present) and the real
+    /// environment. `CODEBOX_CONFIG` or `config_file` names another TOML file.
+    pub fn from_process(config_file: Option<&Path>) -> Sources {
+        let environment: Vec<(String, String)> = std::env::vars().collect();
+        let named = config_file.map(Path::to_path_buf).or_else(|| {
+            environment
+                .iter()
+                .find(|(k, _)| k == "CODEBOX_CONFIG")
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        let toml_file = named.or_else(|| Some(PathBuf::from("codebox.toml")));
+        Sources {
+            toml_file,
+            dotenv_file: Some(PathBuf::from(".env")),
+            environment,
+        }
+    }
+}
+
+impl Settings {
+    pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = &sources.toml_file {
+            if path.exists() {
+                figment = figment.merge(Toml::file_exact(path));
+            }
+        }
+        if let Some(path) = &sources.dotenv_file {
+            if path.exists() {
+                let pairs = read_dotenv(path)?;
+                figment = figment.merge(Serialized::defaults(as_setting_values(pairs)));
+            }
+        }
+        figment = figment.merge(Serialized::defaults(as_setting_values(
+            sources.environment.iter().cloned(),
+        )));
+        let settings: Settings = figment.extract().map_err(|err| {
+            let setting = err
+                .path
+                .last()
+                .map(|k| k.to_uppercase())
+                .unwrap_or_else(|| "configuration".to_string());
+            ConfigError::Invalid {
+                setting,
+                reason: err.kind.to_string(),
+            }
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks ranges serde cannot express; each error names the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(setting: &str, reason: &str) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                setting: setting.to_string(),
+                reason: reason.to_string(),
+            })
+        }
+        if !(self.code_execution_timeout.is_finite() && self.code_execution_timeout > 0.0) {
+            return invalid(
+                "CODE_EXECUTION_TIMEOUT",
+                "must be a positive number of seconds",
+            );
+        }
+        if !(self.sandbox_startup_timeout.is_finite() && self.sandbox_startup_timeout > 0.0) {
+            return invalid(
+                "SANDBOX_STARTUP_TIMEOUT",
+                "must be a positive number of seconds",
+            );
+        }
+        if self.sandbox_image.trim().is_empty() {
+            return invalid("SANDBOX_IMAGE", "must name an image");
+        }
+        if self.sandbox_memory_mb < 16 {
+            return invalid("SANDBOX_MEMORY_MB", "must be at least 16");
+        }
+        if !(self.sandbox_cpus.is_finite() && self.sandbox_cpus > 0.0) {
+            return invalid("SANDBOX_CPUS", "must be a positive number");
+        }
+        if self.sandbox_pids < 8 {
+            return invalid("SANDBOX_PIDS", "must be at least 8");
+        }
+        if self.sandbox_disk_mb == 0 {
+            return invalid("SANDBOX_DISK_MB", "must be positive");
+        }
+        if self.max_output_chars < 100 {
+            return invalid("MAX_OUTPUT_CHARS", "must be at least 100");
+        }
+        if self.max_output_file_mb == 0 {
+            return invalid("MAX_OUTPUT_FILE_MB", "must be positive");
+        }
+        if self.max_output_total_mb < self.max_output_file_mb {
+            return invalid("MAX_OUTPUT_TOTAL_MB", "must be at least MAX_OUTPUT_FILE_MB");
+        }
+        if self.max_concurrent_executions == 0 {
+            return invalid("MAX_CONCURRENT_EXECUTIONS", "must be at least 1");
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("DATA_DIR", "must be a path");
+        }
+        Ok(())
+    }
+}
+
+fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let unreadable = |reason: String| ConfigError::Unreadable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let iter = dotenvy::from_path_iter(path).map_err(|e| unreadable(e.to_string()))?;
+    iter.map(|item| item.map_err(|e| unreadable(e.to_string())))
+        .collect()
+}
+
+/// Environment-style pairs as figment values: keys in lower case (the TOML spelling), values
+/// parsed the way figment parses environment variables ("300" is a number, "runc" a string).
+fn as_setting_values(pairs: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, Value> {
+    pairs
+        .into_iter()
+        .filter(|(key, _)| SETTING_NAMES.contains(&key.as_str()))
+        .map(|(key, value)| {
+            let parsed = Value::from_str(&value).unwrap_or_else(|_| Value::from(value.clone()));
+            (key.to_lowercase(), parsed)
+        })
+        .collect()
+}
+
+/// Every environment name a setting answers to.
+pub const SETTING_NAMES: &[&str] = &[
+    "CODE_EXECUTION_TIMEOUT",
+    "SANDBOX_IMAGE",
+    "SANDBOX_MEMORY_MB",
+    "SANDBOX_CPUS",
+    "SANDBOX_PIDS",
+    "SANDBOX_DISK_MB",
+    "SANDBOX_RUNTIME",
+    "SANDBOX_STARTUP_TIMEOUT",
+    "MAX_OUTPUT_CHARS",
+    "MAX_OUTPUT_FILES",
+    "MAX_OUTPUT_FILE_MB",
+    "MAX_OUTPUT_TOTAL_MB",
+    "MAX_CONCURRENT_EXECUTIONS",
+    "DATA_DIR",
+    "RUST_LOG",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_original_bot() {
+        let s = Settings::load(&Sources::default()).unwrap();
+        assert_eq!(s.code_execution_timeout, 300.0);
+        assert_eq!(s.sandbox_memory_mb, 1024);
+        assert_eq!(s.sandbox_pids, 128);
+        assert_eq!(s.sandbox_disk_mb, 512);
+        assert_eq!(s.max_output_chars, 100_000);
+        assert_eq!(s.max_output_file_mb, 50);
+        assert_eq!(s.sandbox_runtime, Runtime::Runc);
+        assert_eq!(s.sandbox_image, "codebox-sandbox:latest");
+    }
+
+    #[test]
+    fn layers_apply_in_order_toml_dotenv_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("codebox.toml");
+        std::fs::write(
+            &toml,
+            "sandbox_memory_mb = 2048\nsandbox_pids = 64\nsandbox_cpus = 0.5\n",
+        )
+        .unwrap();
+        let dotenv = dir.path().join(".env");
+        std::fs::write(&dotenv, "SANDBOX_PIDS=32\nSANDBOX_CPUS=1.5\n").unwrap();
+        let sources = Sources {
+            toml_file: Some(toml),
+            dotenv_file: Some(dotenv),
+            environment: env(&[("SANDBOX_CPUS", "2"), ("SANDBOX_RUNTIME", "runsc")]),
+        };
+        let s = Settings::load(&sources).unwrap();
+        assert_eq!(s.sandbox_memory_mb, 2048, "from toml");
+        assert_eq!(s.sandbox_pids, 32, ".env beats toml");
+        assert_eq!(s.sandbox_cpus, 2.0, "environment beats .env");
+        assert_eq!(s.sandbox_runtime, Runtime::Runsc);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases = [
+            ("SANDBOX_MEMORY_MB", "lots"),
+            ("SANDBOX_RUNTIME", "kata"),
+            ("SANDBOX_CPUS", "0"),
+            ("CODE_EXECUTION_TIMEOUT", "-1"),
+            ("MAX_CONCURRENT_EXECUTIONS", "0"),
+        ];
+        for (key, value) in cases {
+            let sources = Sources {
+                environment: env(&[(key, value)]),
+                ..Sources::default()
+            };
+            let err = Settings::load(&sources).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}={value} gave: {err}");
+        }
+    }
+
+    #[test]
+    fn unrelated_environment_is_ignored() {
+        let sources = Sources {
+            environment: env(&[("PATH", "/bin"), ("DISCORD_TOKEN", "x"), ("HOME", "/root")]),
+            ..Sources::default()
+        };
+        assert_eq!(Settings::load(&sources).unwrap(), Settings::default());
+    }
+}

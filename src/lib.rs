@@ -1,0 +1,9 @@
+//! codebox: a code interpreter that runs every piece of Python in its own locked-down,
+//! single-use Docker container.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod doctor;
+pub mod render;
+pub mod sandbox;
+pub mod staging;

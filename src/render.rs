@@ -1,0 +1,102 @@
+//! Pure rendering of results for people (the non-JSON `codebox run` output).
+
+use crate::sandbox::{ExecutionResult, Status};
+
+pub fn run_summary(result: &ExecutionResult) -> String {
+    let mut out = String::new();
+    let verdict = match result.status {
+        Status::Ok => "ok".to_string(),
+        Status::Error => format!(
+            "error (exit code {})",
+            result.exit_code.map_or("?".to_string(), |c| c.to_string())
+        ),
+        Status::Timeout => "timed out".to_string(),
+        Status::Oom => "out of memory".to_string(),
+        Status::Killed => "killed".to_string(),
+    };
+    out.push_str(&format!(
+        "status: {verdict}  (code {:.0} ms, total {:.0} ms, run {})\n",
+        result.execution_ms, result.total_ms, result.run_id
+    ));
+    if let Some(error) = &result.error {
+        out.push_str(&format!("error: {}: {}\n", error.kind, error.message));
+    }
+    section(&mut out, "stdout", &result.stdout, result.stdout_truncated);
+    section(&mut out, "stderr", &result.stderr, result.stderr_truncated);
+    if !result.output_files.is_empty() {
+        out.push_str("output files:\n");
+        for file in &result.output_files {
+            out.push_str(&format!(
+                "  {} ({} bytes) -> {}\n",
+                file.name,
+                file.size,
+                file.path.display()
+            ));
+        }
+    }
+    if !result.flags.is_empty() {
+        out.push_str("flags:\n");
+        for flag in &result.flags {
+            out.push_str(&format!("  {}", flag.flag));
+            if let Some(name) = &flag.name {
+                out.push_str(&format!(" {name}"));
+            }
+            if let Some(size) = flag.size {
+                out.push_str(&format!(" ({size} bytes)"));
+            }
+            if let Some(more) = flag.more {
+                out.push_str(&format!(" (+{more} more)"));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn section(out: &mut String, title: &str, text: &str, truncated: bool) {
+    if text.is_empty() {
+        return;
+    }
+    let note = if truncated { " (truncated)" } else { "" };
+    out.push_str(&format!("--- {title}{note} ---\n{text}"));
+    if !text.ends_with('\n') {
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{Flag, OutputFile, RunError};
+
+    #[test]
+    fn summary_shows_everything_that_matters() {
+        let result = ExecutionResult {
+            status: Status::Error,
+            exit_code: Some(1),
+            stdout: "partial".into(),
+            stderr: "Traceback...\n".into(),
+            stdout_truncated: true,
+            stderr_truncated: false,
+            execution_ms: 12.0,
+            total_ms: 180.0,
+            error: Some(RunError {
+                kind: "ValueError".into(),
+                message: "bad".into(),
+            }),
+            output_files: vec![OutputFile {
+                name: "a.png".into(),
+                size: 10,
+                path: "/d/a.png".into(),
+            }],
+            flags: vec![Flag::named("file_too_large", "big.bin")],
+            run_id: "r".into(),
+        };
+        let text = run_summary(&result);
+        assert!(text.starts_with("status: error (exit code 1)"));
+        assert!(text.contains("error: ValueError: bad"));
+        assert!(text.contains("--- stdout (truncated) ---\npartial\n"));
+        assert!(text.contains("a.png (10 bytes) -> /d/a.png"));
+        assert!(text.contains("file_too_large big.bin"));
+    }
+}

@@ -1,0 +1,515 @@
+//! Orchestrates one execution: a fresh container, the job handed to its runner, the result
+//! and the outputs read back under bounds, and the container removed on every path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::OUTPUT_DIR;
+use super::engine::{Chunk, Containers, EngineError};
+use super::limits::Limits;
+use super::outputs::{self, OutputCaps, OutputError};
+use super::protocol::{Decoder, Item, Job, ProtocolError, RunnerEvent, RunnerResult};
+use super::reaper;
+use super::result::{ExecutionResult, Flag, RunError, Status};
+use super::spec::{ContainerSpec, container_config, container_name};
+use crate::config::Settings;
+
+/// The runner enforces the time limit itself; the host kills the container this much later
+/// if the runner failed to (a starved or killed runner must not hang a request).
+const HOST_DEADLINE_GRACE: Duration = Duration::from_secs(3);
+/// Time allowed, after the code ended, to tar and stream the outputs back.
+const COLLECTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// The runner's own stderr (its crash messages, never the user's) is kept up to this size.
+const RUNNER_DIAGNOSTICS_BYTES: usize = 16 * 1024;
+/// Larger code is refused before any container starts.
+pub const MAX_CODE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("code is {size} bytes, more than the {limit} allowed")]
+    CodeTooLarge { size: usize, limit: usize },
+    #[error("the sandbox did not start the code within {seconds} s (image {image})")]
+    StartupTimeout { seconds: f64, image: String },
+    #[error("cannot hand the job to the sandbox: {0}")]
+    Handoff(std::io::Error),
+    #[error("cannot spool the outputs of run {run_id}: {source}")]
+    Spool {
+        run_id: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Outputs(#[from] OutputError),
+    #[error("cannot serialize the job: {0}")]
+    Job(#[from] serde_json::Error),
+}
+
+/// One piece of code to run.
+#[derive(Debug, Clone)]
+pub struct ExecutionRequest {
+    pub code: String,
+    pub limits: Limits,
+    /// Host directory shown read-only to the code at `/mnt/inputs`.
+    pub input_dir: Option<PathBuf>,
+    /// Where collected outputs are saved; a fresh directory under the data dir when None.
+    pub output_dir: Option<PathBuf>,
+}
+
+pub struct Executor<E: Containers + 'static> {
+    engine: Arc<E>,
+    image: String,
+    owner: String,
+    startup_timeout: Duration,
+    outputs_root: PathBuf,
+    permits: Arc<Semaphore>,
+}
+
+impl<E: Containers + 'static> Executor<E> {
+    pub fn new(engine: Arc<E>, settings: &Settings) -> Executor<E> {
+        Executor {
+            engine,
+            image: settings.sandbox_image.clone(),
+            owner: reaper::current_owner(),
+            startup_timeout: Duration::from_secs_f64(settings.sandbox_startup_timeout),
+            outputs_root: settings.data_dir.join("outputs"),
+            permits: Arc::new(Semaphore::new(settings.max_concurrent_executions)),
+        }
+    }
+
+    /// Removes containers left by codebox processes that died; call once at start-up.
+    pub async fn reap_orphans(&self) -> Result<usize, ExecutorError> {
+        Ok(reaper::reap_orphans(self.engine.as_ref()).await?)
+    }
+
+    pub async fn execute(
+        &self,
+        request: ExecutionRequest,
+    ) -> Result<ExecutionResult, ExecutorError> {
+        if request.code.len() > MAX_CODE_BYTES {
+            return Err(ExecutorError::CodeTooLarge {
+                size: request.code.len(),
+                limit: MAX_CODE_BYTES,
+            });
+        }
+        let started = Instant::now();
+        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let span = tracing::info_span!("execution", run_id = %run_id);
+        async move {
+            // A closed semaphore is impossible here (never closed); treat it as no limit.
+            let _permit = self.permits.acquire().await.ok();
+            let queued_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let result = self.run_in_fresh_container(&run_id, request, started).await;
+            match &result {
+                Ok(r) => tracing::info!(
+                    status = r.status.as_str(),
+                    exit_code = ?r.exit_code,
+                    execution_ms = r.execution_ms,
+                    total_ms = r.total_ms,
+                    queued_ms,
+                    output_files = r.output_files.len(),
+                    flags = r.flags.len(),
+                    "execution finished"
+                ),
+                Err(err) => tracing::warn!(error = %err, "execution failed"),
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn run_in_fresh_container(
+        &self,
+        run_id: &str,
+        request: ExecutionRequest,
+        started: Instant,
+    ) -> Result<ExecutionResult, ExecutorError> {
+        let limits = request.limits.clone();
+        let spec = ContainerSpec {
+            image: self.image.clone(),
+            limits: limits.clone(),
+            input_dir: request.input_dir.clone(),
+            run_id: run_id.to_string(),
+            owner: self.owner.clone(),
+            preload: false,
+        };
+        let id = self
+            .engine
+            .create(&container_name(run_id), container_config(&spec))
+            .await?;
+        let guard = ContainerGuard {
+            engine: self.engine.clone(),
+            id: Some(id.clone()),
+        };
+        let outcome = self.drive(&id, run_id, &request, &limits).await;
+        // The exit state is only needed when the runner could not report; read it before
+        // the container is gone.
+        let exit = match &outcome {
+            Ok(session) if session.result.is_none() => self.engine.exit_state(&id).await.ok(),
+            _ => None,
+        };
+        guard.remove().await?;
+        let session = outcome?;
+        self.finish(run_id, request, &limits, session, exit, started)
+            .await
+    }
+
+    /// Attach, start, hand over the job, and read the runner's stream under deadlines.
+    async fn drive(
+        &self,
+        id: &str,
+        run_id: &str,
+        request: &ExecutionRequest,
+        limits: &Limits,
+    ) -> Result<Session, ExecutorError> {
+        let job = Job {
+            code: request.code.clone(),
+            timeout_s: limits.timeout.as_secs_f64(),
+            memory_mb: limits.memory_mb,
+            workdir: OUTPUT_DIR.to_string(),
+            output_dir: OUTPUT_DIR.to_string(),
+            max_output_chars: limits.max_output_chars,
+            max_output_files: limits.max_output_files,
+            max_output_file_bytes: limits.max_output_file_bytes,
+            max_output_total_bytes: limits.max_output_total_bytes,
+        };
+        let mut attached = self.engine.attach(id).await?;
+        self.engine.start(id).await?;
+        // The runner reads exactly one line; closing stdin afterwards leaves nothing else.
+        let line = job.to_line()?;
+        let handoff = async {
+            attached.input.write_all(&line).await?;
+            attached.input.flush().await?;
+            attached.input.shutdown().await
+        };
+        if let Err(err) = handoff.await {
+            // A runner that died at start closes stdin; the stream below tells why.
+            tracing::debug!(error = %err, "job hand-off interrupted");
+        }
+
+        let mut session = Session::default();
+        let mut decoder = Decoder::for_job(&job);
+        let mut spool: Option<tokio::fs::File> = None;
+        let mut deadline = tokio::time::Instant::now() + self.startup_timeout;
+        let mut phase = Phase::Starting;
+        let mut code_started: Option<Instant> = None;
+        loop {
+            let next = match tokio::time::timeout_at(deadline, attached.output.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    match phase {
+                        Phase::Starting => session.startup_timed_out = true,
+                        Phase::Running => {
+                            session.host_timeout = true;
+                            session.execution_ms = code_started
+                                .map(|t| t.elapsed().as_secs_f64() * 1000.0)
+                                .unwrap_or(0.0);
+                        }
+                        Phase::Collecting => {
+                            session.flags.push(Flag::new("output_collection_timeout"))
+                        }
+                    }
+                    self.engine.kill(id).await?;
+                    break;
+                }
+            };
+            let chunk = match next {
+                None => break,
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "sandbox stream ended with an error");
+                    break;
+                }
+                Some(Ok(chunk)) => chunk,
+            };
+            let data = match chunk {
+                Chunk::Stderr(data) => {
+                    let room = RUNNER_DIAGNOSTICS_BYTES.saturating_sub(session.diagnostics.len());
+                    session
+                        .diagnostics
+                        .extend_from_slice(&data[..data.len().min(room)]);
+                    continue;
+                }
+                Chunk::Stdout(data) => data,
+            };
+            let items = match decoder.push(&data) {
+                Ok(items) => items,
+                Err(err) => {
+                    session.protocol_error = Some(err);
+                    self.engine.kill(id).await?;
+                    break;
+                }
+            };
+            for item in items {
+                match item {
+                    Item::Event(RunnerEvent::Ready) => {}
+                    Item::Event(RunnerEvent::Started) => {
+                        phase = Phase::Running;
+                        code_started = Some(Instant::now());
+                        deadline =
+                            tokio::time::Instant::now() + limits.timeout + HOST_DEADLINE_GRACE;
+                    }
+                    Item::Event(RunnerEvent::Result(result)) => {
+                        phase = Phase::Collecting;
+                        deadline = tokio::time::Instant::now() + COLLECTION_TIMEOUT;
+                        session.result = Some(result);
+                    }
+                    Item::Event(RunnerEvent::Outputs { flags, .. }) => {
+                        session.flags.extend(flags);
+                        let file = tempfile::tempfile().map_err(|source| ExecutorError::Spool {
+                            run_id: run_id.to_string(),
+                            source,
+                        })?;
+                        spool = Some(tokio::fs::File::from_std(file));
+                    }
+                    Item::BlobChunk(bytes) => {
+                        if let Some(file) = spool.as_mut() {
+                            file.write_all(&bytes).await.map_err(|source| {
+                                ExecutorError::Spool {
+                                    run_id: run_id.to_string(),
+                                    source,
+                                }
+                            })?;
+                        }
+                    }
+                    Item::BlobEnd => session.archive = spool.take(),
+                    Item::Event(RunnerEvent::Done) => session.done = true,
+                }
+            }
+            if session.done {
+                break;
+            }
+        }
+        Ok(session)
+    }
+
+    async fn finish(
+        &self,
+        run_id: &str,
+        request: ExecutionRequest,
+        limits: &Limits,
+        mut session: Session,
+        exit: Option<super::engine::ExitState>,
+        started: Instant,
+    ) -> Result<ExecutionResult, ExecutorError> {
+        if session.startup_timed_out && session.result.is_none() {
+            return Err(ExecutorError::StartupTimeout {
+                seconds: self.startup_timeout.as_secs_f64(),
+                image: self.image.clone(),
+            });
+        }
+        let runner = match session.result.take() {
+            Some(result) => result,
+            None => self.unreported_result(&session, exit, limits),
+        };
+        let mut flags = Vec::new();
+        if runner.stdout_truncated {
+            flags.push(Flag::new("stdout_truncated"));
+        }
+        if runner.stderr_truncated {
+            flags.push(Flag::new("stderr_truncated"));
+        }
+        if let Some(err) = &session.protocol_error {
+            flags.push(Flag::named("protocol_error", &err.to_string()));
+        }
+        flags.append(&mut session.flags);
+
+        let mut output_files = Vec::new();
+        if let Some(mut archive) = session.archive.take() {
+            let dest = request
+                .output_dir
+                .clone()
+                .unwrap_or_else(|| self.outputs_root.join(run_id));
+            archive
+                .seek(std::io::SeekFrom::Start(0))
+                .await
+                .map_err(|source| ExecutorError::Spool {
+                    run_id: run_id.to_string(),
+                    source,
+                })?;
+            let archive = archive.into_std().await;
+            let caps = OutputCaps {
+                max_files: limits.max_output_files,
+                max_file_bytes: limits.max_output_file_bytes,
+                max_total_bytes: limits.max_output_total_bytes,
+            };
+            let (files, host_flags) = tokio::task::spawn_blocking(move || {
+                outputs::extract(std::io::BufReader::new(archive), &dest, caps)
+            })
+            .await
+            .map_err(|join| ExecutorError::Spool {
+                run_id: run_id.to_string(),
+                source: std::io::Error::other(join.to_string()),
+            })??;
+            output_files = files;
+            flags.extend(host_flags);
+        }
+
+        Ok(ExecutionResult {
+            status: runner.status,
+            exit_code: runner.exit_code,
+            stdout: runner.stdout,
+            stderr: runner.stderr,
+            stdout_truncated: runner.stdout_truncated,
+            stderr_truncated: runner.stderr_truncated,
+            execution_ms: runner.execution_ms,
+            total_ms: started.elapsed().as_secs_f64() * 1000.0,
+            error: runner.error,
+            output_files,
+            flags,
+            run_id: run_id.to_string(),
+        })
+    }
+
+    /// The runner did not report: the host's deadline fired, the kernel killed it, or it
+    /// crashed. Say which, honestly.
+    fn unreported_result(
+        &self,
+        session: &Session,
+        exit: Option<super::engine::ExitState>,
+        limits: &Limits,
+    ) -> RunnerResult {
+        let exit_code = exit.as_ref().and_then(|e| e.exit_code);
+        let (status, error) = if session.host_timeout {
+            (
+                Status::Timeout,
+                RunError {
+                    kind: "TimeoutError".into(),
+                    message: format!(
+                        "execution exceeded the time limit of {} s and was stopped",
+                        limits.timeout.as_secs_f64()
+                    ),
+                },
+            )
+        } else if exit.as_ref().is_some_and(|e| e.oom_killed) {
+            (
+                Status::Oom,
+                RunError {
+                    kind: "MemoryError".into(),
+                    message: format!(
+                        "the code ran out of memory (limit {} MB) and was killed",
+                        limits.memory_mb
+                    ),
+                },
+            )
+        } else {
+            let detail = String::from_utf8_lossy(&session.diagnostics);
+            let detail = detail.trim();
+            let reason = match &session.protocol_error {
+                Some(err) => err.to_string(),
+                None => format!(
+                    "the sandbox stopped before reporting (exit code {})",
+                    exit_code.map_or("unknown".to_string(), |c| c.to_string())
+                ),
+            };
+            (
+                Status::Killed,
+                RunError {
+                    kind: "SandboxError".into(),
+                    message: if detail.is_empty() {
+                        reason
+                    } else {
+                        format!("{reason}: {}", tail_chars(detail, 2000))
+                    },
+                },
+            )
+        };
+        RunnerResult {
+            status,
+            exit_code: if session.host_timeout {
+                None
+            } else {
+                exit_code
+            },
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            execution_ms: session.execution_ms,
+            error: Some(error),
+        }
+    }
+}
+
+fn tail_chars(text: &str, max: usize) -> &str {
+    let count = text.chars().count();
+    if count <= max {
+        return text;
+    }
+    let skip = text
+        .char_indices()
+        .nth(count - max)
+        .map_or(0, |(index, _)| index);
+    &text[skip..]
+}
+
+enum Phase {
+    Starting,
+    Running,
+    Collecting,
+}
+
+#[derive(Default)]
+struct Session {
+    result: Option<RunnerResult>,
+    archive: Option<tokio::fs::File>,
+    flags: Vec<Flag>,
+    diagnostics: Vec<u8>,
+    protocol_error: Option<ProtocolError>,
+    startup_timed_out: bool,
+    host_timeout: bool,
+    execution_ms: f64,
+    done: bool,
+}
+
+/// Removes the container when dropped without `remove` (an early return, an error, a
+/// cancelled request or a panic), so no path leaves a container behind.
+struct ContainerGuard<E: Containers + 'static> {
+    engine: Arc<E>,
+    id: Option<String>,
+}
+
+impl<E: Containers + 'static> ContainerGuard<E> {
+    async fn remove(mut self) -> Result<(), EngineError> {
+        match self.id.take() {
+            Some(id) => self.engine.remove(&id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl<E: Containers + 'static> Drop for ContainerGuard<E> {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let engine = self.engine.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    if let Err(err) = engine.remove(&id).await {
+                        tracing::warn!(container = %id, error = %err, "cannot remove sandbox container");
+                    }
+                });
+            }
+            Err(_) => {
+                tracing::warn!(container = %id, "no runtime to remove sandbox container; the next start reaps it")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail_chars;
+
+    #[test]
+    fn tail_keeps_the_last_characters() {
+        assert_eq!(tail_chars("héllo", 3), "llo");
+        assert_eq!(tail_chars("hé", 5), "hé");
+    }
+}

@@ -1,0 +1,134 @@
+//! Builds the sandbox image through the Docker API from a build context embedded in the
+//! binary, so `codebox image build` works from any directory.
+
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::engine::{BuildProgress, EngineError, Images};
+
+/// Label on the built image: the hash of its build context and base, so an unchanged
+/// context is not rebuilt (`--if-changed`).
+pub const CONTEXT_HASH_LABEL: &str = "codebox.context_hash";
+
+/// The files of the build context: (path in the context, contents).
+pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
+    ("Dockerfile", include_bytes!("../../Dockerfile.sandbox")),
+    (
+        "runner.py",
+        include_bytes!("../../images/sandbox/runner.py"),
+    ),
+    (
+        "requirements.txt",
+        include_bytes!("../../images/sandbox/requirements.txt"),
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot assemble the build context: {0}")]
+    Context(std::io::Error),
+    #[error("image build failed: {0}")]
+    Build(String),
+}
+
+/// Pure: the build context as a tar archive, with fixed metadata so equal inputs give
+/// equal bytes.
+pub fn context_tar() -> Result<Vec<u8>, ImageError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in CONTEXT_FILES {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, name, *data)
+            .map_err(ImageError::Context)?;
+    }
+    builder.into_inner().map_err(ImageError::Context)
+}
+
+/// Pure: the hash that identifies one build (context and base image name).
+pub fn context_hash(context: &[u8], base: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(context);
+    hasher.update(b"\0base=");
+    hasher.update(base.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+pub struct BuildRequest<'a> {
+    pub base: &'a str,
+    pub tag: &'a str,
+    /// Skip the build when an image with this tag already has the same context hash.
+    pub if_changed: bool,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum BuildOutcome {
+    Built,
+    UpToDate,
+}
+
+/// Builds the image, passing every progress line to `progress`.
+pub async fn build<E: Images>(
+    engine: &E,
+    request: BuildRequest<'_>,
+    mut progress: impl FnMut(&str),
+) -> Result<BuildOutcome, ImageError> {
+    let context = context_tar()?;
+    let hash = context_hash(&context, request.base);
+    if request.if_changed {
+        if let Some(labels) = engine.image_labels(request.tag).await? {
+            if labels.get(CONTEXT_HASH_LABEL) == Some(&hash) {
+                return Ok(BuildOutcome::UpToDate);
+            }
+        }
+    }
+    let args = HashMap::from([("BASE_IMAGE".to_string(), request.base.to_string())]);
+    let labels = HashMap::from([(CONTEXT_HASH_LABEL.to_string(), hash)]);
+    let mut stream = engine.build(context, request.tag, args, labels);
+    while let Some(item) = stream.next().await {
+        match item? {
+            BuildProgress::Log(line) => progress(&line),
+            BuildProgress::Error(message) => return Err(ImageError::Build(message)),
+        }
+    }
+    if engine.image_labels(request.tag).await?.is_none() {
+        return Err(ImageError::Build(format!(
+            "the daemon finished without producing {}",
+            request.tag
+        )));
+    }
+    Ok(BuildOutcome::Built)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_is_deterministic_and_complete() {
+        let a = context_tar().unwrap();
+        let b = context_tar().unwrap();
+        assert_eq!(a, b);
+        let mut archive = tar::Archive::new(&a[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["Dockerfile", "runner.py", "requirements.txt"]);
+    }
+
+    #[test]
+    fn hash_depends_on_base() {
+        let ctx = context_tar().unwrap();
+        assert_ne!(context_hash(&ctx, "a"), context_hash(&ctx, "b"));
+        assert_eq!(context_hash(&ctx, "a"), context_hash(&ctx, "a"));
+    }
+}

@@ -1,0 +1,284 @@
+//! The runner protocol, pure: the job the host writes to the runner's stdin, and an
+//! incremental decoder for what the runner writes back on stdout.
+//!
+//! The stream is JSON lines, except that an `outputs` event announces N raw bytes (a tar of
+//! the output directory) that follow it. Everything on it comes from inside the sandbox, so
+//! the decoder bounds every line and blob: a hostile stream can fail the run, never grow
+//! the host's memory.
+
+use bytes::{Buf, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use super::result::{Flag, RunError, Status};
+
+/// One job, written as a single JSON line to the runner's stdin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub code: String,
+    pub timeout_s: f64,
+    pub memory_mb: u64,
+    pub workdir: String,
+    pub output_dir: String,
+    pub max_output_chars: usize,
+    pub max_output_files: usize,
+    pub max_output_file_bytes: u64,
+    pub max_output_total_bytes: u64,
+}
+
+impl Job {
+    pub fn to_line(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut line = serde_json::to_vec(self)?;
+        line.push(b'\n');
+        Ok(line)
+    }
+}
+
+/// The runner's report on the code, before output collection.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RunnerResult {
+    pub status: Status,
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub execution_ms: f64,
+    pub error: Option<RunError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum RunnerEvent {
+    Ready,
+    Started,
+    Result(RunnerResult),
+    Outputs {
+        bytes: u64,
+        #[serde(default)]
+        flags: Vec<Flag>,
+    },
+    Done,
+}
+
+/// What the decoder yields, in stream order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Event(RunnerEvent),
+    /// A piece of the output tar; the pieces of one blob arrive in order.
+    BlobChunk(Bytes),
+    /// The announced number of blob bytes has arrived.
+    BlobEnd,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ProtocolError {
+    #[error("runner sent a line longer than {limit} bytes")]
+    LineTooLong { limit: usize },
+    #[error("runner announced {announced} bytes of outputs, more than the {limit} allowed")]
+    BlobTooLarge { announced: u64, limit: u64 },
+    #[error("runner sent an unreadable message: {reason}")]
+    BadMessage { reason: String },
+}
+
+enum State {
+    Line,
+    Blob { remaining: u64 },
+}
+
+pub struct Decoder {
+    buf: BytesMut,
+    state: State,
+    max_line: usize,
+    max_blob: u64,
+}
+
+impl Decoder {
+    /// `max_line` bounds one JSON message (the result carries stdout and stderr, each at
+    /// most `max_output_chars` characters, up to 4 bytes each, JSON-escaped up to 6x);
+    /// `max_blob` bounds the output tar.
+    pub fn new(max_line: usize, max_blob: u64) -> Decoder {
+        Decoder {
+            buf: BytesMut::new(),
+            state: State::Line,
+            max_line,
+            max_blob,
+        }
+    }
+
+    /// Limits that fit a job: generous enough for any honest runner, bounded for a hostile one.
+    pub fn for_job(job: &Job) -> Decoder {
+        let line = job.max_output_chars.saturating_mul(2 * 4 * 6) + 1024 * 1024;
+        // Tar overhead: headers and padding per file, PAX records for long names.
+        let blob =
+            job.max_output_total_bytes + (job.max_output_files as u64 + 1) * 4096 + 1024 * 1024;
+        Decoder::new(line, blob)
+    }
+
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<Item>, ProtocolError> {
+        self.buf.extend_from_slice(data);
+        let mut items = Vec::new();
+        loop {
+            match self.state {
+                State::Line => {
+                    let Some(pos) = self.buf.iter().position(|b| *b == b'\n') else {
+                        if self.buf.len() > self.max_line {
+                            return Err(ProtocolError::LineTooLong {
+                                limit: self.max_line,
+                            });
+                        }
+                        break;
+                    };
+                    if pos > self.max_line {
+                        return Err(ProtocolError::LineTooLong {
+                            limit: self.max_line,
+                        });
+                    }
+                    let line = self.buf.split_to(pos + 1);
+                    let line = &line[..pos];
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    let event: RunnerEvent =
+                        serde_json::from_slice(line).map_err(|e| ProtocolError::BadMessage {
+                            reason: e.to_string(),
+                        })?;
+                    if let RunnerEvent::Outputs { bytes, .. } = &event {
+                        if *bytes > self.max_blob {
+                            return Err(ProtocolError::BlobTooLarge {
+                                announced: *bytes,
+                                limit: self.max_blob,
+                            });
+                        }
+                        let remaining = *bytes;
+                        items.push(Item::Event(event));
+                        if remaining == 0 {
+                            items.push(Item::BlobEnd);
+                        } else {
+                            self.state = State::Blob { remaining };
+                        }
+                    } else {
+                        items.push(Item::Event(event));
+                    }
+                }
+                State::Blob { remaining } => {
+                    if self.buf.is_empty() {
+                        break;
+                    }
+                    let take = remaining.min(self.buf.len() as u64) as usize;
+                    items.push(Item::BlobChunk(self.buf.split_to(take).freeze()));
+                    let left = remaining - take as u64;
+                    if left == 0 {
+                        items.push(Item::BlobEnd);
+                        self.state = State::Line;
+                    } else {
+                        self.state = State::Blob { remaining: left };
+                    }
+                }
+            }
+        }
+        if matches!(self.state, State::Line) && self.buf.capacity() > 4 * self.max_line {
+            // Keep the buffer from holding on to a large allocation after a big message.
+            let rest = self.buf.split().freeze();
+            self.buf = BytesMut::from(rest.chunk());
+        }
+        Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result_line() -> Vec<u8> {
+        br#"{"event":"result","status":"ok","exit_code":0,"stdout":"hi\n","stderr":"","stdout_truncated":false,"stderr_truncated":false,"execution_ms":1.5,"error":null}
+"#
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_events_and_blob_split_anywhere() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(b"{\"event\":\"ready\"}\n{\"event\":\"started\"}\n");
+        stream.extend(result_line());
+        stream.extend_from_slice(b"{\"event\":\"outputs\",\"bytes\":5,\"flags\":[]}\n");
+        stream.extend_from_slice(b"a\nb\nc");
+        stream.extend_from_slice(b"{\"event\":\"done\"}\n");
+        for split in 1..stream.len() {
+            let mut decoder = Decoder::new(4096, 100);
+            let mut items = decoder.push(&stream[..split]).unwrap();
+            items.extend(decoder.push(&stream[split..]).unwrap());
+            let blob: Vec<u8> = items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::BlobChunk(b) => Some(b.to_vec()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            assert_eq!(blob, b"a\nb\nc", "split at {split}");
+            let events: Vec<&RunnerEvent> = items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Event(e) => Some(e),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(events.len(), 5);
+            assert!(matches!(events[2], RunnerEvent::Result(r) if r.stdout == "hi\n"));
+            assert_eq!(events[4], &RunnerEvent::Done);
+            assert!(items.contains(&Item::BlobEnd));
+        }
+    }
+
+    #[test]
+    fn refuses_an_endless_line() {
+        let mut decoder = Decoder::new(100, 100);
+        assert!(decoder.push(&[b'x'; 50]).unwrap().is_empty());
+        assert_eq!(
+            decoder.push(&[b'x'; 60]),
+            Err(ProtocolError::LineTooLong { limit: 100 })
+        );
+    }
+
+    #[test]
+    fn refuses_an_oversized_blob_before_reading_it() {
+        let mut decoder = Decoder::new(100, 10);
+        let err = decoder
+            .push(b"{\"event\":\"outputs\",\"bytes\":11}\n")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ProtocolError::BlobTooLarge {
+                announced: 11,
+                limit: 10
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        let mut decoder = Decoder::new(100, 10);
+        assert!(matches!(
+            decoder.push(b"not json\n"),
+            Err(ProtocolError::BadMessage { .. })
+        ));
+    }
+
+    #[test]
+    fn job_is_one_line() {
+        let job = Job {
+            code: "print('a')\nprint('b')".into(),
+            timeout_s: 1.0,
+            memory_mb: 10,
+            workdir: "/w".into(),
+            output_dir: "/w".into(),
+            max_output_chars: 10,
+            max_output_files: 1,
+            max_output_file_bytes: 1,
+            max_output_total_bytes: 1,
+        };
+        let line = job.to_line().unwrap();
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+        assert_eq!(line.last(), Some(&b'\n'));
+    }
+}

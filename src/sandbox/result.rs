@@ -1,0 +1,99 @@
+//! What one execution produced, in the shape `codebox run --json` prints.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The code ran and exited 0.
+    Ok,
+    /// The code raised or exited non-zero.
+    Error,
+    /// The code ran past its time limit and was killed.
+    Timeout,
+    /// The code ran out of memory and was killed by the kernel.
+    Oom,
+    /// The code was killed by a signal, or the sandbox died under it.
+    Killed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+            Status::Timeout => "timeout",
+            Status::Oom => "oom",
+            Status::Killed => "killed",
+        }
+    }
+}
+
+/// The exception (or the reason) that ended the code, when it did not exit cleanly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+}
+
+/// A collected output file, saved on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// Relative name inside the output directory, validated (no `..`, not absolute).
+    pub name: String,
+    pub size: u64,
+    /// Where it was saved on the host.
+    pub path: PathBuf,
+}
+
+/// Something that was capped, skipped or refused. Never a crash: always reported here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flag {
+    pub flag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// How many more of the same kind were left out of this list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<u64>,
+}
+
+impl Flag {
+    pub fn new(flag: &str) -> Flag {
+        Flag {
+            flag: flag.to_string(),
+            name: None,
+            size: None,
+            more: None,
+        }
+    }
+
+    pub fn named(flag: &str, name: &str) -> Flag {
+        Flag {
+            name: Some(name.to_string()),
+            ..Flag::new(flag)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionResult {
+    pub status: Status,
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// Time the user's code ran (measured inside the sandbox around the code alone).
+    pub execution_ms: f64,
+    /// Wall time of the whole request: queueing, container start, run, collection, removal.
+    pub total_ms: f64,
+    pub error: Option<RunError>,
+    pub output_files: Vec<OutputFile>,
+    pub flags: Vec<Flag>,
+    pub run_id: String,
+}

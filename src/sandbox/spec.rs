@@ -1,0 +1,271 @@
+//! Pure: the limits of a run -> the Docker container configuration that enforces them.
+//! Every line here is a sandbox rule; the reason sits next to it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountBindOptions, MountType, ResourcesUlimits,
+};
+
+use super::limits::Limits;
+use super::{INPUT_DIR, MANAGED_LABEL, OUTPUT_DIR, OWNER_LABEL, RUN_ID_LABEL, SANDBOX_USER};
+
+/// Everything that decides how one sandbox container is created.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub image: String,
+    pub limits: Limits,
+    /// Host directory shown read-only at `INPUT_DIR`.
+    pub input_dir: Option<PathBuf>,
+    pub run_id: String,
+    /// Identifies the creating process, so a later start can reap what a dead one left.
+    pub owner: String,
+    /// Import the data stack before the job arrives (warm containers).
+    pub preload: bool,
+}
+
+const MIB: i64 = 1024 * 1024;
+pub const RUNNER_PATH: &str = "/opt/codebox/runner.py";
+
+pub fn container_name(run_id: &str) -> String {
+    format!("codebox-run-{run_id}")
+}
+
+pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
+    let limits = &spec.limits;
+    let memory = limits.memory_mb as i64 * MIB;
+    let disk = limits.disk_mb as i64 * MIB;
+
+    let mut cmd = vec![
+        "python3".to_string(),
+        "-u".to_string(),
+        RUNNER_PATH.to_string(),
+    ];
+    if spec.preload {
+        cmd.push("--preload".to_string());
+    }
+
+    // noexec/nosuid/nodev: the scratch space holds data, never programs or devices.
+    let tmpfs_opts = format!("rw,nosuid,nodev,noexec,size={}m,mode=1777", limits.disk_mb);
+    let tmpfs = HashMap::from([
+        ("/tmp".to_string(), tmpfs_opts.clone()),
+        (OUTPUT_DIR.to_string(), tmpfs_opts),
+    ]);
+
+    let mounts = spec.input_dir.as_ref().map(|dir| {
+        vec![Mount {
+            target: Some(INPUT_DIR.to_string()),
+            source: Some(dir.to_string_lossy().into_owned()),
+            typ: Some(MountType::BIND),
+            // The user's files are data the code may read, never modify.
+            read_only: Some(true),
+            bind_options: Some(MountBindOptions {
+                non_recursive: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]
+    });
+
+    let host_config = HostConfig {
+        // No network at all: the code cannot exfiltrate or fetch anything.
+        network_mode: Some("none".to_string()),
+        // The image cannot be altered; only the two size-limited tmpfs are writable.
+        readonly_rootfs: Some(true),
+        tmpfs: Some(tmpfs),
+        mounts,
+        // No capabilities and no privilege gain through setuid binaries.
+        cap_drop: Some(vec!["ALL".to_string()]),
+        security_opt: Some(vec!["no-new-privileges".to_string()]),
+        privileged: Some(false),
+        // Memory equal to memory+swap: no swap, so a memory bomb hits the OOM killer quickly.
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        oom_kill_disable: Some(false),
+        nano_cpus: Some((limits.cpus * 1e9) as i64),
+        // Contains fork bombs inside this container only.
+        pids_limit: Some(limits.pids),
+        ulimits: Some(vec![
+            ulimit("nofile", 1024),
+            // A single file can never be larger than the scratch space.
+            ulimit("fsize", disk),
+            ulimit("core", 0),
+        ]),
+        shm_size: Some(64 * MIB),
+        ipc_mode: Some("private".to_string()),
+        init: Some(false),
+        // We remove the container ourselves after collecting outputs; auto-remove would race.
+        auto_remove: Some(false),
+        runtime: Some(limits.runtime.as_str().to_string()),
+        ..Default::default()
+    };
+
+    let labels = HashMap::from([
+        (MANAGED_LABEL.to_string(), "true".to_string()),
+        (RUN_ID_LABEL.to_string(), spec.run_id.clone()),
+        (OWNER_LABEL.to_string(), spec.owner.clone()),
+    ]);
+
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: Some(cmd),
+        entrypoint: Some(vec![]),
+        // A fixed environment: nothing of the orchestrator's (tokens, keys, URIs) is passed.
+        env: Some(sandbox_env()),
+        user: Some(SANDBOX_USER.to_string()),
+        working_dir: Some(OUTPUT_DIR.to_string()),
+        hostname: Some("sandbox".to_string()),
+        network_disabled: Some(true),
+        labels: Some(labels),
+        // The runner starts before its job is known and reads it from stdin.
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        tty: Some(false),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+fn ulimit(name: &str, value: i64) -> ResourcesUlimits {
+    ResourcesUlimits {
+        name: Some(name.to_string()),
+        soft: Some(value),
+        hard: Some(value),
+    }
+}
+
+/// The complete environment of the code. Fixed, public values only.
+pub fn sandbox_env() -> Vec<String> {
+    [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/tmp",
+        "LANG=C.UTF-8",
+        "PYTHONUNBUFFERED=1",
+        "PYTHONDONTWRITEBYTECODE=1",
+        "MPLBACKEND=Agg",
+        "MPLCONFIGDIR=/tmp/.matplotlib",
+        "OPENBLAS_NUM_THREADS=1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        format!("CODEBOX_INPUT_DIR={INPUT_DIR}"),
+        format!("CODEBOX_OUTPUT_DIR={OUTPUT_DIR}"),
+    ])
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Runtime, Settings};
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            image: "codebox-sandbox:latest".into(),
+            limits: Limits::from_settings(&Settings::default()),
+            input_dir: Some(PathBuf::from("/data/in")),
+            run_id: "r1".into(),
+            owner: "host:1:2".into(),
+            preload: false,
+        }
+    }
+
+    #[test]
+    fn locks_the_container_down() {
+        let body = container_config(&spec());
+        let host = body.host_config.clone().unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(body.network_disabled, Some(true));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_string()])
+        );
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!(body.user.as_deref(), Some(SANDBOX_USER));
+        assert_eq!(host.runtime.as_deref(), Some("runc"));
+    }
+
+    #[test]
+    fn limits_become_cgroup_settings() {
+        let mut s = spec();
+        s.limits.memory_mb = 256;
+        s.limits.cpus = 0.5;
+        s.limits.pids = 64;
+        s.limits.disk_mb = 100;
+        s.limits.runtime = Runtime::Runsc;
+        let host = container_config(&s).host_config.unwrap();
+        assert_eq!(host.memory, Some(256 * MIB));
+        assert_eq!(host.memory_swap, host.memory, "no swap beyond memory");
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.pids_limit, Some(64));
+        assert_eq!(host.runtime.as_deref(), Some("runsc"));
+        let tmpfs = host.tmpfs.unwrap();
+        assert!(tmpfs["/tmp"].contains("size=100m"));
+        assert!(tmpfs[OUTPUT_DIR].contains("size=100m"));
+        assert!(tmpfs[OUTPUT_DIR].contains("noexec"));
+        let fsize = host
+            .ulimits
+            .unwrap()
+            .into_iter()
+            .find(|u| u.name.as_deref() == Some("fsize"))
+            .unwrap();
+        assert_eq!(fsize.hard, Some(100 * MIB));
+    }
+
+    #[test]
+    fn inputs_are_mounted_read_only() {
+        let host = container_config(&spec()).host_config.unwrap();
+        let mounts = host.mounts.unwrap();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].target.as_deref(), Some(INPUT_DIR));
+        assert_eq!(mounts[0].source.as_deref(), Some("/data/in"));
+        assert_eq!(mounts[0].read_only, Some(true));
+        let mut s = spec();
+        s.input_dir = None;
+        assert!(container_config(&s).host_config.unwrap().mounts.is_none());
+    }
+
+    #[test]
+    fn environment_is_fixed_and_free_of_secrets() {
+        let env = container_config(&spec()).env.unwrap();
+        for var in &env {
+            for secret in ["DISCORD_TOKEN", "OPENAI_API_KEY", "MONGODB_URI"] {
+                assert!(!var.starts_with(secret), "{var}");
+            }
+        }
+        assert!(env.iter().any(|v| v == "HOME=/tmp"));
+    }
+
+    #[test]
+    fn labels_identify_the_run_and_its_owner() {
+        let labels = container_config(&spec()).labels.unwrap();
+        assert_eq!(labels[MANAGED_LABEL], "true");
+        assert_eq!(labels[RUN_ID_LABEL], "r1");
+        assert_eq!(labels[OWNER_LABEL], "host:1:2");
+    }
+
+    #[test]
+    fn preload_is_a_runner_flag() {
+        let mut s = spec();
+        assert!(
+            !container_config(&s)
+                .cmd
+                .unwrap()
+                .contains(&"--preload".to_string())
+        );
+        s.preload = true;
+        assert!(
+            container_config(&s)
+                .cmd
+                .unwrap()
+                .contains(&"--preload".to_string())
+        );
+    }
+}
