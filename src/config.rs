@@ -51,8 +51,9 @@ pub struct Settings {
     pub max_output_total_mb: u64,
     pub max_concurrent_executions: usize,
     pub data_dir: PathBuf,
-    /// tracing filter for logs on stderr (e.g. `info`, `codebox=debug`).
-    pub rust_log: String,
+    /// tracing filter for logs on stderr (e.g. `info`, `codebox=debug`); each command has
+    /// its own default when unset.
+    pub rust_log: Option<String>,
 }
 
 impl Default for Settings {
@@ -72,7 +73,7 @@ impl Default for Settings {
             max_output_total_mb: 200,
             max_concurrent_executions: 4,
             data_dir: PathBuf::from("data"),
-            rust_log: "warn".to_string(),
+            rust_log: None,
         }
     }
 }
@@ -116,16 +117,12 @@ impl Sources {
 impl Settings {
     pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
-        if let Some(path) = &sources.toml_file {
-            if path.exists() {
-                figment = figment.merge(Toml::file_exact(path));
-            }
+        if let Some(path) = sources.toml_file.as_ref().filter(|p| p.exists()) {
+            figment = figment.merge(Toml::file_exact(path));
         }
-        if let Some(path) = &sources.dotenv_file {
-            if path.exists() {
-                let pairs = read_dotenv(path)?;
-                figment = figment.merge(Serialized::defaults(as_setting_values(pairs)));
-            }
+        if let Some(path) = sources.dotenv_file.as_ref().filter(|p| p.exists()) {
+            let pairs = read_dotenv(path)?;
+            figment = figment.merge(Serialized::defaults(as_setting_values(pairs)));
         }
         figment = figment.merge(Serialized::defaults(as_setting_values(
             sources.environment.iter().cloned(),

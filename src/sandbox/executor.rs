@@ -78,7 +78,8 @@ impl<E: Containers + 'static> Executor<E> {
             image: settings.sandbox_image.clone(),
             owner: reaper::current_owner(),
             startup_timeout: Duration::from_secs_f64(settings.sandbox_startup_timeout),
-            outputs_root: settings.data_dir.join("outputs"),
+            outputs_root: std::path::absolute(settings.data_dir.join("outputs"))
+                .unwrap_or_else(|_| settings.data_dir.join("outputs")),
             permits: Arc::new(Semaphore::new(settings.max_concurrent_executions)),
         }
     }
@@ -285,6 +286,12 @@ impl<E: Containers + 'static> Executor<E> {
             if session.done {
                 break;
             }
+        }
+        if session.result.is_none() && !session.host_timeout {
+            // The sandbox died under the code: it ran until the stream ended.
+            session.execution_ms = code_started
+                .map(|t| t.elapsed().as_secs_f64() * 1000.0)
+                .unwrap_or(0.0);
         }
         Ok(session)
     }

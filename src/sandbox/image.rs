@@ -82,12 +82,11 @@ pub async fn build<E: Images>(
 ) -> Result<BuildOutcome, ImageError> {
     let context = context_tar()?;
     let hash = context_hash(&context, request.base);
-    if request.if_changed {
-        if let Some(labels) = engine.image_labels(request.tag).await? {
-            if labels.get(CONTEXT_HASH_LABEL) == Some(&hash) {
-                return Ok(BuildOutcome::UpToDate);
-            }
-        }
+    if request.if_changed
+        && let Some(labels) = engine.image_labels(request.tag).await?
+        && labels.get(CONTEXT_HASH_LABEL) == Some(&hash)
+    {
+        return Ok(BuildOutcome::UpToDate);
     }
     let args = HashMap::from([("BASE_IMAGE".to_string(), request.base.to_string())]);
     let labels = HashMap::from([(CONTEXT_HASH_LABEL.to_string(), hash)]);

@@ -1,0 +1,60 @@
+//! A request dropped mid-run (a cancelled future, a closed connection) removes its container.
+//! Alone in its own test binary so that every container owned by this process is its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use codebox::config::Settings;
+use codebox::sandbox::docker::DockerEngine;
+use codebox::sandbox::engine::Containers;
+use codebox::sandbox::reaper::current_owner;
+use codebox::sandbox::{ExecutionRequest, Executor, Limits, OWNER_LABEL};
+
+async fn containers_owned_by_this_process(engine: &DockerEngine) -> usize {
+    let owner = current_owner();
+    engine
+        .list_managed()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.labels.get(OWNER_LABEL) == Some(&owner))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_request_leaves_no_container() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: data.path().to_path_buf(),
+        ..Settings::default()
+    };
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = Arc::new(Executor::new(engine.clone(), &settings));
+    let request = ExecutionRequest {
+        code: "import time\ntime.sleep(60)".to_string(),
+        limits: Limits::from_settings(&settings),
+        input_dir: None,
+        output_dir: None,
+    };
+    let task = {
+        let executor = executor.clone();
+        tokio::spawn(async move { executor.execute(request).await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        containers_owned_by_this_process(&engine).await,
+        1,
+        "the run is under way"
+    );
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let mut remaining = usize::MAX;
+    for _ in 0..50 {
+        remaining = containers_owned_by_this_process(&engine).await;
+        if remaining == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(remaining, 0, "the cancelled run's container was removed");
+}

@@ -1,0 +1,129 @@
+//! Helpers shared by the integration tests. They talk to the real Docker engine and the real
+//! `codebox` binary; scripts/test.sh prepares both.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use codebox::sandbox::RUN_ID_LABEL;
+use codebox::sandbox::docker::DockerEngine;
+use codebox::sandbox::engine::Containers;
+use serde_json::Value;
+
+pub const SECRET_VARS: [(&str, &str); 3] = [
+    ("DISCORD_TOKEN", "canary-discord-5f1e2d"),
+    ("OPENAI_API_KEY", "canary-openai-9c3b7a"),
+    (
+        "MONGODB_URI",
+        "mongodb://canary-user:canary-pass-4d2e@db.invalid/x",
+    ),
+];
+
+/// The `codebox` binary with a private DATA_DIR and no inherited codebox settings.
+pub fn codebox(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codebox"));
+    for name in codebox::config::SETTING_NAMES {
+        cmd.env_remove(name);
+    }
+    cmd.env("DATA_DIR", data_dir);
+    cmd
+}
+
+pub struct Run {
+    pub json: Value,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn status(&self) -> &str {
+        self.json["status"].as_str().unwrap_or("")
+    }
+    pub fn stdout(&self) -> &str {
+        self.json["stdout"].as_str().unwrap_or("")
+    }
+    pub fn stderr(&self) -> &str {
+        self.json["stderr"].as_str().unwrap_or("")
+    }
+    pub fn run_id(&self) -> &str {
+        self.json["run_id"].as_str().unwrap_or("")
+    }
+    pub fn flags(&self) -> Vec<(String, Option<String>)> {
+        self.json["flags"]
+            .as_array()
+            .map(|flags| {
+                flags
+                    .iter()
+                    .map(|f| {
+                        (
+                            f["flag"].as_str().unwrap_or("").to_string(),
+                            f["name"].as_str().map(str::to_string),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    pub fn output_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.json["output_files"]
+            .as_array()
+            .map(|files| {
+                files
+                    .iter()
+                    .map(|f| f["name"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+/// `codebox run --json ARGS... -c CODE`, asserting the contract: exit 0, one JSON object.
+pub fn run_code(data_dir: &Path, args: &[&str], code: &str) -> Run {
+    run_with(codebox(data_dir), args, code)
+}
+
+pub fn run_with(mut cmd: Command, args: &[&str], code: &str) -> Run {
+    let output = cmd
+        .arg("run")
+        .arg("--json")
+        .args(args)
+        .arg("-c")
+        .arg(code)
+        .output()
+        .expect("spawn codebox");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "codebox run failed: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.trim_end().lines().count(),
+        1,
+        "exactly one JSON line expected, got: {stdout}"
+    );
+    let json: Value = serde_json::from_str(&stdout).expect("valid JSON");
+    Run { json, output }
+}
+
+/// True when any container (running or not) carries this run's id.
+pub async fn run_container_exists(run_id: &str) -> bool {
+    let engine = DockerEngine::connect().await.expect("docker daemon");
+    engine
+        .list_managed()
+        .await
+        .expect("list containers")
+        .iter()
+        .any(|c| c.labels.get(RUN_ID_LABEL).map(String::as_str) == Some(run_id))
+}
+
+pub fn assert_container_gone(run_id: &str) {
+    assert!(!run_id.is_empty(), "result has no run id");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    assert!(
+        !runtime.block_on(run_container_exists(run_id)),
+        "container of run {run_id} still exists"
+    );
+}

@@ -1,0 +1,119 @@
+//! The executor as a library, against the real Docker engine: concurrency, cancellation and
+//! the start-up reap of containers left by dead processes.
+
+mod common;
+
+use std::sync::Arc;
+
+use codebox::config::Settings;
+use codebox::sandbox::docker::DockerEngine;
+use codebox::sandbox::engine::Containers;
+use codebox::sandbox::spec::{ContainerSpec, container_config, container_name};
+use codebox::sandbox::{ExecutionRequest, Executor, Limits, RUN_ID_LABEL, Status};
+
+fn settings(data_dir: &std::path::Path, concurrency: usize) -> Settings {
+    Settings {
+        data_dir: data_dir.to_path_buf(),
+        max_concurrent_executions: concurrency,
+        ..Settings::default()
+    }
+}
+
+fn request(code: &str, settings: &Settings) -> ExecutionRequest {
+    ExecutionRequest {
+        code: code.to_string(),
+        limits: Limits::from_settings(settings),
+        input_dir: None,
+        output_dir: None,
+    }
+}
+
+async fn containers_with_run_label() -> Vec<String> {
+    let engine = DockerEngine::connect().await.unwrap();
+    engine
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.labels.get(RUN_ID_LABEL).cloned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_concurrent_runs_all_succeed() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = settings(data.path(), 4);
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = Arc::new(Executor::new(engine, &settings));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let executor = executor.clone();
+        let req = request(
+            &format!(
+                "import time\ntime.sleep(0.3)\nopen('n.txt', 'w').write('{i}')\nprint({i} * {i})"
+            ),
+            &settings,
+        );
+        tasks.push(tokio::spawn(async move { executor.execute(req).await }));
+    }
+    let mut run_ids = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap().unwrap();
+        assert_eq!(result.status, Status::Ok, "{result:?}");
+        assert_eq!(result.stdout, format!("{}\n", i * i));
+        assert_eq!(result.output_files.len(), 1);
+        assert_eq!(
+            std::fs::read_to_string(&result.output_files[0].path).unwrap(),
+            i.to_string()
+        );
+        run_ids.push(result.run_id);
+    }
+    let remaining = containers_with_run_label().await;
+    for id in run_ids {
+        assert!(!remaining.contains(&id), "container of {id} remains");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_reaps_containers_of_dead_owners_only() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = settings(data.path(), 1);
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let make = |run_id: &str, owner: String| ContainerSpec {
+        image: settings.sandbox_image.clone(),
+        limits: Limits::from_settings(&settings),
+        input_dir: None,
+        run_id: run_id.to_string(),
+        owner,
+        preload: false,
+    };
+    let dead_id = format!("reaptest-dead-{}", std::process::id());
+    let live_id = format!("reaptest-live-{}", std::process::id());
+    // pid 0 is never a live process's pid.
+    let dead = make(&dead_id, format!("{host}:0:1"));
+    let live = make(&live_id, codebox::sandbox::reaper::current_owner());
+    let dead_container = engine
+        .create(&container_name(&dead_id), container_config(&dead))
+        .await
+        .unwrap();
+    let live_container = engine
+        .create(&container_name(&live_id), container_config(&live))
+        .await
+        .unwrap();
+
+    let executor = Executor::new(engine.clone(), &settings);
+    let removed = executor.reap_orphans().await.unwrap();
+    assert!(removed >= 1);
+    let labels = containers_with_run_label().await;
+    assert!(!labels.contains(&dead_id), "dead owner's container reaped");
+    assert!(
+        labels.contains(&live_id),
+        "a live owner's container is kept"
+    );
+    engine.remove(&live_container).await.unwrap();
+    engine.remove(&dead_container).await.unwrap();
+}
