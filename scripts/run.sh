@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The main job: sets up the machine (idempotent, see scripts/setup.sh) and runs codebox.
+# With no arguments it runs a demo through the sandbox; otherwise the arguments go to
+# codebox, e.g. `bash scripts/run.sh run -c "print(1)"` or `bash scripts/run.sh doctor`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh >&2
+if [ $# -eq 0 ]; then
+  set -- run -c 'import platform, pandas as pd
+df = pd.DataFrame({"x": range(5), "y": [v * v for v in range(5)]})
+print(df.describe())
+df.plot(x="x", y="y").get_figure().savefig("squares.png")
+print("python", platform.python_version(), "in a sandbox with no network")'
+fi
+exec target/debug/codebox "$@"
