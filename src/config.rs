@@ -51,6 +51,19 @@ pub struct Settings {
     pub max_output_total_mb: u64,
     pub max_concurrent_executions: usize,
     pub data_dir: PathBuf,
+    /// MongoDB for file metadata; unset means the embedded database under DATA_DIR.
+    pub mongodb_uri: Option<String>,
+    pub mongodb_database: String,
+    /// Files kept per user; adding one more evicts the oldest.
+    pub max_files_per_user: usize,
+    /// Largest single file accepted, in MB.
+    pub max_file_size_mb: u64,
+    /// Bytes kept per user; adding beyond it evicts the oldest files.
+    pub max_bytes_per_user: u64,
+    /// Hours a stored file lives; -1 keeps files forever; fractions allowed.
+    pub file_expiration_hours: f64,
+    /// Minutes between two sweeps of expired files in long-running processes.
+    pub cleanup_interval_minutes: f64,
     /// tracing filter for logs on stderr (e.g. `info`, `codebox=debug`); each command has
     /// its own default when unset.
     pub rust_log: Option<String>,
@@ -74,6 +87,13 @@ impl Default for Settings {
             max_concurrent_executions: 4,
             data_dir: PathBuf::from("data"),
             rust_log: None,
+            mongodb_uri: None,
+            mongodb_database: "codebox".to_string(),
+            max_files_per_user: 20,
+            max_file_size_mb: 50,
+            max_bytes_per_user: 500 * 1024 * 1024,
+            file_expiration_hours: 48.0,
+            cleanup_interval_minutes: 60.0,
         }
     }
 }
@@ -189,6 +209,37 @@ impl Settings {
         if self.max_concurrent_executions == 0 {
             return invalid("MAX_CONCURRENT_EXECUTIONS", "must be at least 1");
         }
+        if self.max_files_per_user == 0 {
+            return invalid("MAX_FILES_PER_USER", "must be at least 1");
+        }
+        if self.max_file_size_mb == 0 {
+            return invalid("MAX_FILE_SIZE_MB", "must be positive");
+        }
+        if self.max_bytes_per_user < self.max_file_size_mb * 1024 * 1024 {
+            return invalid(
+                "MAX_BYTES_PER_USER",
+                "must be at least MAX_FILE_SIZE_MB (in bytes)",
+            );
+        }
+        let hours = self.file_expiration_hours;
+        if !(hours.is_finite() && (hours > 0.0 || hours == -1.0)) {
+            return invalid(
+                "FILE_EXPIRATION_HOURS",
+                "must be a positive number of hours, or -1 for never",
+            );
+        }
+        if !(self.cleanup_interval_minutes.is_finite() && self.cleanup_interval_minutes > 0.0) {
+            return invalid("CLEANUP_INTERVAL_MINUTES", "must be a positive number of minutes");
+        }
+        if self.mongodb_database.is_empty() {
+            return invalid("MONGODB_DATABASE", "must name a database");
+        }
+        if let Some(uri) = &self.mongodb_uri
+            && !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://"))
+        {
+            // Never echo the URI: it usually carries a password.
+            return invalid("MONGODB_URI", "must start with mongodb:// or mongodb+srv://");
+        }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("DATA_DIR", "must be a path");
         }
@@ -236,6 +287,13 @@ pub const SETTING_NAMES: &[&str] = &[
     "MAX_CONCURRENT_EXECUTIONS",
     "DATA_DIR",
     "RUST_LOG",
+    "MONGODB_URI",
+    "MONGODB_DATABASE",
+    "MAX_FILES_PER_USER",
+    "MAX_FILE_SIZE_MB",
+    "MAX_BYTES_PER_USER",
+    "FILE_EXPIRATION_HOURS",
+    "CLEANUP_INTERVAL_MINUTES",
 ];
 
 #[cfg(test)]
@@ -260,6 +318,21 @@ mod tests {
         assert_eq!(s.max_output_file_mb, 50);
         assert_eq!(s.sandbox_runtime, Runtime::Runc);
         assert_eq!(s.sandbox_image, "codebox-sandbox:latest");
+        assert_eq!(s.max_files_per_user, 20);
+        assert_eq!(s.file_expiration_hours, 48.0);
+        assert_eq!(s.cleanup_interval_minutes, 60.0);
+        assert_eq!(s.mongodb_uri, None);
+    }
+
+    #[test]
+    fn fractional_and_never_expiry_are_accepted() {
+        for value in ["0.001", "-1"] {
+            let sources = Sources {
+                environment: env(&[("FILE_EXPIRATION_HOURS", value)]),
+                ..Sources::default()
+            };
+            assert!(Settings::load(&sources).is_ok(), "{value}");
+        }
     }
 
     #[test]
@@ -293,6 +366,9 @@ mod tests {
             ("SANDBOX_CPUS", "0"),
             ("CODE_EXECUTION_TIMEOUT", "-1"),
             ("MAX_CONCURRENT_EXECUTIONS", "0"),
+            ("FILE_EXPIRATION_HOURS", "0"),
+            ("MAX_FILES_PER_USER", "0"),
+            ("MONGODB_URI", "postgres://x"),
         ];
         for (key, value) in cases {
             let sources = Sources {

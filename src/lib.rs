@@ -4,6 +4,9 @@
 
 pub mod config;
 pub mod doctor;
+pub mod filetypes;
 pub mod render;
 pub mod sandbox;
 pub mod staging;
+pub mod store;
+pub mod user_runs;

@@ -13,6 +13,8 @@ use codebox::config::{Runtime, Settings, Sources};
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::image::{self, BuildOutcome, BuildRequest};
 use codebox::sandbox::{ExecutionRequest, Executor, Limits};
+use codebox::store::{AnyMetadata, FileStore, Origin, StoreLimits};
+use codebox::user_runs::{self, UserRun};
 use codebox::{doctor, render, staging};
 
 #[derive(Parser)]
@@ -40,6 +42,55 @@ enum Command {
     },
     /// Check the Docker daemon, runtimes, image and data directory.
     Doctor,
+    /// Manage users' stored files.
+    Files {
+        #[command(subcommand)]
+        command: FilesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FilesCommand {
+    /// Store files for a user (summaries are computed inside a sandbox).
+    Upload {
+        #[arg(long)]
+        user: String,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Skip the in-sandbox summary.
+        #[arg(long)]
+        no_summary: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a user's live files, oldest first.
+    List {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one file's metadata (with --user, only if it is that user's).
+    Show {
+        id: String,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete one of a user's files (disk and metadata).
+    Delete {
+        #[arg(long)]
+        user: String,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete expired files now and reconcile disk with metadata.
+    Sweep {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -62,6 +113,13 @@ struct RunArgs {
     /// Where collected output files are saved (default: a fresh dir under DATA_DIR/outputs).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Run for this user: their stored files are loadable with load_file(id), and every
+    /// output file is stored for them (listed in `generated_files`).
+    #[arg(long)]
+    user: Option<String>,
+    /// With --user: only these stored files (default: all the user's live files).
+    #[arg(long = "file", value_name = "ID", requires = "user")]
+    file_ids: Vec<String>,
     /// Code to run.
     #[arg(short = 'c', value_name = "CODE", conflicts_with = "script")]
     code: Option<String>,
@@ -101,10 +159,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // `run` prints its own one-line errors and JSON; logs there would be noise.
+    // CLI commands print their own results and one-line errors; logs there would be noise.
     let default_filter = match cli.command {
         Command::Run(_) => "error",
-        _ => "info",
+        _ => "warn",
     };
     init_logging(settings.rust_log.as_deref().unwrap_or(default_filter));
     let runtime = match tokio::runtime::Runtime::new() {
@@ -151,7 +209,122 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             .await
         }
         Command::Doctor => run_doctor(settings).await,
+        Command::Files { command } => files(command, settings).await,
     }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<FileStore<AnyMetadata>> {
+    let meta = AnyMetadata::from_settings(settings).await?;
+    Ok(FileStore::new(
+        meta,
+        &settings.data_dir,
+        StoreLimits::from_settings(settings),
+    ))
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+async fn files(command: FilesCommand, settings: Settings) -> anyhow::Result<ExitCode> {
+    let store = open_store(&settings).await?;
+    match command {
+        FilesCommand::Upload {
+            user,
+            paths,
+            no_summary,
+            json,
+        } => {
+            let mut records = Vec::new();
+            for path in &paths {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let added = store
+                    .add(&user, &name, path, Origin::Uploaded)
+                    .await
+                    .with_context(|| format!("cannot store {}", path.display()))?;
+                for old in &added.evicted {
+                    eprintln!(
+                        "codebox: evicted {} ({}) to stay within the limits",
+                        old.file_id, old.filename
+                    );
+                }
+                records.push(added.record);
+            }
+            if !no_summary {
+                let engine = Arc::new(DockerEngine::connect().await?);
+                let executor = Executor::new(engine, &settings);
+                let summaries = user_runs::summarize(
+                    &executor,
+                    &store,
+                    &settings.data_dir.join("staging"),
+                    &records,
+                    Limits::from_settings(&settings),
+                )
+                .await?;
+                for record in &mut records {
+                    record.summary = summaries.get(&record.file_id).cloned();
+                }
+            }
+            if json {
+                print_json(&records)?;
+            } else {
+                print!("{}", render::file_table(&records));
+            }
+        }
+        FilesCommand::List { user, json } => {
+            let records = store.list(&user).await?;
+            if json {
+                print_json(&records)?;
+            } else {
+                print!("{}", render::file_table(&records));
+            }
+        }
+        FilesCommand::Show { id, user, json } => {
+            let record = match &user {
+                Some(user) => store.get(user, &id).await?,
+                None => store
+                    .show(&id)
+                    .await?
+                    .with_context(|| format!("no file {id}"))?,
+            };
+            if json {
+                print_json(&record)?;
+            } else {
+                print!("{}", render::file_details(&record, &store.path_of(&record)));
+            }
+        }
+        FilesCommand::Delete { user, id, json } => {
+            let record = store.delete(&user, &id).await?;
+            if json {
+                print_json(&record)?;
+            } else {
+                println!("deleted {} ({})", record.file_id, record.filename);
+            }
+        }
+        FilesCommand::Sweep { json } => {
+            let swept = store.sweep(chrono::Utc::now()).await?;
+            let reconciled = store.reconcile().await?;
+            if json {
+                print_json(&serde_json::json!({
+                    "expired_removed": swept.removed,
+                    "orphan_files_removed": reconciled.orphan_files,
+                    "orphan_records_removed": reconciled.orphan_records,
+                }))?;
+            } else {
+                println!(
+                    "removed {} expired files, {} orphan files, {} orphan records",
+                    swept.removed.len(),
+                    reconciled.orphan_files.len(),
+                    reconciled.orphan_records.len()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> {
@@ -199,12 +372,41 @@ async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     let engine = Arc::new(DockerEngine::connect().await?);
     let executor = Executor::new(engine, &settings);
     executor.reap_orphans().await?;
+    if let Some(user) = &args.user {
+        let store = open_store(&settings).await?;
+        let result = user_runs::run_for_user(
+            &executor,
+            &store,
+            &settings.data_dir.join("staging"),
+            UserRun {
+                user_id: user,
+                code,
+                limits,
+                file_ids: (!args.file_ids.is_empty()).then(|| args.file_ids.clone()),
+                output_dir: args.out.map(|d| absolute(&d)),
+            },
+        )
+        .await?;
+        if args.json {
+            print_json(&result)?;
+        } else {
+            print!("{}", render::run_summary(&result.result));
+            for file in &result.generated_files {
+                println!(
+                    "stored {} as {} ({}, {} bytes)",
+                    file.filename, file.file_id, file.file_type, file.size
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let result = executor
         .execute(ExecutionRequest {
             code,
             limits,
             input_dir: staged.as_ref().map(|s| absolute(s.path())),
             output_dir: args.out.map(|d| absolute(&d)),
+            files: Vec::new(),
         })
         .await?;
     drop(staged);

@@ -1,6 +1,50 @@
 //! Pure rendering of results for people (the non-JSON `codebox run` output).
 
+use std::path::Path;
+
 use crate::sandbox::{ExecutionResult, Status};
+use crate::store::FileRecord;
+
+/// One line per file: id, type, size, expiry, name.
+pub fn file_table(records: &[FileRecord]) -> String {
+    if records.is_empty() {
+        return "no files\n".to_string();
+    }
+    let mut out = String::new();
+    for r in records {
+        let expiry = r
+            .expires_at
+            .map_or("never".to_string(), |at| at.format("%Y-%m-%d %H:%M UTC").to_string());
+        out.push_str(&format!(
+            "{}  {:8}  {:>10}  expires {}  {}\n",
+            r.file_id, r.file_type, r.file_size, expiry, r.filename
+        ));
+    }
+    out
+}
+
+pub fn file_details(record: &FileRecord, path: &Path) -> String {
+    let expiry = record
+        .expires_at
+        .map_or("never".to_string(), |at| at.to_rfc3339());
+    let mut out = format!(
+        "id:       {}\nuser:     {}\nname:     {}\ntype:     {}\nsize:     {} bytes\nsha256:   {}\norigin:   {}\ncreated:  {}\nexpires:  {}\npath:     {}\n",
+        record.file_id,
+        record.user_id,
+        record.filename,
+        record.file_type,
+        record.file_size,
+        record.sha256,
+        record.origin.as_str(),
+        record.created_at.to_rfc3339(),
+        expiry,
+        path.display()
+    );
+    if let Some(summary) = &record.summary {
+        out.push_str(&format!("summary:\n{summary}\n"));
+    }
+    out
+}
 
 pub fn run_summary(result: &ExecutionResult) -> String {
     let mut out = String::new();

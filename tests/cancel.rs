@@ -35,6 +35,7 @@ async fn a_cancelled_request_leaves_no_container() {
         limits: Limits::from_settings(&settings),
         input_dir: None,
         output_dir: None,
+        files: Vec::new(),
     };
     let task = {
         let executor = executor.clone();

@@ -25,6 +25,7 @@ fn request(code: &str, settings: &Settings) -> ExecutionRequest {
         limits: Limits::from_settings(settings),
         input_dir: None,
         output_dir: None,
+        files: Vec::new(),
     }
 }
 

@@ -182,6 +182,14 @@ def child_main(job, out_w, err_w, report_w):
 
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     globals_ = {"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__}
+    # load_file is ready to use without an import, as in the original bot.
+    try:
+        import codebox_files
+
+        codebox_files.register(job.get("files", []))
+        globals_["load_file"] = codebox_files.load_file
+    except ImportError:
+        pass
     exit_code = 0
     report = None
     try:

@@ -14,7 +14,7 @@ use super::OUTPUT_DIR;
 use super::engine::{Chunk, Containers, EngineError};
 use super::limits::Limits;
 use super::outputs::{self, OutputCaps, OutputError};
-use super::protocol::{Decoder, Item, Job, ProtocolError, RunnerEvent, RunnerResult};
+use super::protocol::{Decoder, Item, Job, JobFile, ProtocolError, RunnerEvent, RunnerResult};
 use super::reaper;
 use super::result::{ExecutionResult, Flag, RunError, Status};
 use super::spec::{ContainerSpec, container_config, container_name};
@@ -60,6 +60,8 @@ pub struct ExecutionRequest {
     pub input_dir: Option<PathBuf>,
     /// Where collected outputs are saved; a fresh directory under the data dir when None.
     pub output_dir: Option<PathBuf>,
+    /// Files inside `input_dir` that `load_file` knows by id.
+    pub files: Vec<JobFile>,
 }
 
 pub struct Executor<E: Containers + 'static> {
@@ -180,6 +182,7 @@ impl<E: Containers + 'static> Executor<E> {
             max_output_files: limits.max_output_files,
             max_output_file_bytes: limits.max_output_file_bytes,
             max_output_total_bytes: limits.max_output_total_bytes,
+            files: request.files.clone(),
         };
         let mut attached = self.engine.attach(id).await?;
         self.engine.start(id).await?;

@@ -23,6 +23,14 @@ pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
         "requirements.txt",
         include_bytes!("../../images/sandbox/requirements.txt"),
     ),
+    (
+        "codebox_files.py",
+        include_bytes!("../../images/sandbox/codebox_files.py"),
+    ),
+    (
+        "filetypes.json",
+        include_bytes!("../../images/sandbox/filetypes.json"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +129,16 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["Dockerfile", "runner.py", "requirements.txt"]);
+        assert_eq!(
+            names,
+            [
+                "Dockerfile",
+                "runner.py",
+                "requirements.txt",
+                "codebox_files.py",
+                "filetypes.json"
+            ]
+        );
     }
 
     #[test]

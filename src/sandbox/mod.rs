@@ -18,6 +18,7 @@ pub mod spec;
 
 pub use executor::{ExecutionRequest, Executor, ExecutorError};
 pub use limits::Limits;
+pub use protocol::JobFile;
 pub use result::{ExecutionResult, Flag, OutputFile, RunError, Status};
 
 /// Where the user's input files are visible (read-only) inside the container.

@@ -23,6 +23,17 @@ pub struct Job {
     pub max_output_files: usize,
     pub max_output_file_bytes: u64,
     pub max_output_total_bytes: u64,
+    /// The stored files this run may `load_file`, with their paths inside the sandbox.
+    #[serde(default)]
+    pub files: Vec<JobFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFile {
+    pub file_id: String,
+    pub filename: String,
+    pub file_type: String,
+    pub path: String,
 }
 
 impl Job {
@@ -276,6 +287,7 @@ mod tests {
             max_output_files: 1,
             max_output_file_bytes: 1,
             max_output_total_bytes: 1,
+            files: vec![],
         };
         let line = job.to_line().unwrap();
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);

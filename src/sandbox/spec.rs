@@ -149,6 +149,7 @@ pub fn sandbox_env() -> Vec<String> {
         "MPLBACKEND=Agg",
         "MPLCONFIGDIR=/tmp/.matplotlib",
         "OPENBLAS_NUM_THREADS=1",
+        "PYTHONPATH=/opt/codebox",
     ]
     .iter()
     .map(|s| s.to_string())

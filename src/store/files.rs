@@ -1,0 +1,429 @@
+//! The file store: disk layout, limits, expiry, sweep and reconcile over a `Metadata`.
+//!
+//! Disk: `<root>/<user_id>/<file_id>.<file_type>`; nothing of the user's file name reaches
+//! a path. A user only ever sees their own files: lookups by id check the owner and answer
+//! "not found" for anyone else's, so ids of other users cannot even be confirmed.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, SystemTime};
+
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+
+use super::ids::{is_valid_file_id, is_valid_user_id, new_file_id};
+use super::metadata::{Metadata, MetadataError};
+use super::names::sanitize_filename;
+use super::record::{FileRecord, Origin};
+use crate::config::Settings;
+use crate::filetypes;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreLimits {
+    pub max_files_per_user: usize,
+    pub max_file_bytes: u64,
+    pub max_bytes_per_user: u64,
+    /// None: files never expire.
+    pub expiration: Option<Duration>,
+}
+
+impl StoreLimits {
+    pub fn from_settings(settings: &Settings) -> StoreLimits {
+        let hours = settings.file_expiration_hours;
+        StoreLimits {
+            max_files_per_user: settings.max_files_per_user,
+            max_file_bytes: settings.max_file_size_mb * 1024 * 1024,
+            max_bytes_per_user: settings.max_bytes_per_user,
+            expiration: (hours > 0.0)
+                .then(|| Duration::milliseconds((hours * 3_600_000.0).round() as i64)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid user id {user_id:?}: use letters, digits, _ or -, at most 64")]
+    InvalidUser { user_id: String },
+    #[error("no file {file_id} for this user")]
+    NotFound { file_id: String },
+    #[error("{filename} is {size} bytes, larger than the {limit} bytes allowed per file")]
+    FileTooLarge {
+        filename: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The stored file and the files evicted to make room for it.
+#[derive(Debug, Clone)]
+pub struct AddOutcome {
+    pub record: FileRecord,
+    pub evicted: Vec<FileRecord>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct SweepReport {
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct ReconcileReport {
+    /// Files on disk without metadata, removed.
+    pub orphan_files: Vec<PathBuf>,
+    /// Metadata without a file on disk, removed.
+    pub orphan_records: Vec<String>,
+}
+
+/// Files younger than this are never treated as orphans: an add in progress writes the
+/// file before its metadata.
+const RECONCILE_GRACE: StdDuration = StdDuration::from_secs(300);
+
+pub struct FileStore<M: Metadata> {
+    meta: M,
+    root: PathBuf,
+    limits: StoreLimits,
+    /// One writer per user at a time, so limits hold under concurrent adds.
+    user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl<M: Metadata> FileStore<M> {
+    pub fn new(meta: M, data_dir: &Path, limits: StoreLimits) -> FileStore<M> {
+        FileStore {
+            meta,
+            root: data_dir.join("user_files"),
+            limits,
+            user_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn limits(&self) -> &StoreLimits {
+        &self.limits
+    }
+
+    pub fn metadata(&self) -> &M {
+        &self.meta
+    }
+
+    pub fn path_of(&self, record: &FileRecord) -> PathBuf {
+        self.root.join(&record.user_id).join(record.disk_name())
+    }
+
+    fn user_lock(&self, user_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .user_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(user_id.to_string()).or_default().clone()
+    }
+
+    fn check_user(user_id: &str) -> Result<(), StoreError> {
+        if is_valid_user_id(user_id) {
+            Ok(())
+        } else {
+            Err(StoreError::InvalidUser {
+                user_id: user_id.to_string(),
+            })
+        }
+    }
+
+    /// Stores a copy of `source` for `user_id`, evicting the user's oldest files when the
+    /// count or byte quota would be exceeded.
+    pub async fn add(
+        &self,
+        user_id: &str,
+        original_name: &str,
+        source: &Path,
+        origin: Origin,
+    ) -> Result<AddOutcome, StoreError> {
+        Self::check_user(user_id)?;
+        let filename = sanitize_filename(original_name);
+        let size = fs::metadata(source).map_err(io_at(source))?.len();
+        // A file larger than the whole quota could never fit, whatever is evicted.
+        let limit = self
+            .limits
+            .max_file_bytes
+            .min(self.limits.max_bytes_per_user);
+        if size > limit {
+            return Err(StoreError::FileTooLarge {
+                filename,
+                size,
+                limit,
+            });
+        }
+        let user_dir = self.root.join(user_id);
+        let (file_type, sha256, size, temp) = {
+            let source = source.to_path_buf();
+            let dir = user_dir.clone();
+            let name = filename.clone();
+            tokio::task::spawn_blocking(move || copy_in(&source, &dir, &name, limit))
+                .await
+                .map_err(|err| StoreError::Io {
+                    path: user_dir.clone(),
+                    source: io::Error::other(err.to_string()),
+                })??
+        };
+
+        let lock = self.user_lock(user_id);
+        let _guard = lock.lock().await;
+        let now = Utc::now();
+        let mut existing = self.meta.list_user(user_id).await?;
+        // Created times strictly increase per user, so "oldest" is always well defined.
+        let created_at = existing
+            .iter()
+            .map(|r| r.created_at + Duration::milliseconds(1))
+            .max()
+            .map_or(now, |next| next.max(now));
+        let record = FileRecord {
+            file_id: new_file_id(),
+            user_id: user_id.to_string(),
+            filename,
+            file_type,
+            file_size: size,
+            sha256,
+            origin,
+            created_at,
+            expires_at: self.limits.expiration.map(|d| created_at + d),
+            summary: None,
+        };
+
+        let mut evicted = Vec::new();
+        // Expired files go first, then the oldest, until the new file fits both quotas.
+        existing.sort_by_key(|r| (!r.is_expired(now), r.created_at));
+        let mut count = existing.len();
+        let mut bytes: u64 = existing.iter().map(|r| r.file_size).sum();
+        for old in existing {
+            let must_go = old.is_expired(now)
+                || count + 1 > self.limits.max_files_per_user
+                || bytes + size > self.limits.max_bytes_per_user;
+            if !must_go {
+                break;
+            }
+            self.remove_record_and_file(&old).await?;
+            count -= 1;
+            bytes = bytes.saturating_sub(old.file_size);
+            if !old.is_expired(now) {
+                evicted.push(old);
+            }
+        }
+
+        let final_path = self.path_of(&record);
+        fs::rename(&temp, &final_path).map_err(io_at(&final_path))?;
+        if let Err(err) = self.meta.insert(&record).await {
+            let _ = fs::remove_file(&final_path);
+            return Err(err.into());
+        }
+        tracing::info!(
+            user_id,
+            file_id = %record.file_id,
+            file_type = %record.file_type,
+            size = record.file_size,
+            origin = origin.as_str(),
+            evicted = evicted.len(),
+            "file stored"
+        );
+        Ok(AddOutcome { record, evicted })
+    }
+
+    async fn remove_record_and_file(&self, record: &FileRecord) -> Result<(), StoreError> {
+        // Metadata first: the file is invisible at once; a failed unlink leaves an orphan
+        // that the reconcile pass removes.
+        self.meta.delete(&record.file_id).await?;
+        let path = self.path_of(record);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    /// The user's live files, oldest first.
+    pub async fn list(&self, user_id: &str) -> Result<Vec<FileRecord>, StoreError> {
+        Self::check_user(user_id)?;
+        let now = Utc::now();
+        Ok(self
+            .meta
+            .list_user(user_id)
+            .await?
+            .into_iter()
+            .filter(|r| !r.is_expired(now))
+            .collect())
+    }
+
+    /// One of the user's live files; anyone else's, expired or unknown is "not found".
+    pub async fn get(&self, user_id: &str, file_id: &str) -> Result<FileRecord, StoreError> {
+        Self::check_user(user_id)?;
+        match self.show(file_id).await? {
+            Some(record) if record.user_id == user_id => Ok(record),
+            _ => Err(StoreError::NotFound {
+                file_id: file_id.to_string(),
+            }),
+        }
+    }
+
+    /// Any user's live file by id (operator view).
+    pub async fn show(&self, file_id: &str) -> Result<Option<FileRecord>, StoreError> {
+        if !is_valid_file_id(file_id) {
+            return Ok(None);
+        }
+        let now = Utc::now();
+        Ok(self
+            .meta
+            .get(file_id)
+            .await?
+            .filter(|r| !r.is_expired(now)))
+    }
+
+    pub async fn delete(&self, user_id: &str, file_id: &str) -> Result<FileRecord, StoreError> {
+        let record = self.get(user_id, file_id).await?;
+        let lock = self.user_lock(user_id);
+        let _guard = lock.lock().await;
+        self.remove_record_and_file(&record).await?;
+        tracing::info!(user_id, file_id, "file deleted");
+        Ok(record)
+    }
+
+    pub async fn set_summary(&self, file_id: &str, summary: &str) -> Result<bool, StoreError> {
+        Ok(self.meta.set_summary(file_id, summary).await?)
+    }
+
+    /// Deletes every file expired at `now`, metadata and disk together.
+    pub async fn sweep(&self, now: DateTime<Utc>) -> Result<SweepReport, StoreError> {
+        let mut report = SweepReport::default();
+        for record in self.meta.expired(now).await? {
+            self.remove_record_and_file(&record).await?;
+            report.removed.push(record.file_id);
+        }
+        if !report.removed.is_empty() {
+            tracing::info!(removed = report.removed.len(), "expired files swept");
+        }
+        Ok(report)
+    }
+
+    /// Removes files on disk that no record names, and records whose file is gone.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, StoreError> {
+        let mut report = ReconcileReport::default();
+        let records = self.meta.all().await?;
+        let mut known: HashSet<PathBuf> = HashSet::new();
+        for record in &records {
+            let path = self.path_of(record);
+            if path.is_file() {
+                known.insert(path);
+            } else if self.meta.delete(&record.file_id).await? {
+                report.orphan_records.push(record.file_id.clone());
+            }
+        }
+        let users = match fs::read_dir(&self.root) {
+            Ok(users) => users,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(report),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: self.root.clone(),
+                    source,
+                })
+            }
+        };
+        let now = SystemTime::now();
+        for user in users.flatten() {
+            let Ok(entries) = fs::read_dir(user.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if known.contains(&path) {
+                    continue;
+                }
+                let young = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|modified| now.duration_since(modified).ok())
+                    .is_none_or(|age| age < RECONCILE_GRACE);
+                if young {
+                    continue;
+                }
+                if fs::remove_file(&path).is_ok() {
+                    report.orphan_files.push(path);
+                }
+            }
+        }
+        if !report.orphan_files.is_empty() || !report.orphan_records.is_empty() {
+            tracing::info!(
+                orphan_files = report.orphan_files.len(),
+                orphan_records = report.orphan_records.len(),
+                "store reconciled"
+            );
+        }
+        Ok(report)
+    }
+}
+
+/// Copies `source` into a temporary file in `user_dir`, hashing it and sniffing its type on
+/// the way; at most `limit` bytes (a file that grew since it was measured is refused).
+fn copy_in(
+    source: &Path,
+    user_dir: &Path,
+    filename: &str,
+    limit: u64,
+) -> Result<(String, String, u64, PathBuf), StoreError> {
+    fs::create_dir_all(user_dir).map_err(io_at(user_dir))?;
+    let mut input = fs::File::open(source).map_err(io_at(source))?;
+    let temp = user_dir.join(format!(".incoming-{}", new_file_id()));
+    let mut output = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(io_at(&temp))?;
+    let result = (|| {
+        let mut hasher = Sha256::new();
+        let mut head = Vec::with_capacity(filetypes::SNIFF_BYTES);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total: u64 = 0;
+        loop {
+            let n = input.read(&mut buf).map_err(io_at(source))?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > limit {
+                return Err(StoreError::FileTooLarge {
+                    filename: filename.to_string(),
+                    size: total,
+                    limit,
+                });
+            }
+            if head.len() < filetypes::SNIFF_BYTES {
+                let take = (filetypes::SNIFF_BYTES - head.len()).min(n);
+                head.extend_from_slice(&buf[..take]);
+            }
+            hasher.update(&buf[..n]);
+            output.write_all(&buf[..n]).map_err(io_at(&temp))?;
+        }
+        output.sync_all().map_err(io_at(&temp))?;
+        // Readable by the sandbox uid through the read-only mount; never writable by it.
+        fs::set_permissions(&temp, fs::Permissions::from_mode(0o644)).map_err(io_at(&temp))?;
+        let file_type = filetypes::detect(filename, &head).ext;
+        Ok((file_type, hex::encode(hasher.finalize()), total))
+    })();
+    match result {
+        Ok((file_type, sha, total)) => Ok((file_type, sha, total, temp)),
+        Err(err) => {
+            let _ = fs::remove_file(&temp);
+            Err(err)
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The per-user file store: files on disk under `DATA_DIR/user_files/<user_id>/`, their
+//! metadata behind the `Metadata` trait (MongoDB, or the embedded SQLite default), limits,
+//! expiry, the sweeper and the reconcile pass.
+
+pub mod backend;
+pub mod files;
+pub mod ids;
+pub mod metadata;
+pub mod mongo;
+pub mod names;
+pub mod record;
+pub mod sqlite;
+pub mod sweeper;
+
+pub use backend::AnyMetadata;
+pub use files::{AddOutcome, FileStore, StoreError, StoreLimits};
+pub use metadata::{Metadata, MetadataError};
+pub use record::{FileRecord, Origin};

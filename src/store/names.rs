@@ -1,0 +1,63 @@
+//! Pure: an uploaded file's name made safe to display and store (never used as a path).
+
+const MAX_NAME_BYTES: usize = 200;
+
+/// Keeps the last path component, drops control and reserved characters, trims dots and
+/// spaces at the ends, and shortens long names keeping their extension.
+pub fn sanitize_filename(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| match c {
+            '<' | '>' | ':' | '"' | '|' | '?' | '*' | '`' => '_',
+            c => c,
+        })
+        .collect();
+    let trimmed = cleaned.trim_matches(|c: char| c == '.' || c.is_whitespace());
+    let name = if trimmed.is_empty() { "file" } else { trimmed };
+    shorten(name)
+}
+
+fn shorten(name: &str) -> String {
+    if name.len() <= MAX_NAME_BYTES {
+        return name.to_string();
+    }
+    let (stem, ext) = match name.rfind('.') {
+        Some(dot) if name.len() - dot <= 16 => (&name[..dot], &name[dot..]),
+        _ => (name, ""),
+    };
+    let mut cut = MAX_NAME_BYTES - ext.len();
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{}", &stem[..cut], ext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_become_plain_names() {
+        assert_eq!(sanitize_filename("data.csv"), "data.csv");
+        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_filename("C:\\Users\\x\\report.xlsx"), "report.xlsx");
+        assert_eq!(sanitize_filename("/abs/path/a.txt"), "a.txt");
+        assert_eq!(sanitize_filename("new\nline\u{0}.txt"), "newline.txt");
+        assert_eq!(sanitize_filename(".."), "file");
+        assert_eq!(sanitize_filename(""), "file");
+        assert_eq!(sanitize_filename("..."), "file");
+        assert_eq!(sanitize_filename(".hidden"), "hidden");
+        assert_eq!(sanitize_filename("a<b>:c?.txt"), "a_b__c_.txt");
+        assert_eq!(sanitize_filename("ünïcødé 数据.csv"), "ünïcødé 数据.csv");
+    }
+
+    #[test]
+    fn long_names_keep_their_extension() {
+        let long = format!("{}.parquet", "é".repeat(300));
+        let short = sanitize_filename(&long);
+        assert!(short.len() <= MAX_NAME_BYTES);
+        assert!(short.ends_with(".parquet"));
+    }
+}

@@ -1,0 +1,40 @@
+//! The periodic sweep of expired files (and reconcile of orphans) inside long-running
+//! processes. The original bot defined such a task and never started it; this one starts
+//! with `spawn` and stops when its handle is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::files::FileStore;
+use super::metadata::Metadata;
+
+pub struct SweeperHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SweeperHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Sweeps now, then every `interval`.
+pub fn spawn<M: Metadata + 'static>(store: Arc<FileStore<M>>, interval: Duration) -> SweeperHandle {
+    let task = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match store.sweep(Utc::now()).await {
+                Ok(report) => tracing::debug!(removed = report.removed.len(), "sweep done"),
+                Err(err) => tracing::warn!(error = %err, "sweep failed"),
+            }
+            if let Err(err) = store.reconcile().await {
+                tracing::warn!(error = %err, "reconcile failed");
+            }
+        }
+    });
+    SweeperHandle { task }
+}

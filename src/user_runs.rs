@@ -1,0 +1,210 @@
+//! Runs on behalf of a user: only that user's live files are made visible (read-only, by
+//! id), every output becomes a stored file, and upload summaries are computed inside the
+//! sandbox (untrusted files are never parsed in this process).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::sandbox::engine::Containers;
+use crate::sandbox::{
+    ExecutionRequest, ExecutionResult, Executor, ExecutorError, Flag, JobFile, Limits, Status,
+    INPUT_DIR,
+};
+use crate::store::{FileRecord, FileStore, Metadata, Origin, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserRunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+    #[error("cannot stage files for the run in {path}: {source}")]
+    Staging { path: PathBuf, source: io::Error },
+    #[error("the summary run failed: {reason}")]
+    Summary { reason: String },
+}
+
+/// A file the run wrote, now in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GeneratedFile {
+    pub file_id: String,
+    pub filename: String,
+    pub size: u64,
+    pub file_type: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserRunResult {
+    #[serde(flatten)]
+    pub result: ExecutionResult,
+    pub generated_files: Vec<GeneratedFile>,
+}
+
+/// A per-run directory of hard links to the user's files, deleted when dropped.
+pub struct StagedFiles {
+    dir: tempfile::TempDir,
+    pub files: Vec<JobFile>,
+}
+
+impl StagedFiles {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Links `records` into a fresh directory under `staging_root`, named by id: the mount then
+/// shows exactly these files, and a file evicted or deleted meanwhile stays readable to
+/// the run that already started.
+pub fn stage_records<M: Metadata>(
+    store: &FileStore<M>,
+    staging_root: &Path,
+    records: &[FileRecord],
+) -> Result<StagedFiles, UserRunError> {
+    let staging = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| UserRunError::Staging {
+            path: path.clone(),
+            source,
+        }
+    };
+    fs::create_dir_all(staging_root).map_err(staging(staging_root))?;
+    let dir = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(staging_root)
+        .map_err(staging(staging_root))?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+        .map_err(staging(dir.path()))?;
+    let mut files = Vec::with_capacity(records.len());
+    for record in records {
+        let name = record.disk_name();
+        let target = dir.path().join(&name);
+        let source = store.path_of(record);
+        if fs::hard_link(&source, &target).is_err() {
+            // Another filesystem: a copy is as good, only slower.
+            fs::copy(&source, &target).map_err(staging(&source))?;
+        }
+        files.push(JobFile {
+            file_id: record.file_id.clone(),
+            filename: record.filename.clone(),
+            file_type: record.file_type.clone(),
+            path: format!("{INPUT_DIR}/{name}"),
+        });
+    }
+    Ok(StagedFiles { dir, files })
+}
+
+pub struct UserRun<'a> {
+    pub user_id: &'a str,
+    pub code: String,
+    pub limits: Limits,
+    /// Only these files (each must be the user's); all the user's live files when None.
+    pub file_ids: Option<Vec<String>>,
+    pub output_dir: Option<PathBuf>,
+}
+
+pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
+    executor: &Executor<E>,
+    store: &FileStore<M>,
+    staging_root: &Path,
+    run: UserRun<'_>,
+) -> Result<UserRunResult, UserRunError> {
+    let records = match &run.file_ids {
+        Some(ids) => {
+            let mut records = Vec::with_capacity(ids.len());
+            for id in ids {
+                records.push(store.get(run.user_id, id).await?);
+            }
+            records
+        }
+        None => store.list(run.user_id).await?,
+    };
+    let staged = stage_records(store, staging_root, &records)?;
+    let mut result = executor
+        .execute(ExecutionRequest {
+            code: run.code,
+            limits: run.limits,
+            input_dir: Some(absolute(staged.path())),
+            output_dir: run.output_dir,
+            files: staged.files.clone(),
+        })
+        .await?;
+    drop(staged);
+
+    let mut generated_files = Vec::new();
+    for output in &result.output_files {
+        let display_name = output.name.replace('/', "_");
+        match store
+            .add(run.user_id, &display_name, &output.path, Origin::Generated)
+            .await
+        {
+            Ok(added) => generated_files.push(GeneratedFile {
+                file_id: added.record.file_id,
+                filename: added.record.filename,
+                size: added.record.file_size,
+                file_type: added.record.file_type,
+            }),
+            Err(StoreError::FileTooLarge { .. }) => {
+                result.flags.push(Flag::named("not_stored_too_large", &output.name))
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(UserRunResult {
+        result,
+        generated_files,
+    })
+}
+
+const SUMMARY_CODE: &str =
+    "import json, codebox_files\nprint(json.dumps(codebox_files.summarize_all()))\n";
+
+/// Summaries of `records` for the model, computed by the runner inside a sandbox.
+pub async fn summarize<E: Containers + 'static, M: Metadata>(
+    executor: &Executor<E>,
+    store: &FileStore<M>,
+    staging_root: &Path,
+    records: &[FileRecord],
+    mut limits: Limits,
+) -> Result<HashMap<String, String>, UserRunError> {
+    if records.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let staged = stage_records(store, staging_root, records)?;
+    limits.timeout = limits.timeout.min(Duration::from_secs(60));
+    limits.max_output_chars = limits.max_output_chars.max(records.len() * 2000 + 1000);
+    let result = executor
+        .execute(ExecutionRequest {
+            code: SUMMARY_CODE.to_string(),
+            limits,
+            input_dir: Some(absolute(staged.path())),
+            output_dir: None,
+            files: staged.files.clone(),
+        })
+        .await?;
+    if result.status != Status::Ok {
+        return Err(UserRunError::Summary {
+            reason: result
+                .error
+                .map(|e| format!("{}: {}", e.kind, e.message))
+                .unwrap_or_else(|| result.status.as_str().to_string()),
+        });
+    }
+    let summaries: HashMap<String, String> =
+        serde_json::from_str(result.stdout.trim()).map_err(|err| UserRunError::Summary {
+            reason: err.to_string(),
+        })?;
+    for (file_id, summary) in &summaries {
+        store.set_summary(file_id, summary).await?;
+    }
+    Ok(summaries)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
