@@ -229,7 +229,10 @@ impl Settings {
             );
         }
         if !(self.cleanup_interval_minutes.is_finite() && self.cleanup_interval_minutes > 0.0) {
-            return invalid("CLEANUP_INTERVAL_MINUTES", "must be a positive number of minutes");
+            return invalid(
+                "CLEANUP_INTERVAL_MINUTES",
+                "must be a positive number of minutes",
+            );
         }
         if self.mongodb_database.is_empty() {
             return invalid("MONGODB_DATABASE", "must name a database");
@@ -238,7 +241,10 @@ impl Settings {
             && !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://"))
         {
             // Never echo the URI: it usually carries a password.
-            return invalid("MONGODB_URI", "must start with mongodb:// or mongodb+srv://");
+            return invalid(
+                "MONGODB_URI",
+                "must start with mongodb:// or mongodb+srv://",
+            );
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("DATA_DIR", "must be a path");

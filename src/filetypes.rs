@@ -210,7 +210,9 @@ mod tests {
     fn the_table_parses_and_is_large() {
         let table = Table::parse(TABLE_JSON).unwrap();
         assert!(table.len() >= 200, "only {} extensions", table.len());
-        for ext in ["csv", "xlsx", "parquet", "png", "tar.gz", "h5", "sqlite", "py", "pdf"] {
+        for ext in [
+            "csv", "xlsx", "parquet", "png", "tar.gz", "h5", "sqlite", "py", "pdf",
+        ] {
             assert!(table.get(ext).is_some(), "{ext}");
         }
     }
@@ -247,7 +249,10 @@ mod tests {
     fn unknown_names_fall_back_on_content() {
         assert_eq!(detect("README", b"hello\nworld\n").ext, "txt");
         assert_eq!(detect("blob", b"\x00\x9f\x92\x96").ext, "bin");
-        assert_eq!(detect("utf8-cut", "héllo".as_bytes()[..2].as_ref()).ext, "txt");
+        assert_eq!(
+            detect("utf8-cut", "héllo".as_bytes()[..2].as_ref()).ext,
+            "txt"
+        );
     }
 
     #[test]

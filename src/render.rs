@@ -12,9 +12,9 @@ pub fn file_table(records: &[FileRecord]) -> String {
     }
     let mut out = String::new();
     for r in records {
-        let expiry = r
-            .expires_at
-            .map_or("never".to_string(), |at| at.format("%Y-%m-%d %H:%M UTC").to_string());
+        let expiry = r.expires_at.map_or("never".to_string(), |at| {
+            at.format("%Y-%m-%d %H:%M UTC").to_string()
+        });
         out.push_str(&format!(
             "{}  {:8}  {:>10}  expires {}  {}\n",
             r.file_id, r.file_type, r.file_size, expiry, r.filename

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::sandbox::engine::Containers;
 use crate::sandbox::{
-    ExecutionRequest, ExecutionResult, Executor, ExecutorError, Flag, JobFile, Limits, Status,
-    INPUT_DIR,
+    ExecutionRequest, ExecutionResult, Executor, ExecutorError, Flag, INPUT_DIR, JobFile, Limits,
+    Status,
 };
 use crate::store::{FileRecord, FileStore, Metadata, Origin, StoreError};
 
@@ -149,9 +149,9 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
                 size: added.record.file_size,
                 file_type: added.record.file_type,
             }),
-            Err(StoreError::FileTooLarge { .. }) => {
-                result.flags.push(Flag::named("not_stored_too_large", &output.name))
-            }
+            Err(StoreError::FileTooLarge { .. }) => result
+                .flags
+                .push(Flag::named("not_stored_too_large", &output.name)),
             Err(err) => return Err(err.into()),
         }
     }

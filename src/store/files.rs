@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use sha2::{Digest, Sha256};
 
 use super::ids::{is_valid_file_id, is_valid_user_id, new_file_id};
@@ -180,7 +180,10 @@ impl<M: Metadata> FileStore<M> {
 
         let lock = self.user_lock(user_id);
         let _guard = lock.lock().await;
-        let now = Utc::now();
+        // Both backends keep milliseconds; the record returned must equal the one stored.
+        let now = Utc::now()
+            .duration_trunc(Duration::milliseconds(1))
+            .unwrap_or_else(|_| Utc::now());
         let mut existing = self.meta.list_user(user_id).await?;
         // Created times strictly increase per user, so "oldest" is always well defined.
         let created_at = existing
@@ -281,11 +284,7 @@ impl<M: Metadata> FileStore<M> {
             return Ok(None);
         }
         let now = Utc::now();
-        Ok(self
-            .meta
-            .get(file_id)
-            .await?
-            .filter(|r| !r.is_expired(now)))
+        Ok(self.meta.get(file_id).await?.filter(|r| !r.is_expired(now)))
     }
 
     pub async fn delete(&self, user_id: &str, file_id: &str) -> Result<FileRecord, StoreError> {
@@ -334,7 +333,7 @@ impl<M: Metadata> FileStore<M> {
                 return Err(StoreError::Io {
                     path: self.root.clone(),
                     source,
-                })
+                });
             }
         };
         let now = SystemTime::now();

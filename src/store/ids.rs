@@ -40,7 +40,13 @@ mod tests {
 
     #[test]
     fn invalid_ids_are_refused() {
-        for bad in ["", "short", "../../etc/passwd", "aaaaaaaaaaaaaaa/", "aaaaaaaaaaaaaaaaa"] {
+        for bad in [
+            "",
+            "short",
+            "../../etc/passwd",
+            "aaaaaaaaaaaaaaa/",
+            "aaaaaaaaaaaaaaaaa",
+        ] {
             assert!(!is_valid_file_id(bad), "{bad}");
         }
         assert!(is_valid_user_id("123456789012345678"));

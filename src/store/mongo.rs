@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, DateTime as BsonDateTime};
+use mongodb::bson::{DateTime as BsonDateTime, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 use serde::{Deserialize, Serialize};
@@ -94,11 +94,20 @@ impl FileDoc {
 impl MongoMetadata {
     /// Connects (failing within seconds when no server answers) and ensures the indexes.
     pub async fn connect(uri: &str, database: &str) -> Result<MongoMetadata, MetadataError> {
-        let mut options = ClientOptions::parse(uri).await.map_err(|err| MetadataError::Backend {
-            operation: "parse MONGODB_URI",
-            // The URI usually holds a password: report the kind of error only.
-            reason: err.kind.to_string().lines().next().unwrap_or("invalid").to_string(),
-        })?;
+        let mut options =
+            ClientOptions::parse(uri)
+                .await
+                .map_err(|err| MetadataError::Backend {
+                    operation: "parse MONGODB_URI",
+                    // The URI usually holds a password: report the kind of error only.
+                    reason: err
+                        .kind
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or("invalid")
+                        .to_string(),
+                })?;
         options.server_selection_timeout = Some(Duration::from_secs(5));
         options.connect_timeout = Some(Duration::from_secs(5));
         options.app_name = Some("codebox".to_string());
@@ -142,7 +151,11 @@ impl MongoMetadata {
 
 impl Metadata for MongoMetadata {
     async fn insert(&self, record: &FileRecord) -> Result<(), MetadataError> {
-        match self.collection.insert_one(FileDoc::from_record(record)).await {
+        match self
+            .collection
+            .insert_one(FileDoc::from_record(record))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) if is_duplicate_key(&err) => Err(MetadataError::Duplicate {
                 file_id: record.file_id.clone(),

@@ -42,7 +42,10 @@ mod tests {
     fn hostile_names_become_plain_names() {
         assert_eq!(sanitize_filename("data.csv"), "data.csv");
         assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
-        assert_eq!(sanitize_filename("C:\\Users\\x\\report.xlsx"), "report.xlsx");
+        assert_eq!(
+            sanitize_filename("C:\\Users\\x\\report.xlsx"),
+            "report.xlsx"
+        );
         assert_eq!(sanitize_filename("/abs/path/a.txt"), "a.txt");
         assert_eq!(sanitize_filename("new\nline\u{0}.txt"), "newline.txt");
         assert_eq!(sanitize_filename(".."), "file");

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::metadata::{Metadata, MetadataError};
 use super::record::{FileRecord, Origin};
@@ -40,8 +40,7 @@ const SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS user_files_by_expiry ON user_files (expires_at);
 ";
 
-const COLUMNS: &str =
-    "file_id, user_id, filename, file_type, file_size, sha256, origin, created_at, expires_at, summary";
+const COLUMNS: &str = "file_id, user_id, filename, file_type, file_size, sha256, origin, created_at, expires_at, summary";
 
 impl SqliteMetadata {
     pub fn open(path: &Path) -> Result<SqliteMetadata, MetadataError> {
@@ -54,7 +53,8 @@ impl SqliteMetadata {
         let conn = Connection::open(path).map_err(backend("open"))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(backend("open"))?;
-        conn.execute_batch(SCHEMA).map_err(backend("create schema"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(backend("create schema"))?;
         Ok(SqliteMetadata {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -255,7 +255,11 @@ impl Metadata for SqliteMetadata {
 
     async fn all(&self) -> Result<Vec<FileRecord>, MetadataError> {
         self.with_conn("all", move |conn| {
-            query(conn, &format!("SELECT {COLUMNS} FROM user_files"), params![])
+            query(
+                conn,
+                &format!("SELECT {COLUMNS} FROM user_files"),
+                params![],
+            )
         })
         .await
     }

@@ -1,0 +1,483 @@
+//! One store suite, run against both metadata backends: the embedded SQLite default and a
+//! real MongoDB-compatible server (scripts/test.sh starts one; CODEBOX_TEST_MONGODB_URI
+//! names it, default mongodb://127.0.0.1:27017). A missing server fails these tests.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration as StdDuration, SystemTime};
+
+use chrono::{Duration, Utc};
+use codebox::store::mongo::MongoMetadata;
+use codebox::store::sqlite::SqliteMetadata;
+use codebox::store::{
+    FileRecord, FileStore, Metadata, MetadataError, Origin, StoreError, StoreLimits,
+};
+
+fn limits() -> StoreLimits {
+    StoreLimits {
+        max_files_per_user: 20,
+        max_file_bytes: 1024 * 1024,
+        max_bytes_per_user: 10 * 1024 * 1024,
+        expiration: Some(Duration::hours(48)),
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A source file to upload.
+    fn source(&self, name: &str, content: &[u8]) -> PathBuf {
+        let dir = self.dir.path().join("src");
+        fs::create_dir_all(&dir).unwrap();
+        // The original name only reaches the store as a string, never as this path.
+        let path = dir.join(format!(
+            "{}-{}",
+            codebox::store::ids::new_file_id(),
+            name.len()
+        ));
+        fs::write(&path, content).unwrap();
+        path
+    }
+}
+
+async fn add<M: Metadata>(
+    store: &FileStore<M>,
+    fx: &Fixture,
+    user: &str,
+    name: &str,
+    content: &[u8],
+) -> FileRecord {
+    let path = fx.source(name, content);
+    store
+        .add(user, name, &path, Origin::Uploaded)
+        .await
+        .unwrap()
+        .record
+}
+
+fn ids(records: &[FileRecord]) -> Vec<String> {
+    records.iter().map(|r| r.file_id.clone()).collect()
+}
+
+async fn upload_list_delete<M: Metadata>(store: FileStore<M>, fx: Fixture) {
+    let a = add(&store, &fx, "alice", "data.csv", b"a,b\n1,2\n").await;
+    let b = add(&store, &fx, "alice", "notes.md", b"# hi\n").await;
+    assert_eq!(a.file_type, "csv");
+    assert_eq!(a.file_size, 8);
+    assert_eq!(a.origin, Origin::Uploaded);
+    assert_eq!(a.sha256, sha256_hex(b"a,b\n1,2\n"));
+    assert!(a.expires_at.unwrap() > a.created_at + Duration::hours(47));
+    assert_eq!(
+        ids(&store.list("alice").await.unwrap()),
+        [a.file_id.clone(), b.file_id.clone()]
+    );
+    let path = store.path_of(&a);
+    assert_eq!(fs::read(&path).unwrap(), b"a,b\n1,2\n");
+    assert_eq!(store.get("alice", &a.file_id).await.unwrap(), a);
+
+    let deleted = store.delete("alice", &a.file_id).await.unwrap();
+    assert_eq!(deleted.file_id, a.file_id);
+    assert!(!path.exists(), "disk file removed with its metadata");
+    assert_eq!(
+        ids(&store.list("alice").await.unwrap()),
+        [b.file_id.clone()]
+    );
+    assert!(matches!(
+        store.get("alice", &a.file_id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.delete("alice", &a.file_id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(store.metadata().get(&a.file_id).await.unwrap().is_none());
+}
+
+async fn eviction_takes_the_oldest_first<M: Metadata>(store: FileStore<M>, fx: Fixture) {
+    let mut added = Vec::new();
+    for i in 0..3 {
+        added.push(add(&store, &fx, "u1", &format!("f{i}.txt"), b"x").await);
+    }
+    // A generated file counts like any other.
+    let generated = store
+        .add(
+            "u1",
+            "gen.txt",
+            &fx.source("gen.txt", b"g"),
+            Origin::Generated,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&generated.evicted),
+        [added[0].file_id.clone()],
+        "the oldest went to make room"
+    );
+    let fifth = store
+        .add("u1", "f4.txt", &fx.source("f4.txt", b"y"), Origin::Uploaded)
+        .await
+        .unwrap();
+    assert_eq!(ids(&fifth.evicted), [added[1].file_id.clone()]);
+    assert_eq!(
+        ids(&store.list("u1").await.unwrap()),
+        [
+            added[2].file_id.clone(),
+            generated.record.file_id.clone(),
+            fifth.record.file_id.clone()
+        ]
+    );
+    for gone in &added[..2] {
+        assert!(!store.path_of(gone).exists());
+        assert!(store.metadata().get(&gone.file_id).await.unwrap().is_none());
+    }
+}
+
+async fn byte_quota_evicts_and_refuses<M: Metadata>(store: FileStore<M>, fx: Fixture) {
+    let first = add(&store, &fx, "u2", "a.bin", &[1u8; 40]).await;
+    let second = add(&store, &fx, "u2", "b.bin", &[2u8; 40]).await;
+    let third = store
+        .add(
+            "u2",
+            "c.bin",
+            &fx.source("c.bin", &[3u8; 40]),
+            Origin::Uploaded,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&third.evicted),
+        [first.file_id.clone()],
+        "100-byte quota"
+    );
+    assert_eq!(
+        ids(&store.list("u2").await.unwrap()),
+        [second.file_id.clone(), third.record.file_id.clone()]
+    );
+    let too_big = store
+        .add(
+            "u2",
+            "big.bin",
+            &fx.source("big.bin", &[4u8; 101]),
+            Origin::Uploaded,
+        )
+        .await;
+    assert!(
+        matches!(
+            too_big,
+            Err(StoreError::FileTooLarge {
+                size: 101,
+                limit: 100,
+                ..
+            })
+        ),
+        "{too_big:?}"
+    );
+    assert_eq!(
+        store.list("u2").await.unwrap().len(),
+        2,
+        "nothing evicted for a refused file"
+    );
+    let leftovers: Vec<_> = fs::read_dir(fx.data_dir().join("user_files/u2"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".incoming"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+async fn expiry_hides_then_sweep_removes<M: Metadata>(store: FileStore<M>, fx: Fixture) {
+    let short = add(&store, &fx, "u3", "short.txt", b"bye").await;
+    assert!(short.expires_at.unwrap() - short.created_at <= Duration::milliseconds(800));
+    assert_eq!(store.list("u3").await.unwrap().len(), 1);
+    tokio::time::sleep(StdDuration::from_millis(900)).await;
+    assert!(
+        store.list("u3").await.unwrap().is_empty(),
+        "expired files are invisible"
+    );
+    assert!(matches!(
+        store.get("u3", &short.file_id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        store
+            .metadata()
+            .get(&short.file_id)
+            .await
+            .unwrap()
+            .is_some(),
+        "still there until the sweep"
+    );
+    assert!(store.path_of(&short).exists());
+    let report = store.sweep(Utc::now()).await.unwrap();
+    assert_eq!(report.removed, [short.file_id.clone()]);
+    assert!(
+        store
+            .metadata()
+            .get(&short.file_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!store.path_of(&short).exists());
+    assert!(store.sweep(Utc::now()).await.unwrap().removed.is_empty());
+}
+
+async fn never_expiring_files_stay<M: Metadata>(store: FileStore<M>, fx: Fixture) {
+    let kept = add(&store, &fx, "u4", "keep.txt", b"forever").await;
+    assert_eq!(kept.expires_at, None);
+    let report = store
+        .sweep(Utc::now() + Duration::days(3650))
+        .await
+        .unwrap();
+    assert!(report.removed.is_empty());
+    assert_eq!(store.list("u4").await.unwrap().len(), 1);
+}
+
+async fn reconcile_removes_orphans_on_both_sides<M: Metadata>(store: FileStore<M>, fx: Fixture) {
+    let kept = add(&store, &fx, "u5", "kept.txt", b"k").await;
+    let lost = add(&store, &fx, "u5", "lost.txt", b"l").await;
+    fs::remove_file(store.path_of(&lost)).unwrap();
+    let user_dir = fx.data_dir().join("user_files/u5");
+    let old_orphan = user_dir.join("AAAAAAAAAAAAAAAA.txt");
+    fs::write(&old_orphan, "orphan").unwrap();
+    let an_hour_ago = SystemTime::now() - StdDuration::from_secs(3600);
+    filetime::set_file_mtime(
+        &old_orphan,
+        filetime::FileTime::from_system_time(an_hour_ago),
+    )
+    .unwrap();
+    let young_orphan = user_dir.join("BBBBBBBBBBBBBBBB.txt");
+    fs::write(&young_orphan, "maybe an add in progress").unwrap();
+
+    let report = store.reconcile().await.unwrap();
+    assert_eq!(report.orphan_records, [lost.file_id.clone()]);
+    assert_eq!(report.orphan_files, [old_orphan.clone()]);
+    assert!(!old_orphan.exists());
+    assert!(
+        young_orphan.exists(),
+        "young files are left for their add to finish"
+    );
+    assert!(store.path_of(&kept).exists());
+    assert_eq!(
+        ids(&store.list("u5").await.unwrap()),
+        [kept.file_id.clone()]
+    );
+}
+
+async fn users_are_isolated<M: Metadata>(store: FileStore<M>, fx: Fixture) {
+    let secret = add(&store, &fx, "alice", "secret.csv", b"s,t\n1,2\n").await;
+    assert!(store.list("bob").await.unwrap().is_empty());
+    for result in [
+        store.get("bob", &secret.file_id).await,
+        store.delete("bob", &secret.file_id).await,
+    ] {
+        match result {
+            Err(StoreError::NotFound { file_id }) => assert_eq!(file_id, secret.file_id),
+            other => panic!("bob reached alice's file: {other:?}"),
+        }
+    }
+    assert!(store.path_of(&secret).exists());
+    assert_eq!(store.get("alice", &secret.file_id).await.unwrap(), secret);
+}
+
+async fn odd_names_never_become_paths<M: Metadata>(store: FileStore<M>, fx: Fixture) {
+    let user_dir = fx.data_dir().join("user_files/u6");
+    for (name, shown) in [
+        ("../../../etc/passwd", "passwd"),
+        ("..", "file"),
+        ("C:\\Windows\\evil.csv", "evil.csv"),
+        ("new\nline.txt", "newline.txt"),
+        ("/abs/olute.txt", "olute.txt"),
+        ("ünï cødé.txt", "ünï cødé.txt"),
+    ] {
+        let record = add(&store, &fx, "u6", name, b"content").await;
+        assert_eq!(record.filename, shown, "{name:?}");
+        let path = store.path_of(&record);
+        assert_eq!(path.parent().unwrap(), user_dir);
+        assert_eq!(
+            path.file_name().unwrap().to_string_lossy(),
+            format!("{}.{}", record.file_id, record.file_type)
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"content");
+    }
+    assert!(!fx.dir.path().join("etc").exists());
+    for bad_user in ["../other", "a/b", "", "x y"] {
+        let result = store
+            .add(
+                bad_user,
+                "f.txt",
+                &fx.source("f.txt", b"x"),
+                Origin::Uploaded,
+            )
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::InvalidUser { .. })),
+            "{bad_user:?}"
+        );
+    }
+    assert!(matches!(
+        store.get("u6", "../../etc/passwd").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn types_come_from_content_when_the_name_lies<M: Metadata>(store: FileStore<M>, fx: Fixture) {
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";
+    let record = add(&store, &fx, "u7", "table.csv", png).await;
+    assert_eq!(record.file_type, "png");
+    assert!(store.path_of(&record).to_string_lossy().ends_with(".png"));
+    let none = add(&store, &fx, "u7", "README", b"plain words\n").await;
+    assert_eq!(none.file_type, "txt");
+}
+
+async fn metadata_contract<M: Metadata>(store: FileStore<M>, fx: Fixture) {
+    let record = add(&store, &fx, "u8", "a.json", b"{\"k\": 1}").await;
+    assert_eq!(record.file_type, "json");
+    let dup = store.metadata().insert(&record).await;
+    assert!(
+        matches!(dup, Err(MetadataError::Duplicate { .. })),
+        "{dup:?}"
+    );
+    assert!(
+        store
+            .set_summary(&record.file_id, "json object with keys: k")
+            .await
+            .unwrap()
+    );
+    let stored = store.get("u8", &record.file_id).await.unwrap();
+    assert_eq!(stored.summary.as_deref(), Some("json object with keys: k"));
+    assert_eq!(
+        stored.created_at.timestamp_millis(),
+        record.created_at.timestamp_millis()
+    );
+    assert!(!store.set_summary("ZZZZZZZZZZZZZZZZ", "x").await.unwrap());
+}
+
+async fn concurrent_adds_respect_the_limit<M: Metadata + 'static>(
+    store: FileStore<M>,
+    fx: Fixture,
+) {
+    let store = std::sync::Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = store.clone();
+        let path = fx.source(&format!("c{i}.txt"), b"c");
+        tasks.push(tokio::spawn(async move {
+            store
+                .add("u9", "c.txt", &path, Origin::Uploaded)
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.list("u9").await.unwrap().len(), 5);
+    let on_disk = fs::read_dir(fx.data_dir().join("user_files/u9"))
+        .unwrap()
+        .count();
+    assert_eq!(on_disk, 5);
+}
+
+fn sqlite_store(fx: &Fixture, limits: StoreLimits) -> FileStore<SqliteMetadata> {
+    let meta = SqliteMetadata::open(&fx.data_dir().join("codebox.sqlite3")).unwrap();
+    FileStore::new(meta, &fx.data_dir(), limits)
+}
+
+async fn mongo_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetadata> {
+    let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
+        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
+    // A fresh database per test keeps tests independent on one server.
+    let database = format!("codebox_test_{}", codebox::store::ids::new_file_id());
+    let meta = MongoMetadata::connect(&uri, &database)
+        .await
+        .unwrap_or_else(|err| panic!("MongoDB-compatible server at {uri}: {err}"));
+    FileStore::new(meta, &fx.data_dir(), limits)
+}
+
+fn limits_for(case: &str) -> StoreLimits {
+    let base = limits();
+    match case {
+        "eviction_takes_the_oldest_first" => StoreLimits {
+            max_files_per_user: 3,
+            ..base
+        },
+        "byte_quota_evicts_and_refuses" => StoreLimits {
+            max_bytes_per_user: 100,
+            ..base
+        },
+        "expiry_hides_then_sweep_removes" => StoreLimits {
+            // A fractional hour: 0.0002 h = 720 ms.
+            expiration: Some(Duration::milliseconds((0.0002_f64 * 3_600_000.0) as i64)),
+            ..base
+        },
+        "never_expiring_files_stay" => StoreLimits {
+            expiration: None,
+            ..base
+        },
+        "concurrent_adds_respect_the_limit" => StoreLimits {
+            max_files_per_user: 5,
+            ..base
+        },
+        _ => base,
+    }
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let fx = Fixture::new();
+                    let store = sqlite_store(&fx, limits_for(stringify!($case)));
+                    super::$case(store, fx).await;
+                }
+            )*
+        }
+        mod mongodb {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let fx = Fixture::new();
+                    let store = mongo_store(&fx, limits_for(stringify!($case))).await;
+                    super::$case(store, fx).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    upload_list_delete,
+    eviction_takes_the_oldest_first,
+    byte_quota_evicts_and_refuses,
+    expiry_hides_then_sweep_removes,
+    never_expiring_files_stay,
+    reconcile_removes_orphans_on_both_sides,
+    users_are_isolated,
+    odd_names_never_become_paths,
+    types_come_from_content_when_the_name_lies,
+    metadata_contract,
+    concurrent_adds_respect_the_limit,
+);
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
