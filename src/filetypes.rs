@@ -157,7 +157,7 @@ impl Table {
 }
 
 fn parse_pattern(hex: &str) -> Option<Vec<Option<u8>>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())

@@ -92,7 +92,7 @@ async fn upload_list_delete<M: Metadata>(store: FileStore<M>, fx: Fixture) {
     assert!(!path.exists(), "disk file removed with its metadata");
     assert_eq!(
         ids(&store.list("alice").await.unwrap()),
-        [b.file_id.clone()]
+        vec![b.file_id.clone()]
     );
     assert!(matches!(
         store.get("alice", &a.file_id).await,
@@ -158,7 +158,7 @@ async fn byte_quota_evicts_and_refuses<M: Metadata>(store: FileStore<M>, fx: Fix
         .unwrap();
     assert_eq!(
         ids(&third.evicted),
-        [first.file_id.clone()],
+        vec![first.file_id.clone()],
         "100-byte quota"
     );
     assert_eq!(
@@ -222,7 +222,7 @@ async fn expiry_hides_then_sweep_removes<M: Metadata>(store: FileStore<M>, fx: F
     );
     assert!(store.path_of(&short).exists());
     let report = store.sweep(Utc::now()).await.unwrap();
-    assert_eq!(report.removed, [short.file_id.clone()]);
+    assert_eq!(report.removed, vec![short.file_id.clone()]);
     assert!(
         store
             .metadata()
@@ -263,8 +263,8 @@ async fn reconcile_removes_orphans_on_both_sides<M: Metadata>(store: FileStore<M
     fs::write(&young_orphan, "maybe an add in progress").unwrap();
 
     let report = store.reconcile().await.unwrap();
-    assert_eq!(report.orphan_records, [lost.file_id.clone()]);
-    assert_eq!(report.orphan_files, [old_orphan.clone()]);
+    assert_eq!(report.orphan_records, vec![lost.file_id.clone()]);
+    assert_eq!(report.orphan_files, vec![old_orphan.clone()]);
     assert!(!old_orphan.exists());
     assert!(
         young_orphan.exists(),
@@ -273,7 +273,7 @@ async fn reconcile_removes_orphans_on_both_sides<M: Metadata>(store: FileStore<M
     assert!(store.path_of(&kept).exists());
     assert_eq!(
         ids(&store.list("u5").await.unwrap()),
-        [kept.file_id.clone()]
+        vec![kept.file_id.clone()]
     );
 }
 

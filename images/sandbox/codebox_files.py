@@ -42,9 +42,10 @@ def file_path(file_id):
 def _entry(file_id):
     entry = _FILES.get(file_id)
     if entry is None:
-        available = ", ".join(
-            "%s (%s)" % (k, v["filename"]) for k, v in sorted(_FILES.items())
-        ) or "none"
+        listed = ["%s (%s)" % (k, v["filename"]) for k, v in sorted(_FILES.items())]
+        available = ", ".join(listed[:30]) or "none"
+        if len(listed) > 30:
+            available += " and %d more" % (len(listed) - 30)
         raise FileNotFoundError(
             "no file with id %r for this user; available: %s" % (file_id, available)
         )
