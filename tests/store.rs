@@ -392,6 +392,23 @@ async fn concurrent_adds_respect_the_limit<M: Metadata + 'static>(
     assert_eq!(on_disk, 5);
 }
 
+async fn the_sweeper_really_runs<M: Metadata + 'static>(store: FileStore<M>, fx: Fixture) {
+    let record = add(&store, &fx, "u10", "soon.txt", b"gone soon").await;
+    let path = store.path_of(&record);
+    let store = std::sync::Arc::new(store);
+    let handle = codebox::store::sweeper::spawn(store.clone(), StdDuration::from_millis(200));
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+        if !path.exists() && store.metadata().get(&record.file_id).await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+    }
+    drop(handle);
+    assert!(gone, "the periodic sweep removed disk file and metadata");
+}
+
 fn sqlite_store(fx: &Fixture, limits: StoreLimits) -> FileStore<SqliteMetadata> {
     let meta = SqliteMetadata::open(&fx.data_dir().join("codebox.sqlite3")).unwrap();
     FileStore::new(meta, &fx.data_dir(), limits)
@@ -422,6 +439,10 @@ fn limits_for(case: &str) -> StoreLimits {
         "expiry_hides_then_sweep_removes" => StoreLimits {
             // A fractional hour: 0.0002 h = 720 ms.
             expiration: Some(Duration::milliseconds((0.0002_f64 * 3_600_000.0) as i64)),
+            ..base
+        },
+        "the_sweeper_really_runs" => StoreLimits {
+            expiration: Some(Duration::milliseconds(300)),
             ..base
         },
         "never_expiring_files_stay" => StoreLimits {
@@ -475,6 +496,7 @@ suite!(
     types_come_from_content_when_the_name_lies,
     metadata_contract,
     concurrent_adds_respect_the_limit,
+    the_sweeper_really_runs,
 );
 
 fn sha256_hex(data: &[u8]) -> String {
