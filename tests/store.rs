@@ -400,7 +400,14 @@ async fn the_sweeper_really_runs<M: Metadata + 'static>(store: FileStore<M>, fx:
     let mut gone = false;
     for _ in 0..50 {
         tokio::time::sleep(StdDuration::from_millis(100)).await;
-        if !path.exists() && store.metadata().get(&record.file_id).await.unwrap().is_none() {
+        if !path.exists()
+            && store
+                .metadata()
+                .get(&record.file_id)
+                .await
+                .unwrap()
+                .is_none()
+        {
             gone = true;
             break;
         }
