@@ -13,6 +13,7 @@ if ! port_open "$mongo_port"; then
   if ! command -v secantusd-py >/dev/null; then
     echo "==> installing SecantusDB (MongoDB wire-compatible test server)"
     python3 -m pip install --quiet SecantusDB==0.7.0b3
+    command -v pyenv >/dev/null && pyenv rehash || true
   fi
   echo "==> starting secantusd-py on port $mongo_port"
   mongo_dir="$(mktemp -d /var/tmp/codebox-test-mongo.XXXXXX)"
