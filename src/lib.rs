@@ -5,6 +5,7 @@
 pub mod config;
 pub mod doctor;
 pub mod filetypes;
+pub mod llm;
 pub mod render;
 pub mod sandbox;
 pub mod staging;

@@ -1,0 +1,234 @@
+//! The chat model behind a small trait; `OpenAiChat` (async-openai) is its real adapter.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::types::chat::{
+    ChatCompletionMessageToolCalls, CreateChatCompletionRequest, CreateChatCompletionResponse,
+};
+use serde_json::{Value, json};
+
+use super::history::{ChatMessage, ToolCallRecord};
+use super::pricing::Usage;
+use super::tool;
+
+/// One reply of the model: text, tool calls, or both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelReply {
+    pub content: Option<String>,
+    pub tool_calls: Vec<ToolCallRecord>,
+    pub usage: Usage,
+    pub model: String,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum ModelError {
+    #[error("the model API refused the key (401)")]
+    Unauthorized,
+    #[error("the model API is rate limiting (429)")]
+    RateLimited,
+    #[error("the model API failed ({status})")]
+    Server { status: u16 },
+    #[error("the model API did not answer within {seconds} s")]
+    Timeout { seconds: u64 },
+    #[error("cannot reach the model API: {reason}")]
+    Unreachable { reason: String },
+    #[error("the model API answered something unusable: {reason}")]
+    BadResponse { reason: String },
+}
+
+impl ModelError {
+    /// Worth another try: the same request may succeed in a moment.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ModelError::RateLimited
+                | ModelError::Server { .. }
+                | ModelError::Timeout { .. }
+                | ModelError::Unreachable { .. }
+        )
+    }
+
+    /// What the user is told: short, and without internals.
+    pub fn user_message(&self) -> String {
+        match self {
+            ModelError::Unauthorized => {
+                "The model service rejected the bot's credentials; an admin needs to check OPENAI_API_KEY.".into()
+            }
+            ModelError::RateLimited => {
+                "The model service is busy (rate limited). Please try again in a minute.".into()
+            }
+            ModelError::Server { status } => {
+                format!("The model service had an error ({status}). Please try again shortly.")
+            }
+            ModelError::Timeout { seconds } => {
+                format!("The model service did not answer within {seconds} s. Please try again.")
+            }
+            ModelError::Unreachable { .. } => {
+                "The model service cannot be reached right now. Please try again later.".into()
+            }
+            ModelError::BadResponse { .. } => {
+                "The model service sent a reply the bot could not read. Please try again.".into()
+            }
+        }
+    }
+}
+
+pub trait ChatModel: Send + Sync {
+    fn complete(
+        &self,
+        messages: &[ChatMessage],
+    ) -> impl Future<Output = Result<ModelReply, ModelError>> + Send;
+}
+
+pub struct OpenAiChat {
+    client: Client<OpenAIConfig>,
+    model: String,
+    timeout: Duration,
+}
+
+impl OpenAiChat {
+    pub fn new(api_base: &str, api_key: &str, model: &str, timeout: Duration) -> OpenAiChat {
+        let config = OpenAIConfig::new()
+            .with_api_base(api_base)
+            .with_api_key(api_key);
+        OpenAiChat {
+            client: Client::with_config(config),
+            model: model.to_string(),
+            timeout,
+        }
+    }
+}
+
+/// Pure: our history as the OpenAI chat request, with the one tool.
+pub fn request_json(model: &str, messages: &[ChatMessage]) -> Value {
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| match m {
+            ChatMessage::System { content } => json!({"role": "system", "content": content}),
+            ChatMessage::User { content } => json!({"role": "user", "content": content}),
+            ChatMessage::Assistant {
+                content,
+                tool_calls,
+            } => {
+                let mut v = json!({"role": "assistant", "content": content});
+                if !tool_calls.is_empty() {
+                    v["tool_calls"] = tool_calls
+                        .iter()
+                        .map(|c| {
+                            json!({"id": c.id, "type": "function",
+                                   "function": {"name": c.name, "arguments": c.arguments}})
+                        })
+                        .collect();
+                }
+                v
+            }
+            ChatMessage::Tool {
+                tool_call_id,
+                content,
+            } => json!({"role": "tool", "tool_call_id": tool_call_id, "content": content}),
+        })
+        .collect();
+    json!({
+        "model": model,
+        "messages": messages,
+        "tools": [{
+            "type": "function",
+            "function": {
+                "name": tool::TOOL_NAME,
+                "description": tool::DESCRIPTION,
+                "parameters": tool::parameters_schema(),
+            }
+        }],
+    })
+}
+
+fn map_error(err: OpenAIError) -> ModelError {
+    match err {
+        OpenAIError::ApiError(api) => match api.status_code.as_u16() {
+            401 | 403 => ModelError::Unauthorized,
+            429 => ModelError::RateLimited,
+            status => ModelError::Server { status },
+        },
+        OpenAIError::Reqwest(e) => match e.status() {
+            Some(status) if status.as_u16() == 429 => ModelError::RateLimited,
+            Some(status) if status.as_u16() == 401 => ModelError::Unauthorized,
+            Some(status) => ModelError::Server {
+                status: status.as_u16(),
+            },
+            None => ModelError::Unreachable {
+                reason: e.to_string(),
+            },
+        },
+        OpenAIError::JSONDeserialize(e, _) => ModelError::BadResponse {
+            reason: e.to_string(),
+        },
+        other => ModelError::BadResponse {
+            reason: other.to_string(),
+        },
+    }
+}
+
+pub fn reply_from_response(
+    response: CreateChatCompletionResponse,
+) -> Result<ModelReply, ModelError> {
+    let choice = response
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| ModelError::BadResponse {
+            reason: "no choices".into(),
+        })?;
+    let tool_calls = choice
+        .message
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|call| match call {
+            ChatCompletionMessageToolCalls::Function(f) => Some(ToolCallRecord {
+                id: f.id,
+                name: f.function.name,
+                arguments: f.function.arguments,
+            }),
+            ChatCompletionMessageToolCalls::Custom(_) => None,
+        })
+        .collect();
+    let usage = response
+        .usage
+        .map(|u| Usage {
+            prompt_tokens: u.prompt_tokens as u64,
+            cached_tokens: u
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0) as u64,
+            completion_tokens: u.completion_tokens as u64,
+        })
+        .unwrap_or_default();
+    Ok(ModelReply {
+        content: choice.message.content,
+        tool_calls,
+        usage,
+        model: response.model,
+    })
+}
+
+impl ChatModel for OpenAiChat {
+    async fn complete(&self, messages: &[ChatMessage]) -> Result<ModelReply, ModelError> {
+        let request: CreateChatCompletionRequest =
+            serde_json::from_value(request_json(&self.model, messages)).map_err(|e| {
+                ModelError::BadResponse {
+                    reason: format!("request: {e}"),
+                }
+            })?;
+        let response = tokio::time::timeout(self.timeout, self.client.chat().create(request))
+            .await
+            .map_err(|_| ModelError::Timeout {
+                seconds: self.timeout.as_secs(),
+            })?
+            .map_err(map_error)?;
+        reply_from_response(response)
+    }
+}

@@ -1,0 +1,117 @@
+//! Cost of a response from its billed usage and a pricing table in the settings.
+//! An unknown model has an unknown cost: never reported as zero.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// US dollars per one million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    pub input: f64,
+    pub cached_input: f64,
+    pub output: f64,
+}
+
+/// Billed usage as the API reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    /// Part of `prompt_tokens` served from the provider's cache.
+    pub cached_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.completion_tokens += other.completion_tokens;
+    }
+}
+
+/// The default table; operators override or extend it with `[pricing]` in codebox.toml.
+pub fn default_prices() -> BTreeMap<String, Price> {
+    [
+        ("gpt-4o", 2.50, 1.25, 10.00),
+        ("gpt-4o-mini", 0.15, 0.075, 0.60),
+        ("gpt-4.1", 2.00, 0.50, 8.00),
+        ("gpt-4.1-mini", 0.40, 0.10, 1.60),
+        ("gpt-4.1-nano", 0.10, 0.025, 0.40),
+        ("o3-mini", 1.10, 0.55, 4.40),
+    ]
+    .into_iter()
+    .map(|(model, input, cached_input, output)| {
+        (
+            model.to_string(),
+            Price {
+                input,
+                cached_input,
+                output,
+            },
+        )
+    })
+    .collect()
+}
+
+/// Longest table key that the model name starts with (`gpt-4o-2024-08-06` -> `gpt-4o`).
+pub fn price_for<'a>(table: &'a BTreeMap<String, Price>, model: &str) -> Option<&'a Price> {
+    table
+        .iter()
+        .filter(|(key, _)| model == key.as_str() || model.starts_with(&format!("{key}-")))
+        .max_by_key(|(key, _)| key.len())
+        .map(|(_, price)| price)
+}
+
+/// Dollars, or None when the model is not priced.
+pub fn cost(table: &BTreeMap<String, Price>, model: &str, usage: Usage) -> Option<f64> {
+    let price = price_for(table, model)?;
+    let cached = usage.cached_tokens.min(usage.prompt_tokens);
+    let fresh = usage.prompt_tokens - cached;
+    Some(
+        (fresh as f64 * price.input
+            + cached as f64 * price.cached_input
+            + usage.completion_tokens as f64 * price.output)
+            / 1_000_000.0,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_arithmetic() {
+        let table = default_prices();
+        let usage = Usage {
+            prompt_tokens: 1_000_000,
+            cached_tokens: 200_000,
+            completion_tokens: 500_000,
+        };
+        // 800k * 2.50 + 200k * 1.25 + 500k * 10.00, per million.
+        let dollars = cost(&table, "gpt-4o", usage).unwrap();
+        assert!((dollars - (2.0 + 0.25 + 5.0)).abs() < 1e-9, "{dollars}");
+        let small = cost(
+            &table,
+            "gpt-4o-mini",
+            Usage {
+                prompt_tokens: 1000,
+                cached_tokens: 0,
+                completion_tokens: 100,
+            },
+        )
+        .unwrap();
+        assert!((small - (0.00015 + 0.00006)).abs() < 1e-12, "{small}");
+    }
+
+    #[test]
+    fn dated_model_names_find_their_family_and_unknown_is_none() {
+        let table = default_prices();
+        assert_eq!(price_for(&table, "gpt-4o-2024-08-06").unwrap().input, 2.50);
+        assert_eq!(
+            price_for(&table, "gpt-4o-mini-2024-07-18").unwrap().input,
+            0.15
+        );
+        assert_eq!(cost(&table, "my-local-llama", Usage::default()), None);
+    }
+}

@@ -1,0 +1,151 @@
+//! Pure: what the model sees after a run. Structured, honest about truncation, within a
+//! token budget (the tails of stdout and stderr are kept: that is where results and errors
+//! are), and scrubbed of any secret the bot knows.
+
+use serde_json::{Value, json};
+
+use super::tokens::{Encoding, tail_within};
+use crate::sandbox::ExecutionResult;
+use crate::user_runs::GeneratedFile;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub stdout_tokens: usize,
+    pub stderr_tokens: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget {
+            stdout_tokens: 3000,
+            stderr_tokens: 1500,
+        }
+    }
+}
+
+pub fn render(
+    result: &ExecutionResult,
+    generated: &[GeneratedFile],
+    encoding: Encoding,
+    budget: Budget,
+    secrets: &[String],
+) -> String {
+    let (stdout, stdout_cut) = tail_within(encoding, &result.stdout, budget.stdout_tokens);
+    let (stderr, stderr_cut) = tail_within(encoding, &result.stderr, budget.stderr_tokens);
+    let mut value = json!({
+        "status": result.status.as_str(),
+        "exit_code": result.exit_code,
+        "execution_ms": result.execution_ms.round(),
+        "stdout": stdout,
+        "stdout_truncated": result.stdout_truncated || stdout_cut,
+        "stderr": stderr,
+        "stderr_truncated": result.stderr_truncated || stderr_cut,
+        "error": result.error.as_ref().map(|e| json!({"type": e.kind, "message": e.message})),
+        "generated_files": generated.iter().map(|f| json!({
+            "file_id": f.file_id, "filename": f.filename, "file_type": f.file_type, "size": f.size,
+        })).collect::<Vec<Value>>(),
+    });
+    if stdout_cut || stderr_cut {
+        value["note"] = json!("only the last part of long output is shown");
+    }
+    if !result.flags.is_empty() {
+        value["flags"] = json!(
+            result
+                .flags
+                .iter()
+                .map(|f| f.flag.clone())
+                .collect::<Vec<_>>()
+        );
+    }
+    redact(&value.to_string(), secrets)
+}
+
+/// Replaces every occurrence of a known secret (defence in depth: the sandbox cannot see
+/// them, but nothing the bot sends may ever carry one).
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 8) {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "[redacted]");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{RunError, Status};
+
+    fn result(stdout: &str) -> ExecutionResult {
+        ExecutionResult {
+            status: Status::Error,
+            exit_code: Some(1),
+            stdout: stdout.to_string(),
+            stderr: "Traceback ...\nValueError: bad\n".into(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            execution_ms: 12.4,
+            total_ms: 200.0,
+            error: Some(RunError {
+                kind: "ValueError".into(),
+                message: "bad".into(),
+            }),
+            output_files: vec![],
+            flags: vec![],
+            run_id: "r".into(),
+        }
+    }
+
+    #[test]
+    fn the_model_sees_status_error_and_files() {
+        let generated = vec![GeneratedFile {
+            file_id: "ABCDEFGHIJKLMNOP".into(),
+            filename: "plot.png".into(),
+            size: 10,
+            file_type: "png".into(),
+        }];
+        let text = render(
+            &result("42\n"),
+            &generated,
+            Encoding::O200kBase,
+            Budget::default(),
+            &[],
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["status"], "error");
+        assert_eq!(v["exit_code"], 1);
+        assert_eq!(v["stdout"], "42\n");
+        assert_eq!(v["error"]["type"], "ValueError");
+        assert_eq!(v["generated_files"][0]["file_id"], "ABCDEFGHIJKLMNOP");
+        assert_eq!(v["stdout_truncated"], false);
+    }
+
+    #[test]
+    fn long_output_keeps_its_tail_and_says_so() {
+        let long = format!("{}THE END\n", "noise line\n".repeat(5000));
+        let budget = Budget {
+            stdout_tokens: 100,
+            stderr_tokens: 100,
+        };
+        let text = render(&result(&long), &[], Encoding::O200kBase, budget, &[]);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["stdout_truncated"], true);
+        assert!(v["stdout"].as_str().unwrap().ends_with("THE END\n"));
+        assert!(v["note"].is_string());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let secret = "sk-canary-1234567890".to_string();
+        let text = render(
+            &result(&format!("key={secret}")),
+            &[],
+            Encoding::O200kBase,
+            Budget::default(),
+            std::slice::from_ref(&secret),
+        );
+        assert!(!text.contains(&secret));
+        assert!(text.contains("[redacted]"));
+    }
+}
