@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod conversations;
 pub mod doctor;
 pub mod filetypes;
 pub mod llm;

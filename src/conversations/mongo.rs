@@ -1,0 +1,134 @@
+//! MongoDB adapter for conversations (`conversations`) and usage (`usage`, updated with
+//! `$inc` so concurrent requests add up).
+
+use std::time::Duration;
+
+use mongodb::bson::{self, Document, doc};
+use mongodb::options::{ClientOptions, UpdateOptions};
+use mongodb::{Client, Collection};
+
+use super::{ConversationStore, UsageTotals};
+use crate::llm::history::ChatMessage;
+use crate::store::MetadataError;
+
+#[derive(Clone)]
+pub struct MongoConversations {
+    conversations: Collection<Document>,
+    usage: Collection<Document>,
+}
+
+fn backend<E: std::fmt::Display>(operation: &'static str) -> impl Fn(E) -> MetadataError {
+    move |err| MetadataError::Backend {
+        operation,
+        reason: err.to_string(),
+    }
+}
+
+impl MongoConversations {
+    pub async fn connect(uri: &str, database: &str) -> Result<MongoConversations, MetadataError> {
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(|_| MetadataError::Backend {
+                operation: "parse MONGODB_URI",
+                reason: "invalid URI".into(),
+            })?;
+        options.server_selection_timeout = Some(Duration::from_secs(5));
+        options.app_name = Some("codebox".into());
+        let client = Client::with_options(options).map_err(backend("connect"))?;
+        let db = client.database(database);
+        Ok(MongoConversations {
+            conversations: db.collection("conversations"),
+            usage: db.collection("usage"),
+        })
+    }
+}
+
+fn key(a: &str, b: &str) -> String {
+    format!("{a}:{b}")
+}
+
+impl ConversationStore for MongoConversations {
+    async fn history(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+    ) -> Result<Vec<ChatMessage>, MetadataError> {
+        let found = self
+            .conversations
+            .find_one(doc! {"_id": key(user_id, channel_id)})
+            .await
+            .map_err(backend("load history"))?;
+        match found.and_then(|d| d.get_str("messages").ok().map(str::to_string)) {
+            Some(text) => serde_json::from_str(&text).map_err(backend("load history")),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn save_history(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        messages: &[ChatMessage],
+    ) -> Result<(), MetadataError> {
+        // Stored as one JSON string: messages are an opaque, ordered blob to the database.
+        let text = serde_json::to_string(messages).map_err(backend("save history"))?;
+        self.conversations
+            .update_one(
+                doc! {"_id": key(user_id, channel_id)},
+                doc! {"$set": {"user_id": user_id, "channel_id": channel_id, "messages": text}},
+            )
+            .with_options(UpdateOptions::builder().upsert(true).build())
+            .await
+            .map(|_| ())
+            .map_err(backend("save history"))
+    }
+
+    async fn clear_history(
+        &self,
+        user_id: &str,
+        channel_id: Option<&str>,
+    ) -> Result<(), MetadataError> {
+        let filter = match channel_id {
+            Some(channel) => doc! {"_id": key(user_id, channel)},
+            None => doc! {"user_id": user_id},
+        };
+        self.conversations
+            .delete_many(filter)
+            .await
+            .map(|_| ())
+            .map_err(backend("clear history"))
+    }
+
+    async fn add_usage(
+        &self,
+        user_id: &str,
+        month: &str,
+        delta: &UsageTotals,
+    ) -> Result<(), MetadataError> {
+        let inc = bson::to_document(delta).map_err(backend("add usage"))?;
+        self.usage
+            .update_one(
+                doc! {"_id": key(user_id, month)},
+                doc! {"$inc": inc, "$set": {"user_id": user_id, "month": month}},
+            )
+            .with_options(UpdateOptions::builder().upsert(true).build())
+            .await
+            .map(|_| ())
+            .map_err(backend("add usage"))
+    }
+
+    async fn usage(&self, user_id: &str, month: &str) -> Result<UsageTotals, MetadataError> {
+        let found = self
+            .usage
+            .find_one(doc! {"_id": key(user_id, month)})
+            .await
+            .map_err(backend("usage"))?;
+        let Some(mut document) = found else {
+            return Ok(UsageTotals::default());
+        };
+        for field in ["_id", "user_id", "month"] {
+            document.remove(field);
+        }
+        bson::from_document(document).map_err(backend("usage"))
+    }
+}

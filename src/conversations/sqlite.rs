@@ -1,0 +1,187 @@
+//! Embedded adapter for conversations and usage (the same SQLite file as the file store).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{ConversationStore, UsageTotals};
+use crate::llm::history::ChatMessage;
+use crate::store::MetadataError;
+
+#[derive(Clone)]
+pub struct SqliteConversations {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend<E: std::fmt::Display>(operation: &'static str) -> impl Fn(E) -> MetadataError {
+    move |err| MetadataError::Backend {
+        operation,
+        reason: err.to_string(),
+    }
+}
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    CREATE TABLE IF NOT EXISTS conversations (
+        user_id TEXT NOT NULL, channel_id TEXT NOT NULL, messages TEXT NOT NULL,
+        PRIMARY KEY (user_id, channel_id));
+    CREATE TABLE IF NOT EXISTS usage (
+        user_id TEXT NOT NULL, month TEXT NOT NULL, totals TEXT NOT NULL,
+        PRIMARY KEY (user_id, month));
+";
+
+impl SqliteConversations {
+    pub fn open(path: &Path) -> Result<SqliteConversations, MetadataError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(backend("open"))?;
+        }
+        let conn = Connection::open(path).map_err(backend("open"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend("open"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(backend("create schema"))?;
+        Ok(SqliteConversations {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&mut Connection) -> Result<T, MetadataError> + Send + 'static,
+    ) -> Result<T, MetadataError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| MetadataError::Backend {
+                operation,
+                reason: "connection lock poisoned".into(),
+            })?;
+            work(&mut guard)
+        })
+        .await
+        .map_err(backend(operation))?
+    }
+}
+
+impl ConversationStore for SqliteConversations {
+    async fn history(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+    ) -> Result<Vec<ChatMessage>, MetadataError> {
+        let (user, channel) = (user_id.to_string(), channel_id.to_string());
+        self.with_conn("load history", move |conn| {
+            let text: Option<String> = conn
+                .query_row(
+                    "SELECT messages FROM conversations WHERE user_id = ?1 AND channel_id = ?2",
+                    params![user, channel],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(backend("load history"))?;
+            match text {
+                Some(text) => serde_json::from_str(&text).map_err(backend("load history")),
+                None => Ok(Vec::new()),
+            }
+        })
+        .await
+    }
+
+    async fn save_history(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        messages: &[ChatMessage],
+    ) -> Result<(), MetadataError> {
+        let (user, channel) = (user_id.to_string(), channel_id.to_string());
+        let text = serde_json::to_string(messages).map_err(backend("save history"))?;
+        self.with_conn("save history", move |conn| {
+            conn.execute(
+                "INSERT INTO conversations (user_id, channel_id, messages) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id, channel_id) DO UPDATE SET messages = excluded.messages",
+                params![user, channel, text],
+            )
+            .map(|_| ())
+            .map_err(backend("save history"))
+        })
+        .await
+    }
+
+    async fn clear_history(
+        &self,
+        user_id: &str,
+        channel_id: Option<&str>,
+    ) -> Result<(), MetadataError> {
+        let user = user_id.to_string();
+        let channel = channel_id.map(str::to_string);
+        self.with_conn("clear history", move |conn| {
+            match channel {
+                Some(channel) => conn.execute(
+                    "DELETE FROM conversations WHERE user_id = ?1 AND channel_id = ?2",
+                    params![user, channel],
+                ),
+                None => conn.execute(
+                    "DELETE FROM conversations WHERE user_id = ?1",
+                    params![user],
+                ),
+            }
+            .map(|_| ())
+            .map_err(backend("clear history"))
+        })
+        .await
+    }
+
+    async fn add_usage(
+        &self,
+        user_id: &str,
+        month: &str,
+        delta: &UsageTotals,
+    ) -> Result<(), MetadataError> {
+        let (user, month, delta) = (user_id.to_string(), month.to_string(), delta.clone());
+        self.with_conn("add usage", move |conn| {
+            let tx = conn.transaction().map_err(backend("add usage"))?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT totals FROM usage WHERE user_id = ?1 AND month = ?2",
+                    params![user, month],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(backend("add usage"))?;
+            let mut totals: UsageTotals = match current {
+                Some(text) => serde_json::from_str(&text).map_err(backend("add usage"))?,
+                None => UsageTotals::default(),
+            };
+            totals.add(&delta);
+            let text = serde_json::to_string(&totals).map_err(backend("add usage"))?;
+            tx.execute(
+                "INSERT INTO usage (user_id, month, totals) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id, month) DO UPDATE SET totals = excluded.totals",
+                params![user, month, text],
+            )
+            .map_err(backend("add usage"))?;
+            tx.commit().map_err(backend("add usage"))
+        })
+        .await
+    }
+
+    async fn usage(&self, user_id: &str, month: &str) -> Result<UsageTotals, MetadataError> {
+        let (user, month) = (user_id.to_string(), month.to_string());
+        self.with_conn("usage", move |conn| {
+            let text: Option<String> = conn
+                .query_row(
+                    "SELECT totals FROM usage WHERE user_id = ?1 AND month = ?2",
+                    params![user, month],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(backend("usage"))?;
+            match text {
+                Some(text) => serde_json::from_str(&text).map_err(backend("usage")),
+                None => Ok(UsageTotals::default()),
+            }
+        })
+        .await
+    }
+}
