@@ -31,6 +31,28 @@ impl Runtime {
     }
 }
 
+/// A secret setting: usable, but never printed by `{:?}` (settings may end up in a panic
+/// message or a log line).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -52,7 +74,7 @@ pub struct Settings {
     pub max_concurrent_executions: usize,
     pub data_dir: PathBuf,
     /// MongoDB for file metadata; unset means the embedded database under DATA_DIR.
-    pub mongodb_uri: Option<String>,
+    pub mongodb_uri: Option<Secret>,
     pub mongodb_database: String,
     /// Files kept per user; adding one more evicts the oldest.
     pub max_files_per_user: usize,
@@ -64,6 +86,36 @@ pub struct Settings {
     pub file_expiration_hours: f64,
     /// Minutes between two sweeps of expired files in long-running processes.
     pub cleanup_interval_minutes: f64,
+    /// Discord bot token (secret). `codebox bot` refuses to start without it.
+    pub discord_token: Option<Secret>,
+    /// REST base for Discord (a proxy, or a local fake in tests); the gateway URL is then
+    /// asked from it and the client-side rate limiter is off (the proxy owns rate limits).
+    pub discord_api_base: Option<String>,
+    /// Comma-separated channel ids where the bot answers every message; empty: all channels.
+    /// DMs and mentions are always answered.
+    pub bot_channels: String,
+    /// OpenAI-compatible API key (secret).
+    pub openai_api_key: Option<Secret>,
+    pub openai_base_url: String,
+    pub openai_model: String,
+    /// Seconds one model request may take.
+    pub openai_timeout: f64,
+    /// Extra attempts after a 429, a 5xx or a timeout.
+    pub openai_retries: u32,
+    /// Milliseconds before the first retry (doubled each time).
+    pub openai_retry_delay_ms: u64,
+    /// Code runs the model may make for one message.
+    pub max_tool_rounds: usize,
+    /// Messages a user may send per minute.
+    pub rate_limit_per_minute: u32,
+    /// Messages waiting for a free slot across all users; more get a "busy" reply.
+    pub max_queued_messages: usize,
+    /// Tokens of history sent to the model (older whole turns are dropped).
+    pub history_token_budget: usize,
+    /// Largest attachment the bot uploads to Discord, in MB (bigger files are named by id).
+    pub discord_upload_limit_mb: u64,
+    /// Prices per model in dollars per 1M tokens (TOML `[pricing."model"]` tables).
+    pub pricing: std::collections::BTreeMap<String, crate::llm::pricing::Price>,
     /// tracing filter for logs on stderr (e.g. `info`, `codebox=debug`); each command has
     /// its own default when unset.
     pub rust_log: Option<String>,
@@ -87,6 +139,21 @@ impl Default for Settings {
             max_concurrent_executions: 4,
             data_dir: PathBuf::from("data"),
             rust_log: None,
+            discord_token: None,
+            discord_api_base: None,
+            bot_channels: String::new(),
+            openai_api_key: None,
+            openai_base_url: "https://api.openai.com/v1".to_string(),
+            openai_model: "gpt-4o-mini".to_string(),
+            openai_timeout: 120.0,
+            openai_retries: 2,
+            openai_retry_delay_ms: 1000,
+            max_tool_rounds: 5,
+            rate_limit_per_minute: 10,
+            max_queued_messages: 20,
+            history_token_budget: 12_000,
+            discord_upload_limit_mb: 8,
+            pricing: crate::llm::pricing::default_prices(),
             mongodb_uri: None,
             mongodb_database: "codebox".to_string(),
             max_files_per_user: 20,
@@ -234,11 +301,32 @@ impl Settings {
                 "must be a positive number of minutes",
             );
         }
+        if !(self.openai_timeout.is_finite() && self.openai_timeout > 0.0) {
+            return invalid("OPENAI_TIMEOUT", "must be a positive number of seconds");
+        }
+        if self.max_tool_rounds == 0 {
+            return invalid("MAX_TOOL_ROUNDS", "must be at least 1");
+        }
+        if self.rate_limit_per_minute == 0 {
+            return invalid("RATE_LIMIT_PER_MINUTE", "must be at least 1");
+        }
+        if self.history_token_budget < 500 {
+            return invalid("HISTORY_TOKEN_BUDGET", "must be at least 500");
+        }
+        if self
+            .bot_channels
+            .split(',')
+            .map(str::trim)
+            .any(|c| !c.is_empty() && c.parse::<u64>().is_err())
+        {
+            return invalid("BOT_CHANNELS", "must be comma-separated numeric channel ids");
+        }
         if self.mongodb_database.is_empty() {
             return invalid("MONGODB_DATABASE", "must name a database");
         }
         if let Some(uri) = &self.mongodb_uri
-            && !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://"))
+            && !(uri.expose().starts_with("mongodb://")
+                || uri.expose().starts_with("mongodb+srv://"))
         {
             // Never echo the URI: it usually carries a password.
             return invalid(
@@ -270,11 +358,30 @@ fn as_setting_values(pairs: impl IntoIterator<Item = (String, String)>) -> BTree
         .into_iter()
         .filter(|(key, _)| SETTING_NAMES.contains(&key.as_str()))
         .map(|(key, value)| {
-            let parsed = Value::from_str(&value).unwrap_or_else(|_| Value::from(value.clone()));
+            // Text settings stay text even when they look like numbers (BOT_CHANNELS=123).
+            let parsed = if TEXT_SETTINGS.contains(&key.as_str()) {
+                Value::from(value)
+            } else {
+                Value::from_str(&value).unwrap_or_else(|_| Value::from(value.clone()))
+            };
             (key.to_lowercase(), parsed)
         })
         .collect()
 }
+
+const TEXT_SETTINGS: &[&str] = &[
+    "SANDBOX_IMAGE",
+    "DATA_DIR",
+    "RUST_LOG",
+    "MONGODB_URI",
+    "MONGODB_DATABASE",
+    "DISCORD_TOKEN",
+    "DISCORD_API_BASE",
+    "BOT_CHANNELS",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_MODEL",
+];
 
 /// Every environment name a setting answers to.
 pub const SETTING_NAMES: &[&str] = &[
@@ -300,7 +407,40 @@ pub const SETTING_NAMES: &[&str] = &[
     "MAX_BYTES_PER_USER",
     "FILE_EXPIRATION_HOURS",
     "CLEANUP_INTERVAL_MINUTES",
+    "DISCORD_TOKEN",
+    "DISCORD_API_BASE",
+    "BOT_CHANNELS",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_MODEL",
+    "OPENAI_TIMEOUT",
+    "OPENAI_RETRIES",
+    "OPENAI_RETRY_DELAY_MS",
+    "MAX_TOOL_ROUNDS",
+    "RATE_LIMIT_PER_MINUTE",
+    "MAX_QUEUED_MESSAGES",
+    "HISTORY_TOKEN_BUDGET",
+    "DISCORD_UPLOAD_LIMIT_MB",
 ];
+
+impl Settings {
+    /// Channel ids of BOT_CHANNELS (validated at load).
+    pub fn bot_channel_ids(&self) -> Vec<u64> {
+        self.bot_channels
+            .split(',')
+            .filter_map(|c| c.trim().parse().ok())
+            .collect()
+    }
+
+    /// Values that must never appear in anything the bot sends or logs.
+    pub fn secrets(&self) -> Vec<String> {
+        [&self.discord_token, &self.openai_api_key, &self.mongodb_uri]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose().to_string())
+            .collect()
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -387,9 +527,21 @@ mod tests {
     }
 
     #[test]
+    fn text_settings_stay_text() {
+        let sources = Sources {
+            environment: env(&[("BOT_CHANNELS", "123"), ("DISCORD_TOKEN", "42")]),
+            ..Sources::default()
+        };
+        let s = Settings::load(&sources).unwrap();
+        assert_eq!(s.bot_channel_ids(), vec![123]);
+        assert_eq!(s.discord_token.as_ref().map(Secret::expose), Some("42"));
+        assert!(!format!("{s:?}").contains("42\""), "secrets never print");
+    }
+
+    #[test]
     fn unrelated_environment_is_ignored() {
         let sources = Sources {
-            environment: env(&[("PATH", "/bin"), ("DISCORD_TOKEN", "x"), ("HOME", "/root")]),
+            environment: env(&[("PATH", "/bin"), ("HOSTNAME", "x"), ("HOME", "/root")]),
             ..Sources::default()
         };
         assert_eq!(Settings::load(&sources).unwrap(), Settings::default());

@@ -19,7 +19,7 @@ impl AnyMetadata {
     pub async fn from_settings(settings: &Settings) -> Result<AnyMetadata, MetadataError> {
         match &settings.mongodb_uri {
             Some(uri) => Ok(AnyMetadata::Mongo(
-                MongoMetadata::connect(uri, &settings.mongodb_database).await?,
+                MongoMetadata::connect(uri.expose(), &settings.mongodb_database).await?,
             )),
             None => Ok(AnyMetadata::Sqlite(SqliteMetadata::open(
                 &settings.data_dir.join("codebox.sqlite3"),
