@@ -319,7 +319,10 @@ impl Settings {
             .map(str::trim)
             .any(|c| !c.is_empty() && c.parse::<u64>().is_err())
         {
-            return invalid("BOT_CHANNELS", "must be comma-separated numeric channel ids");
+            return invalid(
+                "BOT_CHANNELS",
+                "must be comma-separated numeric channel ids",
+            );
         }
         if self.mongodb_database.is_empty() {
             return invalid("MONGODB_DATABASE", "must name a database");

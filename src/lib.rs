@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod conversations;
+pub mod discord;
 pub mod doctor;
 pub mod filetypes;
 pub mod llm;

@@ -40,6 +40,8 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Run the Discord bot (needs DISCORD_TOKEN and OPENAI_API_KEY).
+    Bot,
     /// Check the Docker daemon, runtimes, image and data directory.
     Doctor,
     /// Manage users' stored files.
@@ -162,6 +164,7 @@ fn main() -> ExitCode {
     // CLI commands print their own results and one-line errors; logs there would be noise.
     let default_filter = match cli.command {
         Command::Run(_) => "error",
+        Command::Bot => "info,serenity=warn",
         _ => "warn",
     };
     init_logging(settings.rust_log.as_deref().unwrap_or(default_filter));
@@ -209,6 +212,10 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             .await
         }
         Command::Doctor => run_doctor(settings).await,
+        Command::Bot => {
+            codebox::discord::run(settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Files { command } => files(command, settings).await,
     }
 }

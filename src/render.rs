@@ -23,6 +23,95 @@ pub fn file_table(records: &[FileRecord]) -> String {
     out
 }
 
+/// The line confirming one stored upload, with its summary.
+pub fn upload_confirmation(r: &FileRecord) -> String {
+    let expiry = r.expires_at.map_or("never expires".to_string(), |at| {
+        format!("expires {}", at.format("%Y-%m-%d %H:%M UTC"))
+    });
+    let mut out = format!(
+        "📎 Stored `{}` ({}, {}) as `{}`, {}.\n",
+        r.filename,
+        r.file_type,
+        human_size(r.file_size),
+        r.file_id,
+        expiry
+    );
+    if let Some(summary) = &r.summary {
+        let summary: String = summary.chars().take(800).collect();
+        out.push_str(&format!("```\n{}\n```\n", summary.replace("```", "'''")));
+    }
+    out
+}
+
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// /usage: this month's totals; an unpriced model's cost is said to be unknown.
+pub fn usage_report(month: &str, u: &crate::conversations::UsageTotals) -> String {
+    let cost = if u.unpriced_requests > 0 {
+        format!(
+            "${:.4} for priced models, unknown for {} requests to unpriced models",
+            u.cost_usd, u.unpriced_requests
+        )
+    } else {
+        format!("${:.4}", u.cost_usd)
+    };
+    format!(
+        "Usage for {month}: {} messages, {} prompt tokens ({} cached), {} completion tokens, cost {cost}; {} code runs, {:.1} CPU seconds.",
+        u.requests, u.prompt_tokens, u.cached_tokens, u.completion_tokens, u.runs, u.cpu_seconds
+    )
+}
+
+/// /run: the result of code run directly, as Discord text.
+pub fn run_for_discord(run: &crate::user_runs::UserRunResult) -> String {
+    let r = &run.result;
+    let mut out = format!("**{}** in {:.0} ms", r.status.as_str(), r.execution_ms);
+    if let Some(e) = &r.error {
+        out.push_str(&format!(" · {}: {}", e.kind, e.message));
+    }
+    out.push('\n');
+    for (title, text, cut) in [
+        ("stdout", &r.stdout, r.stdout_truncated),
+        ("stderr", &r.stderr, r.stderr_truncated),
+    ] {
+        if !text.is_empty() {
+            let tail: String = text
+                .chars()
+                .rev()
+                .take(1500)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let note = if cut || tail.len() < text.len() {
+                " (end shown)"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "{title}{note}:\n```\n{}\n```\n",
+                tail.replace("```", "'''")
+            ));
+        }
+    }
+    for g in &run.generated_files {
+        out.push_str(&format!("📎 `{}` stored as `{}`\n", g.filename, g.file_id));
+    }
+    out
+}
+
 pub fn file_details(record: &FileRecord, path: &Path) -> String {
     let expiry = record
         .expires_at

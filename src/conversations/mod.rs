@@ -81,7 +81,8 @@ impl AnyConversations {
     pub async fn from_settings(settings: &Settings) -> Result<AnyConversations, MetadataError> {
         match &settings.mongodb_uri {
             Some(uri) => Ok(AnyConversations::Mongo(
-                mongo::MongoConversations::connect(uri.expose(), &settings.mongodb_database).await?,
+                mongo::MongoConversations::connect(uri.expose(), &settings.mongodb_database)
+                    .await?,
             )),
             None => Ok(AnyConversations::Sqlite(sqlite::SqliteConversations::open(
                 &settings.data_dir.join("codebox.sqlite3"),

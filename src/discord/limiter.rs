@@ -42,7 +42,10 @@ impl Drop for Ticket {
 pub enum Admission {
     Now(Ticket),
     /// Wait for a slot; `position` is the place in the queue (1 = next).
-    Queued { position: usize, ticket: Ticket },
+    Queued {
+        position: usize,
+        ticket: Ticket,
+    },
 }
 
 impl Limiter {
@@ -122,8 +125,13 @@ mod tests {
         drop(limiter.admit("a", t0).ok().unwrap());
         drop(limiter.admit("a", t0).ok().unwrap());
         let refused = limiter.admit("a", t0 + Duration::from_secs(10));
-        assert!(matches!(refused, Err(Refusal::RateLimited { retry_after }) if retry_after == Duration::from_secs(50)));
-        assert!(limiter.admit("b", t0).is_ok(), "other users are not affected");
+        assert!(
+            matches!(refused, Err(Refusal::RateLimited { retry_after }) if retry_after == Duration::from_secs(50))
+        );
+        assert!(
+            limiter.admit("b", t0).is_ok(),
+            "other users are not affected"
+        );
         assert!(limiter.admit("a", t0 + Duration::from_secs(61)).is_ok());
     }
 
@@ -132,7 +140,10 @@ mod tests {
         let limiter = Limiter::new(10, 10, 10);
         let now = Instant::now();
         let first = limiter.admit("a", now).ok().unwrap();
-        assert!(matches!(limiter.admit("a", now), Err(Refusal::AlreadyRunning)));
+        assert!(matches!(
+            limiter.admit("a", now),
+            Err(Refusal::AlreadyRunning)
+        ));
         drop(first);
         assert!(limiter.admit("a", now).is_ok());
     }

@@ -19,7 +19,10 @@ pub struct OutgoingFile {
 pub enum Attachment {
     File(OutgoingFile),
     /// Long text sent as a file.
-    Text { filename: String, content: String },
+    Text {
+        filename: String,
+        content: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -69,7 +72,9 @@ pub fn plan(text: &str, files: &[OutgoingFile], max_upload_bytes: u64) -> Vec<Ou
             .into_iter()
             .next()
             .unwrap_or_default();
-        chunks = vec![format!("{preview}\n\n(The full answer is attached as answer.txt.)")];
+        chunks = vec![format!(
+            "{preview}\n\n(The full answer is attached as answer.txt.)"
+        )];
         leading.push(Attachment::Text {
             filename: "answer.txt".into(),
             content: text.to_string(),
@@ -80,7 +85,10 @@ pub fn plan(text: &str, files: &[OutgoingFile], max_upload_bytes: u64) -> Vec<Ou
     if !too_big.is_empty() {
         let mut note = String::from("Too large to upload here, kept in your files:");
         for f in &too_big {
-            note.push_str(&format!("\n- {} (id `{}`, {} bytes)", f.filename, f.file_id, f.size));
+            note.push_str(&format!(
+                "\n- {} (id `{}`, {} bytes)",
+                f.filename, f.file_id, f.size
+            ));
         }
         chunks.extend(split_text(&note, MAX_MESSAGE_CHARS));
     }
@@ -92,7 +100,9 @@ pub fn plan(text: &str, files: &[OutgoingFile], max_upload_bytes: u64) -> Vec<Ou
     }
     let mut attachments: Vec<Attachment> = leading;
     attachments.extend(uploadable.into_iter().cloned().map(Attachment::File));
-    let mut groups = attachments.chunks(MAX_ATTACHMENTS).map(<[Attachment]>::to_vec);
+    let mut groups = attachments
+        .chunks(MAX_ATTACHMENTS)
+        .map(<[Attachment]>::to_vec);
     // Files ride on the last text message, further groups on messages of their own.
     if let Some(first) = groups.next() {
         match messages.last_mut() {
@@ -133,7 +143,9 @@ mod tests {
 
     #[test]
     fn five_thousand_characters_split_on_lines() {
-        let text: String = (0..100).map(|i| format!("line {i:03} {}\n", "x".repeat(40))).collect();
+        let text: String = (0..100)
+            .map(|i| format!("line {i:03} {}\n", "x".repeat(40)))
+            .collect();
         assert!(text.chars().count() > 5000);
         let chunks = split_text(&text, MAX_MESSAGE_CHARS);
         assert_eq!(chunks.len(), 3);
@@ -148,7 +160,10 @@ mod tests {
     fn a_giant_line_is_cut_on_characters() {
         let text = "é".repeat(4500);
         let chunks = split_text(&text, MAX_MESSAGE_CHARS);
-        assert_eq!(chunks.iter().map(|c| c.chars().count()).collect::<Vec<_>>(), [2000, 2000, 500]);
+        assert_eq!(
+            chunks.iter().map(|c| c.chars().count()).collect::<Vec<_>>(),
+            [2000, 2000, 500]
+        );
     }
 
     #[test]
@@ -157,7 +172,9 @@ mod tests {
         let plan = plan(&text, &[], 1 << 20);
         assert_eq!(plan.len(), 1);
         assert!(plan[0].content.contains("answer.txt"));
-        assert!(matches!(&plan[0].attachments[0], Attachment::Text { content, .. } if content == &text));
+        assert!(
+            matches!(&plan[0].attachments[0], Attachment::Text { content, .. } if content == &text)
+        );
     }
 
     #[test]
