@@ -2,6 +2,8 @@
 //! `codebox` binary; scripts/test.sh prepares both.
 #![allow(dead_code)]
 
+pub mod fake;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

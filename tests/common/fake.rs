@@ -1,0 +1,417 @@
+//! One local fake that speaks Discord (REST, the gateway over plain ws://, the CDN for
+//! attachments) and OpenAI chat completions (a scripted queue of responses), recording every
+//! request. The real serenity and async-openai clients talk to it.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+pub const BOT_ID: &str = "900000000000000001";
+pub const APP_ID: &str = "900000000000000002";
+pub const USER_ID: &str = "700000000000000001";
+pub const DM_CHANNEL: &str = "800000000000000001";
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub json: Value,
+    /// Uploaded files: (filename, bytes).
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl Recorded {
+    pub fn content(&self) -> String {
+        self.json["content"]
+            .as_str()
+            .or_else(|| self.json["data"]["content"].as_str())
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<Recorded>,
+    openai_queue: VecDeque<(u16, Value)>,
+    openai_requests: Vec<Value>,
+    gateway: Option<mpsc::UnboundedSender<(String, Value)>>,
+    cdn: HashMap<String, Vec<u8>>,
+}
+
+#[derive(Clone)]
+pub struct Fake {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    ids: Arc<AtomicU64>,
+}
+
+type Shared = (Arc<Mutex<Inner>>, Arc<AtomicU64>, SocketAddr);
+
+impl Fake {
+    pub async fn start() -> Fake {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let ids = Arc::new(AtomicU64::new(910_000_000_000_000_000));
+        let shared: Shared = (inner.clone(), ids.clone(), addr);
+        let app = Router::new()
+            .route("/api/v10/gateway", get(gateway_url))
+            .route("/api/v10/gateway/bot", get(gateway_url))
+            .route("/gateway", get(gateway))
+            .route("/cdn/{name}", get(cdn))
+            .route("/v1/chat/completions", post(openai))
+            .fallback(any(rest))
+            .with_state(shared);
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Fake { addr, inner, ids }
+    }
+
+    pub fn api_base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn openai_base(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn script_openai(&self, status: u16, body: Value) {
+        self.inner
+            .lock()
+            .unwrap()
+            .openai_queue
+            .push_back((status, body));
+    }
+
+    pub fn openai_requests(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().openai_requests.clone()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.lock().unwrap().requests.clone()
+    }
+
+    pub fn add_cdn_file(&self, name: &str, bytes: &[u8]) -> String {
+        self.inner
+            .lock()
+            .unwrap()
+            .cdn
+            .insert(name.to_string(), bytes.to_vec());
+        format!("http://{}/cdn/{name}", self.addr)
+    }
+
+    pub fn next_id(&self) -> String {
+        self.ids.fetch_add(1, Ordering::SeqCst).to_string()
+    }
+
+    /// Waits until the bot has identified and registered its slash commands.
+    pub async fn wait_ready(&self) {
+        self.wait_for(
+            "the bot to register its commands",
+            Duration::from_secs(60),
+            |r| r.method == "PUT" && r.path.ends_with("/commands"),
+        )
+        .await;
+    }
+
+    pub fn dispatch(&self, event: &str, data: Value) {
+        let inner = self.inner.lock().unwrap();
+        let tx = inner.gateway.as_ref().expect("gateway connected");
+        tx.send((event.to_string(), data)).unwrap();
+    }
+
+    /// Waits for a recorded Discord request matching `pred`, returning it.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Recorded) -> bool,
+    ) -> Recorded {
+        let start = Instant::now();
+        loop {
+            if let Some(found) = self.requests().into_iter().find(|r| pred(r)) {
+                return found;
+            }
+            if start.elapsed() > timeout {
+                let seen: Vec<String> = self
+                    .requests()
+                    .iter()
+                    .map(|r| format!("{} {} {}", r.method, r.path, r.content()))
+                    .collect();
+                panic!("timed out waiting for {what}; seen:\n{}", seen.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Posted messages (and edits, and interaction answers) whose text contains `needle`.
+    pub async fn wait_for_text(&self, needle: &str, timeout: Duration) -> Recorded {
+        let needle = needle.to_string();
+        self.wait_for(
+            &format!("a message containing {needle:?}"),
+            timeout,
+            move |r| r.content().contains(&needle),
+        )
+        .await
+    }
+
+    pub fn user(&self, id: &str) -> Value {
+        json!({"id": id, "username": format!("user{id}"), "discriminator": "0", "avatar": null, "global_name": null, "bot": false})
+    }
+
+    /// A DM from the test user, with optional attachments [(filename, url, size)].
+    pub fn message(&self, content: &str, attachments: &[(&str, String, usize)]) -> Value {
+        let attachments: Vec<Value> = attachments
+            .iter()
+            .map(|(name, url, size)| {
+                json!({"id": self.next_id(), "filename": name, "size": size, "url": url,
+                       "proxy_url": url, "content_type": "text/csv"})
+            })
+            .collect();
+        json!({
+            "id": self.next_id(), "channel_id": DM_CHANNEL, "author": self.user(USER_ID),
+            "content": content, "timestamp": "2026-11-22T12:00:00.000000+00:00",
+            "edited_timestamp": null, "tts": false, "mention_everyone": false,
+            "mentions": [], "mention_roles": [], "attachments": attachments, "embeds": [],
+            "pinned": false, "type": 0
+        })
+    }
+
+    /// A slash command from the test user in the DM channel.
+    pub fn command(&self, name: &str, options: Value) -> Value {
+        json!({
+            "id": self.next_id(), "application_id": APP_ID, "type": 2,
+            "data": {"id": self.next_id(), "name": name, "type": 1, "options": options},
+            "channel_id": DM_CHANNEL,
+            "channel": {"id": DM_CHANNEL, "type": 1},
+            "user": self.user(USER_ID), "token": format!("token-{}", self.next_id()),
+            "version": 1, "locale": "en-US", "app_permissions": "0", "entitlements": [],
+            "context": 1, "authorizing_integration_owners": {}
+        })
+    }
+}
+
+pub fn completion_text(text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": "stop", "logprobs": null}],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}
+    })
+}
+
+pub fn completion_tool_call(call_id: &str, arguments: Value) -> Value {
+    json!({
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": call_id, "type": "function",
+                "function": {"name": "execute_python_code", "arguments": arguments.to_string()}}]},
+            "finish_reason": "tool_calls", "logprobs": null}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}
+    })
+}
+
+pub fn api_error(status: u16) -> Value {
+    json!({"error": {"message": format!("fake error {status}"), "type": "server_error", "param": null, "code": null}})
+}
+
+async fn gateway_url(State((_, _, addr)): State<Shared>) -> Json<Value> {
+    Json(json!({"url": format!("ws://{addr}/gateway"), "shards": 1,
+        "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}}))
+}
+
+async fn cdn(State((inner, _, _)): State<Shared>, Path(name): Path<String>) -> Response {
+    match inner.lock().unwrap().cdn.get(&name) {
+        Some(bytes) => bytes.clone().into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn openai(State((inner, _, _)): State<Shared>, Json(body): Json<Value>) -> Response {
+    let mut inner = inner.lock().unwrap();
+    inner.openai_requests.push(body);
+    let (status, body) = inner
+        .openai_queue
+        .pop_front()
+        .unwrap_or((500, api_error(500)));
+    (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
+}
+
+async fn gateway(ws: WebSocketUpgrade, State(shared): State<Shared>) -> Response {
+    ws.on_upgrade(move |socket| gateway_session(socket, shared))
+}
+
+async fn send(socket: &mut WebSocket, value: Value) -> bool {
+    socket
+        .send(WsMessage::Text(value.to_string().into()))
+        .await
+        .is_ok()
+}
+
+async fn gateway_session(mut socket: WebSocket, (inner, _, addr): Shared) {
+    if !send(
+        &mut socket,
+        json!({"op": 10, "d": {"heartbeat_interval": 41250}, "s": null, "t": null}),
+    )
+    .await
+    {
+        return;
+    }
+    // Wait for IDENTIFY.
+    loop {
+        match socket.recv().await {
+            Some(Ok(WsMessage::Text(text))) => {
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if v["op"] == 2 {
+                    break;
+                }
+                if v["op"] == 1 {
+                    send(&mut socket, json!({"op": 11})).await;
+                }
+            }
+            Some(Ok(_)) => {}
+            _ => return,
+        }
+    }
+    let ready = json!({
+        "v": 10, "user": {"id": BOT_ID, "username": "codebox", "discriminator": "0", "avatar": null, "bot": true, "global_name": null},
+        "guilds": [], "session_id": "fake-session", "resume_gateway_url": format!("ws://{addr}/gateway"),
+        "shard": [0, 1], "application": {"id": APP_ID, "flags": 0}, "private_channels": [], "relationships": []
+    });
+    if !send(
+        &mut socket,
+        json!({"op": 0, "t": "READY", "s": 1, "d": ready}),
+    )
+    .await
+    {
+        return;
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    inner.lock().unwrap().gateway = Some(tx);
+    let mut seq = 1;
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(WsMessage::Text(text))) => {
+                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if v["op"] == 1 && !send(&mut socket, json!({"op": 11})).await {
+                        return;
+                    }
+                }
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            event = rx.recv() => match event {
+                Some((name, data)) => {
+                    seq += 1;
+                    if !send(&mut socket, json!({"op": 0, "t": name, "s": seq, "d": data})).await {
+                        return;
+                    }
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+fn message_json(
+    ids: &AtomicU64,
+    channel: &str,
+    content: &str,
+    attachments: &[(String, usize)],
+) -> Value {
+    let attachments: Vec<Value> = attachments
+        .iter()
+        .map(|(name, size)| {
+            json!({"id": ids.fetch_add(1, Ordering::SeqCst).to_string(), "filename": name, "size": size,
+                   "url": "http://invalid/x", "proxy_url": "http://invalid/x"})
+        })
+        .collect();
+    json!({
+        "id": ids.fetch_add(1, Ordering::SeqCst).to_string(), "channel_id": channel,
+        "author": {"id": BOT_ID, "username": "codebox", "discriminator": "0", "avatar": null, "bot": true},
+        "content": content, "timestamp": "2026-11-22T12:00:00.000000+00:00", "edited_timestamp": null,
+        "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
+        "attachments": attachments, "embeds": [], "pinned": false, "type": 0
+    })
+}
+
+async fn rest(State((inner, ids, _)): State<Shared>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let headers: HeaderMap = request.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut json_body = Value::Null;
+    let mut files = Vec::new();
+    if content_type.starts_with("multipart/form-data") {
+        if let Ok(mut multipart) = Multipart::from_request(request, &()).await {
+            while let Ok(Some(field)) = multipart.next_field().await {
+                let name = field.name().unwrap_or("").to_string();
+                let filename = field.file_name().map(str::to_string);
+                let data = field.bytes().await.unwrap_or_default();
+                match filename {
+                    Some(filename) => files.push((filename, data.to_vec())),
+                    None if name == "payload_json" => {
+                        json_body = serde_json::from_slice(&data).unwrap_or(Value::Null)
+                    }
+                    None => {}
+                }
+            }
+        }
+    } else {
+        let bytes = Bytes::from_request(request, &()).await.unwrap_or_default();
+        json_body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    }
+    let recorded = Recorded {
+        method: method.to_string(),
+        path: path.clone(),
+        json: json_body.clone(),
+        files: files.clone(),
+    };
+    inner.lock().unwrap().requests.push(recorded);
+
+    let parts: Vec<&str> = path.trim_start_matches("/api/v10/").split('/').collect();
+    let file_meta: Vec<(String, usize)> = files.iter().map(|(n, d)| (n.clone(), d.len())).collect();
+    let content = json_body["content"].as_str().unwrap_or("").to_string();
+    match (method, parts.as_slice()) {
+        (Method::POST, ["channels", channel, "typing"]) => {
+            let _ = channel;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (Method::POST, ["channels", channel, "messages"]) => {
+            Json(message_json(&ids, channel, &content, &file_meta)).into_response()
+        }
+        (Method::PATCH, ["channels", channel, "messages", _]) => {
+            Json(message_json(&ids, channel, &content, &file_meta)).into_response()
+        }
+        (Method::PUT, ["applications", _, "commands"]) => Json(json!([])).into_response(),
+        (Method::POST, ["interactions", _, _, "callback"]) => StatusCode::NO_CONTENT.into_response(),
+        (Method::PATCH, ["webhooks", _, _, "messages", _]) | (Method::POST, ["webhooks", _, _]) => {
+            Json(message_json(&ids, DM_CHANNEL, &content, &file_meta)).into_response()
+        }
+        (Method::GET, ["users", "@me"]) => Json(json!({"id": BOT_ID, "username": "codebox", "discriminator": "0", "avatar": null, "bot": true})).into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": "Unknown route in fake", "code": 0})),
+        )
+            .into_response(),
+    }
+}
