@@ -34,7 +34,10 @@ impl Bot {
             .env("DISCORD_API_BASE", fake.api_base())
             .env("OPENAI_BASE_URL", fake.openai_base())
             .env("OPENAI_RETRY_DELAY_MS", "50")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("CODEBOX_TEST_BOT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         for (k, v) in extra_env {
@@ -194,4 +197,258 @@ print("env:", sorted(os.environ))
     }
     assert_no_secrets(&bot);
     assert!(bot.stop().success(), "SIGTERM is a clean exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_times_out() {
+    let bot = Bot::start(&[("CODE_EXECUTION_TIMEOUT", "2")]).await;
+    // The model asks for more time than allowed: the admin limit wins.
+    bot.fake.script_openai(
+        200,
+        completion_tool_call(
+            "call_t",
+            json!({"code": "while True:\n    pass", "timeout": 600}),
+        ),
+    );
+    bot.fake.script_openai(
+        200,
+        completion_text("That loop never ends, so it was stopped."),
+    );
+    bot.send("run an endless loop");
+    let status = bot.fake.wait_for_text("timed out after 2 s", LONG).await;
+    assert_eq!(status.method, "PATCH");
+    bot.fake.wait_for_text("never ends", LONG).await;
+    let tool = &tool_contents(&bot.fake.openai_requests()[1])[0];
+    assert_eq!(tool["status"], "timeout");
+    assert_eq!(tool["error"]["type"], "TimeoutError");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_429_then_500_are_retried_then_reported() {
+    let bot = Bot::start(&[("OPENAI_RETRIES", "2")]).await;
+    bot.fake.script_openai(429, common::fake::api_error(429));
+    bot.fake.script_openai(500, common::fake::api_error(500));
+    bot.fake
+        .script_openai(200, completion_text("third time lucky"));
+    bot.send("hello?");
+    bot.fake.wait_for_text("third time lucky", LONG).await;
+    assert_eq!(
+        bot.fake.openai_requests().len(),
+        3,
+        "two retries, then success"
+    );
+
+    // Every attempt fails: the user gets a short, clear message...
+    bot.fake.script_openai(429, common::fake::api_error(429));
+    bot.fake.script_openai(429, common::fake::api_error(429));
+    bot.fake.script_openai(429, common::fake::api_error(429));
+    bot.send("are you there?");
+    let busy = bot.fake.wait_for_text("rate limited", LONG).await;
+    assert!(busy.content().len() < 200, "{}", busy.content());
+    // ...and nothing is lost: the next request still carries the unanswered message.
+    bot.fake
+        .script_openai(200, completion_text("yes, back now"));
+    bot.send("now?");
+    bot.fake.wait_for_text("back now", LONG).await;
+    let last = bot.fake.openai_requests().last().unwrap().clone();
+    let users: Vec<&str> = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["hello?", "are you there?", "now?"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_thousand_character_answer_is_split_on_lines() {
+    let bot = Bot::start(&[]).await;
+    let answer: String = (0..100)
+        .map(|i| format!("row {i:03} {}\n", "x".repeat(42)))
+        .collect();
+    assert!(answer.len() > 5000);
+    bot.fake.script_openai(200, completion_text(&answer));
+    bot.send("give me a long answer");
+    bot.fake.wait_for_text("row 099", LONG).await;
+    let parts: Vec<String> = bot
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.content().starts_with("row "))
+        .map(|r| r.content())
+        .collect();
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    for part in &parts {
+        assert!(part.chars().count() <= 2000);
+        assert!(part.ends_with('x'), "split at a line end");
+    }
+    assert_eq!(parts.join("\n") + "\n", answer, "nothing lost or reordered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_and_delete_through_slash_commands() {
+    let bot = Bot::start(&[]).await;
+    let url = bot.fake.add_cdn_file("notes.txt", b"remember the milk\n");
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake.message("", &[("notes.txt", url, 18)]),
+    );
+    let stored = bot
+        .fake
+        .wait_for_text("Stored `notes.txt`", LONG)
+        .await
+        .content();
+    let id: String = stored.split('`').nth(3).unwrap().to_string();
+    assert_eq!(id.len(), 16, "{stored}");
+
+    bot.fake
+        .dispatch("INTERACTION_CREATE", bot.fake.command("files", json!([])));
+    let listing = bot.fake.wait_for_text("Your files (1/20)", LONG).await;
+    assert!(listing.path.ends_with("/callback"));
+    assert!(listing.content().contains(&id));
+    assert_eq!(listing.json["data"]["flags"], 64, "ephemeral");
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake
+            .command("files", json!([{"name": "id", "type": 3, "value": id}])),
+    );
+    let download = bot
+        .fake
+        .wait_for("the file download", LONG, |r| {
+            r.path.ends_with("/callback") && !r.files.is_empty()
+        })
+        .await;
+    assert_eq!(download.files[0].0, "notes.txt");
+    assert_eq!(download.files[0].1, b"remember the milk\n");
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake
+            .command("delete", json!([{"name": "id", "type": 3, "value": id}])),
+    );
+    bot.fake.wait_for_text("to confirm", LONG).await;
+    assert_eq!(
+        std::fs::read_dir(bot.user_files_dir()).unwrap().count(),
+        1,
+        "not deleted yet"
+    );
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake.command(
+            "delete",
+            json!([{"name": "id", "type": 3, "value": id}, {"name": "confirm", "type": 5, "value": true}]),
+        ),
+    );
+    bot.fake.wait_for_text("Deleted `notes.txt`", LONG).await;
+    assert_eq!(std::fs::read_dir(bot.user_files_dir()).unwrap().count(), 0);
+    bot.fake
+        .dispatch("INTERACTION_CREATE", bot.fake.command("files", json!([])));
+    bot.fake.wait_for_text("You have no files", LONG).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_cancels_a_long_run_and_removes_its_container() {
+    let bot = Bot::start(&[]).await;
+    bot.fake.script_openai(
+        200,
+        completion_tool_call("call_s", json!({"code": "import time\ntime.sleep(120)"})),
+    );
+    bot.send("sleep for two minutes");
+    bot.fake.wait_for_text("running code", LONG).await;
+    let owner_containers = || async {
+        let engine = codebox::sandbox::docker::DockerEngine::connect()
+            .await
+            .unwrap();
+        use codebox::sandbox::engine::Containers;
+        engine
+            .list_managed()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| {
+                c.labels
+                    .get(codebox::sandbox::OWNER_LABEL)
+                    .is_some_and(|o| o.contains(&format!(":{}:", bot.child.id())))
+            })
+            .count()
+    };
+    assert_eq!(owner_containers().await, 1, "the run is under way");
+    bot.fake
+        .dispatch("INTERACTION_CREATE", bot.fake.command("stop", json!([])));
+    bot.fake
+        .wait_for_text("Cancelled your running code", LONG)
+        .await;
+    let status = bot.fake.wait_for_text("cancelled", LONG).await;
+    assert_eq!(status.method, "PATCH");
+    let mut left = 1;
+    for _ in 0..50 {
+        left = owner_containers().await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the cancelled run's container is gone");
+    bot.fake.script_openai(200, completion_text("ready again"));
+    bot.send("still there?");
+    bot.fake.wait_for_text("ready again", LONG).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_hitting_the_rate_limit_is_told() {
+    let bot = Bot::start(&[("RATE_LIMIT_PER_MINUTE", "2")]).await;
+    for n in 0..2 {
+        bot.fake
+            .script_openai(200, completion_text(&format!("answer {n}")));
+        bot.send(&format!("question {n}"));
+        bot.fake.wait_for_text(&format!("answer {n}"), LONG).await;
+    }
+    bot.send("question 2");
+    let refused = bot.fake.wait_for_text("too fast", LONG).await;
+    assert!(
+        refused.content().contains("limit 2 per minute"),
+        "{}",
+        refused.content()
+    );
+    assert_eq!(
+        bot.fake.openai_requests().len(),
+        2,
+        "the refused message never reached the model"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_and_usage_commands() {
+    let bot = Bot::start(&[]).await;
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake.command(
+            "run",
+            json!([{"name": "code", "type": 3, "value": "print(6 * 7)"}]),
+        ),
+    );
+    let result = bot.fake.wait_for_text("42", LONG).await;
+    assert!(
+        result.path.contains("/webhooks/"),
+        "the deferred answer is edited in: {}",
+        result.path
+    );
+    assert!(
+        result.content().starts_with("**ok**"),
+        "{}",
+        result.content()
+    );
+
+    bot.fake.script_openai(200, completion_text("counted"));
+    bot.send("count my tokens");
+    bot.fake.wait_for_text("counted", LONG).await;
+    bot.fake
+        .dispatch("INTERACTION_CREATE", bot.fake.command("usage", json!([])));
+    let usage = bot.fake.wait_for_text("Usage for", LONG).await.content();
+    assert!(usage.contains("1 messages, 120 prompt tokens"), "{usage}");
+    assert!(usage.contains("30 completion tokens"), "{usage}");
+    // gpt-4o-mini: 120 * 0.15 + 30 * 0.60 per million = $0.000036
+    assert!(usage.contains("cost $0.0000"), "{usage}");
 }

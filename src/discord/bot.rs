@@ -450,7 +450,8 @@ async fn answer(
         max_timeout: state.limits().timeout,
         encoding,
         budget: Budget::default(),
-        retries: state.settings.openai_retries,
+        // async-openai already retries each request (OPENAI_RETRIES); the loop does not.
+        retries: 0,
         retry_delay: Duration::from_millis(state.settings.openai_retry_delay_ms),
         secrets: state.secrets.clone(),
     };

@@ -72,6 +72,7 @@ pub async fn run(settings: Settings) -> Result<(), BotError> {
         api_key.expose(),
         &settings.openai_model,
         Duration::from_secs_f64(settings.openai_timeout),
+        settings.openai_retries,
     );
     let state = Arc::new(bot::BotState::new(
         settings.clone(),

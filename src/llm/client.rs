@@ -91,12 +91,25 @@ pub struct OpenAiChat {
 }
 
 impl OpenAiChat {
-    pub fn new(api_base: &str, api_key: &str, model: &str, timeout: Duration) -> OpenAiChat {
+    /// `retries`: extra attempts after a 429 (rate limit, not exhausted quota), a 5xx or a
+    /// connection error, with async-openai's own exponential backoff.
+    pub fn new(
+        api_base: &str,
+        api_key: &str,
+        model: &str,
+        timeout: Duration,
+        retries: u32,
+    ) -> OpenAiChat {
+        use tower::Layer;
         let config = OpenAIConfig::new()
             .with_api_base(api_base)
             .with_api_key(api_key);
+        let service = async_openai::middleware::retry::OpenAIRetryLayer::new(retries as usize)
+            .layer(async_openai::middleware::ReqwestService::new(
+                reqwest::Client::new(),
+            ));
         OpenAiChat {
-            client: Client::with_config(config),
+            client: Client::with_config(config).with_http_service(service),
             model: model.to_string(),
             timeout,
         }

@@ -200,7 +200,7 @@ impl Fake {
             "channel": {"id": DM_CHANNEL, "type": 1},
             "user": self.user(USER_ID), "token": format!("token-{}", self.next_id()),
             "version": 1, "locale": "en-US", "app_permissions": "0", "entitlements": [],
-            "context": 1, "authorizing_integration_owners": {}
+            "context": 1, "authorizing_integration_owners": {}, "attachment_size_limit": 10485760
         })
     }
 }
