@@ -452,3 +452,143 @@ async fn run_and_usage_commands() {
     // gpt-4o-mini: 120 * 0.15 + 30 * 0.60 per million = $0.000036
     assert!(usage.contains("cost $0.0000"), "{usage}");
 }
+
+const GUILD: &str = "600000000000000001";
+const LISTED: &str = "800000000000000010";
+const OTHER: &str = "800000000000000011";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_channels_mentions_and_guild_limits() {
+    let bot = Bot::start(&[("BOT_CHANNELS", LISTED)]).await;
+    // An unlisted channel without a mention is ignored.
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake.guild_message(GUILD, OTHER, "ignored?", false),
+    );
+    // A listed channel is answered.
+    bot.fake
+        .script_openai(200, completion_text("answer in the listed channel"));
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake.guild_message(GUILD, LISTED, "hello", false),
+    );
+    let listed = bot
+        .fake
+        .wait_for_text("answer in the listed channel", LONG)
+        .await;
+    assert!(listed.path.contains(LISTED));
+    // A mention is answered anywhere, and the mention is not sent to the model.
+    bot.fake
+        .script_openai(200, completion_text("answer to a mention"));
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake.guild_message(GUILD, OTHER, "are you here?", true),
+    );
+    let mentioned = bot.fake.wait_for_text("answer to a mention", LONG).await;
+    assert!(mentioned.path.contains(OTHER));
+    let requests = bot.fake.openai_requests();
+    assert_eq!(
+        requests.len(),
+        2,
+        "the unlisted, unmentioned message never reached the model"
+    );
+    let last_user = requests[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .unwrap()
+        .clone();
+    assert_eq!(last_user["content"], "are you here?");
+
+    // Members without Manage Server cannot change limits; admins can lower them.
+    let manage_guild = 1 << 5;
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake.guild_command(
+            GUILD,
+            "limits",
+            json!([{"name": "timeout", "type": 10, "value": 1.0}]),
+            0,
+        ),
+    );
+    bot.fake
+        .wait_for_text("Manage Server permission", LONG)
+        .await;
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake.guild_command(
+            GUILD,
+            "limits",
+            json!([{"name": "timeout", "type": 10, "value": 100000.0}]),
+            manage_guild,
+        ),
+    );
+    bot.fake.wait_for_text("operator's maximum", LONG).await;
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake.guild_command(
+            GUILD,
+            "limits",
+            json!([{"name": "timeout", "type": 10, "value": 1.0}]),
+            manage_guild,
+        ),
+    );
+    bot.fake
+        .wait_for_text("Limits for this server: 1 s", LONG)
+        .await;
+    // Runs in that server now stop after 1 s; DMs keep the operator's limit.
+    bot.fake.script_openai(
+        200,
+        completion_tool_call(
+            "call_g",
+            json!({"code": "import time\ntime.sleep(5)\nprint('slept')"}),
+        ),
+    );
+    bot.fake
+        .script_openai(200, completion_text("the server limit applied"));
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake.guild_message(GUILD, LISTED, "sleep 5 s", false),
+    );
+    bot.fake.wait_for_text("timed out after 1 s", LONG).await;
+    bot.fake
+        .wait_for_text("the server limit applied", LONG)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_clears_history_but_keeps_files() {
+    let bot = Bot::start(&[]).await;
+    let url = bot.fake.add_cdn_file("keep.txt", b"keep me\n");
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake.message("", &[("keep.txt", url, 8)]),
+    );
+    bot.fake.wait_for_text("Stored `keep.txt`", LONG).await;
+    bot.fake.script_openai(200, completion_text("first answer"));
+    bot.send("remember this");
+    bot.fake.wait_for_text("first answer", LONG).await;
+    bot.fake
+        .dispatch("INTERACTION_CREATE", bot.fake.command("reset", json!([])));
+    bot.fake.wait_for_text("history cleared", LONG).await;
+    bot.fake.script_openai(200, completion_text("fresh start"));
+    bot.send("what did I say?");
+    bot.fake.wait_for_text("fresh start", LONG).await;
+    let last = bot.fake.openai_requests().last().unwrap().clone();
+    let users: Vec<&Value> = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .collect();
+    assert_eq!(users.len(), 1, "the old turn is gone");
+    assert!(
+        last["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("keep.txt"),
+        "files kept"
+    );
+}

@@ -2,7 +2,7 @@
 
 use codebox::conversations::mongo::MongoConversations;
 use codebox::conversations::sqlite::SqliteConversations;
-use codebox::conversations::{ConversationStore, UsageTotals};
+use codebox::conversations::{ConversationStore, GuildLimits, UsageTotals};
 use codebox::llm::history::ChatMessage;
 
 async fn contract<C: ConversationStore>(store: C) {
@@ -56,6 +56,15 @@ async fn contract<C: ConversationStore>(store: C) {
         store.usage("u", "2026-10").await.unwrap(),
         UsageTotals::default()
     );
+
+    assert_eq!(store.guild_limits("g1").await.unwrap(), None);
+    let limits = GuildLimits {
+        timeout_s: Some(30.0),
+        memory_mb: None,
+    };
+    store.set_guild_limits("g1", &limits).await.unwrap();
+    assert_eq!(store.guild_limits("g1").await.unwrap(), Some(limits));
+    assert_eq!(store.guild_limits("g2").await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -40,7 +40,23 @@ impl UsageTotals {
     }
 }
 
+/// Per-guild limits set by the guild's admins, always within the operator's maxima.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuildLimits {
+    pub timeout_s: Option<f64>,
+    pub memory_mb: Option<u64>,
+}
+
 pub trait ConversationStore: Send + Sync {
+    fn guild_limits(
+        &self,
+        guild_id: &str,
+    ) -> impl Future<Output = Result<Option<GuildLimits>, MetadataError>> + Send;
+    fn set_guild_limits(
+        &self,
+        guild_id: &str,
+        limits: &GuildLimits,
+    ) -> impl Future<Output = Result<(), MetadataError>> + Send;
     fn history(
         &self,
         user_id: &str,
@@ -101,6 +117,16 @@ macro_rules! delegate {
 }
 
 impl ConversationStore for AnyConversations {
+    async fn guild_limits(&self, guild_id: &str) -> Result<Option<GuildLimits>, MetadataError> {
+        delegate!(self, c => c.guild_limits(guild_id))
+    }
+    async fn set_guild_limits(
+        &self,
+        guild_id: &str,
+        limits: &GuildLimits,
+    ) -> Result<(), MetadataError> {
+        delegate!(self, c => c.set_guild_limits(guild_id, limits))
+    }
     async fn history(
         &self,
         user_id: &str,

@@ -7,7 +7,7 @@ use mongodb::bson::{self, Document, doc};
 use mongodb::options::{ClientOptions, UpdateOptions};
 use mongodb::{Client, Collection};
 
-use super::{ConversationStore, UsageTotals};
+use super::{ConversationStore, GuildLimits, UsageTotals};
 use crate::llm::history::ChatMessage;
 use crate::store::MetadataError;
 
@@ -15,6 +15,7 @@ use crate::store::MetadataError;
 pub struct MongoConversations {
     conversations: Collection<Document>,
     usage: Collection<Document>,
+    guild_limits: Collection<Document>,
 }
 
 fn backend<E: std::fmt::Display>(operation: &'static str) -> impl Fn(E) -> MetadataError {
@@ -39,6 +40,7 @@ impl MongoConversations {
         Ok(MongoConversations {
             conversations: db.collection("conversations"),
             usage: db.collection("usage"),
+            guild_limits: db.collection("guild_limits"),
         })
     }
 }
@@ -48,6 +50,32 @@ fn key(a: &str, b: &str) -> String {
 }
 
 impl ConversationStore for MongoConversations {
+    async fn guild_limits(&self, guild_id: &str) -> Result<Option<GuildLimits>, MetadataError> {
+        let found = self
+            .guild_limits
+            .find_one(doc! {"_id": guild_id})
+            .await
+            .map_err(backend("guild limits"))?;
+        found
+            .and_then(|d| d.get_str("limits").ok().map(str::to_string))
+            .map(|t| serde_json::from_str(&t).map_err(backend("guild limits")))
+            .transpose()
+    }
+
+    async fn set_guild_limits(
+        &self,
+        guild_id: &str,
+        limits: &GuildLimits,
+    ) -> Result<(), MetadataError> {
+        let text = serde_json::to_string(limits).map_err(backend("set guild limits"))?;
+        self.guild_limits
+            .update_one(doc! {"_id": guild_id}, doc! {"$set": {"limits": text}})
+            .with_options(UpdateOptions::builder().upsert(true).build())
+            .await
+            .map(|_| ())
+            .map_err(backend("set guild limits"))
+    }
+
     async fn history(
         &self,
         user_id: &str,

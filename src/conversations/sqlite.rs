@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{ConversationStore, UsageTotals};
+use super::{ConversationStore, GuildLimits, UsageTotals};
 use crate::llm::history::ChatMessage;
 use crate::store::MetadataError;
 
@@ -29,6 +29,8 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS usage (
         user_id TEXT NOT NULL, month TEXT NOT NULL, totals TEXT NOT NULL,
         PRIMARY KEY (user_id, month));
+    CREATE TABLE IF NOT EXISTS guild_limits (
+        guild_id TEXT PRIMARY KEY, limits TEXT NOT NULL);
 ";
 
 impl SqliteConversations {
@@ -65,6 +67,42 @@ impl SqliteConversations {
 }
 
 impl ConversationStore for SqliteConversations {
+    async fn guild_limits(&self, guild_id: &str) -> Result<Option<GuildLimits>, MetadataError> {
+        let guild = guild_id.to_string();
+        self.with_conn("guild limits", move |conn| {
+            let text: Option<String> = conn
+                .query_row(
+                    "SELECT limits FROM guild_limits WHERE guild_id = ?1",
+                    params![guild],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(backend("guild limits"))?;
+            text.map(|t| serde_json::from_str(&t).map_err(backend("guild limits")))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn set_guild_limits(
+        &self,
+        guild_id: &str,
+        limits: &GuildLimits,
+    ) -> Result<(), MetadataError> {
+        let guild = guild_id.to_string();
+        let text = serde_json::to_string(limits).map_err(backend("set guild limits"))?;
+        self.with_conn("set guild limits", move |conn| {
+            conn.execute(
+                "INSERT INTO guild_limits (guild_id, limits) VALUES (?1, ?2)
+                 ON CONFLICT (guild_id) DO UPDATE SET limits = excluded.limits",
+                params![guild, text],
+            )
+            .map(|_| ())
+            .map_err(backend("set guild limits"))
+        })
+        .await
+    }
+
     async fn history(
         &self,
         user_id: &str,

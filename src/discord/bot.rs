@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serenity::all::{
-    ChannelId, Context, CreateAttachment, CreateMessage, EditMessage, EventHandler, Http,
+    ChannelId, Context, CreateAttachment, CreateMessage, EditMessage, EventHandler, GuildId, Http,
     Interaction, Message, Ready, UserId,
 };
 use serenity::async_trait;
@@ -108,8 +108,23 @@ impl BotState {
         &self.secrets
     }
 
+    /// The operator's limits.
     pub fn limits(&self) -> Limits {
         Limits::from_settings(&self.settings)
+    }
+
+    /// The limits in a guild: the operator's, lowered by the guild's admins if they chose.
+    pub async fn limits_for(&self, guild: Option<GuildId>) -> Limits {
+        let operator = self.limits();
+        let Some(guild) = guild else { return operator };
+        match self.conversations.guild_limits(&guild.to_string()).await {
+            Ok(Some(g)) => operator.narrowed(g.timeout_s, g.memory_mb),
+            Ok(None) => operator,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read guild limits; using the operator's");
+                operator
+            }
+        }
     }
 
     fn staging_root(&self) -> std::path::PathBuf {
@@ -122,8 +137,8 @@ impl BotState {
         user_id: &str,
         code: String,
         timeout: Duration,
+        mut limits: Limits,
     ) -> Result<UserRunResult, String> {
-        let mut limits = self.limits();
         limits.timeout = timeout.min(limits.timeout);
         user_runs::run_for_user(
             &self.executor,
@@ -391,11 +406,14 @@ async fn store_attachments(state: &BotState, http: &Http, msg: &Message, user_id
 struct UserCodeRunner<'a> {
     state: &'a BotState,
     user_id: &'a str,
+    limits: Limits,
 }
 
 impl CodeRunner for UserCodeRunner<'_> {
     async fn run(&self, code: String, timeout: Duration) -> Result<UserRunResult, String> {
-        self.state.run_code(self.user_id, code, timeout).await
+        self.state
+            .run_code(self.user_id, code, timeout, self.limits.clone())
+            .await
     }
 }
 
@@ -445,9 +463,10 @@ async fn answer(
         content: system_prompt(&files),
     }];
     prompt.extend(history.iter().cloned());
+    let limits = state.limits_for(msg.guild_id).await;
     let settings = TurnSettings {
         max_tool_rounds: state.settings.max_tool_rounds,
-        max_timeout: state.limits().timeout,
+        max_timeout: limits.timeout,
         encoding,
         budget: Budget::default(),
         // async-openai already retries each request (OPENAI_RETRIES); the loop does not.
@@ -460,7 +479,11 @@ async fn answer(
         channel: msg.channel_id,
         slot: status,
     };
-    let runner = UserCodeRunner { state, user_id };
+    let runner = UserCodeRunner {
+        state,
+        user_id,
+        limits,
+    };
     let outcome = run_turn(&state.model, &runner, &progress, &settings, &prompt, text).await;
 
     history.extend(outcome.new_messages.iter().cloned());

@@ -44,7 +44,18 @@ pub async fn register(http: &Http) -> Result<Vec<Command>, serenity::Error> {
                 "Also delete all your files",
             )),
         CreateCommand::new("usage").description("Your tokens, cost, runs and CPU time this month"),
-        CreateCommand::new("limits").description("The limits your code runs under"),
+        CreateCommand::new("limits")
+            .description("Show the limits code runs under; server admins can lower them")
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::Number,
+                "timeout",
+                "Seconds per run in this server (Manage Server only)",
+            ))
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::Integer,
+                "memory_mb",
+                "Memory per run in MB in this server (Manage Server only)",
+            )),
         CreateCommand::new("stop").description("Cancel your running code"),
     ];
     Command::set_global_commands(http, commands).await
@@ -60,6 +71,79 @@ fn string_option(command: &CommandInteraction, name: &str) -> Option<String> {
             CommandDataOptionValue::String(s) => Some(s.clone()),
             _ => None,
         })
+}
+
+fn number_option(command: &CommandInteraction, name: &str) -> Option<f64> {
+    command
+        .data
+        .options
+        .iter()
+        .find(|o| o.name == name)
+        .and_then(|o| match o.value {
+            CommandDataOptionValue::Number(n) => Some(n),
+            CommandDataOptionValue::Integer(n) => Some(n as f64),
+            _ => None,
+        })
+}
+
+fn integer_option(command: &CommandInteraction, name: &str) -> Option<u64> {
+    command
+        .data
+        .options
+        .iter()
+        .find(|o| o.name == name)
+        .and_then(|o| match o.value {
+            CommandDataOptionValue::Integer(n) => u64::try_from(n).ok(),
+            _ => None,
+        })
+}
+
+/// Admins with Manage Server lower this server's limits, within the operator's maxima.
+async fn set_guild_limits(
+    state: &BotState,
+    command: &CommandInteraction,
+    timeout: Option<f64>,
+    memory: Option<u64>,
+) -> String {
+    let Some(guild) = command.guild_id else {
+        return "Limits can only be set inside a server.".to_string();
+    };
+    let allowed = command
+        .member
+        .as_ref()
+        .and_then(|m| m.permissions)
+        .is_some_and(|p| p.manage_guild());
+    if !allowed {
+        return "Only members with the Manage Server permission can change limits.".to_string();
+    }
+    if let Err(err) = state.limits().check_request(timeout, memory) {
+        return format!("Not changed: {err}.");
+    }
+    let key = guild.to_string();
+    let mut current = state
+        .conversations
+        .guild_limits(&key)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if timeout.is_some() {
+        current.timeout_s = timeout;
+    }
+    if memory.is_some() {
+        current.memory_mb = memory;
+    }
+    match state.conversations.set_guild_limits(&key, &current).await {
+        Ok(()) => {
+            let l = state.limits_for(Some(guild)).await;
+            format!(
+                "Limits for this server: {} s and {} MB per run.",
+                l.timeout.as_secs_f64(),
+                l.memory_mb
+            )
+        }
+        Err(err) => format!("Could not save the limits: {err}"),
+    }
 }
 
 fn bool_option(command: &CommandInteraction, name: &str) -> bool {
@@ -188,7 +272,14 @@ pub async fn handle(state: Arc<BotState>, ctx: Context, command: CommandInteract
             respond(&ctx, &command, private(text)).await;
         }
         "limits" => {
-            let l = state.limits();
+            let timeout = number_option(&command, "timeout");
+            let memory = integer_option(&command, "memory_mb");
+            if timeout.is_some() || memory.is_some() {
+                let text = set_guild_limits(&state, &command, timeout, memory).await;
+                respond(&ctx, &command, private(text)).await;
+                return;
+            }
+            let l = state.limits_for(command.guild_id).await;
             let text = format!(
                 "Each run: {} s, {} MB memory, {} CPU, {} processes, {} MB scratch, no network, runtime {}.\nFiles: {} per user, {} MB each, expire after {} h.\nMessages: {} per minute; up to {} code runs per message.",
                 l.timeout.as_secs_f64(),
@@ -217,8 +308,9 @@ pub async fn handle(state: Arc<BotState>, ctx: Context, command: CommandInteract
                 tracing::warn!(error = %err, "cannot defer /run");
                 return;
             }
-            let timeout = state.limits().timeout;
-            let text = match state.run_code(&user_id, code, timeout).await {
+            let limits = state.limits_for(command.guild_id).await;
+            let timeout = limits.timeout;
+            let text = match state.run_code(&user_id, code, timeout, limits).await {
                 Ok(run) => render::run_for_discord(&run),
                 Err(reason) => format!("❌ could not run the code: {reason}"),
             };

@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn five_thousand_characters_split_on_lines() {
         let text: String = (0..100)
-            .map(|i| format!("line {i:03} {}\n", "x".repeat(40)))
+            .map(|i| format!("line {i:03} {}\n", "x".repeat(45)))
             .collect();
         assert!(text.chars().count() > 5000);
         let chunks = split_text(&text, MAX_MESSAGE_CHARS);

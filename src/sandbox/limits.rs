@@ -20,7 +20,50 @@ pub struct Limits {
 
 const MIB: u64 = 1024 * 1024;
 
+/// Why a guild admin's requested limit was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LimitError {
+    #[error("timeout must be between 1 and {max} seconds (the operator's maximum)")]
+    Timeout { max: f64 },
+    #[error("memory must be between 64 and {max} MB (the operator's maximum)")]
+    Memory { max: u64 },
+}
+
 impl Limits {
+    /// The operator's limits lowered by a guild's own choice; never raised.
+    pub fn narrowed(&self, timeout_s: Option<f64>, memory_mb: Option<u64>) -> Limits {
+        let mut limits = self.clone();
+        if let Some(t) = timeout_s.filter(|t| t.is_finite() && *t > 0.0) {
+            limits.timeout = limits.timeout.min(Duration::from_secs_f64(t));
+        }
+        if let Some(m) = memory_mb {
+            limits.memory_mb = limits.memory_mb.min(m.max(16));
+        }
+        limits
+    }
+
+    /// Checks values a guild admin asks for against these (the operator's) maxima.
+    pub fn check_request(
+        &self,
+        timeout_s: Option<f64>,
+        memory_mb: Option<u64>,
+    ) -> Result<(), LimitError> {
+        let max_timeout = self.timeout.as_secs_f64();
+        if let Some(t) = timeout_s
+            && !(t.is_finite() && (1.0..=max_timeout).contains(&t))
+        {
+            return Err(LimitError::Timeout { max: max_timeout });
+        }
+        if let Some(m) = memory_mb
+            && !(64..=self.memory_mb).contains(&m)
+        {
+            return Err(LimitError::Memory {
+                max: self.memory_mb,
+            });
+        }
+        Ok(())
+    }
+
     pub fn from_settings(settings: &Settings) -> Limits {
         Limits {
             timeout: Duration::from_secs_f64(settings.code_execution_timeout),
@@ -34,5 +77,30 @@ impl Limits {
             max_output_file_bytes: settings.max_output_file_mb * MIB,
             max_output_total_bytes: settings.max_output_total_mb * MIB,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guilds_can_only_lower_limits() {
+        let operator = Limits::from_settings(&Settings::default());
+        let narrowed = operator.narrowed(Some(30.0), Some(256));
+        assert_eq!(narrowed.timeout, Duration::from_secs(30));
+        assert_eq!(narrowed.memory_mb, 256);
+        let not_raised = operator.narrowed(Some(10_000.0), Some(1 << 20));
+        assert_eq!(not_raised.timeout, operator.timeout);
+        assert_eq!(not_raised.memory_mb, operator.memory_mb);
+        assert!(operator.check_request(Some(30.0), Some(256)).is_ok());
+        assert_eq!(
+            operator.check_request(Some(301.0), None),
+            Err(LimitError::Timeout { max: 300.0 })
+        );
+        assert_eq!(
+            operator.check_request(None, Some(4096)),
+            Err(LimitError::Memory { max: 1024 })
+        );
     }
 }

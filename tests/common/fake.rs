@@ -191,6 +191,46 @@ impl Fake {
         })
     }
 
+    /// A message from the test user in a server channel, optionally mentioning the bot.
+    pub fn guild_message(
+        &self,
+        guild: &str,
+        channel: &str,
+        content: &str,
+        mention_bot: bool,
+    ) -> Value {
+        let mut message = self.message(content, &[]);
+        message["guild_id"] = json!(guild);
+        message["channel_id"] = json!(channel);
+        message["member"] = json!({"roles": [], "joined_at": "2026-01-01T00:00:00.000000+00:00",
+                                   "deaf": false, "mute": false, "flags": 0});
+        if mention_bot {
+            message["mentions"] = json!([{"id": BOT_ID, "username": "codebox", "discriminator": "0", "avatar": null, "bot": true}]);
+            message["content"] = json!(format!("<@{BOT_ID}> {content}"));
+        }
+        message
+    }
+
+    /// A slash command from the test user in a server, with the member's permission bits.
+    pub fn guild_command(
+        &self,
+        guild: &str,
+        name: &str,
+        options: Value,
+        permissions: u64,
+    ) -> Value {
+        let mut command = self.command(name, options);
+        let user = command["user"].take();
+        command.as_object_mut().unwrap().remove("user");
+        command["guild_id"] = json!(guild);
+        command["channel_id"] = json!("800000000000000099");
+        command["channel"] = json!({"id": "800000000000000099", "type": 0});
+        command["context"] = json!(0);
+        command["member"] = json!({"user": user, "roles": [], "joined_at": "2026-01-01T00:00:00.000000+00:00",
+            "deaf": false, "mute": false, "flags": 0, "permissions": permissions.to_string()});
+        command
+    }
+
     /// A slash command from the test user in the DM channel.
     pub fn command(&self, name: &str, options: Value) -> Value {
         json!({
