@@ -592,3 +592,50 @@ async fn reset_clears_history_but_keeps_files() {
         "files kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_bot_tells_the_next_user_their_queue_position() {
+    let bot = Bot::start(&[("MAX_CONCURRENT_EXECUTIONS", "1")]).await;
+    bot.fake.script_openai(
+        200,
+        completion_tool_call("call_q", json!({"code": "import time\ntime.sleep(3)"})),
+    );
+    bot.fake
+        .script_openai(200, completion_text("first user done"));
+    bot.fake
+        .script_openai(200, completion_text("second user done"));
+    bot.send("slow work");
+    bot.fake.wait_for_text("running code", LONG).await;
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake.message_from("700000000000000002", "me too"),
+    );
+    let queued = bot.fake.wait_for_text("position 1", LONG).await;
+    assert!(queued.content().contains("busy"), "{}", queued.content());
+    bot.fake.wait_for_text("first user done", LONG).await;
+    bot.fake.wait_for_text("second user done", LONG).await;
+    let order: Vec<String> = bot
+        .fake
+        .requests()
+        .iter()
+        .map(|r| r.content())
+        .filter(|c| c.ends_with("user done"))
+        .collect();
+    assert_eq!(order, ["first user done", "second user done"]);
+}
+
+#[test]
+fn the_bot_refuses_to_start_without_its_token() {
+    let data = tempfile::tempdir().unwrap();
+    let output = common::codebox(data.path()).arg("bot").output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DISCORD_TOKEN is not set"), "{stderr}");
+    let output = common::codebox(data.path())
+        .arg("bot")
+        .env("DISCORD_TOKEN", "x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("OPENAI_API_KEY is not set"), "{stderr}");
+}

@@ -1,11 +1,9 @@
 //! MongoDB adapter for conversations (`conversations`) and usage (`usage`, updated with
 //! `$inc` so concurrent requests add up).
 
-use std::time::Duration;
-
+use mongodb::Collection;
 use mongodb::bson::{self, Document, doc};
-use mongodb::options::{ClientOptions, UpdateOptions};
-use mongodb::{Client, Collection};
+use mongodb::options::UpdateOptions;
 
 use super::{ConversationStore, GuildLimits, UsageTotals};
 use crate::llm::history::ChatMessage;
@@ -18,25 +16,11 @@ pub struct MongoConversations {
     guild_limits: Collection<Document>,
 }
 
-fn backend<E: std::fmt::Display>(operation: &'static str) -> impl Fn(E) -> MetadataError {
-    move |err| MetadataError::Backend {
-        operation,
-        reason: err.to_string(),
-    }
-}
+use crate::store::db::{backend_error as backend, connect_mongo};
 
 impl MongoConversations {
     pub async fn connect(uri: &str, database: &str) -> Result<MongoConversations, MetadataError> {
-        let mut options = ClientOptions::parse(uri)
-            .await
-            .map_err(|_| MetadataError::Backend {
-                operation: "parse MONGODB_URI",
-                reason: "invalid URI".into(),
-            })?;
-        options.server_selection_timeout = Some(Duration::from_secs(5));
-        options.app_name = Some("codebox".into());
-        let client = Client::with_options(options).map_err(backend("connect"))?;
-        let db = client.database(database);
+        let db = connect_mongo(uri, database).await?;
         Ok(MongoConversations {
             conversations: db.collection("conversations"),
             usage: db.collection("usage"),

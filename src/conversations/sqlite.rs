@@ -1,7 +1,6 @@
 //! Embedded adapter for conversations and usage (the same SQLite file as the file store).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -11,18 +10,12 @@ use crate::store::MetadataError;
 
 #[derive(Clone)]
 pub struct SqliteConversations {
-    conn: Arc<Mutex<Connection>>,
+    db: SharedSqlite,
 }
 
-fn backend<E: std::fmt::Display>(operation: &'static str) -> impl Fn(E) -> MetadataError {
-    move |err| MetadataError::Backend {
-        operation,
-        reason: err.to_string(),
-    }
-}
+use crate::store::db::{SharedSqlite, backend_error as backend};
 
 const SCHEMA: &str = "
-    PRAGMA journal_mode = WAL;
     CREATE TABLE IF NOT EXISTS conversations (
         user_id TEXT NOT NULL, channel_id TEXT NOT NULL, messages TEXT NOT NULL,
         PRIMARY KEY (user_id, channel_id));
@@ -35,16 +28,8 @@ const SCHEMA: &str = "
 
 impl SqliteConversations {
     pub fn open(path: &Path) -> Result<SqliteConversations, MetadataError> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(backend("open"))?;
-        }
-        let conn = Connection::open(path).map_err(backend("open"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(backend("open"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(backend("create schema"))?;
         Ok(SqliteConversations {
-            conn: Arc::new(Mutex::new(conn)),
+            db: SharedSqlite::open(path, SCHEMA)?,
         })
     }
 
@@ -53,16 +38,7 @@ impl SqliteConversations {
         operation: &'static str,
         work: impl FnOnce(&mut Connection) -> Result<T, MetadataError> + Send + 'static,
     ) -> Result<T, MetadataError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| MetadataError::Backend {
-                operation,
-                reason: "connection lock poisoned".into(),
-            })?;
-            work(&mut guard)
-        })
-        .await
-        .map_err(backend(operation))?
+        self.db.run(operation, work).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! expiry, the sweeper and the reconcile pass.
 
 pub mod backend;
+pub mod db;
 pub mod files;
 pub mod ids;
 pub mod metadata;

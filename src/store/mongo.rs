@@ -1,15 +1,14 @@
 //! The MongoDB metadata adapter: collection `user_files` with a unique index on file_id
 //! and indexes on user_id and expires_at.
 
-use std::time::Duration;
-
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::TryStreamExt;
 use mongodb::bson::{DateTime as BsonDateTime, doc};
-use mongodb::options::{ClientOptions, IndexOptions};
-use mongodb::{Client, Collection, IndexModel};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, IndexModel};
 use serde::{Deserialize, Serialize};
 
+use super::db::connect_mongo;
 use super::metadata::{Metadata, MetadataError};
 use super::record::{FileRecord, Origin};
 
@@ -94,25 +93,9 @@ impl FileDoc {
 impl MongoMetadata {
     /// Connects (failing within seconds when no server answers) and ensures the indexes.
     pub async fn connect(uri: &str, database: &str) -> Result<MongoMetadata, MetadataError> {
-        let mut options =
-            ClientOptions::parse(uri)
-                .await
-                .map_err(|err| MetadataError::Backend {
-                    operation: "parse MONGODB_URI",
-                    // The URI usually holds a password: report the kind of error only.
-                    reason: err
-                        .kind
-                        .to_string()
-                        .lines()
-                        .next()
-                        .unwrap_or("invalid")
-                        .to_string(),
-                })?;
-        options.server_selection_timeout = Some(Duration::from_secs(5));
-        options.connect_timeout = Some(Duration::from_secs(5));
-        options.app_name = Some("codebox".to_string());
-        let client = Client::with_options(options).map_err(backend("connect"))?;
-        let collection = client.database(database).collection::<FileDoc>(COLLECTION);
+        let collection = connect_mongo(uri, database)
+            .await?
+            .collection::<FileDoc>(COLLECTION);
         let indexes = vec![
             IndexModel::builder()
                 .keys(doc! {"file_id": 1})

@@ -1,29 +1,24 @@
 //! The embedded metadata adapter: SQLite in DATA_DIR, so a new user needs no server.
-//! WAL mode and a busy timeout let a bot and CLI commands share it.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::db::{SharedSqlite, backend_error};
 use super::metadata::{Metadata, MetadataError};
 use super::record::{FileRecord, Origin};
 
 #[derive(Clone)]
 pub struct SqliteMetadata {
-    conn: Arc<Mutex<Connection>>,
+    db: SharedSqlite,
 }
 
 fn backend(operation: &'static str) -> impl Fn(rusqlite::Error) -> MetadataError {
-    move |err| MetadataError::Backend {
-        operation,
-        reason: err.to_string(),
-    }
+    backend_error(operation)
 }
 
 const SCHEMA: &str = "
-    PRAGMA journal_mode = WAL;
     CREATE TABLE IF NOT EXISTS user_files (
         file_id     TEXT PRIMARY KEY,
         user_id     TEXT NOT NULL,
@@ -44,41 +39,17 @@ const COLUMNS: &str = "file_id, user_id, filename, file_type, file_size, sha256,
 
 impl SqliteMetadata {
     pub fn open(path: &Path) -> Result<SqliteMetadata, MetadataError> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|err| MetadataError::Backend {
-                operation: "open",
-                reason: format!("{}: {err}", parent.display()),
-            })?;
-        }
-        let conn = Connection::open(path).map_err(backend("open"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(backend("open"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(backend("create schema"))?;
         Ok(SqliteMetadata {
-            conn: Arc::new(Mutex::new(conn)),
+            db: SharedSqlite::open(path, SCHEMA)?,
         })
     }
 
-    /// Runs blocking SQLite work off the async threads.
     async fn with_conn<T: Send + 'static>(
         &self,
         operation: &'static str,
         work: impl FnOnce(&Connection) -> Result<T, MetadataError> + Send + 'static,
     ) -> Result<T, MetadataError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let guard = conn.lock().map_err(|_| MetadataError::Backend {
-                operation,
-                reason: "connection lock poisoned".to_string(),
-            })?;
-            work(&guard)
-        })
-        .await
-        .map_err(|err| MetadataError::Backend {
-            operation,
-            reason: err.to_string(),
-        })?
+        self.db.run(operation, move |conn| work(conn)).await
     }
 }
 

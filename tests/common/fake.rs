@@ -191,6 +191,13 @@ impl Fake {
         })
     }
 
+    /// A DM from another user.
+    pub fn message_from(&self, user: &str, content: &str) -> Value {
+        let mut message = self.message(content, &[]);
+        message["author"] = self.user(user);
+        message
+    }
+
     /// A message from the test user in a server channel, optionally mentioning the bot.
     pub fn guild_message(
         &self,
