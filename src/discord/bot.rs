@@ -279,8 +279,11 @@ async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
         let status = status.clone();
         let user_id = user_id.clone();
         tokio::spawn(async move {
-            answer(&state, &ctx, &msg, &user_id, &text, status).await;
+            let reply = answer(&state, &ctx, &msg, &user_id, &text, status).await;
+            // Free the user before the answer is visible, so a quick follow-up is not
+            // refused as "still being worked on".
             drop(ticket);
+            reply.deliver(&ctx.http, msg.channel_id).await;
         })
     };
     state.running.lock().await.insert(
@@ -439,6 +442,22 @@ fn system_prompt(files: &[FileRecord]) -> String {
     prompt
 }
 
+/// A finished turn's reply, sent after the user's turn is released.
+struct Reply {
+    plan: Vec<reply::OutgoingMessage>,
+    /// Output directories of the turn's runs, deleted once their files are sent.
+    output_dirs: Vec<std::path::PathBuf>,
+}
+
+impl Reply {
+    async fn deliver(self, http: &Http, channel: ChannelId) {
+        send_plan(http, channel, self.plan).await;
+        for dir in self.output_dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 async fn answer(
     state: &BotState,
     ctx: &Context,
@@ -446,7 +465,7 @@ async fn answer(
     user_id: &str,
     text: &str,
     status: StatusSlot,
-) {
+) -> Reply {
     let _typing = msg.channel_id.start_typing(&ctx.http);
     let channel_key = msg.channel_id.to_string();
     let encoding = encoding_for(&state.settings.openai_model);
@@ -546,21 +565,16 @@ async fn answer(
         })
         .collect();
     let upload_limit = state.settings.discord_upload_limit_mb * 1024 * 1024;
-    send_plan(
-        &ctx.http,
-        msg.channel_id,
-        reply::plan(&outcome.reply, &files, upload_limit),
-    )
-    .await;
-    for run in &outcome.runs {
-        if let Some(dir) = run
-            .result
-            .output_files
-            .first()
-            .and_then(|f| output_root(&f.path, &f.name))
-        {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+    Reply {
+        plan: reply::plan(&outcome.reply, &files, upload_limit),
+        output_dirs: outcome
+            .runs
+            .iter()
+            .filter_map(|run| {
+                let first = run.result.output_files.first()?;
+                output_root(&first.path, &first.name)
+            })
+            .collect(),
     }
 }
 
