@@ -36,6 +36,11 @@ pub enum BotError {
     Metadata(#[from] crate::store::MetadataError),
     #[error("Discord client failed: {0}")]
     Discord(String),
+    #[error("cannot create DATA_DIR {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the bot until SIGTERM or Ctrl-C, then stops taking messages, cancels runs (their
@@ -49,6 +54,11 @@ pub async fn run(settings: Settings) -> Result<(), BotError> {
         .openai_api_key
         .clone()
         .ok_or(BotError::MissingApiKey)?;
+    // Attachments are spooled here before they are stored, whatever the metadata backend.
+    std::fs::create_dir_all(&settings.data_dir).map_err(|source| BotError::DataDir {
+        path: settings.data_dir.clone(),
+        source,
+    })?;
     let engine = Arc::new(DockerEngine::connect().await?);
     let executor = Arc::new(Executor::new(engine, &settings));
     let reaped = executor.reap_orphans().await?;
