@@ -237,13 +237,13 @@ impl Settings {
                 reason: reason.to_string(),
             })
         }
-        if !(self.code_execution_timeout.is_finite() && self.code_execution_timeout > 0.0) {
+        if !is_positive(self.code_execution_timeout) {
             return invalid(
                 "CODE_EXECUTION_TIMEOUT",
                 "must be a positive number of seconds",
             );
         }
-        if !(self.sandbox_startup_timeout.is_finite() && self.sandbox_startup_timeout > 0.0) {
+        if !is_positive(self.sandbox_startup_timeout) {
             return invalid(
                 "SANDBOX_STARTUP_TIMEOUT",
                 "must be a positive number of seconds",
@@ -255,7 +255,7 @@ impl Settings {
         if self.sandbox_memory_mb < 16 {
             return invalid("SANDBOX_MEMORY_MB", "must be at least 16");
         }
-        if !(self.sandbox_cpus.is_finite() && self.sandbox_cpus > 0.0) {
+        if !is_positive(self.sandbox_cpus) {
             return invalid("SANDBOX_CPUS", "must be a positive number");
         }
         if self.sandbox_pids < 8 {
@@ -295,13 +295,13 @@ impl Settings {
                 "must be a positive number of hours, or -1 for never",
             );
         }
-        if !(self.cleanup_interval_minutes.is_finite() && self.cleanup_interval_minutes > 0.0) {
+        if !is_positive(self.cleanup_interval_minutes) {
             return invalid(
                 "CLEANUP_INTERVAL_MINUTES",
                 "must be a positive number of minutes",
             );
         }
-        if !(self.openai_timeout.is_finite() && self.openai_timeout > 0.0) {
+        if !is_positive(self.openai_timeout) {
             return invalid("OPENAI_TIMEOUT", "must be a positive number of seconds");
         }
         if self.max_tool_rounds == 0 {
@@ -342,6 +342,10 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+fn is_positive(value: f64) -> bool {
+    value.is_finite() && value > 0.0
 }
 
 fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {

@@ -61,41 +61,35 @@ pub async fn register(http: &Http) -> Result<Vec<Command>, serenity::Error> {
     Command::set_global_commands(http, commands).await
 }
 
-fn string_option(command: &CommandInteraction, name: &str) -> Option<String> {
+fn option<'a>(command: &'a CommandInteraction, name: &str) -> Option<&'a CommandDataOptionValue> {
     command
         .data
         .options
         .iter()
         .find(|o| o.name == name)
-        .and_then(|o| match &o.value {
-            CommandDataOptionValue::String(s) => Some(s.clone()),
-            _ => None,
-        })
+        .map(|o| &o.value)
+}
+
+fn string_option(command: &CommandInteraction, name: &str) -> Option<String> {
+    match option(command, name)? {
+        CommandDataOptionValue::String(s) => Some(s.clone()),
+        _ => None,
+    }
 }
 
 fn number_option(command: &CommandInteraction, name: &str) -> Option<f64> {
-    command
-        .data
-        .options
-        .iter()
-        .find(|o| o.name == name)
-        .and_then(|o| match o.value {
-            CommandDataOptionValue::Number(n) => Some(n),
-            CommandDataOptionValue::Integer(n) => Some(n as f64),
-            _ => None,
-        })
+    match option(command, name)? {
+        CommandDataOptionValue::Number(n) => Some(*n),
+        CommandDataOptionValue::Integer(n) => Some(*n as f64),
+        _ => None,
+    }
 }
 
 fn integer_option(command: &CommandInteraction, name: &str) -> Option<u64> {
-    command
-        .data
-        .options
-        .iter()
-        .find(|o| o.name == name)
-        .and_then(|o| match o.value {
-            CommandDataOptionValue::Integer(n) => u64::try_from(n).ok(),
-            _ => None,
-        })
+    match option(command, name)? {
+        CommandDataOptionValue::Integer(n) => u64::try_from(*n).ok(),
+        _ => None,
+    }
 }
 
 /// Admins with Manage Server lower this server's limits, within the operator's maxima.
@@ -147,11 +141,10 @@ async fn set_guild_limits(
 }
 
 fn bool_option(command: &CommandInteraction, name: &str) -> bool {
-    command
-        .data
-        .options
-        .iter()
-        .any(|o| o.name == name && matches!(o.value, CommandDataOptionValue::Boolean(true)))
+    matches!(
+        option(command, name),
+        Some(CommandDataOptionValue::Boolean(true))
+    )
 }
 
 async fn respond(
