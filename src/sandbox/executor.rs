@@ -143,14 +143,20 @@ impl<E: Containers + 'static> Executor<E> {
             owner: self.owner.clone(),
             preload: false,
         };
-        let id = self
-            .engine
-            .create(&container_name(run_id), container_config(&spec))
-            .await?;
-        let guard = ContainerGuard {
-            engine: self.engine.clone(),
-            id: Some(id.clone()),
+        // Creation runs in its own task and the guard holds it from the start: a request
+        // dropped while the daemon is still creating (a /stop, a closed connection) cannot
+        // leave the container behind, because the guard removes it once creation settles.
+        let creation = {
+            let engine = self.engine.clone();
+            let name = container_name(run_id);
+            let body = container_config(&spec);
+            tokio::spawn(async move { engine.create(&name, body).await })
         };
+        let mut guard = ContainerGuard {
+            engine: self.engine.clone(),
+            state: GuardState::Creating(creation),
+        };
+        let id = guard.created().await?;
         let outcome = self.drive(&id, run_id, &request, &limits).await;
         // The exit state is only needed when the runner could not report; read it before
         // the container is gone.
@@ -479,37 +485,81 @@ struct Session {
 }
 
 /// Removes the container when dropped without `remove` (an early return, an error, a
-/// cancelled request or a panic), so no path leaves a container behind.
+/// cancelled request or a panic), so no path leaves a container behind, including a drop
+/// while the daemon is still creating it.
 struct ContainerGuard<E: Containers + 'static> {
     engine: Arc<E>,
-    id: Option<String>,
+    state: GuardState,
+}
+
+enum GuardState {
+    Creating(tokio::task::JoinHandle<Result<String, EngineError>>),
+    Created(String),
+    Done,
 }
 
 impl<E: Containers + 'static> ContainerGuard<E> {
-    async fn remove(mut self) -> Result<(), EngineError> {
-        match self.id.take() {
-            Some(id) => self.engine.remove(&id).await,
-            None => Ok(()),
+    /// Waits for the creation to finish; the id of the new container.
+    async fn created(&mut self) -> Result<String, EngineError> {
+        if let GuardState::Creating(task) = &mut self.state {
+            let result = task.await.unwrap_or_else(|join| {
+                Err(EngineError::Api {
+                    operation: "create",
+                    reason: join.to_string(),
+                })
+            });
+            self.state = match &result {
+                Ok(id) => GuardState::Created(id.clone()),
+                Err(_) => GuardState::Done,
+            };
+            return result;
         }
+        match &self.state {
+            GuardState::Created(id) => Ok(id.clone()),
+            _ => Err(EngineError::Api {
+                operation: "create",
+                reason: "the container was already removed".to_string(),
+            }),
+        }
+    }
+
+    /// Removes the container. The guard stays armed until the daemon confirmed, so a drop
+    /// in the middle (a cancelled request) still removes it.
+    async fn remove(mut self) -> Result<(), EngineError> {
+        let id = match self.created().await {
+            Ok(id) => id,
+            Err(_) => return Ok(()),
+        };
+        self.engine.remove(&id).await?;
+        self.state = GuardState::Done;
+        Ok(())
     }
 }
 
 impl<E: Containers + 'static> Drop for ContainerGuard<E> {
     fn drop(&mut self) {
-        let Some(id) = self.id.take() else { return };
-        let engine = self.engine.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move {
-                    if let Err(err) = engine.remove(&id).await {
-                        tracing::warn!(container = %id, error = %err, "cannot remove sandbox container");
-                    }
-                });
-            }
-            Err(_) => {
-                tracing::warn!(container = %id, "no runtime to remove sandbox container; the next start reaps it")
-            }
+        let state = std::mem::replace(&mut self.state, GuardState::Done);
+        if matches!(state, GuardState::Done) {
+            return;
         }
+        let engine = self.engine.clone();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no runtime to remove a sandbox container; the next start reaps it");
+            return;
+        };
+        handle.spawn(async move {
+            let id = match state {
+                GuardState::Created(id) => id,
+                GuardState::Creating(task) => match task.await {
+                    Ok(Ok(id)) => id,
+                    _ => return,
+                },
+                GuardState::Done => return,
+            };
+            if let Err(err) = engine.remove(&id).await {
+                tracing::warn!(container = %id, error = %err, "cannot remove sandbox container");
+            }
+        });
     }
 }
 
