@@ -31,6 +31,28 @@ impl Runtime {
     }
 }
 
+/// Which missing packages may be installed before a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackagePolicy {
+    /// Only the distributions in PACKAGE_ALLOWLIST.
+    Allowlist,
+    /// Every distribution except those in PACKAGE_DENYLIST.
+    Denylist,
+    /// Nothing is installed; imports are not scanned and the code runs as written.
+    Off,
+}
+
+impl PackagePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackagePolicy::Allowlist => "allowlist",
+            PackagePolicy::Denylist => "denylist",
+            PackagePolicy::Off => "off",
+        }
+    }
+}
+
 /// A secret setting: usable, but never printed by `{:?}` (settings may end up in a panic
 /// message or a log line).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +141,23 @@ pub struct Settings {
     /// tracing filter for logs on stderr (e.g. `info`, `codebox=debug`); each command has
     /// its own default when unset.
     pub rust_log: Option<String>,
+    pub package_policy: PackagePolicy,
+    /// Comma-separated distribution names (PEP 503 spelling is not required).
+    pub package_allowlist: String,
+    pub package_denylist: String,
+    /// Seconds one installer container may take, outside the code's own timeout.
+    pub package_install_timeout: f64,
+    pub package_install_memory_mb: u64,
+    /// The shared package cache is trimmed, least recently used first, above this size.
+    pub package_cache_max_mb: u64,
+    /// Index the installer uses instead of PyPI (a mirror, a proxy, a local test index).
+    pub pip_index_url: Option<String>,
+    /// CA bundle given to the installer (a TLS-intercepting proxy's root, for instance).
+    pub sandbox_extra_ca_file: Option<PathBuf>,
+    /// Started containers kept waiting, stack imported, for their one job; 0 disables.
+    pub warm_pool_size: usize,
+    /// A waiting container older than this is replaced by a fresh one.
+    pub warm_pool_max_age_s: f64,
 }
 
 impl Default for Settings {
@@ -139,6 +178,16 @@ impl Default for Settings {
             max_concurrent_executions: 4,
             data_dir: PathBuf::from("data"),
             rust_log: None,
+            package_policy: PackagePolicy::Denylist,
+            package_allowlist: String::new(),
+            package_denylist: String::new(),
+            package_install_timeout: 120.0,
+            package_install_memory_mb: 1024,
+            package_cache_max_mb: 2048,
+            pip_index_url: None,
+            sandbox_extra_ca_file: None,
+            warm_pool_size: 2,
+            warm_pool_max_age_s: 600.0,
             discord_token: None,
             discord_api_base: None,
             bot_channels: String::new(),
@@ -340,6 +389,31 @@ impl Settings {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("DATA_DIR", "must be a path");
         }
+        if !is_positive(self.package_install_timeout) {
+            return invalid(
+                "PACKAGE_INSTALL_TIMEOUT",
+                "must be a positive number of seconds",
+            );
+        }
+        if self.package_install_memory_mb < 64 {
+            return invalid("PACKAGE_INSTALL_MEMORY_MB", "must be at least 64");
+        }
+        if let Some(url) = &self.pip_index_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid("PIP_INDEX_URL", "must be an http:// or https:// URL");
+        }
+        if let Some(path) = &self.sandbox_extra_ca_file
+            && !path.is_file()
+        {
+            return invalid("SANDBOX_EXTRA_CA_FILE", "must name a readable file");
+        }
+        if !is_positive(self.warm_pool_max_age_s) {
+            return invalid(
+                "WARM_POOL_MAX_AGE_S",
+                "must be a positive number of seconds",
+            );
+        }
         Ok(())
     }
 }
@@ -388,6 +462,10 @@ const TEXT_SETTINGS: &[&str] = &[
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
     "OPENAI_MODEL",
+    "PACKAGE_ALLOWLIST",
+    "PACKAGE_DENYLIST",
+    "PIP_INDEX_URL",
+    "SANDBOX_EXTRA_CA_FILE",
 ];
 
 /// Every environment name a setting answers to.
@@ -428,6 +506,16 @@ pub const SETTING_NAMES: &[&str] = &[
     "MAX_QUEUED_MESSAGES",
     "HISTORY_TOKEN_BUDGET",
     "DISCORD_UPLOAD_LIMIT_MB",
+    "PACKAGE_POLICY",
+    "PACKAGE_ALLOWLIST",
+    "PACKAGE_DENYLIST",
+    "PACKAGE_INSTALL_TIMEOUT",
+    "PACKAGE_INSTALL_MEMORY_MB",
+    "PACKAGE_CACHE_MAX_MB",
+    "PIP_INDEX_URL",
+    "SANDBOX_EXTRA_CA_FILE",
+    "WARM_POOL_SIZE",
+    "WARM_POOL_MAX_AGE_S",
 ];
 
 impl Settings {

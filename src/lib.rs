@@ -8,6 +8,7 @@ pub mod discord;
 pub mod doctor;
 pub mod filetypes;
 pub mod llm;
+pub mod packages;
 pub mod render;
 pub mod sandbox;
 pub mod staging;

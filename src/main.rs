@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use codebox::config::{Runtime, Settings, Sources};
+use codebox::packages::PackageCache;
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::image::{self, BuildOutcome, BuildRequest};
 use codebox::sandbox::{ExecutionRequest, Executor, Limits};
@@ -48,6 +49,26 @@ enum Command {
     Files {
         #[command(subcommand)]
         command: FilesCommand,
+    },
+    /// Inspect or trim the shared package cache.
+    Packages {
+        #[command(subcommand)]
+        command: PackagesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PackagesCommand {
+    /// Every cached distribution, its size and last use.
+    List,
+    /// Remove least recently used distributions until the cache fits PACKAGE_CACHE_MAX_MB.
+    Prune {
+        /// Remove every cached distribution.
+        #[arg(long)]
+        all: bool,
+        /// Trim to this many MB instead of PACKAGE_CACHE_MAX_MB.
+        #[arg(long, conflicts_with = "all")]
+        max_mb: Option<u64>,
     },
 }
 
@@ -217,7 +238,56 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         Command::Files { command } => files(command, settings).await,
+        Command::Packages { command } => packages(command, &settings),
     }
+}
+
+fn packages(command: PackagesCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let cache = PackageCache::open(&settings.data_dir)?;
+    match command {
+        PackagesCommand::List => {
+            let entries = cache.entries()?;
+            if entries.is_empty() {
+                println!("the package cache at {} is empty", cache.root().display());
+            }
+            let mut total = 0;
+            for entry in &entries {
+                total += entry.bytes;
+                let last_used: chrono::DateTime<chrono::Utc> = entry.last_used.into();
+                println!(
+                    "{:<40} {:>10.1} MB  last used {}",
+                    entry.distribution,
+                    entry.bytes as f64 / 1e6,
+                    last_used.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            if !entries.is_empty() {
+                println!(
+                    "{} distributions, {:.1} MB (limit {} MB)",
+                    entries.len(),
+                    total as f64 / 1e6,
+                    settings.package_cache_max_mb
+                );
+            }
+        }
+        PackagesCommand::Prune { all, max_mb } => {
+            let max_bytes = if all {
+                0
+            } else {
+                max_mb
+                    .unwrap_or(settings.package_cache_max_mb)
+                    .saturating_mul(1024 * 1024)
+            };
+            // A running bot's leases live in its own process; prune is an operator's
+            // decision and does not see them.
+            let removed = cache.prune(max_bytes, &std::collections::HashSet::new())?;
+            for dist in &removed {
+                println!("removed {dist}");
+            }
+            println!("{} distributions removed", removed.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<FileStore<AnyMetadata>> {
@@ -263,7 +333,7 @@ async fn files(command: FilesCommand, settings: Settings) -> anyhow::Result<Exit
             }
             if !no_summary {
                 let engine = Arc::new(DockerEngine::connect().await?);
-                let executor = Executor::new(engine, &settings);
+                let executor = Executor::new(engine, &settings)?;
                 let summaries = user_runs::summarize(
                     &executor,
                     &store,
@@ -377,7 +447,7 @@ async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     };
 
     let engine = Arc::new(DockerEngine::connect().await?);
-    let executor = Executor::new(engine, &settings);
+    let executor = Executor::new(engine, &settings)?;
     executor.reap_orphans().await?;
     if let Some(user) = &args.user {
         let store = open_store(&settings).await?;

@@ -146,11 +146,20 @@ pub fn run_summary(result: &ExecutionResult) -> String {
         Status::Timeout => "timed out".to_string(),
         Status::Oom => "out of memory".to_string(),
         Status::Killed => "killed".to_string(),
+        Status::Refused => "refused, not run".to_string(),
+        Status::InstallFailed => "package install failed, not run".to_string(),
     };
     out.push_str(&format!(
-        "status: {verdict}  (code {:.0} ms, total {:.0} ms, run {})\n",
-        result.execution_ms, result.total_ms, result.run_id
+        "status: {verdict}  (code {:.0} ms, install {:.0} ms, total {:.0} ms, run {})\n",
+        result.execution_ms, result.install_ms, result.total_ms, result.run_id
     ));
+    if !result.packages_installed.is_empty() || !result.packages_cached.is_empty() {
+        out.push_str(&format!(
+            "packages: installed [{}], from cache [{}]\n",
+            result.packages_installed.join(", "),
+            result.packages_cached.join(", ")
+        ));
+    }
     if let Some(error) = &result.error {
         out.push_str(&format!("error: {}: {}\n", error.kind, error.message));
     }
@@ -213,6 +222,9 @@ mod tests {
             stderr_truncated: false,
             execution_ms: 12.0,
             total_ms: 180.0,
+            install_ms: 0.0,
+            packages_installed: Vec::new(),
+            packages_cached: Vec::new(),
             error: Some(RunError {
                 kind: "ValueError".into(),
                 message: "bad".into(),

@@ -29,7 +29,7 @@ async fn a_cancelled_request_leaves_no_container() {
         ..Settings::default()
     };
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Arc::new(Executor::new(engine.clone(), &settings));
+    let executor = Arc::new(Executor::new(engine.clone(), &settings).unwrap());
     let request = ExecutionRequest {
         code: "import time\ntime.sleep(60)".to_string(),
         limits: Limits::from_settings(&settings),

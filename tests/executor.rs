@@ -45,7 +45,7 @@ async fn eight_concurrent_runs_all_succeed() {
     let data = tempfile::tempdir().unwrap();
     let settings = settings(data.path(), 4);
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Arc::new(Executor::new(engine, &settings));
+    let executor = Arc::new(Executor::new(engine, &settings).unwrap());
     let mut tasks = Vec::new();
     for i in 0..8 {
         let executor = executor.clone();
@@ -91,6 +91,7 @@ async fn startup_reaps_containers_of_dead_owners_only() {
         run_id: run_id.to_string(),
         owner,
         preload: false,
+        packages_dir: None,
     };
     let dead_id = format!("reaptest-dead-{}", std::process::id());
     let live_id = format!("reaptest-live-{}", std::process::id());
@@ -106,7 +107,7 @@ async fn startup_reaps_containers_of_dead_owners_only() {
         .await
         .unwrap();
 
-    let executor = Executor::new(engine.clone(), &settings);
+    let executor = Executor::new(engine.clone(), &settings).unwrap();
     let removed = executor.reap_orphans().await.unwrap();
     assert!(removed >= 1);
     let labels = containers_with_run_label().await;

@@ -30,7 +30,7 @@ impl World {
             ..Settings::default()
         };
         let engine = Arc::new(DockerEngine::connect().await.unwrap());
-        let executor = Executor::new(engine, &settings);
+        let executor = Executor::new(engine, &settings).unwrap();
         let meta = SqliteMetadata::open(&settings.data_dir.join("codebox.sqlite3")).unwrap();
         let store = FileStore::new(
             meta,

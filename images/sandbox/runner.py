@@ -7,6 +7,9 @@ every other process in the container, and streams back one result plus a tar of 
 directory. Protocol on stdout (the only channel the host reads):
 
     {"event": "ready"}
+    {"event": "missing", "modules": [...]}   only when the job asks for an import scan and
+                                             something is missing; the host answers with one
+                                             more stdin line {"site_dirs": [...]}
     {"event": "started"}
     {"event": "result", ...}
     {"event": "outputs", "bytes": N}   followed by exactly N bytes of tar
@@ -59,6 +62,61 @@ def preload(modules):
                 import matplotlib.pyplot  # noqa: F401
         except Exception:  # a broken optional module must not stop the runner
             pass
+
+
+def scan_missing_imports(source):
+    """Top-level modules the code imports that this interpreter cannot find.
+
+    Done here, with this image's own Python, because only it knows what is really
+    installed: the standard library, the image's packages, and nothing else.
+    """
+    import ast
+    import importlib.util
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []  # the code will report its own syntax error when it runs
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and node.args:
+            first = node.args[0]
+            func = node.func
+            dynamic = (isinstance(func, ast.Name) and func.id == "__import__") or (
+                isinstance(func, ast.Attribute) and func.attr == "import_module"
+            )
+            if dynamic and isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names.add(first.value.split(".")[0])
+    missing = []
+    for name in sorted(names):
+        if not (name.isascii() and name.isidentifier()):
+            continue
+        if name in sys.stdlib_module_names or name in sys.builtin_module_names:
+            continue
+        if name in sys.modules or name == "codebox_files":
+            continue
+        try:
+            if importlib.util.find_spec(name) is not None:
+                continue
+        except (ImportError, ValueError):
+            continue
+        missing.append(name)
+    return missing[:50]
+
+
+def add_site_dirs(dirs):
+    """Puts the host-provided package directories on the path the forked code inherits."""
+    import importlib
+    import site
+
+    for path in dirs:
+        if isinstance(path, str) and path.startswith("/opt/codebox-packages/"):
+            site.addsitedir(path)
+    importlib.invalidate_caches()
 
 
 class CappedText:
@@ -471,6 +529,14 @@ def main():
     if not line:
         return
     job = json.loads(line)
+    if job.get("scan_imports"):
+        missing = scan_missing_imports(job["code"])
+        if missing:
+            emit({"event": "missing", "modules": missing})
+            reply = sys.stdin.buffer.readline(1024 * 1024)
+            if not reply:
+                return  # the host refused to run the code
+            add_site_dirs(json.loads(reply).get("site_dirs", []))
     run_job(job)
     payload, flags = collect_outputs(job)
     emit({"event": "outputs", "bytes": len(payload), "flags": flags})

@@ -35,6 +35,14 @@ pub fn status_line(result: Result<&UserRunResult, &str>) -> String {
                 Status::Timeout => format!("⏱️ timed out after {secs:.0} s"),
                 Status::Oom => "💥 ran out of memory".to_string(),
                 Status::Killed => "🛑 killed".to_string(),
+                Status::Refused => format!(
+                    "🚫 not run: {}",
+                    r.error
+                        .as_ref()
+                        .map(|e| e.message.as_str())
+                        .unwrap_or("refused")
+                ),
+                Status::InstallFailed => "📦 not run: a package could not be installed".to_string(),
             }
         }
     }

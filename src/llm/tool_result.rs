@@ -87,6 +87,9 @@ mod tests {
             stderr_truncated: false,
             execution_ms: 12.4,
             total_ms: 200.0,
+            install_ms: 0.0,
+            packages_installed: Vec::new(),
+            packages_cached: Vec::new(),
             error: Some(RunError {
                 kind: "ValueError".into(),
                 message: "bad".into(),

@@ -12,13 +12,17 @@ use tracing::Instrument;
 
 use super::OUTPUT_DIR;
 use super::engine::{Chunk, Containers, EngineError};
+use super::guard::ContainerGuard;
 use super::limits::Limits;
 use super::outputs::{self, OutputCaps, OutputError};
-use super::protocol::{Decoder, Item, Job, JobFile, ProtocolError, RunnerEvent, RunnerResult};
+use super::protocol::{
+    Decoder, Item, Job, JobFile, ProtocolError, RunnerEvent, RunnerResult, SiteDirs,
+};
 use super::reaper;
 use super::result::{ExecutionResult, Flag, RunError, Status};
 use super::spec::{ContainerSpec, container_config, container_name};
-use crate::config::Settings;
+use crate::config::{PackagePolicy, Settings};
+use crate::packages::{PackageManager, PackagesError, Prepared, Resolution};
 
 /// The runner enforces the time limit itself; the host kills the container this much later
 /// if the runner failed to (a starved or killed runner must not hang a request).
@@ -49,6 +53,8 @@ pub enum ExecutorError {
     Outputs(#[from] OutputError),
     #[error("cannot serialize the job: {0}")]
     Job(#[from] serde_json::Error),
+    #[error(transparent)]
+    Packages(#[from] PackagesError),
 }
 
 /// One piece of code to run.
@@ -71,19 +77,35 @@ pub struct Executor<E: Containers + 'static> {
     startup_timeout: Duration,
     outputs_root: PathBuf,
     permits: Arc<Semaphore>,
+    packages: Option<Arc<PackageManager<E>>>,
 }
 
 impl<E: Containers + 'static> Executor<E> {
-    pub fn new(engine: Arc<E>, settings: &Settings) -> Executor<E> {
-        Executor {
+    pub fn new(engine: Arc<E>, settings: &Settings) -> Result<Executor<E>, ExecutorError> {
+        let owner = reaper::current_owner();
+        let packages = match settings.package_policy {
+            PackagePolicy::Off => None,
+            _ => Some(Arc::new(PackageManager::new(
+                engine.clone(),
+                settings,
+                owner.clone(),
+            )?)),
+        };
+        Ok(Executor {
             engine,
             image: settings.sandbox_image.clone(),
-            owner: reaper::current_owner(),
+            owner,
             startup_timeout: Duration::from_secs_f64(settings.sandbox_startup_timeout),
             outputs_root: std::path::absolute(settings.data_dir.join("outputs"))
                 .unwrap_or_else(|_| settings.data_dir.join("outputs")),
             permits: Arc::new(Semaphore::new(settings.max_concurrent_executions)),
-        }
+            packages,
+        })
+    }
+
+    /// The package manager, when package installation is on.
+    pub fn packages(&self) -> Option<&Arc<PackageManager<E>>> {
+        self.packages.as_ref()
     }
 
     /// Removes containers left by codebox processes that died; call once at start-up.
@@ -114,6 +136,7 @@ impl<E: Containers + 'static> Executor<E> {
                     status = r.status.as_str(),
                     exit_code = ?r.exit_code,
                     execution_ms = r.execution_ms,
+                    install_ms = r.install_ms,
                     total_ms = r.total_ms,
                     queued_ms,
                     output_files = r.output_files.len(),
@@ -142,20 +165,19 @@ impl<E: Containers + 'static> Executor<E> {
             run_id: run_id.to_string(),
             owner: self.owner.clone(),
             preload: false,
+            packages_dir: self
+                .packages
+                .as_ref()
+                .map(|p| p.cache().root().to_path_buf()),
         };
         // Creation runs in its own task and the guard holds it from the start: a request
         // dropped while the daemon is still creating (a /stop, a closed connection) cannot
         // leave the container behind, because the guard removes it once creation settles.
-        let creation = {
-            let engine = self.engine.clone();
-            let name = container_name(run_id);
-            let body = container_config(&spec);
-            tokio::spawn(async move { engine.create(&name, body).await })
-        };
-        let mut guard = ContainerGuard {
-            engine: self.engine.clone(),
-            state: GuardState::Creating(creation),
-        };
+        let mut guard = ContainerGuard::create(
+            &self.engine,
+            container_name(run_id),
+            container_config(&spec),
+        );
         let id = guard.created().await?;
         let outcome = self.drive(&id, run_id, &request, &limits).await;
         // The exit state is only needed when the runner could not report; read it before
@@ -189,15 +211,16 @@ impl<E: Containers + 'static> Executor<E> {
             max_output_file_bytes: limits.max_output_file_bytes,
             max_output_total_bytes: limits.max_output_total_bytes,
             files: request.files.clone(),
+            scan_imports: self.packages.is_some(),
         };
         let mut attached = self.engine.attach(id).await?;
         self.engine.start(id).await?;
-        // The runner reads exactly one line; closing stdin afterwards leaves nothing else.
+        // The runner reads the job line, and one more (the package directories) only when
+        // it reports missing imports; stdin is closed once the code has started.
         let line = job.to_line()?;
         let handoff = async {
             attached.input.write_all(&line).await?;
-            attached.input.flush().await?;
-            attached.input.shutdown().await
+            attached.input.flush().await
         };
         if let Err(err) = handoff.await {
             // A runner that died at start closes stdin; the stream below tells why.
@@ -210,7 +233,7 @@ impl<E: Containers + 'static> Executor<E> {
         let mut deadline = tokio::time::Instant::now() + self.startup_timeout;
         let mut phase = Phase::Starting;
         let mut code_started: Option<Instant> = None;
-        loop {
+        'stream: loop {
             let next = match tokio::time::timeout_at(deadline, attached.output.next()).await {
                 Ok(next) => next,
                 Err(_) => {
@@ -259,7 +282,28 @@ impl<E: Containers + 'static> Executor<E> {
             for item in items {
                 match item {
                     Item::Event(RunnerEvent::Ready) => {}
+                    Item::Event(RunnerEvent::Missing { modules }) => {
+                        match self.resolve_packages(&modules).await {
+                            Ok(prepared) => {
+                                let reply = SiteDirs {
+                                    site_dirs: prepared.site_dirs.clone(),
+                                }
+                                .to_line()?;
+                                session.packages = Some(prepared);
+                                if let Err(err) = attached.input.write_all(&reply).await {
+                                    tracing::debug!(error = %err, "package hand-off interrupted");
+                                }
+                                let _ = attached.input.flush().await;
+                                deadline = tokio::time::Instant::now() + self.startup_timeout;
+                            }
+                            Err(not_run) => {
+                                session.not_run = Some(not_run);
+                                break 'stream;
+                            }
+                        }
+                    }
                     Item::Event(RunnerEvent::Started) => {
+                        let _ = attached.input.shutdown().await;
                         phase = Phase::Running;
                         code_started = Some(Instant::now());
                         deadline =
@@ -305,6 +349,41 @@ impl<E: Containers + 'static> Executor<E> {
         Ok(session)
     }
 
+    /// Makes the missing modules available, or says why the code must not run.
+    async fn resolve_packages(&self, modules: &[String]) -> Result<Prepared, NotRun> {
+        let Some(packages) = &self.packages else {
+            return Err(NotRun {
+                status: Status::InstallFailed,
+                error: RunError {
+                    kind: "PackageInstallError".into(),
+                    message: "package installation is turned off".into(),
+                },
+                install_ms: 0.0,
+            });
+        };
+        let started = Instant::now();
+        let elapsed = || started.elapsed().as_secs_f64() * 1000.0;
+        match packages.resolve(modules).await {
+            Ok(Resolution::Ready(prepared)) => Ok(prepared),
+            Ok(Resolution::Refused(reason)) => Err(NotRun {
+                status: Status::Refused,
+                error: RunError {
+                    kind: "PackageNotAllowed".into(),
+                    message: format!("{reason}; the code was not run"),
+                },
+                install_ms: elapsed(),
+            }),
+            Err(err) => Err(NotRun {
+                status: Status::InstallFailed,
+                error: RunError {
+                    kind: "PackageInstallError".into(),
+                    message: format!("{err}\nThe code was not run."),
+                },
+                install_ms: elapsed(),
+            }),
+        }
+    }
+
     async fn finish(
         &self,
         run_id: &str,
@@ -318,6 +397,30 @@ impl<E: Containers + 'static> Executor<E> {
             return Err(ExecutorError::StartupTimeout {
                 seconds: self.startup_timeout.as_secs_f64(),
                 image: self.image.clone(),
+            });
+        }
+        let packages = session.packages.take();
+        let (install_ms, packages_installed, packages_cached) = match &packages {
+            Some(p) => (p.install_ms, p.installed.clone(), p.cached.clone()),
+            None => (0.0, Vec::new(), Vec::new()),
+        };
+        if let Some(not_run) = session.not_run.take() {
+            return Ok(ExecutionResult {
+                status: not_run.status,
+                exit_code: None,
+                stdout: String::new(),
+                stderr: String::new(),
+                stdout_truncated: false,
+                stderr_truncated: false,
+                execution_ms: 0.0,
+                total_ms: started.elapsed().as_secs_f64() * 1000.0,
+                install_ms: not_run.install_ms,
+                packages_installed,
+                packages_cached,
+                error: Some(not_run.error),
+                output_files: Vec::new(),
+                flags: Vec::new(),
+                run_id: run_id.to_string(),
             });
         }
         let runner = match session.result.take() {
@@ -376,6 +479,9 @@ impl<E: Containers + 'static> Executor<E> {
             stderr_truncated: runner.stderr_truncated,
             execution_ms: runner.execution_ms,
             total_ms: started.elapsed().as_secs_f64() * 1000.0,
+            install_ms,
+            packages_installed,
+            packages_cached,
             error: runner.error,
             output_files,
             flags,
@@ -471,8 +577,17 @@ enum Phase {
     Collecting,
 }
 
+/// Why the code was not run at all (a package refused or not installable).
+struct NotRun {
+    status: Status,
+    error: RunError,
+    install_ms: f64,
+}
+
 #[derive(Default)]
 struct Session {
+    packages: Option<Prepared>,
+    not_run: Option<NotRun>,
     result: Option<RunnerResult>,
     archive: Option<tokio::fs::File>,
     flags: Vec<Flag>,
@@ -482,85 +597,6 @@ struct Session {
     host_timeout: bool,
     execution_ms: f64,
     done: bool,
-}
-
-/// Removes the container when dropped without `remove` (an early return, an error, a
-/// cancelled request or a panic), so no path leaves a container behind, including a drop
-/// while the daemon is still creating it.
-struct ContainerGuard<E: Containers + 'static> {
-    engine: Arc<E>,
-    state: GuardState,
-}
-
-enum GuardState {
-    Creating(tokio::task::JoinHandle<Result<String, EngineError>>),
-    Created(String),
-    Done,
-}
-
-impl<E: Containers + 'static> ContainerGuard<E> {
-    /// Waits for the creation to finish; the id of the new container.
-    async fn created(&mut self) -> Result<String, EngineError> {
-        if let GuardState::Creating(task) = &mut self.state {
-            let result = task.await.unwrap_or_else(|join| {
-                Err(EngineError::Api {
-                    operation: "create",
-                    reason: join.to_string(),
-                })
-            });
-            self.state = match &result {
-                Ok(id) => GuardState::Created(id.clone()),
-                Err(_) => GuardState::Done,
-            };
-            return result;
-        }
-        match &self.state {
-            GuardState::Created(id) => Ok(id.clone()),
-            _ => Err(EngineError::Api {
-                operation: "create",
-                reason: "the container was already removed".to_string(),
-            }),
-        }
-    }
-
-    /// Removes the container. The guard stays armed until the daemon confirmed, so a drop
-    /// in the middle (a cancelled request) still removes it.
-    async fn remove(mut self) -> Result<(), EngineError> {
-        let id = match self.created().await {
-            Ok(id) => id,
-            Err(_) => return Ok(()),
-        };
-        self.engine.remove(&id).await?;
-        self.state = GuardState::Done;
-        Ok(())
-    }
-}
-
-impl<E: Containers + 'static> Drop for ContainerGuard<E> {
-    fn drop(&mut self) {
-        let state = std::mem::replace(&mut self.state, GuardState::Done);
-        if matches!(state, GuardState::Done) {
-            return;
-        }
-        let engine = self.engine.clone();
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("no runtime to remove a sandbox container; the next start reaps it");
-            return;
-        };
-        handle.spawn(async move {
-            let id = match state {
-                GuardState::Created(id) => id,
-                GuardState::Creating(task) => match task.await {
-                    Ok(Ok(id)) => id,
-                    _ => return,
-                },
-                GuardState::Done => return,
-            };
-            if let Err(err) = engine.remove(&id).await {
-                tracing::warn!(container = %id, error = %err, "cannot remove sandbox container");
-            }
-        });
-    }
 }
 
 #[cfg(test)]

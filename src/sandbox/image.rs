@@ -31,6 +31,10 @@ pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
         "filetypes.json",
         include_bytes!("../../images/sandbox/filetypes.json"),
     ),
+    (
+        "install_packages.py",
+        include_bytes!("../../images/sandbox/install_packages.py"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +140,8 @@ mod tests {
                 "runner.py",
                 "requirements.txt",
                 "codebox_files.py",
-                "filetypes.json"
+                "filetypes.json",
+                "install_packages.py"
             ]
         );
     }

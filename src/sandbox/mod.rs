@@ -8,6 +8,7 @@
 pub mod docker;
 pub mod engine;
 pub mod executor;
+pub mod guard;
 pub mod image;
 pub mod limits;
 pub mod outputs;

@@ -26,6 +26,9 @@ pub struct Job {
     /// The stored files this run may `load_file`, with their paths inside the sandbox.
     #[serde(default)]
     pub files: Vec<JobFile>,
+    /// Ask the runner to report missing imports (`missing`) and wait for their directories.
+    #[serde(default)]
+    pub scan_imports: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +37,20 @@ pub struct JobFile {
     pub filename: String,
     pub file_type: String,
     pub path: String,
+}
+
+/// The host's answer to `missing`: package directories to put on the code's path.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteDirs {
+    pub site_dirs: Vec<String>,
+}
+
+impl SiteDirs {
+    pub fn to_line(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut line = serde_json::to_vec(self)?;
+        line.push(b'\n');
+        Ok(line)
+    }
 }
 
 impl Job {
@@ -61,6 +78,11 @@ pub struct RunnerResult {
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum RunnerEvent {
     Ready,
+    /// Top-level modules the code imports that the sandbox cannot find; the runner waits
+    /// for the host's `SiteDirs` line.
+    Missing {
+        modules: Vec<String>,
+    },
     Started,
     Result(RunnerResult),
     Outputs {
@@ -288,6 +310,7 @@ mod tests {
             max_output_file_bytes: 1,
             max_output_total_bytes: 1,
             files: vec![],
+            scan_imports: false,
         };
         let line = job.to_line().unwrap();
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);

@@ -17,6 +17,11 @@ pub enum Status {
     Oom,
     /// The code was killed by a signal, or the sandbox died under it.
     Killed,
+    /// Not run: it imports a package the operator's policy does not allow.
+    Refused,
+    /// Not run: a package it needs could not be installed.
+    #[serde(rename = "install_failed")]
+    InstallFailed,
 }
 
 impl Status {
@@ -27,6 +32,8 @@ impl Status {
             Status::Timeout => "timeout",
             Status::Oom => "oom",
             Status::Killed => "killed",
+            Status::Refused => "refused",
+            Status::InstallFailed => "install_failed",
         }
     }
 }
@@ -92,6 +99,15 @@ pub struct ExecutionResult {
     pub execution_ms: f64,
     /// Wall time of the whole request: queueing, container start, run, collection, removal.
     pub total_ms: f64,
+    /// Time spent making missing packages available (never part of the time limit).
+    #[serde(default)]
+    pub install_ms: f64,
+    /// Distributions installed for this run.
+    #[serde(default)]
+    pub packages_installed: Vec<String>,
+    /// Distributions this run took from the package cache.
+    #[serde(default)]
+    pub packages_cached: Vec<String>,
     pub error: Option<RunError>,
     pub output_files: Vec<OutputFile>,
     pub flags: Vec<Flag>,

@@ -10,6 +10,7 @@ use bollard::models::{
 
 use super::limits::Limits;
 use super::{INPUT_DIR, MANAGED_LABEL, OUTPUT_DIR, OWNER_LABEL, RUN_ID_LABEL, SANDBOX_USER};
+use crate::packages::PACKAGES_MOUNT;
 
 /// Everything that decides how one sandbox container is created.
 #[derive(Debug, Clone)]
@@ -23,6 +24,9 @@ pub struct ContainerSpec {
     pub owner: String,
     /// Import the data stack before the job arrives (warm containers).
     pub preload: bool,
+    /// The host's package cache, shown read-only at `PACKAGES_MOUNT`; the runner adds the
+    /// directories the host names for this run to the code's path.
+    pub packages_dir: Option<PathBuf>,
 }
 
 const MIB: i64 = 1024 * 1024;
@@ -53,20 +57,20 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
         (OUTPUT_DIR.to_string(), tmpfs_opts),
     ]);
 
-    let mounts = spec.input_dir.as_ref().map(|dir| {
-        vec![Mount {
-            target: Some(INPUT_DIR.to_string()),
-            source: Some(dir.to_string_lossy().into_owned()),
-            typ: Some(MountType::BIND),
-            // The user's files are data the code may read, never modify.
-            read_only: Some(true),
-            bind_options: Some(MountBindOptions {
-                non_recursive: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]
-    });
+    // The user's files are data the code may read, never modify; the package cache is
+    // shared by every run and must not be altered by one.
+    let mounts: Vec<Mount> = [
+        spec.input_dir
+            .as_ref()
+            .map(|dir| read_only_bind(dir, INPUT_DIR)),
+        spec.packages_dir
+            .as_ref()
+            .map(|dir| read_only_bind(dir, PACKAGES_MOUNT)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mounts = (!mounts.is_empty()).then_some(mounts);
 
     let host_config = HostConfig {
         // No network at all: the code cannot exfiltrate or fetch anything.
@@ -130,7 +134,21 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
     }
 }
 
-fn ulimit(name: &str, value: i64) -> ResourcesUlimits {
+pub fn read_only_bind(source: &std::path::Path, target: &str) -> Mount {
+    Mount {
+        target: Some(target.to_string()),
+        source: Some(source.to_string_lossy().into_owned()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        bind_options: Some(MountBindOptions {
+            non_recursive: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn ulimit(name: &str, value: i64) -> ResourcesUlimits {
     ResourcesUlimits {
         name: Some(name.to_string()),
         soft: Some(value),
@@ -173,6 +191,7 @@ mod tests {
             run_id: "r1".into(),
             owner: "host:1:2".into(),
             preload: false,
+            packages_dir: None,
         }
     }
 
@@ -231,6 +250,16 @@ mod tests {
         let mut s = spec();
         s.input_dir = None;
         assert!(container_config(&s).host_config.unwrap().mounts.is_none());
+    }
+
+    #[test]
+    fn the_package_cache_is_mounted_read_only() {
+        let mut s = spec();
+        s.packages_dir = Some(PathBuf::from("/data/packages"));
+        let mounts = container_config(&s).host_config.unwrap().mounts.unwrap();
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts[1].target.as_deref(), Some(PACKAGES_MOUNT));
+        assert_eq!(mounts[1].read_only, Some(true));
     }
 
     #[test]

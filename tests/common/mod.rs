@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod index;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,0 +1,252 @@
+//! Resolves the modules a run is missing into cached distributions: policy first, then the
+//! cache, then one installer container for whatever is still missing. Concurrent runs that
+//! miss the same distribution wait for one installation.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::PackagesError;
+use super::cache::PackageCache;
+use super::installer::run_installer;
+use super::installer_spec::InstallerSpec;
+use super::names::distribution_for;
+use super::policy::{Decision, Policy};
+use crate::config::Settings;
+use crate::sandbox::engine::Containers;
+
+pub struct PackageManager<E: Containers + 'static> {
+    engine: Arc<E>,
+    policy: Policy,
+    cache: PackageCache,
+    image: String,
+    owner: String,
+    install_timeout: Duration,
+    install_memory_mb: u64,
+    index_url: Option<String>,
+    extra_ca_file: Option<std::path::PathBuf>,
+    max_cache_bytes: u64,
+    install_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    in_use: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// What a run needs before its code starts.
+#[derive(Debug)]
+pub enum Resolution {
+    Ready(Prepared),
+    /// Not run: the policy refused a distribution. The message names it.
+    Refused(String),
+}
+
+#[derive(Debug)]
+pub struct Prepared {
+    /// Directories inside the sandbox to add to the code's path.
+    pub site_dirs: Vec<String>,
+    pub install_ms: f64,
+    pub installed: Vec<String>,
+    pub cached: Vec<String>,
+    /// Keeps these distributions from eviction while the run lasts.
+    pub lease: Lease,
+}
+
+#[derive(Debug)]
+pub struct Lease {
+    distributions: Vec<String>,
+    in_use: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Ok(mut in_use) = self.in_use.lock() else {
+            return;
+        };
+        for dist in &self.distributions {
+            if let Some(count) = in_use.get_mut(dist) {
+                *count -= 1;
+                if *count == 0 {
+                    in_use.remove(dist);
+                }
+            }
+        }
+    }
+}
+
+impl<E: Containers + 'static> PackageManager<E> {
+    pub fn new(
+        engine: Arc<E>,
+        settings: &Settings,
+        owner: String,
+    ) -> Result<PackageManager<E>, PackagesError> {
+        Ok(PackageManager {
+            engine,
+            policy: Policy::from_settings(settings),
+            cache: PackageCache::open(&settings.data_dir)?,
+            image: settings.sandbox_image.clone(),
+            owner,
+            install_timeout: Duration::from_secs_f64(settings.package_install_timeout),
+            install_memory_mb: settings.package_install_memory_mb,
+            index_url: settings.pip_index_url.clone(),
+            extra_ca_file: settings
+                .sandbox_extra_ca_file
+                .as_ref()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+            max_cache_bytes: settings.package_cache_max_mb.saturating_mul(1024 * 1024),
+            install_locks: Mutex::new(HashMap::new()),
+            in_use: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    pub fn cache(&self) -> &PackageCache {
+        &self.cache
+    }
+
+    /// `modules` are top-level import names the runner could not find.
+    pub async fn resolve(&self, modules: &[String]) -> Result<Resolution, PackagesError> {
+        let started = Instant::now();
+        let mut distributions: Vec<String> =
+            modules.iter().filter_map(|m| distribution_for(m)).collect();
+        distributions.sort();
+        distributions.dedup();
+        for dist in &distributions {
+            if let Decision::Refused(reason) = self.policy.decide(dist) {
+                tracing::info!(distribution = %dist, "package refused by policy");
+                return Ok(Resolution::Refused(reason));
+            }
+        }
+        let lease = self.lease(&distributions);
+        let cached: Vec<String> = distributions
+            .iter()
+            .filter(|d| self.cache.contains(d))
+            .cloned()
+            .collect();
+        let mut installed = Vec::new();
+        if cached.len() < distributions.len() {
+            installed = self.install_missing(&distributions).await?;
+        }
+        for dist in &distributions {
+            self.cache.touch(dist)?;
+        }
+        if !installed.is_empty() {
+            self.evict()?;
+        }
+        let install_ms = if installed.is_empty() && cached.len() == distributions.len() {
+            0.0
+        } else {
+            started.elapsed().as_secs_f64() * 1000.0
+        };
+        Ok(Resolution::Ready(Prepared {
+            site_dirs: distributions
+                .iter()
+                .map(|d| PackageCache::site_in_sandbox(d))
+                .collect(),
+            install_ms,
+            cached: distributions
+                .iter()
+                .filter(|d| !installed.contains(d))
+                .cloned()
+                .collect(),
+            installed,
+            lease,
+        }))
+    }
+
+    /// Installs what is still missing once this process holds every distribution's lock
+    /// (taken in sorted order, so two runs never wait on each other crosswise).
+    async fn install_missing(
+        &self,
+        distributions: &[String],
+    ) -> Result<Vec<String>, PackagesError> {
+        let mut held = Vec::new();
+        for dist in distributions {
+            let lock = {
+                let mut locks = self
+                    .install_locks
+                    .lock()
+                    .map_err(|_| PackagesError::Poisoned)?;
+                locks.entry(dist.clone()).or_default().clone()
+            };
+            held.push(lock.lock_owned().await);
+        }
+        let missing: Vec<String> = distributions
+            .iter()
+            .filter(|d| !self.cache.contains(d))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        let staging = self.cache.staging()?;
+        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let spec = InstallerSpec {
+            image: self.image.clone(),
+            distributions: missing.clone(),
+            staging_dir: staging.path().to_path_buf(),
+            memory_mb: self.install_memory_mb,
+            index_url: self.index_url.clone(),
+            extra_ca_file: self.extra_ca_file.clone(),
+            run_id: run_id.clone(),
+            owner: self.owner.clone(),
+        };
+        let started = Instant::now();
+        tracing::info!(run_id = %run_id, distributions = ?missing, "installing packages");
+        let outcomes = run_installer(&self.engine, &spec, self.install_timeout).await?;
+        let mut installed = Vec::new();
+        for dist in &missing {
+            match outcomes.iter().find(|o| &o.distribution == dist) {
+                Some(outcome) if outcome.ok => {
+                    self.cache.adopt(&staging, dist)?;
+                    installed.push(dist.clone());
+                }
+                Some(outcome) => {
+                    tracing::warn!(distribution = %dist, "package install failed");
+                    return Err(PackagesError::Install {
+                        distribution: dist.clone(),
+                        log: outcome.log.clone(),
+                    });
+                }
+                None => {
+                    return Err(PackagesError::Install {
+                        distribution: dist.clone(),
+                        log: "the installer stopped before reaching it".to_string(),
+                    });
+                }
+            }
+        }
+        tracing::info!(
+            run_id = %run_id,
+            distributions = ?installed,
+            install_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "packages installed"
+        );
+        drop(held);
+        Ok(installed)
+    }
+
+    fn lease(&self, distributions: &[String]) -> Lease {
+        if let Ok(mut in_use) = self.in_use.lock() {
+            for dist in distributions {
+                *in_use.entry(dist.clone()).or_default() += 1;
+            }
+        }
+        Lease {
+            distributions: distributions.to_vec(),
+            in_use: self.in_use.clone(),
+        }
+    }
+
+    /// Trims the cache to its size limit, least recently used first, sparing leased entries.
+    pub fn evict(&self) -> Result<Vec<String>, PackagesError> {
+        let in_use: HashSet<String> = self
+            .in_use
+            .lock()
+            .map_err(|_| PackagesError::Poisoned)?
+            .keys()
+            .cloned()
+            .collect();
+        let evicted = self.cache.prune(self.max_cache_bytes, &in_use)?;
+        for dist in &evicted {
+            tracing::info!(distribution = %dist, "package evicted from the cache");
+        }
+        Ok(evicted)
+    }
+}

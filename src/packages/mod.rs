@@ -1,0 +1,37 @@
+//! Missing imports, resolved before the run: the runner scans the code inside the sandbox
+//! and names the top-level modules it cannot find; `names` maps them to distributions,
+//! `policy` decides, `manager` serves them from the shared `cache` or runs one installer
+//! container (`installer_spec`, `installer`), the only container with a network. The run
+//! container then gets the cache read-only, and the code runs once.
+
+pub mod cache;
+pub mod eviction;
+pub mod installer;
+pub mod installer_spec;
+pub mod manager;
+pub mod names;
+pub mod policy;
+
+pub use cache::{PACKAGES_MOUNT, PackageCache};
+pub use manager::{PackageManager, Prepared, Resolution};
+
+use std::path::PathBuf;
+
+use crate::sandbox::engine::EngineError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackagesError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("package cache at {path}: {source}")]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("installing {distribution} failed:\n{log}")]
+    Install { distribution: String, log: String },
+    #[error("installing {distributions} took longer than {seconds} s and was stopped")]
+    InstallTimeout { distributions: String, seconds: f64 },
+    #[error("the package installer's state was poisoned by a panic")]
+    Poisoned,
+}

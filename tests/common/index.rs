@@ -1,0 +1,152 @@
+//! A local Python package index (PEP 503 simple API) serving wheels built in the test,
+//! reachable from containers on Docker's default bridge. It counts every wheel download,
+//! so a test can tell how many installations really happened.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+#[derive(Default)]
+struct Shelf {
+    /// project (normalized) -> (wheel file name, bytes)
+    wheels: HashMap<String, (String, Vec<u8>)>,
+    /// projects listed with no file at all: pip finds nothing to install
+    empty: Vec<String>,
+    downloads: HashMap<String, usize>,
+}
+
+#[derive(Clone)]
+pub struct LocalIndex {
+    shelf: Arc<Mutex<Shelf>>,
+    /// e.g. http://172.17.0.1:PORT/simple/
+    pub url: String,
+}
+
+/// Builds a pure-Python wheel whose module `module` runs `source` on import.
+pub fn build_wheel(dir: &Path, module: &str, version: &str, source: &str) -> (String, Vec<u8>) {
+    let file = format!("{module}-{version}-py3-none-any.whl");
+    let script = r#"
+import base64, hashlib, sys, zipfile
+out, module, version, source = sys.argv[1:5]
+dist = module + "-" + version + ".dist-info"
+files = {
+    module + "/__init__.py": source,
+    dist + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (module.replace("_", "-"), version),
+    dist + "/WHEEL": "Wheel-Version: 1.0\nGenerator: codebox-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+with zipfile.ZipFile(out, "w") as z:
+    for name, text in files.items():
+        data = text.encode()
+        z.writestr(name, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (name, digest, len(data)))
+    record.append(dist + "/RECORD,,")
+    z.writestr(dist + "/RECORD", "\n".join(record) + "\n")
+"#;
+    let path = dir.join(&file);
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .args([module, version, source])
+        .status()
+        .expect("python3 builds the test wheel");
+    assert!(status.success());
+    (file, std::fs::read(&path).unwrap())
+}
+
+/// The gateway of Docker's default bridge: where containers reach this host.
+pub fn bridge_gateway() -> String {
+    let out = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        ])
+        .output()
+        .expect("docker CLI");
+    let ip = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!ip.is_empty(), "no bridge gateway: {out:?}");
+    ip
+}
+
+impl LocalIndex {
+    pub async fn start() -> LocalIndex {
+        let shelf = Arc::new(Mutex::new(Shelf::default()));
+        let app = Router::new()
+            .route("/simple/{project}/", get(project_page))
+            .route("/files/{file}", get(download))
+            .with_state(shelf.clone());
+        let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        LocalIndex {
+            shelf,
+            url: format!("http://{}:{port}/simple/", bridge_gateway()),
+        }
+    }
+
+    pub fn add_wheel(&self, project: &str, wheel: (String, Vec<u8>)) {
+        self.shelf
+            .lock()
+            .unwrap()
+            .wheels
+            .insert(project.to_string(), wheel);
+    }
+
+    pub fn add_empty_project(&self, project: &str) {
+        self.shelf.lock().unwrap().empty.push(project.to_string());
+    }
+
+    /// How many times a project's wheel was downloaded.
+    pub fn downloads(&self, project: &str) -> usize {
+        let shelf = self.shelf.lock().unwrap();
+        let Some((file, _)) = shelf.wheels.get(project) else {
+            return 0;
+        };
+        shelf.downloads.get(file).copied().unwrap_or(0)
+    }
+}
+
+async fn project_page(
+    State(shelf): State<Arc<Mutex<Shelf>>>,
+    UrlPath(project): UrlPath<String>,
+) -> Response {
+    let shelf = shelf.lock().unwrap();
+    if let Some((file, _)) = shelf.wheels.get(&project) {
+        let body = format!("<html><body><a href=\"/files/{file}\">{file}</a></body></html>");
+        return Html(body).into_response();
+    }
+    if shelf.empty.contains(&project) {
+        return Html("<html><body></body></html>".to_string()).into_response();
+    }
+    StatusCode::NOT_FOUND.into_response()
+}
+
+async fn download(
+    State(shelf): State<Arc<Mutex<Shelf>>>,
+    UrlPath(file): UrlPath<String>,
+) -> Response {
+    let mut shelf = shelf.lock().unwrap();
+    let Some(bytes) = shelf
+        .wheels
+        .values()
+        .find(|(name, _)| *name == file)
+        .map(|(_, bytes)| bytes.clone())
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    *shelf.downloads.entry(file).or_default() += 1;
+    bytes.into_response()
+}

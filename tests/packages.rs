@@ -1,0 +1,244 @@
+//! Missing packages against the real Docker engine and a local package index: installed
+//! before the run by the installer container, outside the time limit, served from the cache
+//! afterwards, refused by policy, reported when they fail; the code runs once, offline.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use codebox::config::Settings;
+use codebox::sandbox::docker::DockerEngine;
+use codebox::sandbox::{ExecutionRequest, ExecutionResult, Executor, Limits, Status};
+use common::index::{LocalIndex, build_wheel};
+
+struct Fixture {
+    _data: tempfile::TempDir,
+    _wheels: tempfile::TempDir,
+    index: LocalIndex,
+    executor: Arc<Executor<DockerEngine>>,
+    settings: Settings,
+}
+
+/// An index with the projects the tests import: each module prints who it is on import.
+async fn fixture() -> Fixture {
+    let data = tempfile::tempdir().unwrap();
+    let wheels = tempfile::tempdir().unwrap();
+    let index = LocalIndex::start().await;
+    for module in ["cbx_alpha", "cbx_gamma", "cbx_delta", "cbx_denied"] {
+        let source = format!("VALUE = 42\nNAME = {module:?}\n");
+        index.add_wheel(
+            &module.replace('_', "-"),
+            build_wheel(wheels.path(), module, "1.0", &source),
+        );
+    }
+    index.add_empty_project("cbx-missing");
+    let settings = Settings {
+        data_dir: data.path().to_path_buf(),
+        pip_index_url: Some(index.url.clone()),
+        package_denylist: "cbx-denied, other".to_string(),
+        max_concurrent_executions: 4,
+        ..Settings::default()
+    };
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = Arc::new(Executor::new(engine, &settings).unwrap());
+    Fixture {
+        _data: data,
+        _wheels: wheels,
+        index,
+        executor,
+        settings,
+    }
+}
+
+impl Fixture {
+    async fn run(&self, code: &str) -> ExecutionResult {
+        self.executor
+            .execute(ExecutionRequest {
+                code: code.to_string(),
+                limits: Limits::from_settings(&self.settings),
+                input_dir: None,
+                output_dir: None,
+                files: Vec::new(),
+            })
+            .await
+            .unwrap()
+    }
+}
+
+fn now() -> String {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
+}
+
+/// Installer containers created for `distribution` between two instants, from the daemon's
+/// own event log.
+fn installers_created(distribution: &str, since: &str, until: &str) -> usize {
+    let out = std::process::Command::new("docker")
+        .args(["events", "--since", since, "--until", until])
+        .args(["--filter", "event=create"])
+        .args(["--filter", "label=codebox.role=installer"])
+        .args([
+            "--filter",
+            &format!("label=codebox.packages={distribution}"),
+        ])
+        .args(["--format", "{{.ID}}"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_package_is_installed_outside_the_timeout_then_served_from_the_cache() {
+    let f = fixture().await;
+    let code = "import cbx_alpha\nprint(cbx_alpha.NAME, cbx_alpha.VALUE)";
+
+    let before_first = now();
+    let first = f.run(code).await;
+    assert_eq!(first.status, Status::Ok, "{first:?}");
+    assert_eq!(first.stdout.trim(), "cbx_alpha 42");
+    assert_eq!(first.packages_installed, ["cbx-alpha"]);
+    assert!(first.install_ms > 0.0, "{first:?}");
+    assert!(
+        first.execution_ms < first.install_ms,
+        "the install is not counted as execution: {first:?}"
+    );
+    assert_eq!(f.index.downloads("cbx-alpha"), 1);
+    let between = now();
+    assert_eq!(installers_created("cbx-alpha", &before_first, &between), 1);
+
+    let second = f.run(code).await;
+    let after = now();
+    assert_eq!(second.status, Status::Ok, "{second:?}");
+    assert_eq!(second.stdout.trim(), "cbx_alpha 42");
+    assert!(second.packages_installed.is_empty(), "{second:?}");
+    assert_eq!(second.packages_cached, ["cbx-alpha"]);
+    assert_eq!(second.install_ms, 0.0);
+    assert_eq!(f.index.downloads("cbx-alpha"), 1, "no second download");
+    assert_eq!(
+        installers_created("cbx-alpha", &between, &after),
+        0,
+        "a cached package starts no installer container"
+    );
+
+    // The operator's view of the same cache.
+    let cli = |args: &[&str]| {
+        let out = common::codebox(&f.settings.data_dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = cli(&["packages", "list"]);
+    assert!(listed.contains("cbx-alpha"), "{listed}");
+    assert!(listed.contains("1 distributions"), "{listed}");
+    let pruned = cli(&["packages", "prune", "--all"]);
+    assert!(pruned.contains("removed cbx-alpha"), "{pruned}");
+    assert!(cli(&["packages", "list"]).contains("is empty"));
+    let third = f.run(code).await;
+    assert_eq!(
+        third.packages_installed,
+        ["cbx-alpha"],
+        "pruned, so installed again"
+    );
+    assert_eq!(f.index.downloads("cbx-alpha"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_missing_the_same_package_install_it_once() {
+    let f = Arc::new(fixture().await);
+    let code = "import cbx_gamma\nprint(cbx_gamma.VALUE)";
+    let (a, b) = tokio::join!(f.run(code), f.run(code));
+    for run in [&a, &b] {
+        assert_eq!(run.status, Status::Ok, "{run:?}");
+        assert_eq!(run.stdout.trim(), "42");
+    }
+    assert_eq!(
+        f.index.downloads("cbx-gamma"),
+        1,
+        "one installation for both"
+    );
+    let installed: Vec<_> = [&a, &b]
+        .iter()
+        .flat_map(|r| r.packages_installed.clone())
+        .collect();
+    assert_eq!(installed, ["cbx-gamma"], "exactly one run installed it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_package_is_refused_without_running_the_code() {
+    let f = fixture().await;
+    let result = f
+        .run("open('ran.txt', 'w').write('the code ran')\nimport cbx_denied\n")
+        .await;
+    assert_eq!(result.status, Status::Refused, "{result:?}");
+    let error = result.error.clone().unwrap();
+    assert_eq!(error.kind, "PackageNotAllowed");
+    assert!(
+        error.message.contains("package cbx-denied is not allowed"),
+        "{error:?}"
+    );
+    assert!(result.output_files.is_empty(), "the code must not have run");
+    assert_eq!(f.index.downloads("cbx-denied"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_install_reports_pips_error_and_does_not_run_the_code() {
+    let f = fixture().await;
+    let result = f
+        .run("open('ran.txt', 'w').write('the code ran')\nimport cbx_missing\n")
+        .await;
+    assert_eq!(result.status, Status::InstallFailed, "{result:?}");
+    let error = result.error.clone().unwrap();
+    assert_eq!(error.kind, "PackageInstallError");
+    assert!(error.message.contains("cbx-missing"), "{error:?}");
+    assert!(
+        error.message.contains("No matching distribution")
+            || error.message.contains("Could not find a version"),
+        "pip's own words: {error:?}"
+    );
+    assert!(result.output_files.is_empty(), "the code must not have run");
+    assert!(result.install_ms > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_code_runs_exactly_once_and_stays_offline() {
+    let f = fixture().await;
+    let authority = f
+        .index
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (host, port) = authority.split_once(':').unwrap();
+    let code = format!(
+        r#"
+with open("log.txt", "a") as log:
+    log.write("ran\n")
+import socket
+import cbx_delta
+print("imported", cbx_delta.VALUE)
+try:
+    socket.create_connection(({host:?}, {port}), timeout=3)
+    print("REACHED THE INDEX")
+except OSError as e:
+    print("offline", type(e).__name__)
+"#
+    );
+    let result = f.run(&code).await;
+    assert_eq!(result.status, Status::Ok, "{result:?}");
+    assert!(result.stdout.contains("imported 42"), "{result:?}");
+    assert!(result.stdout.contains("offline"), "{result:?}");
+    assert!(!result.stdout.contains("REACHED"), "{result:?}");
+    let log = result
+        .output_files
+        .iter()
+        .find(|o| o.name == "log.txt")
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&log.path).unwrap(), "ran\n");
+    assert_eq!(result.packages_installed, ["cbx-delta"]);
+}
