@@ -290,6 +290,15 @@ fn packages(command: PackagesCommand, settings: &Settings) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// A command that runs one job and exits gains nothing from a warm pool (it would start
+/// containers only to remove them).
+fn one_shot(settings: &Settings) -> Settings {
+    Settings {
+        warm_pool_size: 0,
+        ..settings.clone()
+    }
+}
+
 async fn open_store(settings: &Settings) -> anyhow::Result<FileStore<AnyMetadata>> {
     let meta = AnyMetadata::from_settings(settings).await?;
     Ok(FileStore::new(
@@ -333,7 +342,7 @@ async fn files(command: FilesCommand, settings: Settings) -> anyhow::Result<Exit
             }
             if !no_summary {
                 let engine = Arc::new(DockerEngine::connect().await?);
-                let executor = Executor::new(engine, &settings)?;
+                let executor = Executor::new(engine, &one_shot(&settings))?;
                 let summaries = user_runs::summarize(
                     &executor,
                     &store,
@@ -447,7 +456,7 @@ async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     };
 
     let engine = Arc::new(DockerEngine::connect().await?);
-    let executor = Executor::new(engine, &settings)?;
+    let executor = Executor::new(engine, &one_shot(&settings))?;
     executor.reap_orphans().await?;
     if let Some(user) = &args.user {
         let store = open_store(&settings).await?;

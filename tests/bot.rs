@@ -39,7 +39,10 @@ impl Bot {
                 std::env::var("CODEBOX_TEST_BOT_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdin(Stdio::null())
-            .stdout(Stdio::null());
+            .stdout(Stdio::null())
+            // Killed bots (most tests end with SIGKILL) cannot remove a pool; the tests
+            // that want one ask for it and stop the bot with SIGTERM.
+            .env("WARM_POOL_SIZE", "0");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -109,7 +112,8 @@ fn assert_no_secrets(bot: &Bot) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_csv_and_plot_column_b() {
-    let bot = Bot::start(&[]).await;
+    let bot = Bot::start(&[("WARM_POOL_SIZE", "1")]).await;
+    let bot_pid = bot.child.id();
     let csv = b"a,b\n1,2\n2,4\n3,9\n";
     let url = bot.fake.add_cdn_file("data.csv", csv);
     let code = r#"
@@ -197,6 +201,23 @@ print("env:", sorted(os.environ))
     }
     assert_no_secrets(&bot);
     assert!(bot.stop().success(), "SIGTERM is a clean exit");
+    let engine = codebox::sandbox::docker::DockerEngine::connect()
+        .await
+        .unwrap();
+    let left: Vec<_> = codebox::sandbox::engine::Containers::list_managed(&engine)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .get(codebox::sandbox::OWNER_LABEL)
+                .is_some_and(|owner| owner.contains(&format!(":{bot_pid}:")))
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the stopped bot left its warm pool: {left:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

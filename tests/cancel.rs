@@ -26,6 +26,7 @@ async fn a_cancelled_request_leaves_no_container() {
     let data = tempfile::tempdir().unwrap();
     let settings = Settings {
         data_dir: data.path().to_path_buf(),
+        warm_pool_size: 0,
         ..Settings::default()
     };
     let engine = Arc::new(DockerEngine::connect().await.unwrap());

@@ -15,6 +15,7 @@ fn settings(data_dir: &std::path::Path, concurrency: usize) -> Settings {
     Settings {
         data_dir: data_dir.to_path_buf(),
         max_concurrent_executions: concurrency,
+        warm_pool_size: 0,
         ..Settings::default()
     }
 }
@@ -91,6 +92,7 @@ async fn startup_reaps_containers_of_dead_owners_only() {
         run_id: run_id.to_string(),
         owner,
         preload: false,
+        pool_id: None,
         packages_dir: None,
     };
     let dead_id = format!("reaptest-dead-{}", std::process::id());

@@ -27,6 +27,7 @@ impl World {
             data_dir: dir.path().join("data"),
             // Room for every generated type at once.
             max_files_per_user: 100,
+            warm_pool_size: 0,
             ..Settings::default()
         };
         let engine = Arc::new(DockerEngine::connect().await.unwrap());

@@ -38,6 +38,7 @@ async fn fixture() -> Fixture {
         pip_index_url: Some(index.url.clone()),
         package_denylist: "cbx-denied, other".to_string(),
         max_concurrent_executions: 4,
+        warm_pool_size: 0,
         ..Settings::default()
     };
     let engine = Arc::new(DockerEngine::connect().await.unwrap());

@@ -123,6 +123,7 @@ pub async fn run(settings: Settings) -> Result<(), BotError> {
     state.cancel_all().await;
     // Let the removal of cancelled runs' containers finish before the process exits.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    state.executor.shutdown().await;
     Ok(())
 }
 

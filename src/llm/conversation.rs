@@ -233,6 +233,7 @@ mod tests {
                     install_ms: 0.0,
                     packages_installed: Vec::new(),
                     packages_cached: Vec::new(),
+                    phases: Default::default(),
                     error: None,
                     output_files: vec![],
                     flags: vec![],

@@ -90,6 +90,7 @@ mod tests {
             install_ms: 0.0,
             packages_installed: Vec::new(),
             packages_cached: Vec::new(),
+            phases: Default::default(),
             error: Some(RunError {
                 kind: "ValueError".into(),
                 message: "bad".into(),

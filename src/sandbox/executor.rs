@@ -12,15 +12,17 @@ use tracing::Instrument;
 
 use super::OUTPUT_DIR;
 use super::engine::{Chunk, Containers, EngineError};
-use super::guard::ContainerGuard;
 use super::limits::Limits;
+use super::link::link_tree;
+use super::live::RUNNER_DIAGNOSTICS_BYTES;
+use super::live::{LiveContainer, launch};
 use super::outputs::{self, OutputCaps, OutputError};
-use super::protocol::{
-    Decoder, Item, Job, JobFile, ProtocolError, RunnerEvent, RunnerResult, SiteDirs,
-};
+use super::pool::{PoolError, PoolStatus};
+use super::pool::{WarmContainer, WarmPool};
+use super::protocol::{Item, Job, JobFile, ProtocolError, RunnerEvent, RunnerResult, SiteDirs};
 use super::reaper;
-use super::result::{ExecutionResult, Flag, RunError, Status};
-use super::spec::{ContainerSpec, container_config, container_name};
+use super::result::{ExecutionResult, Flag, Phases, RunError, Status};
+use super::spec::ContainerSpec;
 use crate::config::{PackagePolicy, Settings};
 use crate::packages::{PackageManager, PackagesError, Prepared, Resolution};
 
@@ -29,8 +31,6 @@ use crate::packages::{PackageManager, PackagesError, Prepared, Resolution};
 const HOST_DEADLINE_GRACE: Duration = Duration::from_secs(3);
 /// Time allowed, after the code ended, to tar and stream the outputs back.
 const COLLECTION_TIMEOUT: Duration = Duration::from_secs(120);
-/// The runner's own stderr (its crash messages, never the user's) is kept up to this size.
-const RUNNER_DIAGNOSTICS_BYTES: usize = 16 * 1024;
 /// Larger code is refused before any container starts.
 pub const MAX_CODE_BYTES: usize = 1024 * 1024;
 
@@ -55,6 +55,10 @@ pub enum ExecutorError {
     Job(#[from] serde_json::Error),
     #[error(transparent)]
     Packages(#[from] PackagesError),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error("cannot make the input files visible to the sandbox: {0}")]
+    Stage(std::io::Error),
 }
 
 /// One piece of code to run.
@@ -78,6 +82,7 @@ pub struct Executor<E: Containers + 'static> {
     outputs_root: PathBuf,
     permits: Arc<Semaphore>,
     packages: Option<Arc<PackageManager<E>>>,
+    pool: Option<WarmPool<E>>,
 }
 
 impl<E: Containers + 'static> Executor<E> {
@@ -91,7 +96,7 @@ impl<E: Containers + 'static> Executor<E> {
                 owner.clone(),
             )?)),
         };
-        Ok(Executor {
+        let mut executor = Executor {
             engine,
             image: settings.sandbox_image.clone(),
             owner,
@@ -100,7 +105,40 @@ impl<E: Containers + 'static> Executor<E> {
                 .unwrap_or_else(|_| settings.data_dir.join("outputs")),
             permits: Arc::new(Semaphore::new(settings.max_concurrent_executions)),
             packages,
-        })
+            pool: None,
+        };
+        if settings.warm_pool_size > 0 {
+            let template = executor.spec("warm-template", &Limits::from_settings(settings), None);
+            executor.pool = Some(WarmPool::start(
+                executor.engine.clone(),
+                template,
+                &settings.data_dir.join("pool"),
+                settings.warm_pool_size,
+                Duration::from_secs_f64(settings.warm_pool_max_age_s),
+                executor.startup_timeout,
+            )?);
+        }
+        Ok(executor)
+    }
+
+    /// The warm pool's state, when there is one.
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        self.pool.as_ref().map(|pool| pool.status())
+    }
+
+    /// Waits until the warm pool is full (benchmarks measure the warm path with it).
+    pub async fn wait_for_warm_pool(&self, timeout: Duration) -> bool {
+        match &self.pool {
+            Some(pool) => pool.wait_full(timeout).await,
+            None => true,
+        }
+    }
+
+    /// Removes the warm pool's containers and waits for background removals to finish.
+    pub async fn shutdown(&self) {
+        if let Some(pool) = &self.pool {
+            pool.shutdown().await;
+        }
     }
 
     /// The package manager, when package installation is on.
@@ -124,15 +162,30 @@ impl<E: Containers + 'static> Executor<E> {
             });
         }
         let started = Instant::now();
-        let run_id = uuid::Uuid::new_v4().simple().to_string();
-        let span = tracing::info_span!("execution", run_id = %run_id);
+        let span = tracing::info_span!("execution");
         async move {
             // A closed semaphore is impossible here (never closed); treat it as no limit.
             let _permit = self.permits.acquire().await.ok();
             let queued_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let result = self.run_in_fresh_container(&run_id, request, started).await;
+            let warm = self
+                .pool
+                .as_ref()
+                .and_then(|pool| pool.take(&request.limits));
+            let result = match warm {
+                Some(warm) => match self.run_in_warm_container(warm, &request, started).await {
+                    // The warm container died before the code started: nothing ran, so
+                    // a fresh container runs it instead.
+                    Ok(None) => self.run_in_fresh_container(request, started).await,
+                    Ok(Some(result)) => Ok(result),
+                    Err(err) => Err(err),
+                },
+                None => self.run_in_fresh_container(request, started).await,
+            };
             match &result {
                 Ok(r) => tracing::info!(
+                    run_id = %r.run_id,
+                    warm = r.phases.warm,
+                    acquire_ms = r.phases.acquire_ms,
                     status = r.status.as_str(),
                     exit_code = ?r.exit_code,
                     execution_ms = r.execution_ms,
@@ -151,55 +204,120 @@ impl<E: Containers + 'static> Executor<E> {
         .await
     }
 
-    async fn run_in_fresh_container(
-        &self,
-        run_id: &str,
-        request: ExecutionRequest,
-        started: Instant,
-    ) -> Result<ExecutionResult, ExecutorError> {
-        let limits = request.limits.clone();
-        let spec = ContainerSpec {
+    fn spec(&self, run_id: &str, limits: &Limits, input_dir: Option<PathBuf>) -> ContainerSpec {
+        ContainerSpec {
             image: self.image.clone(),
             limits: limits.clone(),
-            input_dir: request.input_dir.clone(),
+            input_dir,
             run_id: run_id.to_string(),
             owner: self.owner.clone(),
             preload: false,
+            pool_id: None,
             packages_dir: self
                 .packages
                 .as_ref()
                 .map(|p| p.cache().root().to_path_buf()),
-        };
+        }
+    }
+
+    async fn run_in_fresh_container(
+        &self,
+        request: ExecutionRequest,
+        started: Instant,
+    ) -> Result<ExecutionResult, ExecutorError> {
+        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let limits = request.limits.clone();
+        let spec = self.spec(&run_id, &limits, request.input_dir.clone());
         // Creation runs in its own task and the guard holds it from the start: a request
         // dropped while the daemon is still creating (a /stop, a closed connection) cannot
         // leave the container behind, because the guard removes it once creation settles.
-        let mut guard = ContainerGuard::create(
-            &self.engine,
-            container_name(run_id),
-            container_config(&spec),
-        );
-        let id = guard.created().await?;
-        let outcome = self.drive(&id, run_id, &request, &limits).await;
+        let mut live = launch(&self.engine, &spec).await?;
+        let acquire_ms = elapsed_ms(started);
+        let outcome = self.drive(&mut live, &request, &limits).await;
         // The exit state is only needed when the runner could not report; read it before
         // the container is gone.
         let exit = match &outcome {
-            Ok(session) if session.result.is_none() => self.engine.exit_state(&id).await.ok(),
+            Ok(session) if session.result.is_none() && session.not_run.is_none() => {
+                self.engine.exit_state(&live.id).await.ok()
+            }
             _ => None,
         };
-        guard.remove().await?;
-        let session = outcome?;
-        self.finish(run_id, request, &limits, session, exit, started)
+        let cleanup_started = Instant::now();
+        live.guard.remove().await?;
+        let mut session = outcome?;
+        session.phases.acquire_ms = acquire_ms;
+        session.phases.cleanup_ms = elapsed_ms(cleanup_started);
+        self.finish(&run_id, request, &limits, session, exit, started)
             .await
+    }
+
+    /// The job in a container the pool started earlier. None when that container turned
+    /// out dead before the code started (the caller runs it fresh).
+    async fn run_in_warm_container(
+        &self,
+        warm: WarmContainer<E>,
+        request: &ExecutionRequest,
+        started: Instant,
+    ) -> Result<Option<ExecutionResult>, ExecutorError> {
+        let Some(pool) = &self.pool else {
+            return Ok(None);
+        };
+        let WarmContainer {
+            mut live,
+            inputs_dir,
+            ..
+        } = warm;
+        let acquire_ms = elapsed_ms(started);
+        let stage_started = Instant::now();
+        if let Some(source) = &request.input_dir {
+            let (source, target) = (source.clone(), inputs_dir.clone());
+            let linked = tokio::task::spawn_blocking(move || link_tree(&source, &target)).await;
+            if let Err(err) = linked
+                .map_err(|join| std::io::Error::other(join.to_string()))
+                .and_then(|r| r)
+            {
+                pool.retire(live.guard, inputs_dir);
+                return Err(ExecutorError::Stage(err));
+            }
+        }
+        let stage_ms = elapsed_ms(stage_started);
+        let limits = request.limits.clone();
+        let outcome = self.drive(&mut live, request, &limits).await;
+        if let Ok(session) = &outcome
+            && session.code_never_started()
+        {
+            tracing::warn!(run_id = %live.run_id, "warm container ended before its job; running fresh");
+            pool.retire_dead(live.guard, inputs_dir);
+            return Ok(None);
+        }
+        let exit = match &outcome {
+            Ok(session) if session.result.is_none() && session.not_run.is_none() => {
+                self.engine.exit_state(&live.id).await.ok()
+            }
+            _ => None,
+        };
+        let run_id = live.run_id.clone();
+        // Removal happens after the result is returned; the pool tracks it to the end.
+        pool.retire(live.guard, inputs_dir);
+        let mut session = outcome?;
+        session.phases.warm = true;
+        session.phases.acquire_ms = acquire_ms;
+        session.phases.stage_ms = stage_ms;
+        self.finish(&run_id, request.clone(), &limits, session, exit, started)
+            .await
+            .map(Some)
     }
 
     /// Attach, start, hand over the job, and read the runner's stream under deadlines.
     async fn drive(
         &self,
-        id: &str,
-        run_id: &str,
+        live: &mut LiveContainer<E>,
         request: &ExecutionRequest,
         limits: &Limits,
     ) -> Result<Session, ExecutorError> {
+        let handoff_started = Instant::now();
+        let run_id = live.run_id.clone();
+        let id = live.id.clone();
         let job = Job {
             code: request.code.clone(),
             timeout_s: limits.timeout.as_secs_f64(),
@@ -213,8 +331,7 @@ impl<E: Containers + 'static> Executor<E> {
             files: request.files.clone(),
             scan_imports: self.packages.is_some(),
         };
-        let mut attached = self.engine.attach(id).await?;
-        self.engine.start(id).await?;
+        let attached = &mut live.attached;
         // The runner reads the job line, and one more (the package directories) only when
         // it reports missing imports; stdin is closed once the code has started.
         let line = job.to_line()?;
@@ -227,12 +344,16 @@ impl<E: Containers + 'static> Executor<E> {
             tracing::debug!(error = %err, "job hand-off interrupted");
         }
 
-        let mut session = Session::default();
-        let mut decoder = Decoder::for_job(&job);
+        let mut session = Session {
+            diagnostics: std::mem::take(&mut live.diagnostics),
+            ..Session::default()
+        };
+        let decoder = &mut live.decoder;
         let mut spool: Option<tokio::fs::File> = None;
         let mut deadline = tokio::time::Instant::now() + self.startup_timeout;
         let mut phase = Phase::Starting;
         let mut code_started: Option<Instant> = None;
+        let mut collect_started: Option<Instant> = None;
         'stream: loop {
             let next = match tokio::time::timeout_at(deadline, attached.output.next()).await {
                 Ok(next) => next,
@@ -249,7 +370,7 @@ impl<E: Containers + 'static> Executor<E> {
                             session.flags.push(Flag::new("output_collection_timeout"))
                         }
                     }
-                    self.engine.kill(id).await?;
+                    self.engine.kill(&id).await?;
                     break;
                 }
             };
@@ -275,7 +396,7 @@ impl<E: Containers + 'static> Executor<E> {
                 Ok(items) => items,
                 Err(err) => {
                     session.protocol_error = Some(err);
-                    self.engine.kill(id).await?;
+                    self.engine.kill(&id).await?;
                     break;
                 }
             };
@@ -303,6 +424,8 @@ impl<E: Containers + 'static> Executor<E> {
                         }
                     }
                     Item::Event(RunnerEvent::Started) => {
+                        session.started = true;
+                        session.phases.handoff_ms = elapsed_ms(handoff_started);
                         let _ = attached.input.shutdown().await;
                         phase = Phase::Running;
                         code_started = Some(Instant::now());
@@ -311,6 +434,7 @@ impl<E: Containers + 'static> Executor<E> {
                     }
                     Item::Event(RunnerEvent::Result(result)) => {
                         phase = Phase::Collecting;
+                        collect_started = Some(Instant::now());
                         deadline = tokio::time::Instant::now() + COLLECTION_TIMEOUT;
                         session.result = Some(result);
                     }
@@ -333,7 +457,10 @@ impl<E: Containers + 'static> Executor<E> {
                         }
                     }
                     Item::BlobEnd => session.archive = spool.take(),
-                    Item::Event(RunnerEvent::Done) => session.done = true,
+                    Item::Event(RunnerEvent::Done) => {
+                        session.done = true;
+                        session.phases.collect_ms = collect_started.map_or(0.0, elapsed_ms);
+                    }
                 }
             }
             if session.done {
@@ -399,6 +526,7 @@ impl<E: Containers + 'static> Executor<E> {
                 image: self.image.clone(),
             });
         }
+        let mut phases = std::mem::take(&mut session.phases);
         let packages = session.packages.take();
         let (install_ms, packages_installed, packages_cached) = match &packages {
             Some(p) => (p.install_ms, p.installed.clone(), p.cached.clone()),
@@ -421,6 +549,7 @@ impl<E: Containers + 'static> Executor<E> {
                 output_files: Vec::new(),
                 flags: Vec::new(),
                 run_id: run_id.to_string(),
+                phases,
             });
         }
         let runner = match session.result.take() {
@@ -440,6 +569,7 @@ impl<E: Containers + 'static> Executor<E> {
         flags.append(&mut session.flags);
 
         let mut output_files = Vec::new();
+        let extract_started = Instant::now();
         if let Some(mut archive) = session.archive.take() {
             let dest = request
                 .output_dir
@@ -469,6 +599,7 @@ impl<E: Containers + 'static> Executor<E> {
             output_files = files;
             flags.extend(host_flags);
         }
+        phases.collect_ms += elapsed_ms(extract_started);
 
         Ok(ExecutionResult {
             status: runner.status,
@@ -486,6 +617,7 @@ impl<E: Containers + 'static> Executor<E> {
             output_files,
             flags,
             run_id: run_id.to_string(),
+            phases,
         })
     }
 
@@ -571,6 +703,17 @@ fn tail_chars(text: &str, max: usize) -> &str {
     &text[skip..]
 }
 
+impl Session {
+    /// The stream ended before the runner said the code started: nothing of the job ran.
+    fn code_never_started(&self) -> bool {
+        !self.started && self.result.is_none() && self.not_run.is_none() && !self.startup_timed_out
+    }
+}
+
+fn elapsed_ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
 enum Phase {
     Starting,
     Running,
@@ -586,6 +729,8 @@ struct NotRun {
 
 #[derive(Default)]
 struct Session {
+    started: bool,
+    phases: Phases,
     packages: Option<Prepared>,
     not_run: Option<NotRun>,
     result: Option<RunnerResult>,

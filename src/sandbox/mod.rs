@@ -11,7 +11,10 @@ pub mod executor;
 pub mod guard;
 pub mod image;
 pub mod limits;
+pub mod link;
+pub mod live;
 pub mod outputs;
+pub mod pool;
 pub mod protocol;
 pub mod reaper;
 pub mod result;
@@ -32,3 +35,5 @@ pub const SANDBOX_USER: &str = "10001:10001";
 pub const MANAGED_LABEL: &str = "codebox.managed";
 pub const RUN_ID_LABEL: &str = "codebox.run_id";
 pub const OWNER_LABEL: &str = "codebox.owner";
+/// Carried by containers the warm pool started ahead of their job.
+pub const POOL_LABEL: &str = "codebox.pool";

@@ -9,6 +9,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use super::limits::Limits;
 use super::result::{Flag, RunError, Status};
 
 /// One job, written as a single JSON line to the runner's stdin.
@@ -138,12 +139,14 @@ impl Decoder {
         }
     }
 
-    /// Limits that fit a job: generous enough for any honest runner, bounded for a hostile one.
-    pub fn for_job(job: &Job) -> Decoder {
-        let line = job.max_output_chars.saturating_mul(2 * 4 * 6) + 1024 * 1024;
+    /// Bounds that fit a run's limits: generous enough for any honest runner, bounded for
+    /// a hostile one.
+    pub fn for_limits(limits: &Limits) -> Decoder {
+        let line = limits.max_output_chars.saturating_mul(2 * 4 * 6) + 1024 * 1024;
         // Tar overhead: headers and padding per file, PAX records for long names.
-        let blob =
-            job.max_output_total_bytes + (job.max_output_files as u64 + 1) * 4096 + 1024 * 1024;
+        let blob = limits.max_output_total_bytes
+            + (limits.max_output_files as u64 + 1) * 4096
+            + 1024 * 1024;
         Decoder::new(line, blob)
     }
 

@@ -87,6 +87,24 @@ impl Flag {
     }
 }
 
+/// Where the wall time of a request went, for logs and the benchmark.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// The run used a container the warm pool had started earlier.
+    pub warm: bool,
+    /// From the request to a started container (queueing included).
+    pub acquire_ms: f64,
+    /// Making the user's files visible in a warm container.
+    pub stage_ms: f64,
+    /// From writing the job to the code starting (runner start-up on a fresh container,
+    /// the import scan, package resolution).
+    pub handoff_ms: f64,
+    /// From the code's end to the outputs saved on the host.
+    pub collect_ms: f64,
+    /// Removing the container before returning (0 when removed in the background).
+    pub cleanup_ms: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionResult {
     pub status: Status,
@@ -112,4 +130,6 @@ pub struct ExecutionResult {
     pub output_files: Vec<OutputFile>,
     pub flags: Vec<Flag>,
     pub run_id: String,
+    #[serde(default)]
+    pub phases: Phases,
 }

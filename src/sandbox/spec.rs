@@ -9,7 +9,9 @@ use bollard::models::{
 };
 
 use super::limits::Limits;
-use super::{INPUT_DIR, MANAGED_LABEL, OUTPUT_DIR, OWNER_LABEL, RUN_ID_LABEL, SANDBOX_USER};
+use super::{
+    INPUT_DIR, MANAGED_LABEL, OUTPUT_DIR, OWNER_LABEL, POOL_LABEL, RUN_ID_LABEL, SANDBOX_USER,
+};
 use crate::packages::PACKAGES_MOUNT;
 
 /// Everything that decides how one sandbox container is created.
@@ -24,6 +26,8 @@ pub struct ContainerSpec {
     pub owner: String,
     /// Import the data stack before the job arrives (warm containers).
     pub preload: bool,
+    /// The warm pool that started this container ahead of its job.
+    pub pool_id: Option<String>,
     /// The host's package cache, shown read-only at `PACKAGES_MOUNT`; the runner adds the
     /// directories the host names for this run to the code's path.
     pub packages_dir: Option<PathBuf>,
@@ -105,11 +109,15 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
         ..Default::default()
     };
 
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (MANAGED_LABEL.to_string(), "true".to_string()),
         (RUN_ID_LABEL.to_string(), spec.run_id.clone()),
         (OWNER_LABEL.to_string(), spec.owner.clone()),
     ]);
+    if let Some(pool) = &spec.pool_id {
+        // Started ahead of its job by a warm pool; doctor counts these.
+        labels.insert(POOL_LABEL.to_string(), pool.clone());
+    }
 
     ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -191,6 +199,7 @@ mod tests {
             run_id: "r1".into(),
             owner: "host:1:2".into(),
             preload: false,
+            pool_id: None,
             packages_dir: None,
         }
     }
@@ -291,11 +300,13 @@ mod tests {
                 .contains(&"--preload".to_string())
         );
         s.preload = true;
+        s.pool_id = Some("p1".into());
         assert!(
             container_config(&s)
                 .cmd
                 .unwrap()
                 .contains(&"--preload".to_string())
         );
+        assert_eq!(container_config(&s).labels.unwrap()[POOL_LABEL], "p1");
     }
 }

@@ -1,0 +1,432 @@
+//! The warm pool: containers created and started ahead of time, their runner already past
+//! its imports (numpy, pandas, matplotlib) and waiting on stdin for its one job. A request
+//! takes one, and a replacement starts in the background. Every container still runs
+//! exactly one job and is removed after it; the pool only moves container start and
+//! imports out of the request's path.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::engine::Containers;
+use super::guard::ContainerGuard;
+use super::limits::Limits;
+use super::live::{LiveContainer, LiveError, launch};
+use super::spec::ContainerSpec;
+
+/// How often waiting containers are checked for death and age.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Containers warmed at the same time when the pool runs low.
+const PARALLEL_WARMUPS: usize = 2;
+
+pub struct WarmContainer<E: Containers + 'static> {
+    pub live: LiveContainer<E>,
+    /// Host directory bind-mounted read-only at the input mount since creation; the job's
+    /// files are linked into it at hand-off.
+    pub inputs_dir: PathBuf,
+    born: Instant,
+}
+
+/// What `codebox doctor` and the logs show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolStatus {
+    pub id: String,
+    pub target: usize,
+    pub idle: usize,
+    pub warming: usize,
+    pub warmed: u64,
+    pub taken: u64,
+    /// Requests that found no waiting container (or needed other limits).
+    pub missed: u64,
+    pub replaced: u64,
+    pub failures: u64,
+}
+
+struct Inner<E: Containers + 'static> {
+    id: String,
+    engine: Arc<E>,
+    template: ContainerSpec,
+    root: PathBuf,
+    size: usize,
+    max_age: Duration,
+    startup_timeout: Duration,
+    idle: Mutex<Vec<WarmContainer<E>>>,
+    wake: Notify,
+    /// Signalled whenever a warmed container joins the pool.
+    filled: Notify,
+    closed: AtomicBool,
+    warming: AtomicUsize,
+    retiring: Mutex<Vec<JoinHandle<()>>>,
+    warmed: AtomicU64,
+    taken: AtomicU64,
+    missed: AtomicU64,
+    replaced: AtomicU64,
+    failures: AtomicU64,
+}
+
+pub struct WarmPool<E: Containers + 'static> {
+    inner: Arc<Inner<E>>,
+    maintainer: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("cannot prepare the warm pool directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl<E: Containers + 'static> WarmPool<E> {
+    /// Starts filling the pool in the background. `template` gives the image, limits,
+    /// runtime, owner and package mount every pool container gets.
+    pub fn start(
+        engine: Arc<E>,
+        template: ContainerSpec,
+        root: &Path,
+        size: usize,
+        max_age: Duration,
+        startup_timeout: Duration,
+    ) -> Result<WarmPool<E>, PoolError> {
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        // Directories of a previous process's containers are stale: those containers are
+        // reaped with their dead owner.
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).map_err(|source| PoolError::Directory {
+            path: root.clone(),
+            source,
+        })?;
+        let inner = Arc::new(Inner {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            engine,
+            template,
+            root,
+            size,
+            max_age,
+            startup_timeout,
+            idle: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            filled: Notify::new(),
+            closed: AtomicBool::new(false),
+            warming: AtomicUsize::new(0),
+            retiring: Mutex::new(Vec::new()),
+            warmed: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+            replaced: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        });
+        let maintainer = tokio::spawn(maintain(inner.clone()));
+        tracing::info!(size, max_age_s = max_age.as_secs_f64(), "warm pool started");
+        Ok(WarmPool {
+            inner,
+            maintainer: Mutex::new(Some(maintainer)),
+        })
+    }
+
+    /// A waiting container for these limits, if one is ready; never waits for one.
+    pub fn take(&self, limits: &Limits) -> Option<WarmContainer<E>> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Relaxed)
+            || !same_container_limits(limits, &inner.template.limits)
+        {
+            inner.missed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let mut stale = Vec::new();
+        let found = {
+            let Ok(mut idle) = inner.idle.lock() else {
+                return None;
+            };
+            let mut found = None;
+            while let Some(mut candidate) = idle.pop() {
+                if candidate.is_usable(inner.max_age) {
+                    found = Some(candidate);
+                    break;
+                }
+                stale.push(candidate);
+            }
+            found
+        };
+        for container in stale {
+            inner.replaced.fetch_add(1, Ordering::Relaxed);
+            retire(inner, container.live.guard, container.inputs_dir);
+        }
+        inner.wake.notify_one();
+        match &found {
+            Some(_) => inner.taken.fetch_add(1, Ordering::Relaxed),
+            None => inner.missed.fetch_add(1, Ordering::Relaxed),
+        };
+        found
+    }
+
+    /// A taken container that turned out dead before its job; it is replaced like any
+    /// other dead one.
+    pub fn retire_dead(&self, guard: ContainerGuard<E>, inputs_dir: PathBuf) {
+        self.inner.replaced.fetch_add(1, Ordering::Relaxed);
+        retire(&self.inner, guard, inputs_dir);
+    }
+
+    /// This pool's id, the value of the pool label on its containers.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Removes a used container in the background, so the result is not held up by the
+    /// daemon's removal; `shutdown` waits for these.
+    pub fn retire(&self, guard: ContainerGuard<E>, inputs_dir: PathBuf) {
+        retire(&self.inner, guard, inputs_dir);
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        let inner = &self.inner;
+        PoolStatus {
+            id: inner.id.clone(),
+            target: inner.size,
+            idle: inner.idle.lock().map(|idle| idle.len()).unwrap_or(0),
+            warming: inner.warming.load(Ordering::Relaxed),
+            warmed: inner.warmed.load(Ordering::Relaxed),
+            taken: inner.taken.load(Ordering::Relaxed),
+            missed: inner.missed.load(Ordering::Relaxed),
+            replaced: inner.replaced.load(Ordering::Relaxed),
+            failures: inner.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until the pool holds its target number of waiting containers (benchmarks and
+    /// tests use it to measure the warm path), or the timeout passes.
+    pub async fn wait_full(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let filled = self.inner.filled.notified();
+            tokio::pin!(filled);
+            // Registered before the check, so a container added in between still wakes us.
+            filled.as_mut().enable();
+            if self.status().idle >= self.inner.size {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, filled).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Stops refilling and removes every container the pool holds, waiting for the daemon.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::Relaxed);
+        inner.wake.notify_one();
+        // Not aborted: a warm-up in flight finishes and retires its container, so nothing
+        // is left half-created when this returns.
+        let maintainer = self.maintainer.lock().ok().and_then(|mut m| m.take());
+        if let Some(task) = maintainer {
+            let _ = task.await;
+        }
+        let idle: Vec<WarmContainer<E>> = inner
+            .idle
+            .lock()
+            .map(|mut idle| idle.drain(..).collect())
+            .unwrap_or_default();
+        let removed = idle.len();
+        for container in idle {
+            if let Err(err) = container.live.guard.remove().await {
+                tracing::warn!(error = %err, "cannot remove a warm container");
+            }
+            let _ = std::fs::remove_dir_all(&container.inputs_dir);
+        }
+        let pending: Vec<JoinHandle<()>> = inner
+            .retiring
+            .lock()
+            .map(|mut r| r.drain(..).collect())
+            .unwrap_or_default();
+        for task in pending {
+            let _ = task.await;
+        }
+        tracing::info!(removed, "warm pool shut down");
+    }
+}
+
+impl<E: Containers + 'static> Drop for WarmPool<E> {
+    fn drop(&mut self) {
+        // Without a shutdown the guards of the waiting containers still remove them.
+        self.inner.closed.store(true, Ordering::Relaxed);
+        if let Some(task) = self.maintainer.lock().ok().and_then(|mut m| m.take()) {
+            task.abort();
+        }
+    }
+}
+
+/// Limits a container was created with; the time limit and output caps travel with the job.
+fn same_container_limits(a: &Limits, b: &Limits) -> bool {
+    a.memory_mb == b.memory_mb
+        && a.cpus == b.cpus
+        && a.pids == b.pids
+        && a.disk_mb == b.disk_mb
+        && a.runtime == b.runtime
+}
+
+fn retire<E: Containers + 'static>(
+    inner: &Inner<E>,
+    guard: ContainerGuard<E>,
+    inputs_dir: PathBuf,
+) {
+    let task = tokio::spawn(async move {
+        if let Err(err) = guard.remove().await {
+            tracing::warn!(error = %err, "cannot remove a used sandbox container");
+        }
+        let _ = tokio::fs::remove_dir_all(&inputs_dir).await;
+    });
+    if let Ok(mut retiring) = inner.retiring.lock() {
+        retiring.retain(|t| !t.is_finished());
+        retiring.push(task);
+    }
+}
+
+async fn warm_up<E: Containers + 'static>(inner: &Inner<E>) -> Result<WarmContainer<E>, LiveError> {
+    let started = Instant::now();
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let inputs_dir = inner.root.join(&run_id);
+    std::fs::create_dir(&inputs_dir).map_err(|e| LiveError::Ended {
+        detail: format!("cannot create {}: {e}", inputs_dir.display()),
+    })?;
+    let spec = ContainerSpec {
+        run_id: run_id.clone(),
+        input_dir: Some(inputs_dir.clone()),
+        preload: true,
+        pool_id: Some(inner.id.clone()),
+        ..inner.template.clone()
+    };
+    let mut live = match launch(&inner.engine, &spec).await {
+        Ok(live) => live,
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&inputs_dir);
+            return Err(err.into());
+        }
+    };
+    if let Err(err) = live.wait_ready(inner.startup_timeout).await {
+        retire(inner, live.guard, inputs_dir);
+        return Err(err);
+    }
+    tracing::info!(
+        run_id = %run_id,
+        warm_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "warm container ready"
+    );
+    Ok(WarmContainer {
+        live,
+        inputs_dir,
+        born: Instant::now(),
+    })
+}
+
+/// Keeps the pool at its size: drops dead and old containers, warms replacements, backs off
+/// while the daemon is unreachable and refills once it answers again.
+async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if inner.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        drop_stale(&inner).await;
+        let deficit = inner
+            .size
+            .saturating_sub(inner.idle.lock().map(|i| i.len()).unwrap_or(0));
+        let mut failed = false;
+        if deficit > 0 {
+            let batch = deficit.min(PARALLEL_WARMUPS);
+            inner.warming.fetch_add(batch, Ordering::Relaxed);
+            let results = futures_util::future::join_all((0..batch).map(|_| warm_up(&inner))).await;
+            inner.warming.fetch_sub(batch, Ordering::Relaxed);
+            for result in results {
+                match result {
+                    Ok(container) => {
+                        inner.warmed.fetch_add(1, Ordering::Relaxed);
+                        if inner.closed.load(Ordering::Relaxed) {
+                            retire(&inner, container.live.guard, container.inputs_dir);
+                        } else if let Ok(mut idle) = inner.idle.lock() {
+                            idle.push(container);
+                            inner.filled.notify_waiters();
+                        }
+                    }
+                    Err(err) => {
+                        failed = true;
+                        inner.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "cannot warm a sandbox container");
+                    }
+                }
+            }
+        }
+        if failed {
+            tokio::select! {
+                _ = inner.wake.notified() => {}
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
+        backoff = Duration::from_millis(500);
+        if deficit > PARALLEL_WARMUPS {
+            continue;
+        }
+        let full = inner.idle.lock().map(|i| i.len()).unwrap_or(0) >= inner.size;
+        if full {
+            tokio::select! {
+                _ = inner.wake.notified() => {}
+                _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            }
+        }
+    }
+}
+
+/// Drops waiting containers that died (asked of the daemon: a killed container's stream
+/// is not always closed at once), that aged out, or whose stream ended.
+async fn drop_stale<E: Containers + 'static>(inner: &Inner<E>) {
+    let ids: Vec<(String, String)> = match inner.idle.lock() {
+        Ok(idle) => idle
+            .iter()
+            .map(|c| (c.live.run_id.clone(), c.live.id.clone()))
+            .collect(),
+        Err(_) => return,
+    };
+    let mut dead = std::collections::HashSet::new();
+    for (run_id, id) in ids {
+        match inner.engine.exit_state(&id).await {
+            Ok(state) if state.running => {}
+            _ => {
+                dead.insert(run_id);
+            }
+        }
+    }
+    let stale: Vec<WarmContainer<E>> = {
+        let Ok(mut idle) = inner.idle.lock() else {
+            return;
+        };
+        let all: Vec<WarmContainer<E>> = idle.drain(..).collect();
+        let mut stale = Vec::new();
+        for mut container in all {
+            if !dead.contains(&container.live.run_id) && container.is_usable(inner.max_age) {
+                idle.push(container);
+            } else {
+                stale.push(container);
+            }
+        }
+        stale
+    };
+    for container in stale {
+        inner.replaced.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(run_id = %container.live.run_id, "replacing a dead or old warm container");
+        retire(inner, container.live.guard, container.inputs_dir);
+    }
+}
+
+impl<E: Containers + 'static> WarmContainer<E> {
+    fn is_usable(&mut self, max_age: Duration) -> bool {
+        self.born.elapsed() < max_age && self.live.is_alive()
+    }
+}

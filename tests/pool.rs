@@ -1,0 +1,263 @@
+//! The warm pool against the real Docker engine: a request takes a container started
+//! earlier (stack imported), sees its files read-only, and the pool refills; dead and old
+//! containers are replaced; other limits go to a fresh container; shutdown leaves nothing.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use codebox::config::Settings;
+use codebox::sandbox::docker::DockerEngine;
+use codebox::sandbox::engine::Containers;
+use codebox::sandbox::{
+    ExecutionRequest, Executor, JobFile, Limits, OWNER_LABEL, POOL_LABEL, RUN_ID_LABEL, Status,
+};
+use common::index::{LocalIndex, build_wheel};
+
+const READY: Duration = Duration::from_secs(60);
+
+fn settings(data_dir: &std::path::Path, pool: usize) -> Settings {
+    Settings {
+        data_dir: data_dir.to_path_buf(),
+        warm_pool_size: pool,
+        ..Settings::default()
+    }
+}
+
+fn request(code: &str, settings: &Settings) -> ExecutionRequest {
+    ExecutionRequest {
+        code: code.to_string(),
+        limits: Limits::from_settings(settings),
+        input_dir: None,
+        output_dir: None,
+        files: Vec::new(),
+    }
+}
+
+/// One executor's warm containers (by pool label), as (run id, container id).
+async fn pool_containers(executor: &Executor<DockerEngine>) -> Vec<(String, String)> {
+    let pool = executor.pool_status().unwrap().id;
+    let owner = codebox::sandbox::reaper::current_owner();
+    DockerEngine::connect()
+        .await
+        .unwrap()
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| {
+            c.labels.get(OWNER_LABEL) == Some(&owner) && c.labels.get(POOL_LABEL) == Some(&pool)
+        })
+        .map(|c| (c.labels[RUN_ID_LABEL].clone(), c.id))
+        .collect()
+}
+
+async fn wait_gone(run_id: &str) {
+    for _ in 0..100 {
+        if !common::run_container_exists(run_id).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("container of run {run_id} still exists 10 s after its run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_container_runs_one_job_with_its_files_and_the_pool_refills() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = settings(data.path(), 1);
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = Executor::new(engine, &settings).unwrap();
+    assert!(executor.wait_for_warm_pool(READY).await, "the pool fills");
+
+    let inputs = tempfile::tempdir().unwrap();
+    std::fs::write(inputs.path().join("data.csv"), "a,b\n1,2\n3,4\n").unwrap();
+    let mut req = request(
+        r#"
+import sys
+df = load_file("file-1")
+print("sum", int(df["b"].sum()), "pandas preloaded:", "pandas" in sys.modules)
+try:
+    open("/mnt/inputs/data.csv", "a").write("x")
+    print("WROTE")
+except OSError as e:
+    print("read-only", e.errno)
+"#,
+        &settings,
+    );
+    req.input_dir = Some(inputs.path().to_path_buf());
+    req.files = vec![JobFile {
+        file_id: "file-1".into(),
+        filename: "data.csv".into(),
+        file_type: "csv".into(),
+        path: "/mnt/inputs/data.csv".into(),
+    }];
+    let result = executor.execute(req).await.unwrap();
+    assert_eq!(result.status, Status::Ok, "{result:?}");
+    assert!(
+        result.phases.warm,
+        "the warm container was used: {result:?}"
+    );
+    assert!(result.stdout.contains("sum 6"), "{result:?}");
+    assert!(
+        result.stdout.contains("pandas preloaded: True"),
+        "{result:?}"
+    );
+    assert!(result.stdout.contains("read-only"), "{result:?}");
+    assert!(!result.stdout.contains("WROTE"), "{result:?}");
+    assert_eq!(
+        std::fs::read_to_string(inputs.path().join("data.csv")).unwrap(),
+        "a,b\n1,2\n3,4\n"
+    );
+
+    // Single use: the container is removed, and a different one waits now.
+    wait_gone(&result.run_id).await;
+    assert!(executor.wait_for_warm_pool(READY).await, "the pool refills");
+    let waiting = pool_containers(&executor).await;
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_ne!(waiting[0].0, result.run_id);
+    let second = executor
+        .execute(request("print(2)", &settings))
+        .await
+        .unwrap();
+    assert!(second.phases.warm);
+    assert_ne!(second.run_id, result.run_id);
+    assert_eq!(second.stdout, "2\n");
+
+    executor.shutdown().await;
+    assert!(
+        pool_containers(&executor).await.is_empty(),
+        "shutdown removes the pool"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_warm_container_is_replaced_and_the_request_still_runs() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = settings(data.path(), 1);
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = Executor::new(engine.clone(), &settings).unwrap();
+    assert!(executor.wait_for_warm_pool(READY).await);
+    let (dead_run, dead_id) = pool_containers(&executor).await.remove(0);
+    // What a daemon restart does to a waiting container.
+    engine.kill(&dead_id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let result = executor
+        .execute(request("print('still runs')", &settings))
+        .await
+        .unwrap();
+    assert_eq!(result.status, Status::Ok, "{result:?}");
+    assert_eq!(result.stdout, "still runs\n");
+    assert_ne!(result.run_id, dead_run);
+    wait_gone(&dead_run).await;
+    assert!(
+        executor.wait_for_warm_pool(READY).await,
+        "refilled after the death"
+    );
+    assert!(executor.pool_status().unwrap().replaced >= 1);
+    executor.shutdown().await;
+    assert!(pool_containers(&executor).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_past_their_age_are_replaced() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        warm_pool_max_age_s: 1.0,
+        ..settings(data.path(), 1)
+    };
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = Executor::new(engine, &settings).unwrap();
+    assert!(executor.wait_for_warm_pool(READY).await);
+    let first = pool_containers(&executor).await;
+    let mut replaced = false;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if executor.pool_status().unwrap().replaced >= 1 {
+            replaced = true;
+            break;
+        }
+    }
+    assert!(replaced, "{:?}", executor.pool_status());
+    wait_gone(&first[0].0).await;
+    executor.shutdown().await;
+    assert!(pool_containers(&executor).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_container_limits_get_a_fresh_container() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = settings(data.path(), 1);
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = Executor::new(engine, &settings).unwrap();
+    assert!(executor.wait_for_warm_pool(READY).await);
+    let mut req = request("print('small')", &settings);
+    req.limits = req.limits.narrowed(None, Some(256));
+    let result = executor.execute(req).await.unwrap();
+    assert_eq!(result.stdout, "small\n");
+    assert!(
+        !result.phases.warm,
+        "memory is fixed at creation: {result:?}"
+    );
+    // A narrower time limit travels with the job, so the warm container serves it.
+    let mut req = request("print('quick')", &settings);
+    req.limits = req.limits.narrowed(Some(5.0), None);
+    let result = executor.execute(req).await.unwrap();
+    assert!(result.phases.warm, "{result:?}");
+    executor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_container_gets_missing_packages_and_stays_single_use_under_hostile_code() {
+    let data = tempfile::tempdir().unwrap();
+    let wheels = tempfile::tempdir().unwrap();
+    let index = LocalIndex::start().await;
+    index.add_wheel(
+        "cbx-warm",
+        build_wheel(wheels.path(), "cbx_warm", "1.0", "VALUE = 7\n"),
+    );
+    let settings = Settings {
+        pip_index_url: Some(index.url.clone()),
+        ..settings(data.path(), 1)
+    };
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = Executor::new(engine, &settings).unwrap();
+    assert!(executor.wait_for_warm_pool(READY).await);
+    let result = executor
+        .execute(request("import cbx_warm\nprint(cbx_warm.VALUE)", &settings))
+        .await
+        .unwrap();
+    assert_eq!(result.status, Status::Ok, "{result:?}");
+    assert!(result.phases.warm);
+    assert_eq!(result.stdout, "7\n");
+    assert_eq!(result.packages_installed, ["cbx-warm"]);
+
+    // Code that tries to leave something behind for the next job: the next job gets
+    // another container, where none of it exists.
+    assert!(executor.wait_for_warm_pool(READY).await);
+    let planted = executor
+        .execute(request(
+            "import os, subprocess\nopen('/tmp/planted', 'w').write('x')\nsubprocess.Popen(['sleep', '600'])\nprint('planted')",
+            &settings,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        planted.phases.warm && planted.stdout.contains("planted"),
+        "{planted:?}"
+    );
+    assert!(executor.wait_for_warm_pool(READY).await);
+    let next = executor
+        .execute(request(
+            "import os\nprint(os.path.exists('/tmp/planted'), len([p for p in os.listdir('/proc') if p.isdigit()]))",
+            &settings,
+        ))
+        .await
+        .unwrap();
+    assert!(next.phases.warm);
+    assert!(next.stdout.starts_with("False "), "{next:?}");
+    executor.shutdown().await;
+    assert!(pool_containers(&executor).await.is_empty());
+}
