@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use crate::config::{Runtime, Settings};
-use crate::sandbox::engine::{EngineError, Images, System};
+use crate::sandbox::engine::{Containers, EngineError, Images, ManagedContainer, System};
+use crate::sandbox::{OWNER_LABEL, POOL_LABEL, reaper};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
@@ -34,7 +35,7 @@ impl Check {
 }
 
 /// Checks that need the daemon; `engine` is None when it could not be reached.
-pub async fn run_checks<E: Images + System>(
+pub async fn run_checks<E: Images + System + Containers>(
     settings: &Settings,
     engine: Result<&E, &EngineError>,
 ) -> Vec<Check> {
@@ -103,7 +104,80 @@ pub async fn run_checks<E: Images + System>(
         )),
     }
     checks.push(data_dir_check(&settings.data_dir));
+    checks.push(pool_check(settings, engine).await);
+    checks.push(packages_check(settings));
     checks
+}
+
+/// The warm pool as the daemon sees it: its containers carry the pool label and their
+/// owner, so this works from another process than the bot's.
+async fn pool_check<E: Containers>(settings: &Settings, engine: &E) -> Check {
+    let configured = format!(
+        "WARM_POOL_SIZE={} (max age {} s)",
+        settings.warm_pool_size, settings.warm_pool_max_age_s
+    );
+    let containers = match engine.list_managed().await {
+        Ok(containers) => containers,
+        Err(err) => return Check::fail("warm pool", err.to_string(), "bash scripts/setup.sh"),
+    };
+    let pooled: Vec<_> = containers
+        .iter()
+        .filter(|c| c.labels.contains_key(POOL_LABEL))
+        .collect();
+    let (orphaned, live): (Vec<&&ManagedContainer>, Vec<&&ManagedContainer>) = pooled
+        .iter()
+        .partition(|c| reaper::owner_is_gone(c.labels.get(OWNER_LABEL).map(String::as_str)));
+    let orphans = orphaned.len();
+    let pools: std::collections::BTreeSet<_> = live
+        .iter()
+        .filter_map(|c| c.labels.get(POOL_LABEL))
+        .collect();
+    let detail = format!(
+        "{configured}; {} warm containers (waiting or running their one job) in {} live pools",
+        live.len(),
+        pools.len()
+    );
+    if orphans > 0 {
+        Check::fail(
+            "warm pool",
+            format!("{detail}; {orphans} left by a process that is gone"),
+            "start codebox once (it reaps them) or docker rm -f them",
+        )
+    } else {
+        Check::pass("warm pool", detail)
+    }
+}
+
+fn packages_check(settings: &Settings) -> Check {
+    let policy = settings.package_policy.as_str();
+    let index = settings
+        .pip_index_url
+        .as_deref()
+        .map(index_host)
+        .unwrap_or("PyPI");
+    match crate::packages::PackageCache::open(&settings.data_dir).and_then(|c| c.entries()) {
+        Ok(entries) => Check::pass(
+            "packages",
+            format!(
+                "PACKAGE_POLICY={policy}, index {index}, cache {} distributions, {:.1} of {} MB",
+                entries.len(),
+                entries.iter().map(|e| e.bytes).sum::<u64>() as f64 / 1e6,
+                settings.package_cache_max_mb
+            ),
+        ),
+        Err(err) => Check::fail(
+            "packages",
+            err.to_string(),
+            "set DATA_DIR to a writable directory",
+        ),
+    }
+}
+
+/// The host of an index URL; credentials in it are never printed.
+fn index_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit('@').next().unwrap_or(authority)
 }
 
 fn data_dir_check(dir: &Path) -> Check {
@@ -140,6 +214,18 @@ pub fn render(checks: &[Check]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_credentials_are_never_shown() {
+        assert_eq!(
+            index_host("https://user:secret@mirror.lan/simple/"),
+            "mirror.lan"
+        );
+        assert_eq!(
+            index_host("http://172.17.0.1:8080/simple/"),
+            "172.17.0.1:8080"
+        );
+    }
 
     #[test]
     fn table_lists_failures_with_their_fix() {

@@ -116,6 +116,17 @@ except OSError as e:
     assert!(executor.wait_for_warm_pool(READY).await, "the pool refills");
     let waiting = pool_containers(&executor).await;
     assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let doctor = common::codebox(data.path()).arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    let line = text.lines().find(|l| l.contains("warm pool")).unwrap();
+    assert!(line.starts_with("ok"), "{text}");
+    let count: usize = line
+        .split("; ")
+        .nth(1)
+        .and_then(|part| part.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line}"));
+    assert!(count >= 1, "doctor sees this pool's container: {line}");
     assert_ne!(waiting[0].0, result.run_id);
     let second = executor
         .execute(request("print(2)", &settings))

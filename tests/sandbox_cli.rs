@@ -581,6 +581,8 @@ fn doctor_reports_a_healthy_machine() {
         "runtime runsc",
         "sandbox image",
         "data dir",
+        "warm pool",
+        "packages",
     ] {
         assert!(
             text.lines()

@@ -59,13 +59,17 @@ fn process_alive(pid: u32, ticks: u64) -> bool {
     process_start_ticks(pid) == Some(ticks)
 }
 
+/// Whether a container's owner label names a process that is gone (on this host).
+pub fn owner_is_gone(owner: Option<&str>) -> bool {
+    is_orphan(owner, &hostname(), process_alive)
+}
+
 /// Removes orphaned codebox containers; returns how many were removed.
 pub async fn reap_orphans<E: Containers>(engine: &E) -> Result<usize, EngineError> {
-    let host = hostname();
     let mut removed = 0;
     for container in engine.list_managed().await? {
         let owner = container.labels.get(OWNER_LABEL).map(String::as_str);
-        if is_orphan(owner, &host, process_alive) {
+        if owner_is_gone(owner) {
             tracing::info!(container = %container.id, owner = ?owner, "removing orphaned sandbox container");
             engine.remove(&container.id).await?;
             removed += 1;
