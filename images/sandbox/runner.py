@@ -52,7 +52,9 @@ def set_dumpable(value):
 
 def preload(modules):
     """Import the data stack before the job arrives so a forked child starts warm."""
-    for name in modules:
+    import gc
+
+    for name in list(modules) + ["codebox_files", "ast", "importlib.util", "site"]:
         try:
             __import__(name)
             if name == "matplotlib":
@@ -62,6 +64,9 @@ def preload(modules):
                 import matplotlib.pyplot  # noqa: F401
         except Exception:  # a broken optional module must not stop the runner
             pass
+    # Objects that exist now are shared with every forked child; keeping the collector off
+    # them spares the child copying their pages.
+    gc.freeze()
 
 
 def scan_missing_imports(source):
