@@ -89,11 +89,21 @@ fn write_csv(dir: &Path) -> PathBuf {
 fn docker_run(image: &str, inputs: &Path, code: &str) -> (f64, bool) {
     let out = tempfile::tempdir().unwrap();
     // The image runs as the sandbox uid; let it write the PNG.
-    std::fs::set_permissions(out.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .unwrap();
+    std::fs::set_permissions(
+        out.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let started = Instant::now();
     let status = Command::new("docker")
-        .args(["run", "--rm", "--network", "none", "--entrypoint", "python3"])
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+        ])
         .arg("-v")
         .arg(format!("{}:/mnt/inputs:ro", inputs.display()))
         .arg("-v")
@@ -179,7 +189,10 @@ async fn codebox_sequential(
     for _ in 0..runs {
         executor.wait_for_warm_pool(Duration::from_secs(120)).await;
         let started = Instant::now();
-        let result = executor.execute(request(code, settings, inputs)).await.unwrap();
+        let result = executor
+            .execute(request(code, settings, inputs))
+            .await
+            .unwrap();
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
         check(&result, workload);
         warm += usize::from(result.phases.warm);
@@ -213,7 +226,11 @@ async fn codebox_burst(
             _ => failures += 1,
         }
     }
-    (BURST as f64 / started.elapsed().as_secs_f64(), failures, warm)
+    (
+        BURST as f64 / started.elapsed().as_secs_f64(),
+        failures,
+        warm,
+    )
 }
 
 fn docker_burst(image: &str, inputs: &Path) -> (f64, usize) {
@@ -233,8 +250,8 @@ fn docker_burst(image: &str, inputs: &Path) -> (f64, usize) {
 }
 
 fn settings(data_dir: &Path, pool: usize) -> Settings {
-    let mut settings = Settings::load(&codebox::config::Sources::from_process(None))
-        .expect("settings load");
+    let mut settings =
+        Settings::load(&codebox::config::Sources::from_process(None)).expect("settings load");
     settings.data_dir = data_dir.to_path_buf();
     settings.warm_pool_size = pool;
     settings
@@ -287,8 +304,7 @@ async fn main() {
     // (b) codebox, pool off
     let off = Arc::new(Executor::new(engine.clone(), &base).unwrap());
     let _ = off.execute(request(W1, &base, inputs.path())).await;
-    let (b1, b1_phases, _) =
-        codebox_sequential(&off, &base, inputs.path(), W1, "W1", runs).await;
+    let (b1, b1_phases, _) = codebox_sequential(&off, &base, inputs.path(), W1, "W1", runs).await;
     let (b2, b2_phases, _) =
         codebox_sequential(&off, &base, inputs.path(), W2_CODEBOX, "W2", runs).await;
     let (b3, b3_fail, _) = codebox_burst(&off, &base, inputs.path()).await;
@@ -320,6 +336,13 @@ async fn main() {
     let status = on.pool_status();
     on.shutdown().await;
 
+    // (d) the same burst with a pool as large as the burst: what a deployment that expects
+    // bursts can buy with memory.
+    let big_settings = settings(data.path(), BURST);
+    let big = Arc::new(Executor::new(engine.clone(), &big_settings).unwrap());
+    let (d3, d3_fail, d3_warm) = codebox_burst(&big, &big_settings, inputs.path()).await;
+    big.shutdown().await;
+
     let owner = codebox::sandbox::reaper::current_owner();
     let leaked = engine
         .list_managed()
@@ -347,12 +370,16 @@ async fn main() {
     row("W1", &a1, &b1, &c1);
     row("W2", &a2, &b2, &c2);
     println!(
-        "W3  runs/s     docker run {a3:>8.1}  pool off {b3:>8.1}  pool on {c3:>8.1}   (a)/(c) {:>6.2}x  (b)/(c) {:>6.2}x",
-        a3 / c3,
-        b3 / c3
+        "W3  runs/s     docker run {a3:>8.1}  pool off {b3:>8.1}  pool on {c3:>8.1}   (c)/(a) {:>6.2}x  (c)/(b) {:>6.2}x  (throughput: higher is better)",
+        c3 / a3,
+        c3 / b3
     );
     println!(
         "W3  failures   docker run {a3_fail}  pool off {b3_fail}  pool on {c3_fail}; warm runs in the pool-on burst: {c3_warm}/{BURST}"
+    );
+    println!(
+        "W3  with WARM_POOL_SIZE={BURST}: {d3:.1} runs/s, {d3_fail} failures, {d3_warm}/{BURST} warm; (d)/(a) {:.2}x",
+        d3 / a3
     );
     println!();
     println!("phase medians (ms), pool off W1: {b1_phases}");
