@@ -272,3 +272,58 @@ async fn a_warm_container_gets_missing_packages_and_stays_single_use_under_hosti
     executor.shutdown().await;
     assert!(pool_containers(&executor).await.is_empty());
 }
+
+/// Restarts the Docker daemon under a live pool: the waiting containers die with it, and
+/// the pool must refill once the daemon answers again. Ignored by default because it stops
+/// the daemon every other test uses; run it alone:
+/// `cargo test --test pool -- --ignored --test-threads 1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn the_pool_refills_after_a_daemon_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = settings(data.path(), 2);
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = Executor::new(engine, &settings).unwrap();
+    assert!(executor.wait_for_warm_pool(READY).await);
+    let before: Vec<String> = pool_containers(&executor)
+        .await
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    let sh = |script: &str| {
+        assert!(
+            std::process::Command::new("sh")
+                .args(["-c", script])
+                .status()
+                .unwrap()
+                .success(),
+            "{script}"
+        )
+    };
+    sh("pkill -x dockerd; while pgrep -x dockerd >/dev/null; do sleep 0.2; done");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sh("nohup dockerd >>/var/log/dockerd.log 2>&1 & \
+        for i in $(seq 100); do docker info >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1");
+    let mut refilled = false;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now: Vec<String> = pool_containers(&executor)
+            .await
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        if executor.pool_status().unwrap().idle == 2 && now.iter().all(|r| !before.contains(r)) {
+            refilled = true;
+            break;
+        }
+    }
+    assert!(refilled, "{:?}", executor.pool_status());
+    let result = executor
+        .execute(request("print('after restart')", &settings))
+        .await
+        .unwrap();
+    assert!(result.phases.warm, "{result:?}");
+    assert_eq!(result.stdout, "after restart\n");
+    executor.shutdown().await;
+    assert!(pool_containers(&executor).await.is_empty());
+}

@@ -69,6 +69,33 @@ impl<E: Containers + 'static> ContainerGuard<E> {
         self.state = GuardState::Done;
         Ok(())
     }
+
+    /// Removes the container, retrying while the daemon is unreachable (a restart), for up
+    /// to `patience`; the last error when it never succeeded.
+    pub async fn remove_patiently(
+        mut self,
+        patience: std::time::Duration,
+    ) -> Result<(), EngineError> {
+        let id = match self.created().await {
+            Ok(id) => id,
+            Err(_) => return Ok(()),
+        };
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut pause = std::time::Duration::from_millis(250);
+        loop {
+            match self.engine.remove(&id).await {
+                Ok(()) => {
+                    self.state = GuardState::Done;
+                    return Ok(());
+                }
+                Err(err) if tokio::time::Instant::now() + pause > deadline => return Err(err),
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+    }
 }
 
 impl<E: Containers + 'static> Drop for ContainerGuard<E> {

@@ -21,6 +21,10 @@ use super::spec::ContainerSpec;
 /// How often waiting containers are checked for death and age.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long shutdown waits for removals in flight.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(15);
+/// How long a retired container's removal is retried while the daemon does not answer.
+const REMOVAL_PATIENCE: Duration = Duration::from_secs(300);
 /// Containers warmed at the same time when the pool runs low.
 const PARALLEL_WARMUPS: usize = 2;
 
@@ -245,8 +249,12 @@ impl<E: Containers + 'static> WarmPool<E> {
             .lock()
             .map(|mut r| r.drain(..).collect())
             .unwrap_or_default();
-        for task in pending {
-            let _ = task.await;
+        // Bounded: with the daemon gone, the next start's reaper removes what is left.
+        let all = futures_util::future::join_all(pending);
+        if tokio::time::timeout(SHUTDOWN_PATIENCE, all).await.is_err() {
+            tracing::warn!(
+                "some used containers were not removed before shutdown; the next start reaps them"
+            );
         }
         tracing::info!(removed, "warm pool shut down");
     }
@@ -277,7 +285,8 @@ fn retire<E: Containers + 'static>(
     inputs_dir: PathBuf,
 ) {
     let task = tokio::spawn(async move {
-        if let Err(err) = guard.remove().await {
+        // A container found dead may be dead because the daemon is restarting: keep trying.
+        if let Err(err) = guard.remove_patiently(REMOVAL_PATIENCE).await {
             tracing::warn!(error = %err, "cannot remove a used sandbox container");
         }
         let _ = tokio::fs::remove_dir_all(&inputs_dir).await;
