@@ -48,6 +48,11 @@ pub fn render(
     if stdout_cut || stderr_cut {
         value["note"] = json!("only the last part of long output is shown");
     }
+    if !result.packages_installed.is_empty() {
+        // Installed before the run; the time is not part of execution_ms.
+        value["packages_installed"] = json!(result.packages_installed);
+        value["install_ms"] = json!(result.install_ms.round());
+    }
     if !result.flags.is_empty() {
         value["flags"] = json!(
             result
