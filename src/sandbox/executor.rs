@@ -175,11 +175,11 @@ impl<E: Containers + 'static> Executor<E> {
                 Some(warm) => match self.run_in_warm_container(warm, &request, started).await {
                     // The warm container died before the code started: nothing ran, so
                     // a fresh container runs it instead.
-                    Ok(None) => self.run_in_fresh_container(request, started).await,
+                    Ok(None) => self.run_cold(request, started).await,
                     Ok(Some(result)) => Ok(result),
                     Err(err) => Err(err),
                 },
-                None => self.run_in_fresh_container(request, started).await,
+                None => self.run_cold(request, started).await,
             };
             match &result {
                 Ok(r) => tracing::info!(
@@ -218,6 +218,16 @@ impl<E: Containers + 'static> Executor<E> {
                 .as_ref()
                 .map(|p| p.cache().root().to_path_buf()),
         }
+    }
+
+    /// A fresh container, with the pool (if any) told to hold its refill meanwhile.
+    async fn run_cold(
+        &self,
+        request: ExecutionRequest,
+        started: Instant,
+    ) -> Result<ExecutionResult, ExecutorError> {
+        let _cold = self.pool.as_ref().map(|pool| pool.cold_run());
+        self.run_in_fresh_container(request, started).await
     }
 
     async fn run_in_fresh_container(

@@ -65,6 +65,10 @@ struct Inner<E: Containers + 'static> {
     filled: Notify,
     closed: AtomicBool,
     warming: AtomicUsize,
+    /// Requests running in fresh containers because the pool was empty. Warming a
+    /// container costs a second of CPU (the imports); while these run, refilling waits, so
+    /// a burst is not slowed down by the pool that could not serve it.
+    cold_in_flight: AtomicUsize,
     retiring: Mutex<Vec<JoinHandle<()>>>,
     warmed: AtomicU64,
     taken: AtomicU64,
@@ -119,6 +123,7 @@ impl<E: Containers + 'static> WarmPool<E> {
             filled: Notify::new(),
             closed: AtomicBool::new(false),
             warming: AtomicUsize::new(0),
+            cold_in_flight: AtomicUsize::new(0),
             retiring: Mutex::new(Vec::new()),
             warmed: AtomicU64::new(0),
             taken: AtomicU64::new(0),
@@ -168,6 +173,14 @@ impl<E: Containers + 'static> WarmPool<E> {
             None => inner.missed.fetch_add(1, Ordering::Relaxed),
         };
         found
+    }
+
+    /// Marks a request that runs in a fresh container; refilling waits until it ends.
+    pub fn cold_run(&self) -> ColdRun<E> {
+        self.inner.cold_in_flight.fetch_add(1, Ordering::Relaxed);
+        ColdRun {
+            inner: self.inner.clone(),
+        }
     }
 
     /// A taken container that turned out dead before its job; it is replaced like any
@@ -270,6 +283,17 @@ impl<E: Containers + 'static> Drop for WarmPool<E> {
     }
 }
 
+pub struct ColdRun<E: Containers + 'static> {
+    inner: Arc<Inner<E>>,
+}
+
+impl<E: Containers + 'static> Drop for ColdRun<E> {
+    fn drop(&mut self) {
+        self.inner.cold_in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.inner.wake.notify_one();
+    }
+}
+
 /// Limits a container was created with; the time limit and output caps travel with the job.
 fn same_container_limits(a: &Limits, b: &Limits) -> bool {
     a.memory_mb == b.memory_mb
@@ -346,6 +370,13 @@ async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
         let deficit = inner
             .size
             .saturating_sub(inner.idle.lock().map(|i| i.len()).unwrap_or(0));
+        if deficit > 0 && inner.cold_in_flight.load(Ordering::Relaxed) > 0 {
+            tokio::select! {
+                _ = inner.wake.notified() => {}
+                _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            }
+            continue;
+        }
         let mut failed = false;
         if deficit > 0 {
             let batch = deficit.min(PARALLEL_WARMUPS);
