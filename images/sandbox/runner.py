@@ -64,9 +64,30 @@ def preload(modules):
                 import matplotlib.pyplot  # noqa: F401
         except Exception:  # a broken optional module must not stop the runner
             pass
+    warm_up_data_stack()
     # Objects that exist now are shared with every forked child; keeping the collector off
     # them spares the child copying their pages.
     gc.freeze()
+
+
+def warm_up_data_stack():
+    """Runs the first-use paths of pandas and matplotlib once (lazy imports, font loading,
+    the Agg renderer, PNG encoding), so the user's first table and first figure do not pay
+    for them."""
+    try:
+        import io
+
+        import matplotlib.pyplot as plt
+        import pandas as pd
+
+        frame = pd.read_csv(io.StringIO("a,b\n1,2.5\n3,4.5\n"))
+        str(frame.describe())
+        fig, ax = plt.subplots()
+        frame["b"].plot(ax=ax, title="warm-up")
+        fig.savefig(io.BytesIO(), format="png")
+        plt.close(fig)
+    except Exception:  # a broken optional module must not stop the runner
+        pass
 
 
 def scan_missing_imports(source):
