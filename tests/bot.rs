@@ -395,7 +395,16 @@ async fn stop_cancels_a_long_run_and_removes_its_container() {
             })
             .count()
     };
-    assert_eq!(owner_containers().await, 1, "the run is under way");
+    // The status message goes out as the run starts; its container follows shortly.
+    let mut under_way = 0;
+    for _ in 0..200 {
+        under_way = owner_containers().await;
+        if under_way == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(under_way, 1, "the run is under way");
     bot.fake
         .dispatch("INTERACTION_CREATE", bot.fake.command("stop", json!([])));
     bot.fake
