@@ -62,7 +62,7 @@ start_dockerd() {
   exit 1
 }
 
-apt_install docker.io runsc debootstrap ca-certificates
+apt_install docker.io runsc debootstrap ca-certificates python3 python3-pip
 register_runsc
 start_dockerd
 

@@ -12,7 +12,9 @@ port_open() { python3 -c "import socket,sys; socket.create_connection(('127.0.0.
 if ! port_open "$mongo_port"; then
   if ! command -v secantusd-py >/dev/null; then
     echo "==> installing SecantusDB (MongoDB wire-compatible test server)"
-    python3 -m pip install --quiet SecantusDB==0.7.0b3
+    # Debian's own python3 refuses system-wide pip installs (PEP 668) unless told.
+    python3 -m pip install --quiet SecantusDB==0.7.0b3 \
+      || python3 -m pip install --quiet --break-system-packages SecantusDB==0.7.0b3
     command -v pyenv >/dev/null && pyenv rehash || true
   fi
   echo "==> starting secantusd-py on port $mongo_port"
