@@ -256,6 +256,7 @@ def child_main(job, out_w, err_w, report_w):
     for key, value in job.get("env", {}).items():
         os.environ[key] = value
     sys.argv = ["main.py"]
+    add_site_dirs(job.get("site_dirs", []))
     sys.path.insert(0, job["workdir"])
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -312,30 +313,63 @@ def child_main(job, out_w, err_w, report_w):
     os._exit(exit_code)
 
 
-def run_job(job):
+class Forked:
+    """The code's process, forked before its job is known, waiting on a pipe for it.
+
+    Forking a process that has the data stack imported costs milliseconds (page tables, the
+    child's first copy-on-write faults); done ahead, that time is not in the request. No
+    user code runs before the job arrives and the child has replaced its stdio.
+    """
+
+    def __init__(self):
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        self.report_r, report_w = os.pipe()
+        self.wake_r, self.wake_w = os.pipe()
+        job_r, self.job_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        os.set_blocking(self.wake_r, False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.pid = os.fork()
+        if self.pid == 0:
+            for fd in (self.out_r, self.err_r, self.report_r, self.wake_r, self.wake_w, self.job_w):
+                os.close(fd)
+            signal.set_wakeup_fd(-1)
+            chunks = []
+            while True:
+                data = os.read(job_r, READ_CHUNK)
+                if not data:
+                    break
+                chunks.append(data)
+            if not chunks:
+                os._exit(0)  # the runner ended without a job
+            child_main(json.loads(b"".join(chunks)), out_w, err_w, report_w)
+        for fd in (out_w, err_w, report_w, job_r):
+            os.close(fd)
+
+    def hand_over(self, job):
+        """Gives the child its job; it starts the code when the pipe closes."""
+        data = json.dumps(job).encode()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.job_w, view):]
+        except OSError:
+            pass  # the child died: the wait loop reports how
+        os.close(self.job_w)
+
+
+def run_job(job, forked):
     max_chars = int(job["max_output_chars"])
     timeout_s = float(job["timeout_s"])
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    report_r, report_w = os.pipe()
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    os.set_blocking(wake_r, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    out_r, err_r, report_r, wake_r = forked.out_r, forked.err_r, forked.report_r, forked.wake_r
+    pid = forked.pid
 
     oom_before = read_oom_kills()
     emit({"event": "started"})
+    forked.hand_over(job)
     started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        for fd in (out_r, err_r, report_r, wake_r, wake_w):
-            os.close(fd)
-        signal.set_wakeup_fd(-1)
-        child_main(job, out_w, err_w, report_w)
-    os.close(out_w)
-    os.close(err_w)
-    os.close(report_w)
 
     stdout = CappedText(max_chars)
     stderr = CappedText(max_chars)
@@ -550,6 +584,7 @@ def main():
     args = sys.argv[1:]
     if args[:1] == ["--preload"]:
         preload(args[1].split(",") if len(args) > 1 else ["numpy", "pandas", "matplotlib"])
+    forked = Forked()
     emit({"event": "ready"})
     line = sys.stdin.buffer.readline(16 * 1024 * 1024)
     if not line:
@@ -562,8 +597,9 @@ def main():
             reply = sys.stdin.buffer.readline(1024 * 1024)
             if not reply:
                 return  # the host refused to run the code
-            add_site_dirs(json.loads(reply).get("site_dirs", []))
-    run_job(job)
+            # The code's process was forked already: the directories travel with the job.
+            job["site_dirs"] = json.loads(reply).get("site_dirs", [])
+    run_job(job, forked)
     payload, flags = collect_outputs(job)
     emit({"event": "outputs", "bytes": len(payload), "flags": flags})
     PROTOCOL_OUT.write(payload)
