@@ -148,7 +148,6 @@ struct Breakdown {
     handoff: Vec<f64>,
     run: Vec<f64>,
     collect: Vec<f64>,
-    cleanup: Vec<f64>,
 }
 
 impl Breakdown {
@@ -158,19 +157,17 @@ impl Breakdown {
         self.handoff.push(r.phases.handoff_ms);
         self.run.push(r.execution_ms);
         self.collect.push(r.phases.collect_ms);
-        self.cleanup.push(r.phases.cleanup_ms);
     }
 
     fn line(self) -> String {
         let m = |v: Vec<f64>| stats(v).median;
         format!(
-            "acquire {:.1}, stage {:.1}, hand-off {:.1}, run {:.1}, collect {:.1}, cleanup {:.1}",
+            "acquire {:.1}, stage {:.1}, hand-off {:.1}, run {:.1}, collect {:.1}",
             m(self.acquire),
             m(self.stage),
             m(self.handoff),
             m(self.run),
-            m(self.collect),
-            m(self.cleanup)
+            m(self.collect)
         )
     }
 }
@@ -302,7 +299,12 @@ async fn main() {
     let (a1, a2) = (stats(a1), stats(a2));
 
     // (b) codebox, pool off
-    let off = Arc::new(Executor::new(engine.clone(), &base).unwrap());
+    // As the bot runs it: used containers are removed after the result is returned.
+    let off = Arc::new(
+        Executor::new(engine.clone(), &base)
+            .unwrap()
+            .removing_in_background(),
+    );
     let _ = off.execute(request(W1, &base, inputs.path())).await;
     let (b1, b1_phases, _) = codebox_sequential(&off, &base, inputs.path(), W1, "W1", runs).await;
     let (b2, b2_phases, _) =
@@ -312,7 +314,11 @@ async fn main() {
 
     // (c) codebox, pool on
     let on_settings = settings(data.path(), pool_size);
-    let on = Arc::new(Executor::new(engine.clone(), &on_settings).unwrap());
+    let on = Arc::new(
+        Executor::new(engine.clone(), &on_settings)
+            .unwrap()
+            .removing_in_background(),
+    );
     on.wait_for_warm_pool(Duration::from_secs(120)).await;
     let rss_idle = rss_kib();
     let (c1, c1_phases, c1_warm) =
@@ -339,7 +345,11 @@ async fn main() {
     // (d) the same burst with a pool as large as the burst: what a deployment that expects
     // bursts can buy with memory.
     let big_settings = settings(data.path(), BURST);
-    let big = Arc::new(Executor::new(engine.clone(), &big_settings).unwrap());
+    let big = Arc::new(
+        Executor::new(engine.clone(), &big_settings)
+            .unwrap()
+            .removing_in_background(),
+    );
     let (d3, d3_fail, d3_warm) = codebox_burst(&big, &big_settings, inputs.path()).await;
     big.shutdown().await;
 

@@ -350,7 +350,9 @@ async fn files(command: FilesCommand, settings: Settings) -> anyhow::Result<Exit
                     &records,
                     Limits::from_settings(&settings),
                 )
-                .await?;
+                .await;
+                executor.shutdown().await;
+                let summaries = summaries?;
                 for record in &mut records {
                     record.summary = summaries.get(&record.file_id).cloned();
                 }
@@ -458,10 +460,24 @@ async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     let engine = Arc::new(DockerEngine::connect().await?);
     let executor = Executor::new(engine, &one_shot(&settings))?;
     executor.reap_orphans().await?;
+    let outcome = run_with(&executor, args, &settings, code, limits, staged).await;
+    // Used containers are removed in the background; wait for that before exiting.
+    executor.shutdown().await;
+    outcome
+}
+
+async fn run_with(
+    executor: &Executor<DockerEngine>,
+    args: RunArgs,
+    settings: &Settings,
+    code: String,
+    limits: Limits,
+    staged: Option<staging::StagedInputs>,
+) -> anyhow::Result<ExitCode> {
     if let Some(user) = &args.user {
-        let store = open_store(&settings).await?;
+        let store = open_store(settings).await?;
         let result = user_runs::run_for_user(
-            &executor,
+            executor,
             &store,
             &settings.data_dir.join("staging"),
             UserRun {

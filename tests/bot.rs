@@ -40,8 +40,7 @@ impl Bot {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            // Killed bots (most tests end with SIGKILL) cannot remove a pool; the tests
-            // that want one ask for it and stop the bot with SIGTERM.
+            // Warm containers cost a second of CPU each; the test that wants a pool asks.
             .env("WARM_POOL_SIZE", "0");
         for (k, v) in extra_env {
             cmd.env(k, v);
@@ -76,6 +75,17 @@ impl Bot {
 
 impl Drop for Bot {
     fn drop(&mut self) {
+        // A graceful stop lets the bot remove its used containers (it removes them after
+        // replying); SIGKILL only when it does not stop.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_ok() {
+            for _ in 0..100 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let _ = self.child.kill();
     }
 }

@@ -121,3 +121,30 @@ async fn startup_reaps_containers_of_dead_owners_only() {
     engine.remove(&live_container).await.unwrap();
     engine.remove(&dead_container).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_removal_finishes_by_shutdown() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = settings(data.path(), 2);
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = Executor::new(engine, &settings)
+        .unwrap()
+        .removing_in_background();
+    let mut run_ids = Vec::new();
+    for i in 0..3 {
+        let result = executor
+            .execute(request(&format!("print({i})"), &settings))
+            .await
+            .unwrap();
+        assert_eq!(result.stdout, format!("{i}\n"));
+        run_ids.push(result.run_id);
+    }
+    executor.shutdown().await;
+    let remaining = containers_with_run_label().await;
+    for id in run_ids {
+        assert!(
+            !remaining.contains(&id),
+            "container of {id} remains after shutdown"
+        );
+    }
+}

@@ -60,7 +60,7 @@ pub async fn run(settings: Settings) -> Result<(), BotError> {
         source,
     })?;
     let engine = Arc::new(DockerEngine::connect().await?);
-    let executor = Arc::new(Executor::new(engine, &settings)?);
+    let executor = Arc::new(Executor::new(engine, &settings)?.removing_in_background());
     let reaped = executor.reap_orphans().await?;
     if reaped > 0 {
         tracing::info!(reaped, "removed sandbox containers left by a previous run");

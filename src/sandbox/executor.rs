@@ -22,6 +22,7 @@ use super::pool::{WarmContainer, WarmPool};
 use super::protocol::{Item, Job, JobFile, ProtocolError, RunnerEvent, RunnerResult, SiteDirs};
 use super::reaper;
 use super::result::{ExecutionResult, Flag, Phases, RunError, Status};
+use super::retirer::Retirer;
 use super::spec::ContainerSpec;
 use crate::config::{PackagePolicy, Settings};
 use crate::packages::{PackageManager, PackagesError, Prepared, Resolution};
@@ -31,6 +32,8 @@ use crate::packages::{PackageManager, PackagesError, Prepared, Resolution};
 const HOST_DEADLINE_GRACE: Duration = Duration::from_secs(3);
 /// Time allowed, after the code ended, to tar and stream the outputs back.
 const COLLECTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long `shutdown` waits for removals in flight.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(15);
 /// Larger code is refused before any container starts.
 pub const MAX_CODE_BYTES: usize = 1024 * 1024;
 
@@ -83,6 +86,11 @@ pub struct Executor<E: Containers + 'static> {
     permits: Arc<Semaphore>,
     packages: Option<Arc<PackageManager<E>>>,
     pool: Option<WarmPool<E>>,
+    /// Used containers are removed here, after their result is returned.
+    retirer: Arc<Retirer>,
+    /// Fresh containers too are removed after the result is returned (long-lived processes
+    /// that call `shutdown`); otherwise before `execute` returns.
+    remove_in_background: bool,
 }
 
 impl<E: Containers + 'static> Executor<E> {
@@ -106,11 +114,14 @@ impl<E: Containers + 'static> Executor<E> {
             permits: Arc::new(Semaphore::new(settings.max_concurrent_executions)),
             packages,
             pool: None,
+            retirer: Arc::new(Retirer::default()),
+            remove_in_background: false,
         };
         if settings.warm_pool_size > 0 {
             let template = executor.spec("warm-template", &Limits::from_settings(settings), None);
             executor.pool = Some(WarmPool::start(
                 executor.engine.clone(),
+                executor.retirer.clone(),
                 template,
                 &settings.data_dir.join("pool"),
                 settings.warm_pool_size,
@@ -119,6 +130,13 @@ impl<E: Containers + 'static> Executor<E> {
             )?);
         }
         Ok(executor)
+    }
+
+    /// For long-lived processes (the bot): every used container is removed after its result
+    /// is returned, off the request's path. The caller must `shutdown` before exiting.
+    pub fn removing_in_background(mut self) -> Executor<E> {
+        self.remove_in_background = true;
+        self
     }
 
     /// The warm pool's state, when there is one.
@@ -134,10 +152,16 @@ impl<E: Containers + 'static> Executor<E> {
         }
     }
 
-    /// Removes the warm pool's containers and waits for background removals to finish.
+    /// Removes the warm pool's containers and waits (bounded) for every used container's
+    /// removal; call before the process exits.
     pub async fn shutdown(&self) {
         if let Some(pool) = &self.pool {
             pool.shutdown().await;
+        }
+        if !self.retirer.drain(SHUTDOWN_PATIENCE).await {
+            tracing::warn!(
+                "some used containers were not removed before shutdown; the next start reaps them"
+            );
         }
     }
 
@@ -252,11 +276,14 @@ impl<E: Containers + 'static> Executor<E> {
             }
             _ => None,
         };
-        let cleanup_started = Instant::now();
-        live.guard.remove().await?;
+        if self.remove_in_background {
+            // Removed after the result is returned; `shutdown` waits for it.
+            self.retirer.retire(live.guard, None);
+        } else {
+            live.guard.remove().await?;
+        }
         let mut session = outcome?;
         session.phases.acquire_ms = acquire_ms;
-        session.phases.cleanup_ms = elapsed_ms(cleanup_started);
         self.finish(&run_id, request, &limits, session, exit, started)
             .await
     }

@@ -18,6 +18,7 @@ pub mod pool;
 pub mod protocol;
 pub mod reaper;
 pub mod result;
+pub mod retirer;
 pub mod spec;
 
 pub use executor::{ExecutionRequest, Executor, ExecutorError};

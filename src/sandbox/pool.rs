@@ -16,6 +16,7 @@ use super::engine::Containers;
 use super::guard::ContainerGuard;
 use super::limits::Limits;
 use super::live::{LiveContainer, LiveError, launch};
+use super::retirer::Retirer;
 use super::spec::ContainerSpec;
 
 /// How often waiting containers are checked for death and age.
@@ -23,8 +24,6 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long shutdown waits for removals in flight.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(15);
-/// How long a retired container's removal is retried while the daemon does not answer.
-const REMOVAL_PATIENCE: Duration = Duration::from_secs(300);
 /// Containers warmed at the same time when the pool runs low.
 const PARALLEL_WARMUPS: usize = 2;
 
@@ -69,7 +68,7 @@ struct Inner<E: Containers + 'static> {
     /// container costs a second of CPU (the imports); while these run, refilling waits, so
     /// a burst is not slowed down by the pool that could not serve it.
     cold_in_flight: AtomicUsize,
-    retiring: Mutex<Vec<JoinHandle<()>>>,
+    retirer: Arc<Retirer>,
     warmed: AtomicU64,
     taken: AtomicU64,
     missed: AtomicU64,
@@ -96,6 +95,7 @@ impl<E: Containers + 'static> WarmPool<E> {
     /// runtime, owner and package mount every pool container gets.
     pub fn start(
         engine: Arc<E>,
+        retirer: Arc<Retirer>,
         template: ContainerSpec,
         root: &Path,
         size: usize,
@@ -124,7 +124,7 @@ impl<E: Containers + 'static> WarmPool<E> {
             closed: AtomicBool::new(false),
             warming: AtomicUsize::new(0),
             cold_in_flight: AtomicUsize::new(0),
-            retiring: Mutex::new(Vec::new()),
+            retirer,
             warmed: AtomicU64::new(0),
             taken: AtomicU64::new(0),
             missed: AtomicU64::new(0),
@@ -257,14 +257,8 @@ impl<E: Containers + 'static> WarmPool<E> {
             }
             let _ = std::fs::remove_dir_all(&container.inputs_dir);
         }
-        let pending: Vec<JoinHandle<()>> = inner
-            .retiring
-            .lock()
-            .map(|mut r| r.drain(..).collect())
-            .unwrap_or_default();
         // Bounded: with the daemon gone, the next start's reaper removes what is left.
-        let all = futures_util::future::join_all(pending);
-        if tokio::time::timeout(SHUTDOWN_PATIENCE, all).await.is_err() {
+        if !inner.retirer.drain(SHUTDOWN_PATIENCE).await {
             tracing::warn!(
                 "some used containers were not removed before shutdown; the next start reaps them"
             );
@@ -308,17 +302,7 @@ fn retire<E: Containers + 'static>(
     guard: ContainerGuard<E>,
     inputs_dir: PathBuf,
 ) {
-    let task = tokio::spawn(async move {
-        // A container found dead may be dead because the daemon is restarting: keep trying.
-        if let Err(err) = guard.remove_patiently(REMOVAL_PATIENCE).await {
-            tracing::warn!(error = %err, "cannot remove a used sandbox container");
-        }
-        let _ = tokio::fs::remove_dir_all(&inputs_dir).await;
-    });
-    if let Ok(mut retiring) = inner.retiring.lock() {
-        retiring.retain(|t| !t.is_finished());
-        retiring.push(task);
-    }
+    inner.retirer.retire(guard, Some(inputs_dir));
 }
 
 async fn warm_up<E: Containers + 'static>(inner: &Inner<E>) -> Result<WarmContainer<E>, LiveError> {

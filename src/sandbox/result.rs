@@ -101,8 +101,6 @@ pub struct Phases {
     pub handoff_ms: f64,
     /// From the code's end to the outputs saved on the host.
     pub collect_ms: f64,
-    /// Removing the container before returning (0 when removed in the background).
-    pub cleanup_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
