@@ -1,0 +1,128 @@
+//! The `codebox bot` process's resident memory, idle with a full warm pool and under a
+//! burst of 20 users' messages that each run `print(1)`: the real binary, with serenity and
+//! async-openai talking to the local fake of Discord and OpenAI the bot tests use.
+//! Prints figures; asserts nothing about them. Run with `cargo bench --bench bot_rss`.
+
+#[path = "../tests/common/fake.rs"]
+#[allow(dead_code)]
+mod fake;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fake::{Fake, completion_text, completion_tool_call};
+use serde_json::json;
+
+const USERS: usize = 20;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let fake = Fake::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codebox"));
+    cmd.arg("bot")
+        .env("DATA_DIR", data.path())
+        .env("DISCORD_TOKEN", "bench-discord-token")
+        .env("OPENAI_API_KEY", "bench-openai-key")
+        .env("DISCORD_API_BASE", fake.api_base())
+        .env("OPENAI_BASE_URL", fake.openai_base())
+        .env("WARM_POOL_SIZE", "2")
+        .env("RATE_LIMIT_PER_MINUTE", "1000")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn codebox bot");
+    let pid = child.id();
+    fake.wait_ready().await;
+    // Time for the pool's two containers to warm (about 2 s each here).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle = rss_kib(pid);
+    // One conversation first: what the first message loads once (tokenizer tables, HTTP
+    // clients) is then apart from what a burst costs.
+    fake.script_openai(
+        200,
+        completion_tool_call("call_first", json!({"code": "print(1)"})),
+    );
+    fake.script_openai(200, completion_text("first done"));
+    fake.dispatch(
+        "MESSAGE_CREATE",
+        fake.message_from("699999999999999999", "first"),
+    );
+    fake.wait_for_text("first done", Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after_first = rss_kib(pid);
+
+    // Every conversation asks the model first, so the 20 tool calls are taken first; the
+    // answers after the runs are the 20 texts.
+    for i in 0..USERS {
+        fake.script_openai(
+            200,
+            completion_tool_call(&format!("call_{i}"), json!({"code": "print(1)"})),
+        );
+    }
+    // Spare texts: a conversation whose second request overtakes another's first gets a
+    // second tool call, and then still finds a text.
+    for _ in 0..2 * USERS {
+        fake.script_openai(200, completion_text("bench done"));
+    }
+    let peak = Arc::new(AtomicU64::new(after_first));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let started = Instant::now();
+    for i in 0..USERS {
+        let user = format!("7000000000000{i:05}");
+        fake.dispatch("MESSAGE_CREATE", fake.message_from(&user, "run print(1)"));
+    }
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_secs(120) {
+        answered = fake
+            .requests()
+            .iter()
+            .filter(|r| r.content().contains("bench done"))
+            .count();
+        if answered >= USERS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let burst_s = started.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.join();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_kib(pid);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    println!(
+        "codebox bot RSS: idle with a full pool (WARM_POOL_SIZE=2) {:.1} MiB; after one conversation {:.1} MiB; peak during {USERS} users' print(1) at once {:.1} MiB; 5 s after {:.1} MiB; {answered}/{USERS} answered in {burst_s:.1} s",
+        idle as f64 / 1024.0,
+        after_first as f64 / 1024.0,
+        peak.load(Ordering::Relaxed) as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+}
