@@ -6,6 +6,8 @@
 #[path = "../tests/common/fake.rs"]
 #[allow(dead_code)]
 mod fake;
+#[path = "common/rss.rs"]
+mod rss;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -13,21 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fake::{Fake, completion_text, completion_tool_call};
+use rss::rss_kib;
 use serde_json::json;
 
 const USERS: usize = 20;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -46,11 +37,11 @@ async fn main() {
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     let mut child = cmd.spawn().expect("spawn codebox bot");
-    let pid = child.id();
+    let pid = child.id().to_string();
     fake.wait_ready().await;
     // Time for the pool's two containers to warm (about 2 s each here).
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let idle = rss_kib(pid);
+    let idle = rss_kib(&pid);
     // One conversation first: what the first message loads once (tokenizer tables, HTTP
     // clients) is then apart from what a burst costs.
     fake.script_openai(
@@ -65,7 +56,7 @@ async fn main() {
     fake.wait_for_text("first done", Duration::from_secs(60))
         .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let after_first = rss_kib(pid);
+    let after_first = rss_kib(&pid);
 
     // Every conversation asks the model first, so the 20 tool calls are taken first; the
     // answers after the runs are the 20 texts.
@@ -83,10 +74,10 @@ async fn main() {
     let peak = Arc::new(AtomicU64::new(after_first));
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
+        let (peak, sampling, pid) = (peak.clone(), sampling.clone(), pid.clone());
         std::thread::spawn(move || {
             while sampling.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                peak.fetch_max(rss_kib(&pid), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(5));
             }
         })
@@ -112,9 +103,9 @@ async fn main() {
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let after = rss_kib(pid);
+    let after = rss_kib(&pid);
     let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
+        nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = child.wait();

@@ -18,12 +18,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "common/rss.rs"]
+mod rss;
+
 use codebox::config::Settings;
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::engine::Containers;
 use codebox::sandbox::{
     ExecutionRequest, ExecutionResult, Executor, JobFile, Limits, OWNER_LABEL, Status,
 };
+use rss::rss_kib;
 
 const W1: &str = "print(1)";
 const W2_CODEBOX: &str = r#"
@@ -58,18 +62,6 @@ fn stats(mut samples: Vec<f64>) -> Stats {
         median: at(0.5),
         p95: at(0.95),
     }
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn write_csv(dir: &Path) -> PathBuf {
@@ -279,7 +271,7 @@ async fn main() {
         base.max_concurrent_executions,
         base.sandbox_runtime.as_str()
     );
-    let rss_start = rss_kib();
+    let rss_start = rss_kib("self");
 
     // (a) plain docker run
     let _ = docker_run(&image, inputs.path(), W1); // first-use effects out of the samples
@@ -320,7 +312,7 @@ async fn main() {
             .removing_in_background(),
     );
     on.wait_for_warm_pool(Duration::from_secs(120)).await;
-    let rss_idle = rss_kib();
+    let rss_idle = rss_kib("self");
     let (c1, c1_phases, c1_warm) =
         codebox_sequential(&on, &on_settings, inputs.path(), W1, "W1", runs).await;
     let (c2, c2_phases, c2_warm) =
@@ -331,7 +323,7 @@ async fn main() {
         let (peak, sampling) = (peak.clone(), sampling.clone());
         std::thread::spawn(move || {
             while sampling.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(), Ordering::Relaxed);
+                peak.fetch_max(rss_kib("self"), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(5));
             }
         })

@@ -92,6 +92,38 @@ impl Drop for Bot {
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// Sandbox containers owned by the bot process `pid`.
+async fn containers_of(pid: u32) -> Vec<codebox::sandbox::engine::ManagedContainer> {
+    use codebox::sandbox::engine::Containers;
+    let engine = codebox::sandbox::docker::DockerEngine::connect()
+        .await
+        .unwrap();
+    engine
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .get(codebox::sandbox::OWNER_LABEL)
+                .is_some_and(|owner| owner.contains(&format!(":{pid}:")))
+        })
+        .collect()
+}
+
+/// Polls up to 20 s until the bot owns `count` containers; the last count seen.
+async fn wait_for_containers_of(pid: u32, count: usize) -> usize {
+    let mut seen = containers_of(pid).await.len();
+    for _ in 0..200 {
+        if seen == count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = containers_of(pid).await.len();
+    }
+    seen
+}
+
 fn tool_contents(request: &Value) -> Vec<Value> {
     request["messages"]
         .as_array()
@@ -211,19 +243,7 @@ print("env:", sorted(os.environ))
     }
     assert_no_secrets(&bot);
     assert!(bot.stop().success(), "SIGTERM is a clean exit");
-    let engine = codebox::sandbox::docker::DockerEngine::connect()
-        .await
-        .unwrap();
-    let left: Vec<_> = codebox::sandbox::engine::Containers::list_managed(&engine)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|c| {
-            c.labels
-                .get(codebox::sandbox::OWNER_LABEL)
-                .is_some_and(|owner| owner.contains(&format!(":{bot_pid}:")))
-        })
-        .collect();
+    let left = containers_of(bot_pid).await;
     assert!(
         left.is_empty(),
         "the stopped bot left its warm pool: {left:?}"
@@ -388,33 +408,13 @@ async fn stop_cancels_a_long_run_and_removes_its_container() {
     );
     bot.send("sleep for two minutes");
     bot.fake.wait_for_text("running code", LONG).await;
-    let owner_containers = || async {
-        let engine = codebox::sandbox::docker::DockerEngine::connect()
-            .await
-            .unwrap();
-        use codebox::sandbox::engine::Containers;
-        engine
-            .list_managed()
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|c| {
-                c.labels
-                    .get(codebox::sandbox::OWNER_LABEL)
-                    .is_some_and(|o| o.contains(&format!(":{}:", bot.child.id())))
-            })
-            .count()
-    };
     // The status message goes out as the run starts; its container follows shortly.
-    let mut under_way = 0;
-    for _ in 0..200 {
-        under_way = owner_containers().await;
-        if under_way == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(under_way, 1, "the run is under way");
+    let pid = bot.child.id();
+    assert_eq!(
+        wait_for_containers_of(pid, 1).await,
+        1,
+        "the run is under way"
+    );
     bot.fake
         .dispatch("INTERACTION_CREATE", bot.fake.command("stop", json!([])));
     bot.fake
@@ -424,15 +424,11 @@ async fn stop_cancels_a_long_run_and_removes_its_container() {
     assert_eq!(status.method, "PATCH");
     // Force-removal is asynchronous after the abort; under a loaded daemon (all the bot tests
     // start containers at once on two cores) it has been seen to take more than 5 s.
-    let mut left = 1;
-    for _ in 0..200 {
-        left = owner_containers().await;
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(left, 0, "the cancelled run's container is gone");
+    assert_eq!(
+        wait_for_containers_of(pid, 0).await,
+        0,
+        "the cancelled run's container is gone"
+    );
     bot.fake.script_openai(200, completion_text("ready again"));
     bot.send("still there?");
     bot.fake.wait_for_text("ready again", LONG).await;

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use super::PackagesError;
 use super::installer_spec::{InstallerSpec, installer_config};
 use crate::sandbox::engine::{Chunk, Containers};
-use crate::sandbox::guard::ContainerGuard;
+use crate::sandbox::live::start_attached;
 
 /// The report is a few short JSON lines; anything beyond this is not an honest installer.
 const MAX_REPORT_BYTES: usize = 256 * 1024;
@@ -29,10 +29,7 @@ pub async fn run_installer<E: Containers + 'static>(
     timeout: Duration,
 ) -> Result<Vec<InstallOutcome>, PackagesError> {
     let name = format!("codebox-install-{}", spec.run_id);
-    let mut guard = ContainerGuard::create(engine, name, installer_config(spec));
-    let id = guard.created().await?;
-    let mut attached = engine.attach(&id).await?;
-    engine.start(&id).await?;
+    let (guard, _id, mut attached) = start_attached(engine, name, installer_config(spec)).await?;
     let _ = attached.input.shutdown().await;
 
     let mut report = Vec::new();

@@ -268,14 +268,7 @@ impl<E: Containers + 'static> Executor<E> {
         let mut live = launch(&self.engine, &spec).await?;
         let acquire_ms = elapsed_ms(started);
         let outcome = self.drive(&mut live, &request, &limits).await;
-        // The exit state is only needed when the runner could not report; read it before
-        // the container is gone.
-        let exit = match &outcome {
-            Ok(session) if session.result.is_none() && session.not_run.is_none() => {
-                self.engine.exit_state(&live.id).await.ok()
-            }
-            _ => None,
-        };
+        let exit = self.exit_if_unreported(&outcome, &live.id).await;
         if self.remove_in_background {
             // Removed after the result is returned; `shutdown` waits for it.
             self.retirer.retire(live.guard, None);
@@ -327,12 +320,7 @@ impl<E: Containers + 'static> Executor<E> {
             pool.retire_dead(live.guard, inputs_dir);
             return Ok(None);
         }
-        let exit = match &outcome {
-            Ok(session) if session.result.is_none() && session.not_run.is_none() => {
-                self.engine.exit_state(&live.id).await.ok()
-            }
-            _ => None,
-        };
+        let exit = self.exit_if_unreported(&outcome, &live.id).await;
         let run_id = live.run_id.clone();
         // Removal happens after the result is returned; the pool tracks it to the end.
         pool.retire(live.guard, inputs_dir);
@@ -511,6 +499,21 @@ impl<E: Containers + 'static> Executor<E> {
                 .unwrap_or(0.0);
         }
         Ok(session)
+    }
+
+    /// The container's exit state, needed only when the runner could not report (it says
+    /// whether the kernel killed the code); read before the container is removed.
+    async fn exit_if_unreported(
+        &self,
+        outcome: &Result<Session, ExecutorError>,
+        id: &str,
+    ) -> Option<super::engine::ExitState> {
+        match outcome {
+            Ok(session) if session.result.is_none() && session.not_run.is_none() => {
+                self.engine.exit_state(id).await.ok()
+            }
+            _ => None,
+        }
     }
 
     /// Makes the missing modules available, or says why the code must not run.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bollard::models::ContainerCreateBody;
 use futures_util::{FutureExt, StreamExt};
 
 use super::engine::{Attached, Chunk, Containers, EngineError};
@@ -35,16 +36,27 @@ pub enum LiveError {
     Ended { detail: String },
 }
 
-/// Creates, attaches (before start, so no output is missed) and starts one container.
+/// Creates, attaches (before start, so no output is missed) and starts a container from
+/// any body; the guard holds it from the creation request on.
+pub async fn start_attached<E: Containers + 'static>(
+    engine: &Arc<E>,
+    name: String,
+    body: ContainerCreateBody,
+) -> Result<(ContainerGuard<E>, String, Attached), EngineError> {
+    let mut guard = ContainerGuard::create(engine, name, body);
+    let id = guard.created().await?;
+    let attached = engine.attach(&id).await?;
+    engine.start(&id).await?;
+    Ok((guard, id, attached))
+}
+
+/// Starts one sandbox container for `spec`.
 pub async fn launch<E: Containers + 'static>(
     engine: &Arc<E>,
     spec: &ContainerSpec,
 ) -> Result<LiveContainer<E>, EngineError> {
-    let mut guard =
-        ContainerGuard::create(engine, container_name(&spec.run_id), container_config(spec));
-    let id = guard.created().await?;
-    let attached = engine.attach(&id).await?;
-    engine.start(&id).await?;
+    let (guard, id, attached) =
+        start_attached(engine, container_name(&spec.run_id), container_config(spec)).await?;
     Ok(LiveContainer {
         guard,
         id,

@@ -22,8 +22,6 @@ use super::spec::ContainerSpec;
 /// How often waiting containers are checked for death and age.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How long shutdown waits for removals in flight.
-const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(15);
 /// Containers warmed at the same time when the pool runs low.
 const PARALLEL_WARMUPS: usize = 2;
 
@@ -234,7 +232,8 @@ impl<E: Containers + 'static> WarmPool<E> {
         }
     }
 
-    /// Stops refilling and removes every container the pool holds, waiting for the daemon.
+    /// Stops refilling and hands every waiting container to the retirer; the executor's
+    /// `shutdown` then waits for all removals at once.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::Relaxed);
@@ -252,16 +251,7 @@ impl<E: Containers + 'static> WarmPool<E> {
             .unwrap_or_default();
         let removed = idle.len();
         for container in idle {
-            if let Err(err) = container.live.guard.remove().await {
-                tracing::warn!(error = %err, "cannot remove a warm container");
-            }
-            let _ = std::fs::remove_dir_all(&container.inputs_dir);
-        }
-        // Bounded: with the daemon gone, the next start's reaper removes what is left.
-        if !inner.retirer.drain(SHUTDOWN_PATIENCE).await {
-            tracing::warn!(
-                "some used containers were not removed before shutdown; the next start reaps them"
-            );
+            retire(inner, container.live.guard, container.inputs_dir);
         }
         tracing::info!(removed, "warm pool shut down");
     }
