@@ -111,7 +111,7 @@ fn docker_run(image: &str, inputs: &Path, code: &str) -> (f64, bool) {
 fn request(code: &str, settings: &Settings, inputs: &Path) -> ExecutionRequest {
     ExecutionRequest {
         code: code.to_string(),
-        limits: Limits::from_settings(settings),
+        limits: Limits::from_settings(&settings.sandbox),
         input_dir: Some(inputs.to_path_buf()),
         output_dir: None,
         files: vec![JobFile {
@@ -242,7 +242,7 @@ fn settings(data_dir: &Path, pool: usize) -> Settings {
     let mut settings =
         Settings::load(&codebox::config::Sources::from_process(None)).expect("settings load");
     settings.data_dir = data_dir.to_path_buf();
-    settings.warm_pool_size = pool;
+    settings.pool.warm_pool_size = pool;
     settings
 }
 
@@ -260,16 +260,16 @@ async fn main() {
     // The configured pool (WARM_POOL_SIZE, default 2) for (c); a configured 0 still
     // benchmarks the default.
     let pool_size = match Settings::load(&codebox::config::Sources::from_process(None)) {
-        Ok(s) if s.warm_pool_size > 0 => s.warm_pool_size,
+        Ok(s) if s.pool.warm_pool_size > 0 => s.pool.warm_pool_size,
         _ => 2,
     };
-    let image = base.sandbox_image.clone();
+    let image = base.sandbox.sandbox_image.clone();
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
     println!(
         "codebox benchmark: {runs} runs per workload, W3 = {BURST} concurrent W1, image {image}, \
          MAX_CONCURRENT_EXECUTIONS={}, WARM_POOL_SIZE={pool_size} for (c), runtime {}",
-        base.max_concurrent_executions,
-        base.sandbox_runtime.as_str()
+        base.sandbox.max_concurrent_executions,
+        base.sandbox.sandbox_runtime.as_str()
     );
     let rss_start = rss_kib("self");
 
@@ -293,9 +293,15 @@ async fn main() {
     // (b) codebox, pool off
     // As the bot runs it: used containers are removed after the result is returned.
     let off = Arc::new(
-        Executor::new(engine.clone(), &base)
-            .unwrap()
-            .removing_in_background(),
+        Executor::new(
+            engine.clone(),
+            &base.sandbox,
+            &base.pool,
+            &base.packages,
+            &base.data_dir,
+        )
+        .unwrap()
+        .removing_in_background(),
     );
     let _ = off.execute(request(W1, &base, inputs.path())).await;
     let (b1, b1_phases, _) = codebox_sequential(&off, &base, inputs.path(), W1, "W1", runs).await;
@@ -307,9 +313,15 @@ async fn main() {
     // (c) codebox, pool on
     let on_settings = settings(data.path(), pool_size);
     let on = Arc::new(
-        Executor::new(engine.clone(), &on_settings)
-            .unwrap()
-            .removing_in_background(),
+        Executor::new(
+            engine.clone(),
+            &on_settings.sandbox,
+            &on_settings.pool,
+            &on_settings.packages,
+            &on_settings.data_dir,
+        )
+        .unwrap()
+        .removing_in_background(),
     );
     on.wait_for_warm_pool(Duration::from_secs(120)).await;
     let rss_idle = rss_kib("self");
@@ -338,9 +350,15 @@ async fn main() {
     // bursts can buy with memory.
     let big_settings = settings(data.path(), BURST);
     let big = Arc::new(
-        Executor::new(engine.clone(), &big_settings)
-            .unwrap()
-            .removing_in_background(),
+        Executor::new(
+            engine.clone(),
+            &big_settings.sandbox,
+            &big_settings.pool,
+            &big_settings.packages,
+            &big_settings.data_dir,
+        )
+        .unwrap()
+        .removing_in_background(),
     );
     let (d3, d3_fail, d3_warm) = codebox_burst(&big, &big_settings, inputs.path()).await;
     big.shutdown().await;

@@ -63,7 +63,7 @@ pub async fn run_checks<E: Images + System + Containers>(
             ));
             for runtime in [Runtime::Runc, Runtime::Runsc] {
                 let name = format!("runtime {}", runtime.as_str());
-                let selected = settings.sandbox_runtime == runtime;
+                let selected = settings.sandbox.sandbox_runtime == runtime;
                 let suffix = if selected { " (selected)" } else { "" };
                 if info.runtimes.iter().any(|r| r == runtime.as_str()) {
                     checks.push(Check::pass(&name, format!("registered{suffix}")));
@@ -87,14 +87,14 @@ pub async fn run_checks<E: Images + System + Containers>(
             "bash scripts/setup.sh",
         )),
     }
-    match engine.image_labels(&settings.sandbox_image).await {
-        Ok(Some(_)) => checks.push(Check::pass("sandbox image", settings.sandbox_image.clone())),
+    match engine.image_labels(&settings.sandbox.sandbox_image).await {
+        Ok(Some(_)) => checks.push(Check::pass("sandbox image", settings.sandbox.sandbox_image.clone())),
         Ok(None) => checks.push(Check::fail(
             "sandbox image",
-            format!("{} is missing", settings.sandbox_image),
+            format!("{} is missing", settings.sandbox.sandbox_image),
             format!(
                 "codebox image build --tag {} (add --base codebox-base:bookworm on machines without a registry)",
-                settings.sandbox_image
+                settings.sandbox.sandbox_image
             ),
         )),
         Err(err) => checks.push(Check::fail(
@@ -114,7 +114,7 @@ pub async fn run_checks<E: Images + System + Containers>(
 async fn pool_check<E: Containers>(settings: &Settings, engine: &E) -> Check {
     let configured = format!(
         "WARM_POOL_SIZE={} (max age {} s)",
-        settings.warm_pool_size, settings.warm_pool_max_age_s
+        settings.pool.warm_pool_size, settings.pool.warm_pool_max_age_s
     );
     let containers = match engine.list_managed().await {
         Ok(containers) => containers,
@@ -149,8 +149,9 @@ async fn pool_check<E: Containers>(settings: &Settings, engine: &E) -> Check {
 }
 
 fn packages_check(settings: &Settings) -> Check {
-    let policy = settings.package_policy.as_str();
+    let policy = settings.packages.package_policy.as_str();
     let index = settings
+        .packages
         .pip_index_url
         .as_deref()
         .map(index_host)
@@ -162,7 +163,7 @@ fn packages_check(settings: &Settings) -> Check {
                 "PACKAGE_POLICY={policy}, index {index}, cache {} distributions, {:.1} of {} MB",
                 entries.len(),
                 entries.iter().map(|e| e.bytes).sum::<u64>() as f64 / 1e6,
-                settings.package_cache_max_mb
+                settings.packages.package_cache_max_mb
             ),
         ),
         Err(err) => Check::fail(

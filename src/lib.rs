@@ -2,6 +2,7 @@
 //! single-use Docker container.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod config;
 pub mod conversations;
 pub mod discord;
@@ -13,4 +14,3 @@ pub mod render;
 pub mod sandbox;
 pub mod staging;
 pub mod store;
-pub mod user_runs;

@@ -9,14 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use codebox::config::{Runtime, Settings, Sources};
-use codebox::packages::PackageCache;
+use codebox::app::{App, CodeRun, Lifetime, Limits, Upload, UploadSource};
+use codebox::config::{MAX_MEMORY_MB, MAX_TIMEOUT_S, Runtime, Settings, Sources};
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::image::{self, BuildOutcome, BuildRequest};
-use codebox::sandbox::{ExecutionRequest, Executor, Limits};
-use codebox::store::{AnyMetadata, FileStore, Origin, StoreLimits};
-use codebox::user_runs::{self, UserRun};
-use codebox::{doctor, render, staging};
+use codebox::{doctor, render};
 
 #[derive(Parser)]
 #[command(
@@ -227,23 +224,54 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
         } => {
             build_image(
                 &base,
-                tag.as_deref().unwrap_or(&settings.sandbox_image),
+                tag.as_deref().unwrap_or(&settings.sandbox.sandbox_image),
                 if_changed,
             )
             .await
         }
         Command::Doctor => run_doctor(settings).await,
-        Command::Bot => {
-            codebox::discord::run(settings).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Bot => bot(settings).await,
         Command::Files { command } => files(command, settings).await,
-        Command::Packages { command } => packages(command, &settings),
+        Command::Packages { command } => packages(command, settings),
     }
 }
 
-fn packages(command: PackagesCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let cache = PackageCache::open(&settings.data_dir)?;
+async fn bot(settings: Settings) -> anyhow::Result<ExitCode> {
+    // Refuse before anything starts (no pool warmed for nothing).
+    if settings.discord.discord_token.is_none() {
+        return Err(codebox::discord::BotError::MissingToken.into());
+    }
+    if settings.chat.openai_api_key.is_none() {
+        return Err(codebox::discord::BotError::MissingApiKey.into());
+    }
+    let discord = settings.discord.clone();
+    let app = Arc::new(App::new(settings, Lifetime::Service));
+    app.start().await?;
+    let outcome = codebox::discord::run(app.clone(), discord, wait_for_shutdown_signal()).await;
+    app.shutdown().await;
+    outcome?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+fn packages(command: PackagesCommand, settings: Settings) -> anyhow::Result<ExitCode> {
+    let max_mb = settings.packages.package_cache_max_mb;
+    let app = App::new(settings, Lifetime::OneShot);
+    let cache = app.package_cache()?;
     match command {
         PackagesCommand::List => {
             let entries = cache.entries()?;
@@ -263,20 +291,17 @@ fn packages(command: PackagesCommand, settings: &Settings) -> anyhow::Result<Exi
             }
             if !entries.is_empty() {
                 println!(
-                    "{} distributions, {:.1} MB (limit {} MB)",
+                    "{} distributions, {:.1} MB (limit {max_mb} MB)",
                     entries.len(),
                     total as f64 / 1e6,
-                    settings.package_cache_max_mb
                 );
             }
         }
-        PackagesCommand::Prune { all, max_mb } => {
+        PackagesCommand::Prune { all, max_mb: cap } => {
             let max_bytes = if all {
                 0
             } else {
-                max_mb
-                    .unwrap_or(settings.package_cache_max_mb)
-                    .saturating_mul(1024 * 1024)
+                cap.unwrap_or(max_mb).saturating_mul(1024 * 1024)
             };
             // A running bot's leases live in its own process; prune is an operator's
             // decision and does not see them.
@@ -290,31 +315,20 @@ fn packages(command: PackagesCommand, settings: &Settings) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// A command that runs one job and exits gains nothing from a warm pool (it would start
-/// containers only to remove them).
-fn one_shot(settings: &Settings) -> Settings {
-    Settings {
-        warm_pool_size: 0,
-        ..settings.clone()
-    }
-}
-
-async fn open_store(settings: &Settings) -> anyhow::Result<FileStore<AnyMetadata>> {
-    let meta = AnyMetadata::from_settings(settings).await?;
-    Ok(FileStore::new(
-        meta,
-        &settings.data_dir,
-        StoreLimits::from_settings(settings),
-    ))
-}
-
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(value)?);
     Ok(())
 }
 
 async fn files(command: FilesCommand, settings: Settings) -> anyhow::Result<ExitCode> {
-    let store = open_store(&settings).await?;
+    let app = App::new(settings, Lifetime::OneShot);
+    let outcome = files_with(&app, command).await;
+    // Summary runs remove their containers before the process exits.
+    app.shutdown().await;
+    outcome
+}
+
+async fn files_with(app: &App, command: FilesCommand) -> anyhow::Result<ExitCode> {
     match command {
         FilesCommand::Upload {
             user,
@@ -322,49 +336,34 @@ async fn files(command: FilesCommand, settings: Settings) -> anyhow::Result<Exit
             no_summary,
             json,
         } => {
-            let mut records = Vec::new();
-            for path in &paths {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let added = store
-                    .add(&user, &name, path, Origin::Uploaded)
-                    .await
-                    .with_context(|| format!("cannot store {}", path.display()))?;
-                for old in &added.evicted {
-                    eprintln!(
-                        "codebox: evicted {} ({}) to stay within the limits",
-                        old.file_id, old.filename
-                    );
-                }
-                records.push(added.record);
+            let uploads = paths
+                .iter()
+                .map(|path| Upload {
+                    filename: path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    source: UploadSource::Path(path.clone()),
+                })
+                .collect();
+            let report = app.store_uploads(&user, uploads, !no_summary).await?;
+            for old in &report.evicted {
+                eprintln!(
+                    "codebox: evicted {} ({}) to stay within the limits",
+                    old.file_id, old.filename
+                );
             }
-            if !no_summary {
-                let engine = Arc::new(DockerEngine::connect().await?);
-                let executor = Executor::new(engine, &one_shot(&settings))?;
-                let summaries = user_runs::summarize(
-                    &executor,
-                    &store,
-                    &settings.data_dir.join("staging"),
-                    &records,
-                    Limits::from_settings(&settings),
-                )
-                .await;
-                executor.shutdown().await;
-                let summaries = summaries?;
-                for record in &mut records {
-                    record.summary = summaries.get(&record.file_id).cloned();
-                }
+            if let Some((filename, why)) = report.refused.first() {
+                bail!("cannot store {filename}: it {why}");
             }
             if json {
-                print_json(&records)?;
+                print_json(&report.stored)?;
             } else {
-                print!("{}", render::file_table(&records));
+                print!("{}", render::file_table(&report.stored));
             }
         }
         FilesCommand::List { user, json } => {
-            let records = store.list(&user).await?;
+            let records = app.list_files(&user).await?;
             if json {
                 print_json(&records)?;
             } else {
@@ -372,21 +371,21 @@ async fn files(command: FilesCommand, settings: Settings) -> anyhow::Result<Exit
             }
         }
         FilesCommand::Show { id, user, json } => {
-            let record = match &user {
-                Some(user) => store.get(user, &id).await?,
-                None => store
-                    .show(&id)
+            let (record, path) = match &user {
+                Some(user) => app.get_file(user, &id).await?,
+                None => app
+                    .show_file(&id)
                     .await?
                     .with_context(|| format!("no file {id}"))?,
             };
             if json {
                 print_json(&record)?;
             } else {
-                print!("{}", render::file_details(&record, &store.path_of(&record)));
+                print!("{}", render::file_details(&record, &path));
             }
         }
         FilesCommand::Delete { user, id, json } => {
-            let record = store.delete(&user, &id).await?;
+            let record = app.delete_file(&user, &id).await?;
             if json {
                 print_json(&record)?;
             } else {
@@ -394,8 +393,7 @@ async fn files(command: FilesCommand, settings: Settings) -> anyhow::Result<Exit
             }
         }
         FilesCommand::Sweep { json } => {
-            let swept = store.sweep(chrono::Utc::now()).await?;
-            let reconciled = store.reconcile().await?;
+            let (swept, reconciled) = app.sweep().await?;
             if json {
                 print_json(&serde_json::json!({
                     "expired_removed": swept.removed,
@@ -415,6 +413,31 @@ async fn files(command: FilesCommand, settings: Settings) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// Limits of a CLI run: the operator's, changed by the flags, each checked here so a
+/// wrong number is a clear error before any container starts.
+fn cli_limits(args: &RunArgs, settings: &Settings) -> anyhow::Result<Limits> {
+    let mut limits = Limits::from_settings(&settings.sandbox);
+    if let Some(timeout) = args.timeout {
+        if !(timeout.is_finite() && timeout > 0.0 && timeout <= MAX_TIMEOUT_S) {
+            bail!("--timeout must be a positive number of seconds, at most {MAX_TIMEOUT_S}");
+        }
+        limits.timeout = Duration::from_secs_f64(timeout);
+    }
+    if let Some(memory_mb) = args.memory_mb {
+        if !(16..=MAX_MEMORY_MB).contains(&memory_mb) {
+            bail!("--memory-mb must be between 16 and {MAX_MEMORY_MB}");
+        }
+        limits.memory_mb = memory_mb;
+    }
+    if let Some(runtime) = args.runtime {
+        limits.runtime = match runtime {
+            RuntimeArg::Runc => Runtime::Runc,
+            RuntimeArg::Runsc => Runtime::Runsc,
+        };
+    }
+    Ok(limits)
+}
+
 async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     let code = match (&args.code, &args.script) {
         (Some(code), _) => code.clone(),
@@ -429,66 +452,31 @@ async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot read script {}", path.display()))?,
         (None, None) => bail!("give code with -c CODE, a SCRIPT path, or - for stdin"),
     };
-    let mut limits = Limits::from_settings(&settings);
-    if let Some(timeout) = args.timeout {
-        if !(timeout.is_finite() && timeout > 0.0) {
-            bail!("--timeout must be a positive number of seconds");
-        }
-        limits.timeout = Duration::from_secs_f64(timeout);
-    }
-    if let Some(memory_mb) = args.memory_mb {
-        if memory_mb < 16 {
-            bail!("--memory-mb must be at least 16");
-        }
-        limits.memory_mb = memory_mb;
-    }
-    if let Some(runtime) = args.runtime {
-        limits.runtime = match runtime {
-            RuntimeArg::Runc => Runtime::Runc,
-            RuntimeArg::Runsc => Runtime::Runsc,
-        };
-    }
-    let staged = if args.inputs.is_empty() {
-        None
-    } else {
-        Some(staging::stage_inputs(
-            &settings.data_dir.join("staging"),
-            &args.inputs,
-        )?)
-    };
-
-    let engine = Arc::new(DockerEngine::connect().await?);
-    let executor = Executor::new(engine, &one_shot(&settings))?;
-    executor.reap_orphans().await?;
-    let outcome = run_with(&executor, args, &settings, code, limits, staged).await;
+    let limits = cli_limits(&args, &settings)?;
+    let app = App::new(settings, Lifetime::OneShot);
+    let outcome = run_with(&app, args, code, limits).await;
     // Used containers are removed in the background; wait for that before exiting.
-    executor.shutdown().await;
+    app.shutdown().await;
     outcome
 }
 
 async fn run_with(
-    executor: &Executor<DockerEngine>,
+    app: &App,
     args: RunArgs,
-    settings: &Settings,
     code: String,
     limits: Limits,
-    staged: Option<staging::StagedInputs>,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(user) = &args.user {
-        let store = open_store(settings).await?;
-        let result = user_runs::run_for_user(
-            executor,
-            &store,
-            &settings.data_dir.join("staging"),
-            UserRun {
+    app.reap_orphans().await?;
+    if let Some(user) = args.user {
+        let result = app
+            .run_code(CodeRun {
                 user_id: user,
                 code,
                 limits,
-                file_ids: (!args.file_ids.is_empty()).then(|| args.file_ids.clone()),
+                file_ids: (!args.file_ids.is_empty()).then_some(args.file_ids),
                 output_dir: args.out.map(|d| absolute(&d)),
-            },
-        )
-        .await?;
+            })
+            .await?;
         if args.json {
             print_json(&result)?;
         } else {
@@ -502,17 +490,9 @@ async fn run_with(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let result = executor
-        .execute(ExecutionRequest {
-            code,
-            limits,
-            input_dir: staged.as_ref().map(|s| absolute(s.path())),
-            output_dir: args.out.map(|d| absolute(&d)),
-            files: Vec::new(),
-        })
+    let result = app
+        .run_anonymous(code, limits, &args.inputs, args.out.map(|d| absolute(&d)))
         .await?;
-    drop(staged);
-
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
     } else {

@@ -1,4 +1,5 @@
-//! Pure rendering of results for people (the non-JSON `codebox run` output).
+//! Pure rendering of results for people: the non-JSON `codebox run` output, and the texts
+//! front ends show (status lines, reports).
 
 use std::path::Path;
 
@@ -75,7 +76,7 @@ pub fn usage_report(month: &str, u: &crate::conversations::UsageTotals) -> Strin
 }
 
 /// /run: the result of code run directly, as Discord text.
-pub fn run_for_discord(run: &crate::user_runs::UserRunResult) -> String {
+pub fn run_for_discord(run: &crate::app::runs::UserRunResult) -> String {
     let r = &run.result;
     let mut out = format!("**{}** in {:.0} ms", r.status.as_str(), r.execution_ms);
     if let Some(e) = &r.error {
@@ -110,6 +111,53 @@ pub fn run_for_discord(run: &crate::user_runs::UserRunResult) -> String {
         out.push_str(&format!("📎 `{}` stored as `{}`\n", g.filename, g.file_id));
     }
     out
+}
+
+/// The status line for a finished run (or a run that could not start).
+pub fn status_line(result: Result<&crate::app::runs::UserRunResult, &str>) -> String {
+    match result {
+        Err(reason) => format!("❌ could not run the code: {reason}"),
+        Ok(run) => {
+            let r = &run.result;
+            let secs = r.execution_ms / 1000.0;
+            match r.status {
+                Status::Ok => format!("✅ done in {secs:.1} s"),
+                Status::Error => format!(
+                    "⚠️ failed after {secs:.1} s: {}",
+                    r.error.as_ref().map(|e| e.kind.as_str()).unwrap_or("error")
+                ),
+                Status::Timeout => format!("⏱️ timed out after {secs:.0} s"),
+                Status::Oom => "💥 ran out of memory".to_string(),
+                Status::Killed => "🛑 killed".to_string(),
+                Status::Refused => format!(
+                    "🚫 not run: {}",
+                    r.error
+                        .as_ref()
+                        .map(|e| e.message.as_str())
+                        .unwrap_or("refused")
+                ),
+                Status::InstallFailed => "📦 not run: a package could not be installed".to_string(),
+            }
+        }
+    }
+}
+
+/// /limits: what every run is allowed, and the file and message limits.
+pub fn limits_report(l: &crate::sandbox::Limits, settings: &crate::config::Settings) -> String {
+    format!(
+        "Each run: {} s, {} MB memory, {} CPU, {} processes, {} MB scratch, no network, runtime {}.\nFiles: {} per user, {} MB each, expire after {} h.\nMessages: {} per minute; up to {} code runs per message.",
+        l.timeout.as_secs_f64(),
+        l.memory_mb,
+        l.cpus,
+        l.pids,
+        l.disk_mb,
+        l.runtime.as_str(),
+        settings.store.max_files_per_user,
+        settings.store.max_file_size_mb,
+        settings.store.file_expiration_hours,
+        settings.chat.rate_limit_per_minute,
+        settings.chat.max_tool_rounds,
+    )
 }
 
 pub fn file_details(record: &FileRecord, path: &Path) -> String {

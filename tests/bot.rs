@@ -24,7 +24,7 @@ impl Bot {
         let fake = Fake::start().await;
         let data = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_codebox"));
-        for name in codebox::config::SETTING_NAMES {
+        for name in codebox::config::setting_names() {
             cmd.env_remove(name);
         }
         cmd.arg("bot")

@@ -1,6 +1,8 @@
 //! A request dropped mid-run (a cancelled future, a closed connection) removes its container.
 //! Alone in its own test binary so that every container owned by this process is its own.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use codebox::config::Settings;
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::engine::Containers;
 use codebox::sandbox::reaper::current_owner;
-use codebox::sandbox::{ExecutionRequest, Executor, Limits, OWNER_LABEL};
+use codebox::sandbox::{ExecutionRequest, Limits, OWNER_LABEL};
 
 async fn containers_owned_by_this_process(engine: &DockerEngine) -> usize {
     let owner = current_owner();
@@ -24,16 +26,16 @@ async fn containers_owned_by_this_process(engine: &DockerEngine) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_request_leaves_no_container() {
     let data = tempfile::tempdir().unwrap();
-    let settings = Settings {
+    let mut settings = Settings {
         data_dir: data.path().to_path_buf(),
-        warm_pool_size: 0,
         ..Settings::default()
     };
+    settings.pool.warm_pool_size = 0;
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Arc::new(Executor::new(engine.clone(), &settings).unwrap());
+    let executor = Arc::new(common::executor(engine.clone(), &settings).unwrap());
     let request = ExecutionRequest {
         code: "import time\ntime.sleep(60)".to_string(),
-        limits: Limits::from_settings(&settings),
+        limits: Limits::from_settings(&settings.sandbox),
         input_dir: None,
         output_dir: None,
         files: Vec::new(),

@@ -9,21 +9,22 @@ use codebox::config::Settings;
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::engine::Containers;
 use codebox::sandbox::spec::{ContainerSpec, container_config, container_name};
-use codebox::sandbox::{ExecutionRequest, Executor, Limits, RUN_ID_LABEL, Status};
+use codebox::sandbox::{ExecutionRequest, Limits, RUN_ID_LABEL, Status};
 
 fn settings(data_dir: &std::path::Path, concurrency: usize) -> Settings {
-    Settings {
+    let mut settings = Settings {
         data_dir: data_dir.to_path_buf(),
-        max_concurrent_executions: concurrency,
-        warm_pool_size: 0,
         ..Settings::default()
-    }
+    };
+    settings.sandbox.max_concurrent_executions = concurrency;
+    settings.pool.warm_pool_size = 0;
+    settings
 }
 
 fn request(code: &str, settings: &Settings) -> ExecutionRequest {
     ExecutionRequest {
         code: code.to_string(),
-        limits: Limits::from_settings(settings),
+        limits: Limits::from_settings(&settings.sandbox),
         input_dir: None,
         output_dir: None,
         files: Vec::new(),
@@ -46,7 +47,7 @@ async fn eight_concurrent_runs_all_succeed() {
     let data = tempfile::tempdir().unwrap();
     let settings = settings(data.path(), 4);
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Arc::new(Executor::new(engine, &settings).unwrap());
+    let executor = Arc::new(common::executor(engine, &settings).unwrap());
     let mut tasks = Vec::new();
     for i in 0..8 {
         let executor = executor.clone();
@@ -86,8 +87,8 @@ async fn startup_reaps_containers_of_dead_owners_only() {
         .trim()
         .to_string();
     let make = |run_id: &str, owner: String| ContainerSpec {
-        image: settings.sandbox_image.clone(),
-        limits: Limits::from_settings(&settings),
+        image: settings.sandbox.sandbox_image.clone(),
+        limits: Limits::from_settings(&settings.sandbox),
         input_dir: None,
         run_id: run_id.to_string(),
         owner,
@@ -109,7 +110,7 @@ async fn startup_reaps_containers_of_dead_owners_only() {
         .await
         .unwrap();
 
-    let executor = Executor::new(engine.clone(), &settings).unwrap();
+    let executor = common::executor(engine.clone(), &settings).unwrap();
     let removed = executor.reap_orphans().await.unwrap();
     assert!(removed >= 1);
     let labels = containers_with_run_label().await;
@@ -127,7 +128,7 @@ async fn background_removal_finishes_by_shutdown() {
     let data = tempfile::tempdir().unwrap();
     let settings = settings(data.path(), 2);
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Executor::new(engine, &settings)
+    let executor = common::executor(engine, &settings)
         .unwrap()
         .removing_in_background();
     let mut run_ids = Vec::new();

@@ -2,15 +2,17 @@
 //! one run and loaded by the next with `load_file`, for many types; user isolation inside
 //! the sandbox; summaries computed in the sandbox.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use codebox::app::runs::{self as user_runs, UserRun, UserRunResult};
 use codebox::config::Settings;
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::{Executor, Limits, Status};
 use codebox::store::sqlite::SqliteMetadata;
 use codebox::store::{FileStore, Origin, StoreLimits};
-use codebox::user_runs::{self, UserRun, UserRunResult};
 use serde_json::{Value, json};
 
 struct World {
@@ -23,20 +25,20 @@ struct World {
 impl World {
     async fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
+        let mut settings = Settings {
             data_dir: dir.path().join("data"),
-            // Room for every generated type at once.
-            max_files_per_user: 100,
-            warm_pool_size: 0,
             ..Settings::default()
         };
+        // Room for every generated type at once.
+        settings.store.max_files_per_user = 100;
+        settings.pool.warm_pool_size = 0;
         let engine = Arc::new(DockerEngine::connect().await.unwrap());
-        let executor = Executor::new(engine, &settings).unwrap();
+        let executor = common::executor(engine, &settings).unwrap();
         let meta = SqliteMetadata::open(&settings.data_dir.join("codebox.sqlite3")).unwrap();
         let store = FileStore::new(
             meta,
             &settings.data_dir,
-            StoreLimits::from_settings(&settings),
+            StoreLimits::from_settings(&settings.store),
         );
         World {
             _dir: dir,
@@ -51,10 +53,11 @@ impl World {
             &self.executor,
             &self.store,
             &self.settings.data_dir.join("staging"),
+            &self.settings.data_dir.join("outputs"),
             UserRun {
                 user_id: user,
                 code: code.to_string(),
-                limits: Limits::from_settings(&self.settings),
+                limits: Limits::from_settings(&self.settings.sandbox),
                 file_ids: None,
                 output_dir: None,
             },
@@ -438,7 +441,7 @@ async fn load_file_returns_natural_objects_for_files_of_a_previous_run() {
         generated.result
     );
     assert_eq!(generated.result.stdout, "generated\n");
-    let by_name: HashMap<&str, &codebox::user_runs::GeneratedFile> = generated
+    let by_name: HashMap<&str, &codebox::app::runs::GeneratedFile> = generated
         .generated_files
         .iter()
         .map(|f| (f.filename.as_str(), f))
@@ -531,10 +534,11 @@ async fn another_users_files_are_invisible_inside_the_sandbox() {
         &world.executor,
         &world.store,
         &world.settings.data_dir.join("staging"),
+        &world.settings.data_dir.join("outputs"),
         UserRun {
             user_id: "bob",
             code: "print(1)".into(),
-            limits: Limits::from_settings(&world.settings),
+            limits: Limits::from_settings(&world.settings.sandbox),
             file_ids: Some(vec![alice.clone()]),
             output_dir: None,
         },
@@ -595,8 +599,9 @@ async fn summaries_are_computed_in_the_sandbox() {
         &world.executor,
         &world.store,
         &world.settings.data_dir.join("staging"),
+        &world.settings.data_dir.join("outputs"),
         &records,
-        Limits::from_settings(&world.settings),
+        Limits::from_settings(&world.settings.sandbox),
     )
     .await
     .unwrap();

@@ -39,16 +39,16 @@ async fn fixture() -> Fixture {
         );
     }
     index.add_empty_project("cbx-missing");
-    let settings = Settings {
+    let mut settings = Settings {
         data_dir: data.path().to_path_buf(),
-        pip_index_url: Some(index.url.clone()),
-        package_denylist: "cbx-denied, other".to_string(),
-        max_concurrent_executions: 4,
-        warm_pool_size: 0,
         ..Settings::default()
     };
+    settings.packages.pip_index_url = Some(index.url.clone());
+    settings.packages.package_denylist = "cbx-denied, other".to_string();
+    settings.sandbox.max_concurrent_executions = 4;
+    settings.pool.warm_pool_size = 0;
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Arc::new(Executor::new(engine, &settings).unwrap());
+    let executor = Arc::new(common::executor(engine, &settings).unwrap());
     Fixture {
         _data: data,
         _wheels: wheels,
@@ -67,7 +67,7 @@ impl Fixture {
         self.executor
             .execute(ExecutionRequest {
                 code: code.to_string(),
-                limits: Limits::from_settings(&self.settings).narrowed(timeout_s, None),
+                limits: Limits::from_settings(&self.settings.sandbox).narrowed(timeout_s, None),
                 input_dir: None,
                 output_dir: None,
                 files: Vec::new(),

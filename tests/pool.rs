@@ -18,17 +18,18 @@ use common::index::{LocalIndex, build_wheel};
 const READY: Duration = Duration::from_secs(60);
 
 fn settings(data_dir: &std::path::Path, pool: usize) -> Settings {
-    Settings {
+    let mut settings = Settings {
         data_dir: data_dir.to_path_buf(),
-        warm_pool_size: pool,
         ..Settings::default()
-    }
+    };
+    settings.pool.warm_pool_size = pool;
+    settings
 }
 
 fn request(code: &str, settings: &Settings) -> ExecutionRequest {
     ExecutionRequest {
         code: code.to_string(),
-        limits: Limits::from_settings(settings),
+        limits: Limits::from_settings(&settings.sandbox),
         input_dir: None,
         output_dir: None,
         files: Vec::new(),
@@ -68,7 +69,7 @@ async fn a_warm_container_runs_one_job_with_its_files_and_the_pool_refills() {
     let data = tempfile::tempdir().unwrap();
     let settings = settings(data.path(), 1);
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Executor::new(engine, &settings).unwrap();
+    let executor = common::executor(engine, &settings).unwrap();
     assert!(executor.wait_for_warm_pool(READY).await, "the pool fills");
 
     let inputs = tempfile::tempdir().unwrap();
@@ -148,7 +149,7 @@ async fn a_dead_warm_container_is_replaced_and_the_request_still_runs() {
     let data = tempfile::tempdir().unwrap();
     let settings = settings(data.path(), 1);
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Executor::new(engine.clone(), &settings).unwrap();
+    let executor = common::executor(engine.clone(), &settings).unwrap();
     assert!(executor.wait_for_warm_pool(READY).await);
     let (dead_run, dead_id) = pool_containers(&executor).await.remove(0);
     // What a daemon restart does to a waiting container.
@@ -175,12 +176,10 @@ async fn a_dead_warm_container_is_replaced_and_the_request_still_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_past_their_age_are_replaced() {
     let data = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        warm_pool_max_age_s: 1.0,
-        ..settings(data.path(), 1)
-    };
+    let mut settings = settings(data.path(), 1);
+    settings.pool.warm_pool_max_age_s = 1.0;
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Executor::new(engine, &settings).unwrap();
+    let executor = common::executor(engine, &settings).unwrap();
     assert!(executor.wait_for_warm_pool(READY).await);
     let first = pool_containers(&executor).await;
     let mut replaced = false;
@@ -202,7 +201,7 @@ async fn other_container_limits_get_a_fresh_container() {
     let data = tempfile::tempdir().unwrap();
     let settings = settings(data.path(), 1);
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Executor::new(engine, &settings).unwrap();
+    let executor = common::executor(engine, &settings).unwrap();
     assert!(executor.wait_for_warm_pool(READY).await);
     let mut req = request("print('small')", &settings);
     req.limits = req.limits.narrowed(None, Some(256));
@@ -229,12 +228,10 @@ async fn a_warm_container_gets_missing_packages_and_stays_single_use_under_hosti
         "cbx-warm",
         build_wheel(wheels.path(), "cbx_warm", "1.0", "VALUE = 7\n"),
     );
-    let settings = Settings {
-        pip_index_url: Some(index.url.clone()),
-        ..settings(data.path(), 1)
-    };
+    let mut settings = settings(data.path(), 1);
+    settings.packages.pip_index_url = Some(index.url.clone());
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Executor::new(engine, &settings).unwrap();
+    let executor = common::executor(engine, &settings).unwrap();
     assert!(executor.wait_for_warm_pool(READY).await);
     let result = executor
         .execute(request("import cbx_warm\nprint(cbx_warm.VALUE)", &settings))
@@ -283,7 +280,7 @@ async fn the_pool_refills_after_a_daemon_restart() {
     let data = tempfile::tempdir().unwrap();
     let settings = settings(data.path(), 2);
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Executor::new(engine, &settings).unwrap();
+    let executor = common::executor(engine, &settings).unwrap();
     assert!(executor.wait_for_warm_pool(READY).await);
     let before: Vec<String> = pool_containers(&executor)
         .await

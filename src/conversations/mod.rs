@@ -8,7 +8,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Settings;
+use crate::config::StoreSettings;
 use crate::llm::history::ChatMessage;
 use crate::store::MetadataError;
 
@@ -94,14 +94,17 @@ pub enum AnyConversations {
 }
 
 impl AnyConversations {
-    pub async fn from_settings(settings: &Settings) -> Result<AnyConversations, MetadataError> {
+    pub async fn from_settings(
+        settings: &StoreSettings,
+        data_dir: &std::path::Path,
+    ) -> Result<AnyConversations, MetadataError> {
         match &settings.mongodb_uri {
             Some(uri) => Ok(AnyConversations::Mongo(
                 mongo::MongoConversations::connect(uri.expose(), &settings.mongodb_database)
                     .await?,
             )),
             None => Ok(AnyConversations::Sqlite(sqlite::SqliteConversations::open(
-                &settings.data_dir.join("codebox.sqlite3"),
+                &data_dir.join("codebox.sqlite3"),
             )?)),
         }
     }

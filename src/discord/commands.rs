@@ -1,331 +1,276 @@
-//! Slash commands: /files, /delete, /run, /reset, /usage, /limits, /stop.
+//! Slash commands (poise): /files, /delete, /run, /reset, /usage, /limits, /stop. Each one
+//! is a use case of the application core; this file keeps only Discord: options, replies,
+//! permissions.
 
 use std::sync::Arc;
 
-use serenity::all::{
-    Command, CommandDataOptionValue, CommandInteraction, CommandOptionType, Context,
-    CreateAttachment, CreateCommand, CreateCommandOption, CreateInteractionResponse,
-    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, EditInteractionResponse,
-    Http,
-};
+use poise::CreateReply;
+use serenity::all::CreateAttachment;
 
-use super::bot::BotState;
-use crate::conversations::ConversationStore;
-use crate::llm::tool_result::redact;
+use super::events::{self, outgoing, refusal_text};
+use super::reply::{self, Attachment};
+use super::state::BotState;
+use crate::app::CodeRun;
 use crate::render;
 
-pub async fn register(http: &Http) -> Result<Vec<Command>, serenity::Error> {
-    let id = |required: bool| {
-        CreateCommandOption::new(CommandOptionType::String, "id", "File id").required(required)
-    };
-    let commands = vec![
-        CreateCommand::new("files")
-            .description("List your files, or download one by id")
-            .add_option(id(false)),
-        CreateCommand::new("delete")
-            .description("Delete one of your files")
-            .add_option(id(true))
-            .add_option(CreateCommandOption::new(
-                CommandOptionType::Boolean,
-                "confirm",
-                "Set to True to really delete",
-            )),
-        CreateCommand::new("run")
-            .description("Run Python code directly (no model)")
-            .add_option(
-                CreateCommandOption::new(CommandOptionType::String, "code", "Python code")
-                    .required(true),
-            ),
-        CreateCommand::new("reset")
-            .description("Clear your conversation history")
-            .add_option(CreateCommandOption::new(
-                CommandOptionType::Boolean,
-                "files",
-                "Also delete all your files",
-            )),
-        CreateCommand::new("usage").description("Your tokens, cost, runs and CPU time this month"),
-        CreateCommand::new("limits")
-            .description("Show the limits code runs under; server admins can lower them")
-            .add_option(CreateCommandOption::new(
-                CommandOptionType::Number,
-                "timeout",
-                "Seconds per run in this server (Manage Server only)",
-            ))
-            .add_option(CreateCommandOption::new(
-                CommandOptionType::Integer,
-                "memory_mb",
-                "Memory per run in MB in this server (Manage Server only)",
-            )),
-        CreateCommand::new("stop").description("Cancel your running code"),
-    ];
-    Command::set_global_commands(http, commands).await
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("Discord request failed: {0}")]
+    Discord(#[from] serenity::Error),
 }
 
-fn option<'a>(command: &'a CommandInteraction, name: &str) -> Option<&'a CommandDataOptionValue> {
-    command
-        .data
-        .options
-        .iter()
-        .find(|o| o.name == name)
-        .map(|o| &o.value)
+pub type Context<'a> = poise::Context<'a, Arc<BotState>, CommandError>;
+
+/// Every command, for the framework and for registration.
+pub fn all() -> Vec<poise::Command<Arc<BotState>, CommandError>> {
+    vec![files(), delete(), run(), reset(), usage(), limits(), stop()]
 }
 
-fn string_option(command: &CommandInteraction, name: &str) -> Option<String> {
-    match option(command, name)? {
-        CommandDataOptionValue::String(s) => Some(s.clone()),
-        _ => None,
-    }
+fn private(text: impl Into<String>) -> CreateReply {
+    CreateReply::default().content(text).ephemeral(true)
 }
 
-fn number_option(command: &CommandInteraction, name: &str) -> Option<f64> {
-    match option(command, name)? {
-        CommandDataOptionValue::Number(n) => Some(*n),
-        CommandDataOptionValue::Integer(n) => Some(*n as f64),
-        _ => None,
-    }
+fn user_id(ctx: Context<'_>) -> String {
+    ctx.author().id.to_string()
 }
 
-fn integer_option(command: &CommandInteraction, name: &str) -> Option<u64> {
-    match option(command, name)? {
-        CommandDataOptionValue::Integer(n) => u64::try_from(*n).ok(),
-        _ => None,
-    }
-}
-
-/// Admins with Manage Server lower this server's limits, within the operator's maxima.
-async fn set_guild_limits(
-    state: &BotState,
-    command: &CommandInteraction,
-    timeout: Option<f64>,
-    memory: Option<u64>,
-) -> String {
-    let Some(guild) = command.guild_id else {
-        return "Limits can only be set inside a server.".to_string();
-    };
-    let allowed = command
-        .member
-        .as_ref()
-        .and_then(|m| m.permissions)
-        .is_some_and(|p| p.manage_guild());
-    if !allowed {
-        return "Only members with the Manage Server permission can change limits.".to_string();
-    }
-    if let Err(err) = state.limits().check_request(timeout, memory) {
-        return format!("Not changed: {err}.");
-    }
-    let key = guild.to_string();
-    let mut current = state
-        .conversations
-        .guild_limits(&key)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if timeout.is_some() {
-        current.timeout_s = timeout;
-    }
-    if memory.is_some() {
-        current.memory_mb = memory;
-    }
-    match state.conversations.set_guild_limits(&key, &current).await {
-        Ok(()) => {
-            let l = state.limits_for(Some(guild)).await;
+/// List your files, or download one by id
+#[poise::command(slash_command)]
+async fn files(
+    ctx: Context<'_>,
+    #[description = "File id"] id: Option<String>,
+) -> Result<(), CommandError> {
+    let app = &ctx.data().app;
+    let user = user_id(ctx);
+    let Some(id) = id else {
+        let files = app.list_files(&user).await.unwrap_or_default();
+        let text = if files.is_empty() {
+            "You have no files. Attach one to a message to store it.".to_string()
+        } else {
             format!(
+                "Your files ({}/{}):\n```\n{}```",
+                files.len(),
+                app.max_files_per_user(),
+                render::file_table(&files)
+            )
+        };
+        ctx.send(private(text)).await?;
+        return Ok(());
+    };
+    let Ok((record, path)) = app.get_file(&user, &id).await else {
+        ctx.send(private(format!("You have no file `{id}`.")))
+            .await?;
+        return Ok(());
+    };
+    let mut message = private(format!(
+        "`{}` ({}, {})",
+        record.filename,
+        record.file_type,
+        render::human_size(record.file_size)
+    ));
+    if record.file_size <= ctx.data().upload_limit_bytes() {
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => {
+                message =
+                    message.attachment(CreateAttachment::bytes(bytes, record.filename.clone()))
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot read a stored file"),
+        }
+    }
+    ctx.send(message).await?;
+    Ok(())
+}
+
+/// Delete one of your files
+#[poise::command(slash_command)]
+async fn delete(
+    ctx: Context<'_>,
+    #[description = "File id"] id: String,
+    #[description = "Set to True to really delete"] confirm: Option<bool>,
+) -> Result<(), CommandError> {
+    let app = &ctx.data().app;
+    let user = user_id(ctx);
+    let text = match app.get_file(&user, &id).await {
+        Err(_) => format!("You have no file `{id}`."),
+        Ok((record, _)) if confirm != Some(true) => format!(
+            "This deletes `{}` (`{}`) for good. Run `/delete id:{} confirm:True` to confirm.",
+            record.filename, record.file_id, record.file_id
+        ),
+        Ok((record, _)) => match app.delete_file(&user, &record.file_id).await {
+            Ok(_) => format!("🗑️ Deleted `{}` (`{}`).", record.filename, record.file_id),
+            Err(err) => format!("Could not delete `{id}`: {err}"),
+        },
+    };
+    ctx.send(private(text)).await?;
+    Ok(())
+}
+
+/// Cancel your running code
+#[poise::command(slash_command)]
+async fn stop(ctx: Context<'_>) -> Result<(), CommandError> {
+    let text = if ctx.data().cancel_user(ctx.http(), &user_id(ctx)).await {
+        "🛑 Cancelled your running code; its sandbox was removed."
+    } else {
+        "Nothing of yours is running."
+    };
+    ctx.send(private(text)).await?;
+    Ok(())
+}
+
+/// Clear your conversation history
+#[poise::command(slash_command)]
+async fn reset(
+    ctx: Context<'_>,
+    #[description = "Also delete all your files"] files: Option<bool>,
+) -> Result<(), CommandError> {
+    let report = ctx
+        .data()
+        .app
+        .reset(&user_id(ctx), files == Some(true))
+        .await;
+    let mut text = match &report.history_error {
+        None => "🧹 Conversation history cleared.".to_string(),
+        Some(err) => format!("Could not clear the history: {err}"),
+    };
+    match report.files_deleted {
+        Some(deleted) => text.push_str(&format!(" Deleted {deleted} files.")),
+        None => text.push_str(" Your files are kept."),
+    }
+    ctx.send(private(text)).await?;
+    Ok(())
+}
+
+/// Your tokens, cost, runs and CPU time this month
+#[poise::command(slash_command)]
+async fn usage(ctx: Context<'_>) -> Result<(), CommandError> {
+    let text = match ctx.data().app.usage(&user_id(ctx)).await {
+        Ok((month, totals)) => render::usage_report(&month, &totals),
+        Err(err) => format!("Could not read usage: {err}"),
+    };
+    ctx.send(private(text)).await?;
+    Ok(())
+}
+
+/// Show the limits code runs under; server admins can lower them
+#[poise::command(slash_command)]
+async fn limits(
+    ctx: Context<'_>,
+    #[description = "Seconds per run in this server (Manage Server only)"] timeout: Option<f64>,
+    #[description = "Memory per run in MB in this server (Manage Server only)"] memory_mb: Option<
+        u64,
+    >,
+) -> Result<(), CommandError> {
+    let app = &ctx.data().app;
+    let guild = ctx.guild_id().map(|g| g.to_string());
+    if timeout.is_none() && memory_mb.is_none() {
+        let l = app.limits_for(guild.as_deref()).await;
+        ctx.send(private(render::limits_report(&l, app.settings())))
+            .await?;
+        return Ok(());
+    }
+    let Some(guild) = guild else {
+        ctx.send(private("Limits can only be set inside a server."))
+            .await?;
+        return Ok(());
+    };
+    let allowed = match ctx {
+        poise::Context::Application(a) => a
+            .interaction
+            .member
+            .as_ref()
+            .and_then(|m| m.permissions)
+            .is_some_and(|p| p.manage_guild()),
+        poise::Context::Prefix(_) => false,
+    };
+    let text = if !allowed {
+        "Only members with the Manage Server permission can change limits.".to_string()
+    } else {
+        match app.set_guild_limits(&guild, timeout, memory_mb).await {
+            Ok(l) => format!(
                 "Limits for this server: {} s and {} MB per run.",
                 l.timeout.as_secs_f64(),
                 l.memory_mb
-            )
+            ),
+            Err(crate::app::AppError::Limits(err)) => format!("Not changed: {err}."),
+            Err(err) => format!("Could not save the limits: {err}"),
         }
-        Err(err) => format!("Could not save the limits: {err}"),
-    }
+    };
+    ctx.send(private(text)).await?;
+    Ok(())
 }
 
-fn bool_option(command: &CommandInteraction, name: &str) -> bool {
-    matches!(
-        option(command, name),
-        Some(CommandDataOptionValue::Boolean(true))
-    )
-}
-
-async fn respond(
-    ctx: &Context,
-    command: &CommandInteraction,
-    message: CreateInteractionResponseMessage,
-) {
-    if let Err(err) = command
-        .create_response(&ctx.http, CreateInteractionResponse::Message(message))
-        .await
-    {
-        tracing::warn!(error = %err, command = %command.data.name, "cannot answer a command");
-    }
-}
-
-fn private(text: impl Into<String>) -> CreateInteractionResponseMessage {
-    CreateInteractionResponseMessage::new()
-        .content(text)
-        .ephemeral(true)
-}
-
-pub async fn handle(state: Arc<BotState>, ctx: Context, command: CommandInteraction) {
-    let user_id = command.user.id.to_string();
-    let secrets = state.secrets().to_vec();
-    match command.data.name.as_str() {
-        "files" => match string_option(&command, "id") {
-            None => {
-                let files = state.store.list(&user_id).await.unwrap_or_default();
-                let text = if files.is_empty() {
-                    "You have no files. Attach one to a message to store it.".to_string()
-                } else {
-                    let mut text = format!(
-                        "Your files ({}/{}):\n",
-                        files.len(),
-                        state.settings.max_files_per_user
-                    );
-                    text.push_str(&format!("```\n{}```", render::file_table(&files)));
-                    text
-                };
-                respond(&ctx, &command, private(text)).await;
-            }
-            Some(id) => match state.store.get(&user_id, &id).await {
-                Ok(record) => {
-                    let path = state.store.path_of(&record);
-                    let limit = state.settings.discord_upload_limit_mb * 1024 * 1024;
-                    let mut message = private(format!(
-                        "`{}` ({}, {})",
-                        record.filename,
-                        record.file_type,
-                        render::human_size(record.file_size)
-                    ));
-                    if record.file_size <= limit {
-                        match tokio::fs::read(&path).await {
-                            Ok(bytes) => {
-                                message = message.add_file(CreateAttachment::bytes(
-                                    bytes,
-                                    record.filename.clone(),
-                                ))
-                            }
-                            Err(err) => tracing::warn!(error = %err, "cannot read a stored file"),
-                        }
-                    }
-                    respond(&ctx, &command, message).await;
-                }
-                Err(_) => {
-                    respond(&ctx, &command, private(format!("You have no file `{id}`."))).await
-                }
-            },
-        },
-        "delete" => {
-            let id = string_option(&command, "id").unwrap_or_default();
-            let text = match state.store.get(&user_id, &id).await {
-                Err(_) => format!("You have no file `{id}`."),
-                Ok(record) if !bool_option(&command, "confirm") => format!(
-                    "This deletes `{}` (`{}`) for good. Run `/delete id:{} confirm:True` to confirm.",
-                    record.filename, record.file_id, record.file_id
-                ),
-                Ok(record) => match state.store.delete(&user_id, &record.file_id).await {
-                    Ok(_) => format!("🗑️ Deleted `{}` (`{}`).", record.filename, record.file_id),
-                    Err(err) => format!("Could not delete `{id}`: {err}"),
-                },
-            };
-            respond(&ctx, &command, private(text)).await;
+/// Run Python code directly (no model)
+#[poise::command(slash_command)]
+async fn run(
+    ctx: Context<'_>,
+    #[description = "Python code"] code: String,
+) -> Result<(), CommandError> {
+    let state = ctx.data().clone();
+    let user = user_id(ctx);
+    ctx.defer().await?;
+    // The same path as a message: admission, cancellable by /stop, outputs stored.
+    let ticket = match events::admit(&state, ctx.http(), ctx.channel_id(), &user).await {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            ctx.send(CreateReply::default().content(refusal_text(&state.app, &refusal)))
+                .await?;
+            return Ok(());
         }
-        "stop" => {
-            let text = if state.cancel_user(&ctx.http, &user_id).await {
-                "🛑 Cancelled your running code; its sandbox was removed."
-            } else {
-                "Nothing of yours is running."
-            };
-            respond(&ctx, &command, private(text)).await;
-        }
-        "reset" => {
-            let mut text = match state.conversations.clear_history(&user_id, None).await {
-                Ok(()) => "🧹 Conversation history cleared.".to_string(),
-                Err(err) => format!("Could not clear the history: {err}"),
-            };
-            if bool_option(&command, "files") {
-                let files = state.store.list(&user_id).await.unwrap_or_default();
-                let mut deleted = 0;
-                for file in files {
-                    if state.store.delete(&user_id, &file.file_id).await.is_ok() {
-                        deleted += 1;
-                    }
-                }
-                text.push_str(&format!(" Deleted {deleted} files."));
-            } else {
-                text.push_str(" Your files are kept.");
-            }
-            respond(&ctx, &command, private(text)).await;
-        }
-        "usage" => {
-            let month = chrono::Utc::now().format("%Y-%m").to_string();
-            let text = match state.conversations.usage(&user_id, &month).await {
-                Ok(u) => render::usage_report(&month, &u),
-                Err(err) => format!("Could not read usage: {err}"),
-            };
-            respond(&ctx, &command, private(text)).await;
-        }
-        "limits" => {
-            let timeout = number_option(&command, "timeout");
-            let memory = integer_option(&command, "memory_mb");
-            if timeout.is_some() || memory.is_some() {
-                let text = set_guild_limits(&state, &command, timeout, memory).await;
-                respond(&ctx, &command, private(text)).await;
-                return;
-            }
-            let l = state.limits_for(command.guild_id).await;
-            let text = format!(
-                "Each run: {} s, {} MB memory, {} CPU, {} processes, {} MB scratch, no network, runtime {}.\nFiles: {} per user, {} MB each, expire after {} h.\nMessages: {} per minute; up to {} code runs per message.",
-                l.timeout.as_secs_f64(),
-                l.memory_mb,
-                l.cpus,
-                l.pids,
-                l.disk_mb,
-                l.runtime.as_str(),
-                state.settings.max_files_per_user,
-                state.settings.max_file_size_mb,
-                state.settings.file_expiration_hours,
-                state.settings.rate_limit_per_minute,
-                state.settings.max_tool_rounds,
-            );
-            respond(&ctx, &command, private(text)).await;
-        }
-        "run" => {
-            let code = string_option(&command, "code").unwrap_or_default();
-            let deferred = command
-                .create_response(
-                    &ctx.http,
-                    CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new()),
-                )
+    };
+    let limits = state
+        .app
+        .limits_for(ctx.guild_id().map(|g| g.to_string()).as_deref())
+        .await;
+    let work = {
+        let app = state.app.clone();
+        let user = user.clone();
+        async move {
+            let outcome = app
+                .run_code(CodeRun {
+                    user_id: user,
+                    code,
+                    limits,
+                    file_ids: None,
+                    output_dir: None,
+                })
                 .await;
-            if let Err(err) = deferred {
-                tracing::warn!(error = %err, "cannot defer /run");
-                return;
-            }
-            let limits = state.limits_for(command.guild_id).await;
-            let timeout = limits.timeout;
-            let text = match state.run_code(&user_id, code, timeout, limits).await {
-                Ok(run) => render::run_for_discord(&run),
-                Err(reason) => format!("❌ could not run the code: {reason}"),
-            };
-            let text = redact(&text, &secrets);
-            let mut chunks =
-                super::reply::split_text(&text, super::reply::MAX_MESSAGE_CHARS).into_iter();
-            let first = chunks.next().unwrap_or_else(|| "(no output)".into());
-            if let Err(err) = command
-                .edit_response(&ctx.http, EditInteractionResponse::new().content(first))
-                .await
-            {
-                tracing::warn!(error = %err, "cannot answer /run");
-            }
-            for chunk in chunks {
-                let _ = command
-                    .create_followup(
-                        &ctx.http,
-                        CreateInteractionResponseFollowup::new().content(chunk),
-                    )
-                    .await;
+            drop(ticket);
+            outcome
+        }
+    };
+    let (text, files) = match state.app.run_cancellable(&user, work).await {
+        None => ("🛑 cancelled".to_string(), Vec::new()),
+        Some(Ok(run)) => (
+            render::run_for_discord(&run),
+            outgoing(&run.generated_files),
+        ),
+        Some(Err(err)) => (
+            format!(
+                "❌ could not run the code: {}",
+                state.app.redact(&err.to_string())
+            ),
+            Vec::new(),
+        ),
+    };
+    let text = state.app.redact(&text);
+    for message in reply::plan(&text, &files, state.upload_limit_bytes()) {
+        let mut builder = CreateReply::default().content(message.content);
+        for attachment in message.attachments {
+            match attachment {
+                Attachment::File(file) => match CreateAttachment::path(&file.path).await {
+                    Ok(mut a) => {
+                        a.filename = file.filename.clone();
+                        builder = builder.attachment(a);
+                    }
+                    Err(err) => tracing::warn!(error = %err, "cannot attach a generated file"),
+                },
+                Attachment::Text { filename, content } => {
+                    builder =
+                        builder.attachment(CreateAttachment::bytes(content.into_bytes(), filename));
+                }
             }
         }
-        other => respond(&ctx, &command, private(format!("Unknown command {other}."))).await,
+        ctx.send(builder).await?;
     }
+    Ok(())
 }

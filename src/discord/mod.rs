@@ -1,24 +1,23 @@
-//! The Discord front end (serenity 0.12): messages with attachments and questions, the
-//! model loop with code runs shown as they go, and the slash commands.
+//! The Discord front end (serenity 0.12 with poise for slash commands): messages with
+//! attachments and questions become use cases of the application core, shown as they go.
+//! This layer keeps only Discord: events, replies, commands, progress.
 
-pub mod bot;
 pub mod commands;
-pub mod limiter;
+pub mod events;
 pub mod progress;
 pub mod reply;
+pub mod state;
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use serenity::all::{GatewayIntents, HttpBuilder};
+use poise::FrameworkOptions;
+use serenity::all::{FullEvent, GatewayIntents, HttpBuilder};
 use serenity::client::ClientBuilder;
 
-use crate::config::Settings;
-use crate::conversations::AnyConversations;
-use crate::llm::client::OpenAiChat;
-use crate::sandbox::Executor;
-use crate::sandbox::docker::DockerEngine;
-use crate::store::{AnyMetadata, FileStore, StoreLimits, sweeper};
+use crate::app::App;
+use crate::config::DiscordSettings;
+use state::BotState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BotError {
@@ -29,115 +28,116 @@ pub enum BotError {
     #[error("OPENAI_API_KEY is not set: the bot needs an OpenAI-compatible API key")]
     MissingApiKey,
     #[error(transparent)]
-    Engine(#[from] crate::sandbox::engine::EngineError),
-    #[error(transparent)]
-    Executor(#[from] crate::sandbox::ExecutorError),
-    #[error(transparent)]
-    Metadata(#[from] crate::store::MetadataError),
+    App(#[from] crate::app::AppError),
     #[error("Discord client failed: {0}")]
     Discord(String),
-    #[error("cannot create DATA_DIR {path}: {source}")]
-    DataDir {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
 }
 
-/// Runs the bot until SIGTERM or Ctrl-C, then stops taking messages, cancels runs (their
-/// containers are removed) and returns.
-pub async fn run(settings: Settings) -> Result<(), BotError> {
-    let token = settings
+type Framework = poise::Framework<Arc<BotState>, commands::CommandError>;
+
+/// Runs the bot on `app` until `shutdown` completes (SIGTERM or Ctrl-C in `codebox bot`),
+/// then stops taking messages, cancels runs (their containers are removed) and returns.
+/// `app` must be started; the caller shuts it down.
+pub async fn run(
+    app: Arc<App>,
+    discord: DiscordSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BotError> {
+    let token = discord
         .discord_token
         .clone()
         .ok_or(BotError::MissingToken)?;
-    let api_key = settings
-        .openai_api_key
-        .clone()
-        .ok_or(BotError::MissingApiKey)?;
-    // Attachments are spooled here before they are stored, whatever the metadata backend.
-    std::fs::create_dir_all(&settings.data_dir).map_err(|source| BotError::DataDir {
-        path: settings.data_dir.clone(),
-        source,
-    })?;
-    let engine = Arc::new(DockerEngine::connect().await?);
-    let executor = Arc::new(Executor::new(engine, &settings)?.removing_in_background());
-    let reaped = executor.reap_orphans().await?;
-    if reaped > 0 {
-        tracing::info!(reaped, "removed sandbox containers left by a previous run");
+    if app.settings().chat.openai_api_key.is_none() {
+        return Err(BotError::MissingApiKey);
     }
-    let meta = AnyMetadata::from_settings(&settings).await?;
-    tracing::info!(backend = meta.kind(), "file store ready");
-    let store = Arc::new(FileStore::new(
-        meta,
-        &settings.data_dir,
-        StoreLimits::from_settings(&settings),
-    ));
-    let _sweeper = sweeper::spawn(
-        store.clone(),
-        Duration::from_secs_f64(settings.cleanup_interval_minutes * 60.0),
-    );
-    let conversations = AnyConversations::from_settings(&settings).await?;
-    let model = OpenAiChat::new(
-        &settings.openai_base_url,
-        api_key.expose(),
-        &settings.openai_model,
-        Duration::from_secs_f64(settings.openai_timeout),
-        settings.openai_retries,
-    );
-    let state = Arc::new(bot::BotState::new(
-        settings.clone(),
-        executor,
-        store,
-        conversations,
-        model,
-    ));
-
     let mut http = HttpBuilder::new(token.expose());
-    if let Some(base) = &settings.discord_api_base {
+    if let Some(base) = &discord.discord_api_base {
         // A proxy owns rate limiting; serenity ignores the proxy while its limiter is on.
         http = http
             .proxy(base.trim_end_matches('/'))
             .ratelimiter_disabled(true);
     }
+    let state = Arc::new(BotState::new(app, discord));
+    let framework = framework(state.clone());
     let intents = GatewayIntents::GUILD_MESSAGES
         | GatewayIntents::DIRECT_MESSAGES
         | GatewayIntents::MESSAGE_CONTENT
         | GatewayIntents::GUILDS;
     let mut client = ClientBuilder::new_with_http(http.build(), intents)
-        .event_handler(bot::Handler(state.clone()))
+        .framework(framework)
         .await
         .map_err(|e| BotError::Discord(e.to_string()))?;
 
     let shards = client.shard_manager.clone();
     let shutdown_state = state.clone();
     tokio::spawn(async move {
-        wait_for_shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutting down: no new messages, cancelling runs");
         shutdown_state.begin_shutdown();
+        shutdown_state.app.cancel_all();
         shards.shutdown_all().await;
     });
     client
         .start()
         .await
         .map_err(|e| BotError::Discord(e.to_string()))?;
-    state.cancel_all().await;
-    // Let the removal of cancelled runs' containers finish before the process exits.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    state.executor.shutdown().await;
+    state.app.cancel_all();
     Ok(())
 }
 
-async fn wait_for_shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
+fn framework(state: Arc<BotState>) -> Framework {
+    let options = FrameworkOptions {
+        commands: commands::all(),
+        event_handler: |framework, event| Box::pin(on_event(framework, event)),
+        on_error: |error| Box::pin(on_error(error)),
+        // Nothing the bot sends pings anyone: text from code and exceptions is untrusted.
+        allowed_mentions: Some(reply::no_mentions()),
+        initialize_owners: false,
+        ..Default::default()
+    };
+    poise::Framework::builder()
+        .options(options)
+        .setup(move |ctx, ready, framework| {
+            Box::pin(async move {
+                state.set_bot_user(ready.user.id);
+                tracing::info!(user = %ready.user.name, "connected to Discord");
+                if let Err(err) =
+                    poise::builtins::register_globally(ctx, &framework.options().commands).await
+                {
+                    tracing::warn!(error = %err, "cannot register slash commands");
+                }
+                Ok(state)
+            })
+        })
+        .build()
+}
+
+async fn on_event(
+    framework: poise::FrameworkContext<'_, Arc<BotState>, commands::CommandError>,
+    event: &FullEvent,
+) -> Result<(), commands::CommandError> {
+    if let FullEvent::Message { new_message } = event {
+        let state = framework.user_data.clone();
+        if new_message.author.bot || state.is_shutting_down() || !state.should_answer(new_message) {
+            return Ok(());
         }
-        Err(_) => {
-            let _ = ctrl_c.await;
+        let ctx = framework.serenity_context.clone();
+        let msg = new_message.clone();
+        // Events are dispatched one at a time: a turn runs on its own task.
+        tokio::spawn(events::handle_message(state, ctx, msg));
+    }
+    Ok(())
+}
+
+async fn on_error(error: poise::FrameworkError<'_, Arc<BotState>, commands::CommandError>) {
+    match error {
+        poise::FrameworkError::Command { error, ctx, .. } => {
+            tracing::warn!(error = %error, command = %ctx.command().name, "command failed");
+        }
+        other => {
+            if let Err(err) = poise::builtins::on_error(other).await {
+                tracing::warn!(error = %err, "cannot report a command error");
+            }
         }
     }
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use serenity::all::{ChannelId, CreateMessage, EditMessage, Http, MessageId};
 use tokio::sync::Mutex;
 
-use crate::llm::conversation::Progress;
-use crate::sandbox::Status;
-use crate::user_runs::UserRunResult;
+use super::reply::no_mentions;
+use crate::app::{Progress, UserRunResult};
+use crate::render::status_line;
 
 /// Where the status message is, shared with /stop so it can say "cancelled".
 pub type StatusSlot = Arc<Mutex<Option<(ChannelId, MessageId)>>>;
@@ -19,42 +19,19 @@ pub struct DiscordProgress {
     pub slot: StatusSlot,
 }
 
-/// Pure: the status line for a finished run.
-pub fn status_line(result: Result<&UserRunResult, &str>) -> String {
-    match result {
-        Err(reason) => format!("❌ could not run the code: {reason}"),
-        Ok(run) => {
-            let r = &run.result;
-            let secs = r.execution_ms / 1000.0;
-            match r.status {
-                Status::Ok => format!("✅ done in {secs:.1} s"),
-                Status::Error => format!(
-                    "⚠️ failed after {secs:.1} s: {}",
-                    r.error.as_ref().map(|e| e.kind.as_str()).unwrap_or("error")
-                ),
-                Status::Timeout => format!("⏱️ timed out after {secs:.0} s"),
-                Status::Oom => "💥 ran out of memory".to_string(),
-                Status::Killed => "🛑 killed".to_string(),
-                Status::Refused => format!(
-                    "🚫 not run: {}",
-                    r.error
-                        .as_ref()
-                        .map(|e| e.message.as_str())
-                        .unwrap_or("refused")
-                ),
-                Status::InstallFailed => "📦 not run: a package could not be installed".to_string(),
-            }
-        }
-    }
-}
-
 impl DiscordProgress {
     async fn show(&self, text: String) {
         let mut slot = self.slot.lock().await;
         match *slot {
             Some((channel, message)) => {
                 if let Err(err) = channel
-                    .edit_message(&self.http, message, EditMessage::new().content(text))
+                    .edit_message(
+                        &self.http,
+                        message,
+                        EditMessage::new()
+                            .content(text)
+                            .allowed_mentions(no_mentions()),
+                    )
                     .await
                 {
                     tracing::warn!(error = %err, "cannot edit the status message");
@@ -62,13 +39,27 @@ impl DiscordProgress {
             }
             None => match self
                 .channel
-                .send_message(&self.http, CreateMessage::new().content(text))
+                .send_message(
+                    &self.http,
+                    CreateMessage::new()
+                        .content(text)
+                        .allowed_mentions(no_mentions()),
+                )
                 .await
             {
                 Ok(message) => *slot = Some((self.channel, message.id)),
                 Err(err) => tracing::warn!(error = %err, "cannot post the status message"),
             },
         }
+    }
+}
+
+/// Edits a status message to say the run was cancelled.
+pub async fn show_cancelled(http: &Http, slot: &StatusSlot) {
+    if let Some((channel, message)) = *slot.lock().await {
+        let _ = channel
+            .edit_message(http, message, EditMessage::new().content("🛑 cancelled"))
+            .await;
     }
 }
 

@@ -7,6 +7,12 @@ pub const MAX_ATTACHMENTS: usize = 10;
 /// Beyond this many messages, long text goes as an attachment instead.
 pub const MAX_TEXT_MESSAGES: usize = 4;
 
+/// Mentions are disabled on everything the bot sends: text from code, exceptions and file
+/// names is untrusted and must never ping `@everyone`, a role or a user.
+pub fn no_mentions() -> serenity::all::CreateAllowedMentions {
+    serenity::all::CreateAllowedMentions::new()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingFile {
     pub file_id: String,

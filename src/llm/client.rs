@@ -91,25 +91,18 @@ pub struct OpenAiChat {
 }
 
 impl OpenAiChat {
-    /// `retries`: extra attempts after a 429 (rate limit, not exhausted quota), a 5xx or a
-    /// connection error, with async-openai's own exponential backoff.
-    pub fn new(
-        api_base: &str,
-        api_key: &str,
-        model: &str,
-        timeout: Duration,
-        retries: u32,
-    ) -> OpenAiChat {
-        use tower::Layer;
+    /// `timeout` bounds one request. Retries are the model loop's (`OPENAI_RETRIES`,
+    /// `OPENAI_RETRY_DELAY_MS`), so every attempt gets its own timeout and one place
+    /// decides what is worth retrying.
+    pub fn new(api_base: &str, api_key: &str, model: &str, timeout: Duration) -> OpenAiChat {
         let config = OpenAIConfig::new()
             .with_api_base(api_base)
             .with_api_key(api_key);
-        let service = async_openai::middleware::retry::OpenAIRetryLayer::new(retries as usize)
-            .layer(async_openai::middleware::ReqwestService::new(
-                reqwest::Client::new(),
-            ));
+        // async-openai's default transport retries on its own; a bare transport leaves
+        // retrying to the loop alone.
+        let transport = async_openai::middleware::ReqwestService::new(reqwest::Client::new());
         OpenAiChat {
-            client: Client::with_config(config).with_http_service(service),
+            client: Client::with_config(config).with_http_service(transport),
             model: model.to_string(),
             timeout,
         }

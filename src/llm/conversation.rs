@@ -12,7 +12,7 @@ use super::pricing::Usage;
 use super::tokens::Encoding;
 use super::tool::{self, TOOL_NAME};
 use super::tool_result::{self, Budget};
-use crate::user_runs::UserRunResult;
+use crate::app::runs::UserRunResult;
 
 /// Runs code for the user the conversation belongs to.
 pub trait CodeRunner: Send + Sync {

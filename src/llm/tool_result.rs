@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 
 use super::tokens::{Encoding, tail_within};
+use crate::app::runs::GeneratedFile;
 use crate::sandbox::ExecutionResult;
-use crate::user_runs::GeneratedFile;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
@@ -113,6 +113,7 @@ mod tests {
             filename: "plot.png".into(),
             size: 10,
             file_type: "png".into(),
+            path: "/data/user_files/u/ABCDEFGHIJKLMNOP.png".into(),
         }];
         let text = render(
             &result("42\n"),

@@ -12,7 +12,7 @@ use super::installer::run_installer;
 use super::installer_spec::InstallerSpec;
 use super::names::distribution_for;
 use super::policy::{Decision, Policy};
-use crate::config::Settings;
+use crate::config::PackageSettings;
 use crate::sandbox::engine::Containers;
 
 pub struct PackageManager<E: Containers + 'static> {
@@ -74,14 +74,16 @@ impl Drop for Lease {
 impl<E: Containers + 'static> PackageManager<E> {
     pub fn new(
         engine: Arc<E>,
-        settings: &Settings,
+        settings: &PackageSettings,
+        image: &str,
+        data_dir: &std::path::Path,
         owner: String,
     ) -> Result<PackageManager<E>, PackagesError> {
         Ok(PackageManager {
             engine,
             policy: Policy::from_settings(settings),
-            cache: PackageCache::open(&settings.data_dir)?,
-            image: settings.sandbox_image.clone(),
+            cache: PackageCache::open(data_dir)?,
+            image: image.to_string(),
             owner,
             install_timeout: Duration::from_secs_f64(settings.package_install_timeout),
             install_memory_mb: settings.package_install_memory_mb,

@@ -1,6 +1,6 @@
 //! Pure: the operator's decision on which distributions may be installed.
 
-use crate::config::{PackagePolicy, Settings};
+use crate::config::{PackagePolicy, PackageSettings};
 
 use super::names::parse_list;
 
@@ -27,7 +27,7 @@ impl Policy {
         }
     }
 
-    pub fn from_settings(settings: &Settings) -> Policy {
+    pub fn from_settings(settings: &PackageSettings) -> Policy {
         Policy::new(
             settings.package_policy,
             &settings.package_allowlist,

@@ -24,7 +24,7 @@ use super::reaper;
 use super::result::{ExecutionResult, Flag, Phases, RunError, Status};
 use super::retirer::Retirer;
 use super::spec::ContainerSpec;
-use crate::config::{PackagePolicy, Settings};
+use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings};
 use crate::packages::{PackageManager, PackagesError, Prepared, Resolution};
 
 /// The runner enforces the time limit itself; the host kills the container this much later
@@ -94,38 +94,45 @@ pub struct Executor<E: Containers + 'static> {
 }
 
 impl<E: Containers + 'static> Executor<E> {
-    pub fn new(engine: Arc<E>, settings: &Settings) -> Result<Executor<E>, ExecutorError> {
+    pub fn new(
+        engine: Arc<E>,
+        sandbox: &SandboxSettings,
+        pool: &PoolSettings,
+        package_settings: &PackageSettings,
+        data_dir: &std::path::Path,
+    ) -> Result<Executor<E>, ExecutorError> {
         let owner = reaper::current_owner();
-        let packages = match settings.package_policy {
+        let packages = match package_settings.package_policy {
             PackagePolicy::Off => None,
             _ => Some(Arc::new(PackageManager::new(
                 engine.clone(),
-                settings,
+                package_settings,
+                &sandbox.sandbox_image,
+                data_dir,
                 owner.clone(),
             )?)),
         };
         let mut executor = Executor {
             engine,
-            image: settings.sandbox_image.clone(),
+            image: sandbox.sandbox_image.clone(),
             owner,
-            startup_timeout: Duration::from_secs_f64(settings.sandbox_startup_timeout),
-            outputs_root: std::path::absolute(settings.data_dir.join("outputs"))
-                .unwrap_or_else(|_| settings.data_dir.join("outputs")),
-            permits: Arc::new(Semaphore::new(settings.max_concurrent_executions)),
+            startup_timeout: Duration::from_secs_f64(sandbox.sandbox_startup_timeout),
+            outputs_root: data_dir.join("outputs"),
+            permits: Arc::new(Semaphore::new(sandbox.max_concurrent_executions)),
             packages,
             pool: None,
             retirer: Arc::new(Retirer::default()),
             remove_in_background: false,
         };
-        if settings.warm_pool_size > 0 {
-            let template = executor.spec("warm-template", &Limits::from_settings(settings), None);
+        if pool.warm_pool_size > 0 {
+            let template = executor.spec("warm-template", &Limits::from_settings(sandbox), None);
             executor.pool = Some(WarmPool::start(
                 executor.engine.clone(),
                 executor.retirer.clone(),
                 template,
-                &settings.data_dir.join("pool"),
-                settings.warm_pool_size,
-                Duration::from_secs_f64(settings.warm_pool_max_age_s),
+                &data_dir.join("pool"),
+                pool.warm_pool_size,
+                Duration::from_secs_f64(pool.warm_pool_max_age_s),
                 executor.startup_timeout,
             )?);
         }

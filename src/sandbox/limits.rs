@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Runtime, Settings};
+use crate::config::{Runtime, SandboxSettings};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -64,7 +64,7 @@ impl Limits {
         Ok(())
     }
 
-    pub fn from_settings(settings: &Settings) -> Limits {
+    pub fn from_settings(settings: &SandboxSettings) -> Limits {
         Limits {
             timeout: Duration::from_secs_f64(settings.code_execution_timeout),
             memory_mb: settings.sandbox_memory_mb,
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn guilds_can_only_lower_limits() {
-        let operator = Limits::from_settings(&Settings::default());
+        let operator = Limits::from_settings(&SandboxSettings::default());
         let narrowed = operator.narrowed(Some(30.0), Some(256));
         assert_eq!(narrowed.timeout, Duration::from_secs(30));
         assert_eq!(narrowed.memory_mb, 256);

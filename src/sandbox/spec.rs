@@ -189,12 +189,12 @@ pub fn sandbox_env() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Runtime, Settings};
+    use crate::config::{Runtime, SandboxSettings};
 
     fn spec() -> ContainerSpec {
         ContainerSpec {
             image: "codebox-sandbox:latest".into(),
-            limits: Limits::from_settings(&Settings::default()),
+            limits: Limits::from_settings(&SandboxSettings::default()),
             input_dir: Some(PathBuf::from("/data/in")),
             run_id: "r1".into(),
             owner: "host:1:2".into(),

@@ -7,7 +7,7 @@ use super::metadata::{Metadata, MetadataError};
 use super::mongo::MongoMetadata;
 use super::record::FileRecord;
 use super::sqlite::SqliteMetadata;
-use crate::config::Settings;
+use crate::config::StoreSettings;
 
 #[derive(Clone)]
 pub enum AnyMetadata {
@@ -16,13 +16,16 @@ pub enum AnyMetadata {
 }
 
 impl AnyMetadata {
-    pub async fn from_settings(settings: &Settings) -> Result<AnyMetadata, MetadataError> {
+    pub async fn from_settings(
+        settings: &StoreSettings,
+        data_dir: &std::path::Path,
+    ) -> Result<AnyMetadata, MetadataError> {
         match &settings.mongodb_uri {
             Some(uri) => Ok(AnyMetadata::Mongo(
                 MongoMetadata::connect(uri.expose(), &settings.mongodb_database).await?,
             )),
             None => Ok(AnyMetadata::Sqlite(SqliteMetadata::open(
-                &settings.data_dir.join("codebox.sqlite3"),
+                &data_dir.join("codebox.sqlite3"),
             )?)),
         }
     }

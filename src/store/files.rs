@@ -19,7 +19,7 @@ use super::ids::{is_valid_file_id, is_valid_user_id, new_file_id};
 use super::metadata::{Metadata, MetadataError};
 use super::names::sanitize_filename;
 use super::record::{FileRecord, Origin};
-use crate::config::Settings;
+use crate::config::StoreSettings;
 use crate::filetypes;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +32,7 @@ pub struct StoreLimits {
 }
 
 impl StoreLimits {
-    pub fn from_settings(settings: &Settings) -> StoreLimits {
+    pub fn from_settings(settings: &StoreSettings) -> StoreLimits {
         let hours = settings.file_expiration_hours;
         StoreLimits {
             max_files_per_user: settings.max_files_per_user,

@@ -14,6 +14,6 @@ pub mod sqlite;
 pub mod sweeper;
 
 pub use backend::AnyMetadata;
-pub use files::{AddOutcome, FileStore, StoreError, StoreLimits};
+pub use files::{AddOutcome, FileStore, ReconcileReport, StoreError, StoreLimits, SweepReport};
 pub use metadata::{Metadata, MetadataError};
 pub use record::{FileRecord, Origin};

@@ -25,11 +25,25 @@ pub const SECRET_VARS: [(&str, &str); 3] = [
 /// The `codebox` binary with a private DATA_DIR and no inherited codebox settings.
 pub fn codebox(data_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_codebox"));
-    for name in codebox::config::SETTING_NAMES {
+    for name in codebox::config::setting_names() {
         cmd.env_remove(name);
     }
     cmd.env("DATA_DIR", data_dir);
     cmd
+}
+
+/// An executor from whole settings (each test states its settings in one struct).
+pub fn executor(
+    engine: std::sync::Arc<DockerEngine>,
+    settings: &codebox::config::Settings,
+) -> Result<codebox::sandbox::Executor<DockerEngine>, codebox::sandbox::ExecutorError> {
+    codebox::sandbox::Executor::new(
+        engine,
+        &settings.sandbox,
+        &settings.pool,
+        &settings.packages,
+        &settings.data_dir,
+    )
 }
 
 pub struct Run {

@@ -1,8 +1,11 @@
 //! Admission of a user's message: a per-user rate limit (sliding minute), one turn at a
 //! time per user, and a bounded global queue whose position is told to the user.
+//!
+//! The queue place is taken inside `admit`, under the same lock that reads the count, so
+//! a burst of messages gets positions 1, 2, 3... and the bound holds, whatever the caller
+//! awaits between `admit` and `wait_turn`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,7 @@ pub struct Limiter {
     windows: Mutex<HashMap<String, VecDeque<Instant>>>,
     busy: Arc<Mutex<HashSet<String>>>,
     slots: Arc<Semaphore>,
-    waiting: AtomicUsize,
+    waiting: Arc<Mutex<usize>>,
     max_waiting: usize,
 }
 
@@ -24,11 +27,32 @@ pub enum Refusal {
     QueueFull,
 }
 
+/// A place in the queue: counted from `admit` until the slot is granted or the ticket is
+/// dropped.
+struct QueuePlace {
+    waiting: Arc<Mutex<usize>>,
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        *waiting = waiting.saturating_sub(1);
+    }
+}
+
 /// Held while the user's turn runs: releases the user and the slot when dropped.
 pub struct Ticket {
     user: String,
     busy: Arc<Mutex<HashSet<String>>>,
-    _slot: Option<OwnedSemaphorePermit>,
+    slot: Option<OwnedSemaphorePermit>,
+    place: Option<QueuePlace>,
+}
+
+impl Ticket {
+    /// Whether the ticket holds an execution slot (false while queued).
+    pub fn has_slot(&self) -> bool {
+        self.slot.is_some()
+    }
 }
 
 impl Drop for Ticket {
@@ -41,7 +65,8 @@ impl Drop for Ticket {
 
 pub enum Admission {
     Now(Ticket),
-    /// Wait for a slot; `position` is the place in the queue (1 = next).
+    /// Wait for a slot with `Limiter::wait_turn`; `position` is the place in the queue
+    /// (1 = next).
     Queued {
         position: usize,
         ticket: Ticket,
@@ -55,7 +80,7 @@ impl Limiter {
             windows: Mutex::new(HashMap::new()),
             busy: Arc::new(Mutex::new(HashSet::new())),
             slots: Arc::new(Semaphore::new(slots.max(1))),
-            waiting: AtomicUsize::new(0),
+            waiting: Arc::new(Mutex::new(0)),
             max_waiting,
         }
     }
@@ -87,29 +112,37 @@ impl Limiter {
         let mut ticket = Ticket {
             user: user.to_string(),
             busy: self.busy.clone(),
-            _slot: None,
+            slot: None,
+            place: None,
         };
-        match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => {
-                ticket._slot = Some(slot);
-                Ok(Admission::Now(ticket))
-            }
-            Err(_) => {
-                let position = self.waiting.load(Ordering::SeqCst) + 1;
-                if position > self.max_waiting {
-                    return Err(Refusal::QueueFull);
-                }
-                Ok(Admission::Queued { position, ticket })
-            }
+        // The count is held across the slot check: a slot released meanwhile is either seen
+        // here or taken by a waiter already counted.
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if *waiting == 0
+            && let Ok(slot) = self.slots.clone().try_acquire_owned()
+        {
+            ticket.slot = Some(slot);
+            return Ok(Admission::Now(ticket));
         }
+        if *waiting >= self.max_waiting {
+            // Dropping the ticket releases the user.
+            return Err(Refusal::QueueFull);
+        }
+        *waiting += 1;
+        let position = *waiting;
+        ticket.place = Some(QueuePlace {
+            waiting: self.waiting.clone(),
+        });
+        Ok(Admission::Queued { position, ticket })
     }
 
-    /// Waits for a slot for a queued ticket.
+    /// Waits for a slot for a queued ticket (tokio's semaphore is fair: first come, first
+    /// served).
     pub async fn wait_turn(&self, mut ticket: Ticket) -> Ticket {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let slot = self.slots.clone().acquire_owned().await.ok();
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        ticket._slot = slot;
+        if ticket.slot.is_none() {
+            ticket.slot = self.slots.clone().acquire_owned().await.ok();
+        }
+        ticket.place = None;
         ticket
     }
 }
@@ -165,6 +198,46 @@ mod tests {
         assert!(matches!(limiter.admit("c", now), Err(Refusal::QueueFull)));
         drop(running);
         let ticket = waiter.await.unwrap();
-        assert!(ticket._slot.is_some());
+        assert!(ticket.has_slot());
+    }
+
+    /// A real burst from many threads at once: positions are distinct and the bound holds.
+    #[test]
+    fn a_burst_gets_distinct_positions_and_the_bound_holds() {
+        let limiter = Arc::new(Limiter::new(100, 1, 5));
+        let now = Instant::now();
+        let running = limiter.admit("holder", now).ok().unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(20));
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let limiter = limiter.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    match limiter.admit(&format!("user{i}"), now) {
+                        Ok(Admission::Queued { position, ticket }) => {
+                            (Some(position), Some(ticket))
+                        }
+                        Ok(Admission::Now(_)) => panic!("the only slot is taken"),
+                        Err(Refusal::QueueFull) => (None, None),
+                        Err(other) => panic!("unexpected {other:?}"),
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let mut positions: Vec<usize> = results.iter().filter_map(|(p, _)| *p).collect();
+        positions.sort();
+        assert_eq!(
+            positions,
+            vec![1, 2, 3, 4, 5],
+            "five queued, in distinct places"
+        );
+        let refused = results.iter().filter(|(p, _)| p.is_none()).count();
+        assert_eq!(refused, 15, "MAX_QUEUED_MESSAGES is enforced under a burst");
+        drop(results);
+        drop(running);
+        // Every place was given back: a new message is admitted at once.
+        assert!(matches!(limiter.admit("late", now), Ok(Admission::Now(_))));
     }
 }

@@ -30,13 +30,16 @@ pub enum UserRunError {
     Summary { reason: String },
 }
 
-/// A file the run wrote, now in the store.
+/// A file the run wrote, now in the store: paired with its output by the store's record,
+/// never by name (the store cleans names).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GeneratedFile {
     pub file_id: String,
     pub filename: String,
     pub size: u64,
     pub file_type: String,
+    /// The stored copy on the host.
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +115,7 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
     executor: &Executor<E>,
     store: &FileStore<M>,
     staging_root: &Path,
+    outputs_root: &Path,
     run: UserRun<'_>,
 ) -> Result<UserRunResult, UserRunError> {
     let records = match &run.file_ids {
@@ -125,40 +129,91 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
         None => store.list(run.user_id).await?,
     };
     let staged = stage_records(store, staging_root, &records)?;
-    let mut result = executor
+    // Outputs land in a directory of the run's own unless the caller asked to keep them;
+    // the store keeps copies, so that directory is removed on every path below.
+    let keep_outputs = run.output_dir.is_some();
+    let run_dir = RunDirectory::new(outputs_root, run.output_dir.is_none());
+    let executed = executor
         .execute(ExecutionRequest {
             code: run.code,
             limits: run.limits,
             input_dir: Some(absolute(staged.path())),
-            output_dir: run.output_dir,
+            output_dir: Some(
+                run.output_dir
+                    .unwrap_or_else(|| run_dir.path().to_path_buf()),
+            ),
             files: staged.files.clone(),
         })
-        .await?;
+        .await;
     drop(staged);
+    let mut result = executed?;
 
     let mut generated_files = Vec::new();
-    for output in &result.output_files {
+    let mut kept_outputs = Vec::new();
+    for mut output in std::mem::take(&mut result.output_files) {
         let display_name = output.name.replace('/', "_");
         match store
             .add(run.user_id, &display_name, &output.path, Origin::Generated)
             .await
         {
-            Ok(added) => generated_files.push(GeneratedFile {
-                file_id: added.record.file_id,
-                filename: added.record.filename,
-                size: added.record.file_size,
-                file_type: added.record.file_type,
-            }),
-            Err(StoreError::FileTooLarge { .. }) => result
-                .flags
-                .push(Flag::named("not_stored_too_large", &output.name)),
+            Ok(added) => {
+                let stored = store.path_of(&added.record);
+                if !keep_outputs {
+                    output.path = stored.clone();
+                }
+                kept_outputs.push(output);
+                generated_files.push(GeneratedFile {
+                    file_id: added.record.file_id,
+                    filename: added.record.filename,
+                    size: added.record.file_size,
+                    file_type: added.record.file_type,
+                    path: stored,
+                });
+            }
+            Err(StoreError::FileTooLarge { .. }) => {
+                result
+                    .flags
+                    .push(Flag::named("not_stored_too_large", &output.name));
+                if keep_outputs {
+                    kept_outputs.push(output);
+                }
+            }
             Err(err) => return Err(err.into()),
         }
     }
+    result.output_files = kept_outputs;
     Ok(UserRunResult {
         result,
         generated_files,
     })
+}
+
+/// A run's own output directory under DATA_DIR/outputs, removed when dropped (the store
+/// holds copies of what was worth keeping), so no path leaves it behind.
+pub struct RunDirectory {
+    path: PathBuf,
+    owned: bool,
+}
+
+impl RunDirectory {
+    pub fn new(outputs_root: &Path, owned: bool) -> RunDirectory {
+        RunDirectory {
+            path: outputs_root.join(format!("user-run-{}", uuid::Uuid::new_v4().simple())),
+            owned,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RunDirectory {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 const SUMMARY_CODE: &str =
@@ -169,6 +224,7 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
     executor: &Executor<E>,
     store: &FileStore<M>,
     staging_root: &Path,
+    outputs_root: &Path,
     records: &[FileRecord],
     mut limits: Limits,
 ) -> Result<HashMap<String, String>, UserRunError> {
@@ -176,6 +232,7 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
         return Ok(HashMap::new());
     }
     let staged = stage_records(store, staging_root, records)?;
+    let run_dir = RunDirectory::new(outputs_root, true);
     limits.timeout = limits.timeout.min(Duration::from_secs(60));
     limits.max_output_chars = limits.max_output_chars.max(records.len() * 2000 + 1000);
     let result = executor
@@ -183,10 +240,11 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
             code: SUMMARY_CODE.to_string(),
             limits,
             input_dir: Some(absolute(staged.path())),
-            output_dir: None,
+            output_dir: Some(run_dir.path().to_path_buf()),
             files: staged.files.clone(),
         })
         .await?;
+    drop(run_dir);
     if result.status != Status::Ok {
         return Err(UserRunError::Summary {
             reason: result

@@ -1,0 +1,164 @@
+//! One chat turn: the user's history and files go to the model, its code runs in the
+//! user's sandbox, history, usage and cost are recorded, and the reply names the files the
+//! runs produced (paired by stored record).
+
+use std::time::Duration;
+
+use super::runs::{GeneratedFile, UserRunResult};
+use super::{App, AppError, CodeRun};
+use crate::conversations::{ConversationStore, UsageTotals};
+use crate::llm::conversation::{CodeRunner, Progress, TurnSettings, run_turn};
+use crate::llm::history::{ChatMessage, trim_to_budget};
+use crate::llm::pricing;
+use crate::llm::tokens::encoding_for;
+use crate::llm::tool_result::{Budget, redact};
+use crate::sandbox::Limits;
+use crate::store::FileRecord;
+
+/// A user's message to answer.
+#[derive(Debug, Clone)]
+pub struct ChatTurn {
+    pub user_id: String,
+    /// The conversation: history is kept per user and channel.
+    pub channel_id: String,
+    /// The server it came from, whose admins may have lowered the limits.
+    pub guild_id: Option<String>,
+    pub text: String,
+}
+
+/// The answer: text for the user (redacted) and the files the turn's runs stored.
+#[derive(Debug, Clone)]
+pub struct ChatReply {
+    pub text: String,
+    pub files: Vec<GeneratedFile>,
+}
+
+struct UserCodeRunner<'a> {
+    app: &'a App,
+    user_id: &'a str,
+    limits: Limits,
+}
+
+impl CodeRunner for UserCodeRunner<'_> {
+    async fn run(&self, code: String, timeout: Duration) -> Result<UserRunResult, String> {
+        let mut limits = self.limits.clone();
+        limits.timeout = timeout.min(limits.timeout);
+        self.app
+            .run_code(CodeRun {
+                user_id: self.user_id.to_string(),
+                code,
+                limits,
+                file_ids: None,
+                output_dir: None,
+            })
+            .await
+            .map_err(|e| redact(&e.to_string(), self.app.secrets()))
+    }
+}
+
+/// The system prompt: what the assistant is, and the user's files for `load_file`.
+pub fn system_prompt(files: &[FileRecord]) -> String {
+    let mut prompt = String::from(
+        "You are codebox, a data assistant in Discord. Use the execute_python_code tool to compute answers; never guess numbers you can compute. Files written to the working directory are sent to the user. Keep answers short.\n",
+    );
+    if files.is_empty() {
+        prompt.push_str("The user has no stored files.\n");
+    } else {
+        prompt.push_str("The user's files (load with load_file(file_id)):\n");
+        for f in files {
+            prompt.push_str(&format!(
+                "- {} `{}` ({}, {} bytes)",
+                f.file_id, f.filename, f.file_type, f.file_size
+            ));
+            if let Some(summary) = &f.summary {
+                prompt.push_str(&format!(": {}", summary.replace('\n', " | ")));
+            }
+            prompt.push('\n');
+        }
+    }
+    prompt
+}
+
+impl App {
+    /// Answers one message. Model failures become a short sentence in the reply (the
+    /// user's message stays in the history); only a missing model or store is an error.
+    pub async fn chat_turn(
+        &self,
+        turn: ChatTurn,
+        progress: &impl Progress,
+    ) -> Result<ChatReply, AppError> {
+        let model = self.model.as_ref().ok_or(AppError::NoModel)?;
+        let chat = &self.settings.chat;
+        let encoding = encoding_for(&chat.openai_model);
+        let files = self.list_files(&turn.user_id).await?;
+        let conversations = self.conversations().await?;
+        let mut history = match conversations.history(&turn.user_id, &turn.channel_id).await {
+            Ok(history) => history,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot load history");
+                Vec::new()
+            }
+        };
+        trim_to_budget(encoding, &mut history, chat.history_token_budget);
+        let mut prompt = vec![ChatMessage::System {
+            content: system_prompt(&files),
+        }];
+        prompt.extend(history.iter().cloned());
+        let limits = self.limits_for(turn.guild_id.as_deref()).await;
+        let settings = TurnSettings {
+            max_tool_rounds: chat.max_tool_rounds,
+            max_timeout: limits.timeout,
+            encoding,
+            budget: Budget::default(),
+            retries: chat.openai_retries,
+            retry_delay: Duration::from_millis(chat.openai_retry_delay_ms),
+            secrets: self.secrets.clone(),
+        };
+        let runner = UserCodeRunner {
+            app: self,
+            user_id: &turn.user_id,
+            limits,
+        };
+        let outcome = run_turn(model, &runner, progress, &settings, &prompt, &turn.text).await;
+
+        history.extend(outcome.new_messages.iter().cloned());
+        trim_to_budget(encoding, &mut history, chat.history_token_budget);
+        if let Err(err) = conversations
+            .save_history(&turn.user_id, &turn.channel_id, &history)
+            .await
+        {
+            tracing::warn!(error = %err, "cannot save history");
+        }
+        let model_name = outcome
+            .model
+            .clone()
+            .unwrap_or_else(|| chat.openai_model.clone());
+        let cost = pricing::cost(&chat.pricing, &model_name, outcome.usage);
+        let usage = UsageTotals {
+            requests: 1,
+            prompt_tokens: outcome.usage.prompt_tokens,
+            cached_tokens: outcome.usage.cached_tokens,
+            completion_tokens: outcome.usage.completion_tokens,
+            cost_usd: cost.unwrap_or(0.0),
+            unpriced_requests: u64::from(cost.is_none() && outcome.model.is_some()),
+            runs: outcome.runs.len() as u64,
+            cpu_seconds: outcome
+                .runs
+                .iter()
+                .map(|r| r.result.execution_ms / 1000.0)
+                .sum(),
+        };
+        let month = chrono::Utc::now().format("%Y-%m").to_string();
+        if let Err(err) = conversations.add_usage(&turn.user_id, &month, &usage).await {
+            tracing::warn!(error = %err, "cannot record usage");
+        }
+        Ok(ChatReply {
+            text: outcome.reply,
+            files: outcome
+                .runs
+                .into_iter()
+                .flat_map(|run| run.generated_files)
+                .collect(),
+        })
+    }
+}

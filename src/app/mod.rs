@@ -1,0 +1,500 @@
+//! The application core: one place that owns the executor, the file store, conversations,
+//! the package cache and the staging root, and offers the use cases every front end calls
+//! (CLI, Discord, later HTTP): run code for a user, store uploads, answer a chat turn,
+//! reset, usage, limits, cancel. Front ends keep only their own protocol.
+
+pub mod admission;
+mod chat;
+mod running;
+pub mod runs;
+mod uploads;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+
+use crate::config::Settings;
+use crate::conversations::{AnyConversations, ConversationStore, GuildLimits};
+use crate::llm::client::OpenAiChat;
+use crate::packages::{PackageCache, PackagesError};
+use crate::sandbox::docker::DockerEngine;
+use crate::sandbox::engine::EngineError;
+use crate::sandbox::limits::LimitError;
+use crate::sandbox::{ExecutionRequest, ExecutionResult, Executor, ExecutorError};
+use crate::staging::{self, StagingError};
+use crate::store::sweeper::{self, SweeperHandle};
+use crate::store::{
+    AnyMetadata, FileStore, MetadataError, ReconcileReport, StoreError, StoreLimits, SweepReport,
+};
+
+pub use crate::conversations::UsageTotals;
+pub use crate::llm::conversation::Progress;
+pub use crate::sandbox::{Limits, Status};
+pub use crate::store::FileRecord;
+pub use admission::{Admission, Refusal, Ticket};
+pub use chat::{ChatReply, ChatTurn};
+pub use runs::{GeneratedFile, UserRunResult};
+pub use uploads::{Upload, UploadReport, UploadSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+    #[error(transparent)]
+    Run(#[from] runs::UserRunError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+    #[error(transparent)]
+    Packages(#[from] PackagesError),
+    #[error(transparent)]
+    Limits(#[from] LimitError),
+    #[error("OPENAI_API_KEY is not set: chat needs an OpenAI-compatible API key")]
+    NoModel,
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How long the process lives decides what is worth starting ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// One command, then exit: no warm pool (it would start containers only to remove
+    /// them), and used containers are removed before `shutdown` returns.
+    OneShot,
+    /// A long-lived service (the bot): the warm pool per settings, removals in the
+    /// background, the store's sweeper running.
+    Service,
+}
+
+pub struct App {
+    settings: Settings,
+    lifetime: Lifetime,
+    engine: OnceCell<Arc<DockerEngine>>,
+    executor: OnceCell<Arc<Executor<DockerEngine>>>,
+    store: OnceCell<Arc<FileStore<AnyMetadata>>>,
+    conversations: OnceCell<AnyConversations>,
+    model: Option<OpenAiChat>,
+    limiter: admission::Limiter,
+    running: running::Running,
+    sweeper: std::sync::Mutex<Option<SweeperHandle>>,
+    secrets: Vec<String>,
+}
+
+/// A piece of code to run for a user, with their stored files.
+#[derive(Debug, Clone)]
+pub struct CodeRun {
+    pub user_id: String,
+    pub code: String,
+    pub limits: Limits,
+    /// Only these stored files (each must be the user's); all their live files when None.
+    pub file_ids: Option<Vec<String>>,
+    /// Keep the output files here too (the CLI's --out); the store keeps its copies anyway.
+    pub output_dir: Option<PathBuf>,
+}
+
+/// What `reset` did.
+#[derive(Debug, Clone, Default)]
+pub struct ResetReport {
+    pub history_error: Option<String>,
+    pub files_deleted: Option<usize>,
+}
+
+impl App {
+    /// Nothing is connected yet: each part opens on first use, so `codebox files list`
+    /// needs no Docker daemon and `codebox run -c` no database.
+    pub fn new(settings: Settings, lifetime: Lifetime) -> App {
+        let model = settings.chat.openai_api_key.as_ref().map(|key| {
+            OpenAiChat::new(
+                &settings.chat.openai_base_url,
+                key.expose(),
+                &settings.chat.openai_model,
+                Duration::from_secs_f64(settings.chat.openai_timeout),
+            )
+        });
+        let limiter = admission::Limiter::new(
+            settings.chat.rate_limit_per_minute,
+            settings.sandbox.max_concurrent_executions,
+            settings.chat.max_queued_messages,
+        );
+        let secrets = settings.secrets();
+        App {
+            settings,
+            lifetime,
+            engine: OnceCell::new(),
+            executor: OnceCell::new(),
+            store: OnceCell::new(),
+            conversations: OnceCell::new(),
+            model,
+            limiter,
+            running: running::Running::default(),
+            sweeper: std::sync::Mutex::new(None),
+            secrets,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Values that must never appear in anything sent to a user.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
+    /// `text` with every secret value replaced.
+    pub fn redact(&self, text: &str) -> String {
+        crate::llm::tool_result::redact(text, &self.secrets)
+    }
+
+    /// Opens everything a long-lived process needs before it takes requests: the data
+    /// directory, the engine (containers left by dead processes are removed), the warm
+    /// pool, the store with its sweeper, and conversations.
+    pub async fn start(&self) -> Result<(), AppError> {
+        std::fs::create_dir_all(&self.settings.data_dir).map_err(|source| AppError::DataDir {
+            path: self.settings.data_dir.clone(),
+            source,
+        })?;
+        let executor = self.executor().await?;
+        let reaped = executor.reap_orphans().await?;
+        if reaped > 0 {
+            tracing::info!(reaped, "removed sandbox containers left by a previous run");
+        }
+        let store = self.store().await?;
+        tracing::info!(backend = store.metadata().kind(), "file store ready");
+        if self.lifetime == Lifetime::Service {
+            let handle = sweeper::spawn(
+                store.clone(),
+                Duration::from_secs_f64(self.settings.store.cleanup_interval_minutes * 60.0),
+            );
+            if let Ok(mut slot) = self.sweeper.lock() {
+                *slot = Some(handle);
+            }
+        }
+        self.conversations().await?;
+        Ok(())
+    }
+
+    /// Cancels running work (containers are removed by their guards), stops the sweeper,
+    /// removes the warm pool and waits (bounded) for every removal.
+    pub async fn shutdown(&self) {
+        self.running.cancel_all();
+        if let Ok(mut slot) = self.sweeper.lock() {
+            slot.take();
+        }
+        if let Some(executor) = self.executor.get() {
+            executor.shutdown().await;
+        }
+    }
+
+    async fn engine(&self) -> Result<Arc<DockerEngine>, AppError> {
+        let engine = self
+            .engine
+            .get_or_try_init(|| async { DockerEngine::connect().await.map(Arc::new) })
+            .await?;
+        Ok(engine.clone())
+    }
+
+    async fn executor(&self) -> Result<Arc<Executor<DockerEngine>>, AppError> {
+        let executor = self
+            .executor
+            .get_or_try_init(|| async {
+                let engine = self.engine().await?;
+                let pool = match self.lifetime {
+                    Lifetime::OneShot => crate::config::PoolSettings {
+                        warm_pool_size: 0,
+                        ..self.settings.pool.clone()
+                    },
+                    Lifetime::Service => self.settings.pool.clone(),
+                };
+                let executor = Executor::new(
+                    engine,
+                    &self.settings.sandbox,
+                    &pool,
+                    &self.settings.packages,
+                    &self.settings.data_dir,
+                )?;
+                let executor = match self.lifetime {
+                    Lifetime::OneShot => executor,
+                    Lifetime::Service => executor.removing_in_background(),
+                };
+                Ok::<_, AppError>(Arc::new(executor))
+            })
+            .await?;
+        Ok(executor.clone())
+    }
+
+    async fn store(&self) -> Result<Arc<FileStore<AnyMetadata>>, AppError> {
+        let store = self
+            .store
+            .get_or_try_init(|| async {
+                let meta =
+                    AnyMetadata::from_settings(&self.settings.store, &self.settings.data_dir)
+                        .await?;
+                Ok::<_, AppError>(Arc::new(FileStore::new(
+                    meta,
+                    &self.settings.data_dir,
+                    StoreLimits::from_settings(&self.settings.store),
+                )))
+            })
+            .await?;
+        Ok(store.clone())
+    }
+
+    async fn conversations(&self) -> Result<&AnyConversations, AppError> {
+        Ok(self
+            .conversations
+            .get_or_try_init(|| {
+                AnyConversations::from_settings(&self.settings.store, &self.settings.data_dir)
+            })
+            .await?)
+    }
+
+    fn staging_root(&self) -> PathBuf {
+        self.settings.data_dir.join("staging")
+    }
+
+    fn outputs_root(&self) -> PathBuf {
+        self.settings.data_dir.join("outputs")
+    }
+
+    /// The operator's limits for one run.
+    pub fn operator_limits(&self) -> Limits {
+        Limits::from_settings(&self.settings.sandbox)
+    }
+
+    /// Removes containers left by codebox processes that died (one-shot commands call it
+    /// before their run).
+    pub async fn reap_orphans(&self) -> Result<usize, AppError> {
+        Ok(self.executor().await?.reap_orphans().await?)
+    }
+
+    /// Runs code for a user: their files staged read-only, every output stored for them
+    /// (paired by record), the run's own output directory removed.
+    pub async fn run_code(&self, run: CodeRun) -> Result<UserRunResult, AppError> {
+        let executor = self.executor().await?;
+        let store = self.store().await?;
+        Ok(runs::run_for_user(
+            &executor,
+            &store,
+            &self.staging_root(),
+            &self.outputs_root(),
+            runs::UserRun {
+                user_id: &run.user_id,
+                code: run.code,
+                limits: run.limits,
+                file_ids: run.file_ids,
+                output_dir: run.output_dir,
+            },
+        )
+        .await?)
+    }
+
+    /// Runs code with no user: host files copied read-only to /mnt/inputs, outputs kept in
+    /// `output_dir` (default DATA_DIR/outputs/<run_id>): what `codebox run` without --user is.
+    pub async fn run_anonymous(
+        &self,
+        code: String,
+        limits: Limits,
+        inputs: &[PathBuf],
+        output_dir: Option<PathBuf>,
+    ) -> Result<ExecutionResult, AppError> {
+        let staged = if inputs.is_empty() {
+            None
+        } else {
+            Some(staging::stage_inputs(&self.staging_root(), inputs)?)
+        };
+        let executor = self.executor().await?;
+        let result = executor
+            .execute(ExecutionRequest {
+                code,
+                limits,
+                input_dir: staged.as_ref().map(|s| absolute(s.path())),
+                output_dir: output_dir.map(|d| absolute(&d)),
+                files: Vec::new(),
+            })
+            .await?;
+        drop(staged);
+        Ok(result)
+    }
+
+    pub async fn list_files(&self, user_id: &str) -> Result<Vec<FileRecord>, AppError> {
+        Ok(self.store().await?.list(user_id).await?)
+    }
+
+    /// One of the user's files with the path of its bytes.
+    pub async fn get_file(
+        &self,
+        user_id: &str,
+        file_id: &str,
+    ) -> Result<(FileRecord, PathBuf), AppError> {
+        let store = self.store().await?;
+        let record = store.get(user_id, file_id).await?;
+        let path = store.path_of(&record);
+        Ok((record, path))
+    }
+
+    /// Any user's file by id (operators' `codebox files show`).
+    pub async fn show_file(
+        &self,
+        file_id: &str,
+    ) -> Result<Option<(FileRecord, PathBuf)>, AppError> {
+        let store = self.store().await?;
+        Ok(store.show(file_id).await?.map(|record| {
+            let path = store.path_of(&record);
+            (record, path)
+        }))
+    }
+
+    pub async fn delete_file(&self, user_id: &str, file_id: &str) -> Result<FileRecord, AppError> {
+        Ok(self.store().await?.delete(user_id, file_id).await?)
+    }
+
+    /// Deletes expired files, then reconciles disk with metadata.
+    pub async fn sweep(&self) -> Result<(SweepReport, ReconcileReport), AppError> {
+        let store = self.store().await?;
+        let swept = store.sweep(chrono::Utc::now()).await?;
+        let reconciled = store.reconcile().await?;
+        Ok((swept, reconciled))
+    }
+
+    pub fn max_files_per_user(&self) -> usize {
+        self.settings.store.max_files_per_user
+    }
+
+    /// The shared package cache (listing and pruning).
+    pub fn package_cache(&self) -> Result<PackageCache, AppError> {
+        Ok(PackageCache::open(&self.settings.data_dir)?)
+    }
+
+    /// The limits in a guild: the operator's, lowered by the guild's admins if they chose.
+    pub async fn limits_for(&self, guild_id: Option<&str>) -> Limits {
+        let operator = self.operator_limits();
+        let Some(guild) = guild_id else {
+            return operator;
+        };
+        let stored = match self.conversations().await {
+            Ok(conversations) => conversations.guild_limits(guild).await,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot open conversations; using the operator's limits");
+                return operator;
+            }
+        };
+        match stored {
+            Ok(Some(g)) => operator.narrowed(g.timeout_s, g.memory_mb),
+            Ok(None) => operator,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read guild limits; using the operator's");
+                operator
+            }
+        }
+    }
+
+    /// Lowers a guild's limits within the operator's maxima; the caller checked that the
+    /// member may. Returns the guild's effective limits.
+    pub async fn set_guild_limits(
+        &self,
+        guild_id: &str,
+        timeout_s: Option<f64>,
+        memory_mb: Option<u64>,
+    ) -> Result<Limits, AppError> {
+        self.operator_limits().check_request(timeout_s, memory_mb)?;
+        let conversations = self.conversations().await?;
+        let mut current: GuildLimits = conversations
+            .guild_limits(guild_id)
+            .await?
+            .unwrap_or_default();
+        if timeout_s.is_some() {
+            current.timeout_s = timeout_s;
+        }
+        if memory_mb.is_some() {
+            current.memory_mb = memory_mb;
+        }
+        conversations.set_guild_limits(guild_id, &current).await?;
+        Ok(self.limits_for(Some(guild_id)).await)
+    }
+
+    /// This month's usage of a user: (month, totals).
+    pub async fn usage(&self, user_id: &str) -> Result<(String, UsageTotals), AppError> {
+        let month = chrono::Utc::now().format("%Y-%m").to_string();
+        let totals = self.conversations().await?.usage(user_id, &month).await?;
+        Ok((month, totals))
+    }
+
+    /// Clears the user's history (every channel); with `files`, deletes their files too.
+    pub async fn reset(&self, user_id: &str, files: bool) -> ResetReport {
+        let mut report = ResetReport::default();
+        let cleared = match self.conversations().await {
+            Ok(conversations) => conversations
+                .clear_history(user_id, None)
+                .await
+                .map_err(AppError::from),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = cleared {
+            report.history_error = Some(err.to_string());
+        }
+        if files {
+            let mut deleted = 0;
+            if let Ok(records) = self.list_files(user_id).await {
+                for record in records {
+                    if self.delete_file(user_id, &record.file_id).await.is_ok() {
+                        deleted += 1;
+                    }
+                }
+            }
+            report.files_deleted = Some(deleted);
+        }
+        report
+    }
+
+    /// Admission of one unit of a user's work (a chat turn, a direct run): rate limit, one
+    /// at a time per user, a bounded queue.
+    pub fn admit(&self, user_id: &str) -> Result<Admission, Refusal> {
+        self.limiter.admit(user_id, Instant::now())
+    }
+
+    /// Waits for a queued ticket's turn.
+    pub async fn wait_turn(&self, ticket: Ticket) -> Ticket {
+        self.limiter.wait_turn(ticket).await
+    }
+
+    /// Runs a user's work so that `cancel` can stop it (its containers are removed by
+    /// their guards); None when it was cancelled.
+    pub async fn run_cancellable<T: Send + 'static>(
+        &self,
+        user_id: &str,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        self.running.run(user_id, work).await
+    }
+
+    /// Cancels the user's running work; true when there was some.
+    pub fn cancel(&self, user_id: &str) -> bool {
+        self.running.cancel(user_id)
+    }
+
+    /// Cancels everyone's running work (shutdown).
+    pub fn cancel_all(&self) {
+        self.running.cancel_all();
+    }
+
+    /// Whether the user has work running.
+    pub fn is_running(&self, user_id: &str) -> bool {
+        self.running.is_running(user_id)
+    }
+}
+
+/// Docker resolves bind-mount sources on the daemon side: they must be absolute.
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

@@ -1,0 +1,107 @@
+//! Work running for users, each cancellable by its user (/stop) or all at once (shutdown).
+//! Cancelling aborts the task: the executor's guards then remove its containers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::task::AbortHandle;
+
+#[derive(Default)]
+pub struct Running {
+    tasks: Mutex<HashMap<String, (u64, AbortHandle)>>,
+    next_id: AtomicU64,
+}
+
+impl Running {
+    /// Runs `work` as its own task registered under `user_id`; None when it was cancelled
+    /// (or panicked: the panic is logged, never propagated into the front end).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        user_id: &str,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let task = tokio::spawn(work);
+        self.lock()
+            .insert(user_id.to_string(), (id, task.abort_handle()));
+        let outcome = task.await;
+        {
+            let mut tasks = self.lock();
+            if tasks
+                .get(user_id)
+                .is_some_and(|(task_id, _)| *task_id == id)
+            {
+                tasks.remove(user_id);
+            }
+        }
+        match outcome {
+            Ok(value) => Some(value),
+            Err(err) if err.is_cancelled() => None,
+            Err(err) => {
+                tracing::error!(error = %err, "a user's work panicked");
+                None
+            }
+        }
+    }
+
+    pub fn cancel(&self, user_id: &str) -> bool {
+        match self.lock().remove(user_id) {
+            Some((_, handle)) => {
+                handle.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_running(&self, user_id: &str) -> bool {
+        self.lock().contains_key(user_id)
+    }
+
+    pub fn cancel_all(&self) {
+        for (_, (_, handle)) in self.lock().drain() {
+            handle.abort();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, AbortHandle)>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn cancel_stops_the_users_work_and_only_theirs() {
+        let running = Arc::new(Running::default());
+        let long = {
+            let running = running.clone();
+            tokio::spawn(async move {
+                running
+                    .run("a", async {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        1
+                    })
+                    .await
+            })
+        };
+        let other = {
+            let running = running.clone();
+            tokio::spawn(async move { running.run("b", async { 2 }).await })
+        };
+        while !running.is_running("a") {
+            tokio::task::yield_now().await;
+        }
+        assert!(running.cancel("a"));
+        assert_eq!(long.await.unwrap(), None);
+        assert_eq!(other.await.unwrap(), Some(2));
+        assert!(!running.cancel("a"), "nothing left to cancel");
+    }
+}

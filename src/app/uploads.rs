@@ -1,0 +1,116 @@
+//! Storing a user's uploads: copies in the store (oldest files evicted to stay within the
+//! limits), then summaries for the model computed inside a sandbox.
+
+use std::path::PathBuf;
+
+use super::{App, AppError, runs};
+use crate::store::{FileRecord, Origin, StoreError};
+
+/// Where an upload's bytes are.
+#[derive(Debug, Clone)]
+pub enum UploadSource {
+    /// A file on the host (the CLI).
+    Path(PathBuf),
+    /// Bytes already downloaded (a Discord attachment).
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The name the user gave; the store cleans it and keeps it for display only.
+    pub filename: String,
+    pub source: UploadSource,
+}
+
+/// What happened to a batch of uploads; one refusal never fails the others.
+#[derive(Debug, Clone, Default)]
+pub struct UploadReport {
+    pub stored: Vec<FileRecord>,
+    /// Older files removed to make room.
+    pub evicted: Vec<FileRecord>,
+    /// (filename, why it was not stored).
+    pub refused: Vec<(String, String)>,
+    /// The user's live files after the batch.
+    pub file_count: usize,
+}
+
+impl App {
+    /// Stores each upload for the user and, when `summarize`, computes the summaries the
+    /// model sees (in a sandbox: untrusted files are never parsed in this process).
+    pub async fn store_uploads(
+        &self,
+        user_id: &str,
+        uploads: Vec<Upload>,
+        summarize: bool,
+    ) -> Result<UploadReport, AppError> {
+        let store = self.store().await?;
+        let mut report = UploadReport::default();
+        for upload in uploads {
+            // Bytes are spooled next to the store, so the copy into it stays on one disk.
+            let spooled;
+            let path = match &upload.source {
+                UploadSource::Path(path) => path.clone(),
+                UploadSource::Bytes(bytes) => {
+                    spooled = match self.spool(bytes) {
+                        Ok(file) => file,
+                        Err(err) => {
+                            report
+                                .refused
+                                .push((upload.filename, format!("could not be saved ({err})")));
+                            continue;
+                        }
+                    };
+                    spooled.path().to_path_buf()
+                }
+            };
+            match store
+                .add(user_id, &upload.filename, &path, Origin::Uploaded)
+                .await
+            {
+                Ok(added) => {
+                    report.evicted.extend(added.evicted);
+                    report.stored.push(added.record);
+                }
+                Err(StoreError::FileTooLarge { size, limit, .. }) => report.refused.push((
+                    upload.filename,
+                    format!("is {size} bytes, over the {limit}-byte limit: not stored"),
+                )),
+                Err(StoreError::InvalidUser { user_id }) => {
+                    return Err(StoreError::InvalidUser { user_id }.into());
+                }
+                Err(err) => report
+                    .refused
+                    .push((upload.filename, format!("could not be stored ({err})"))),
+            }
+        }
+        if summarize && !report.stored.is_empty() {
+            let executor = self.executor().await?;
+            match runs::summarize(
+                &executor,
+                &store,
+                &self.staging_root(),
+                &self.outputs_root(),
+                &report.stored,
+                self.operator_limits(),
+            )
+            .await
+            {
+                Ok(summaries) => {
+                    for record in &mut report.stored {
+                        record.summary = summaries.get(&record.file_id).cloned();
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "summaries failed"),
+            }
+        }
+        report.file_count = store.list(user_id).await.map(|l| l.len()).unwrap_or(0);
+        Ok(report)
+    }
+
+    fn spool(&self, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
+        std::fs::create_dir_all(&self.settings.data_dir)?;
+        let mut file = tempfile::NamedTempFile::new_in(&self.settings.data_dir)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        Ok(file)
+    }
+}

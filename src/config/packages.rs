@@ -1,0 +1,93 @@
+//! Settings of missing-package installs: the policy, the installer container, the cache.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, invalid, is_positive};
+
+/// Which missing packages may be installed before a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackagePolicy {
+    /// Only the distributions in PACKAGE_ALLOWLIST.
+    Allowlist,
+    /// Every distribution except those in PACKAGE_DENYLIST.
+    Denylist,
+    /// Nothing is installed; imports are not scanned and the code runs as written.
+    Off,
+}
+
+impl PackagePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackagePolicy::Allowlist => "allowlist",
+            PackagePolicy::Denylist => "denylist",
+            PackagePolicy::Off => "off",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PackageSettings {
+    pub package_policy: PackagePolicy,
+    /// Comma-separated distribution names (PEP 503 spelling is not required).
+    pub package_allowlist: String,
+    pub package_denylist: String,
+    /// Seconds one installer container may take, outside the code's own timeout.
+    pub package_install_timeout: f64,
+    pub package_install_memory_mb: u64,
+    /// The shared package cache is trimmed, least recently used first, above this size.
+    pub package_cache_max_mb: u64,
+    /// Index the installer uses instead of PyPI (a mirror, a proxy, a local test index).
+    pub pip_index_url: Option<String>,
+    /// CA bundle given to the installer (a TLS-intercepting proxy's root, for instance).
+    pub sandbox_extra_ca_file: Option<PathBuf>,
+}
+
+impl Default for PackageSettings {
+    fn default() -> Self {
+        PackageSettings {
+            package_policy: PackagePolicy::Denylist,
+            package_allowlist: String::new(),
+            package_denylist: String::new(),
+            package_install_timeout: 120.0,
+            package_install_memory_mb: 1024,
+            package_cache_max_mb: 2048,
+            pip_index_url: None,
+            sandbox_extra_ca_file: None,
+        }
+    }
+}
+
+impl PackageSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !is_positive(self.package_install_timeout) || self.package_install_timeout > 86400.0 {
+            return invalid(
+                "PACKAGE_INSTALL_TIMEOUT",
+                "must be a positive number of seconds, at most 86400",
+            );
+        }
+        if !(64..=super::sandbox::MAX_MEMORY_MB).contains(&self.package_install_memory_mb) {
+            return invalid(
+                "PACKAGE_INSTALL_MEMORY_MB",
+                "must be between 64 and 1048576",
+            );
+        }
+        if self.package_cache_max_mb > super::sandbox::MAX_MEMORY_MB * 1024 {
+            return invalid("PACKAGE_CACHE_MAX_MB", "is too large");
+        }
+        if let Some(url) = &self.pip_index_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid("PIP_INDEX_URL", "must be an http:// or https:// URL");
+        }
+        if let Some(path) = &self.sandbox_extra_ca_file
+            && !path.is_file()
+        {
+            return invalid("SANDBOX_EXTRA_CA_FILE", "must name a readable file");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! Settings of the sandbox: limits of one run, the image, the runtime, the warm pool.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, invalid, is_positive};
+
+/// Container runtime used for user code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// Docker's default OCI runtime.
+    Runc,
+    /// gVisor: a user-space kernel between the code and the host, for hardened deployments.
+    Runsc,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Runc => "runc",
+            Runtime::Runsc => "runsc",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SandboxSettings {
+    /// Seconds the user's code may run (container start and collection excluded).
+    pub code_execution_timeout: f64,
+    pub sandbox_image: String,
+    pub sandbox_memory_mb: u64,
+    pub sandbox_cpus: f64,
+    pub sandbox_pids: i64,
+    /// Size of each of the two tmpfs mounts (/tmp and the output directory).
+    pub sandbox_disk_mb: u64,
+    pub sandbox_runtime: Runtime,
+    /// Seconds allowed for a container to start and accept its job.
+    pub sandbox_startup_timeout: f64,
+    pub max_output_chars: usize,
+    pub max_output_files: usize,
+    pub max_output_file_mb: u64,
+    pub max_output_total_mb: u64,
+    pub max_concurrent_executions: usize,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            code_execution_timeout: 300.0,
+            sandbox_image: "codebox-sandbox:latest".to_string(),
+            sandbox_memory_mb: 1024,
+            sandbox_cpus: 1.0,
+            sandbox_pids: 128,
+            sandbox_disk_mb: 512,
+            sandbox_runtime: Runtime::Runc,
+            sandbox_startup_timeout: 60.0,
+            max_output_chars: 100_000,
+            max_output_files: 100,
+            max_output_file_mb: 50,
+            max_output_total_mb: 200,
+            max_concurrent_executions: 4,
+        }
+    }
+}
+
+/// Largest values accepted for limits: beyond them a number is a mistake (or an attack on
+/// the arithmetic), never a wish.
+pub const MAX_TIMEOUT_S: f64 = 24.0 * 3600.0;
+pub const MAX_MEMORY_MB: u64 = 1024 * 1024;
+
+impl SandboxSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !is_positive(self.code_execution_timeout) || self.code_execution_timeout > MAX_TIMEOUT_S
+        {
+            return invalid(
+                "CODE_EXECUTION_TIMEOUT",
+                "must be a positive number of seconds, at most 86400",
+            );
+        }
+        if !is_positive(self.sandbox_startup_timeout)
+            || self.sandbox_startup_timeout > MAX_TIMEOUT_S
+        {
+            return invalid(
+                "SANDBOX_STARTUP_TIMEOUT",
+                "must be a positive number of seconds, at most 86400",
+            );
+        }
+        if self.sandbox_image.trim().is_empty() {
+            return invalid("SANDBOX_IMAGE", "must name an image");
+        }
+        if !(16..=MAX_MEMORY_MB).contains(&self.sandbox_memory_mb) {
+            return invalid("SANDBOX_MEMORY_MB", "must be between 16 and 1048576");
+        }
+        if !is_positive(self.sandbox_cpus) || self.sandbox_cpus > 1024.0 {
+            return invalid("SANDBOX_CPUS", "must be a positive number, at most 1024");
+        }
+        if self.sandbox_pids < 8 {
+            return invalid("SANDBOX_PIDS", "must be at least 8");
+        }
+        if self.sandbox_disk_mb == 0 || self.sandbox_disk_mb > MAX_MEMORY_MB {
+            return invalid("SANDBOX_DISK_MB", "must be between 1 and 1048576");
+        }
+        if self.max_output_chars < 100 {
+            return invalid("MAX_OUTPUT_CHARS", "must be at least 100");
+        }
+        if self.max_output_file_mb == 0 || self.max_output_file_mb > MAX_MEMORY_MB {
+            return invalid("MAX_OUTPUT_FILE_MB", "must be between 1 and 1048576");
+        }
+        if self.max_output_total_mb < self.max_output_file_mb
+            || self.max_output_total_mb > MAX_MEMORY_MB
+        {
+            return invalid(
+                "MAX_OUTPUT_TOTAL_MB",
+                "must be at least MAX_OUTPUT_FILE_MB and at most 1048576",
+            );
+        }
+        if self.max_concurrent_executions == 0 {
+            return invalid("MAX_CONCURRENT_EXECUTIONS", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PoolSettings {
+    /// Started containers kept waiting, stack imported, for their one job; 0 disables.
+    pub warm_pool_size: usize,
+    /// A waiting container older than this is replaced by a fresh one.
+    pub warm_pool_max_age_s: f64,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            warm_pool_size: 2,
+            warm_pool_max_age_s: 600.0,
+        }
+    }
+}
+
+impl PoolSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !is_positive(self.warm_pool_max_age_s) || self.warm_pool_max_age_s > MAX_TIMEOUT_S {
+            return invalid(
+                "WARM_POOL_MAX_AGE_S",
+                "must be a positive number of seconds, at most 86400",
+            );
+        }
+        if self.warm_pool_size > 256 {
+            return invalid("WARM_POOL_SIZE", "must be at most 256");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,255 @@
+//! Messages: attachments become stored files (confirmed in one reply), text becomes a chat
+//! turn of the application core, shown as it goes, answered within Discord's limits.
+
+use std::sync::Arc;
+
+use serenity::all::{ChannelId, Context, CreateAttachment, CreateMessage, Http, Message, UserId};
+use tokio::sync::Mutex;
+
+use super::progress::{DiscordProgress, StatusSlot};
+use super::reply::{self, Attachment, OutgoingFile, no_mentions};
+use super::state::BotState;
+use crate::app::{Admission, App, ChatTurn, GeneratedFile, Refusal, Ticket, Upload, UploadSource};
+use crate::render;
+
+pub async fn say(http: &Http, channel: ChannelId, text: &str) {
+    if let Err(err) = channel
+        .send_message(
+            http,
+            CreateMessage::new()
+                .content(text)
+                .allowed_mentions(no_mentions()),
+        )
+        .await
+    {
+        tracing::warn!(error = %err, "cannot send a message");
+    }
+}
+
+fn strip_mentions(content: &str, me: Option<UserId>) -> String {
+    let mut text = content.to_string();
+    if let Some(me) = me {
+        for form in [format!("<@{me}>"), format!("<@!{me}>")] {
+            text = text.replace(&form, "");
+        }
+    }
+    text.trim().to_string()
+}
+
+/// The sentence a refused message gets.
+pub fn refusal_text(app: &App, refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::RateLimited { retry_after } => format!(
+            "🐢 You are sending messages too fast (limit {} per minute). Try again in {} s.",
+            app.settings().chat.rate_limit_per_minute,
+            retry_after.as_secs().max(1)
+        ),
+        Refusal::AlreadyRunning => {
+            "⏳ Your previous message is still being worked on; use /stop to cancel it.".into()
+        }
+        Refusal::QueueFull => {
+            "🚧 The bot is too busy right now; please try again in a minute.".into()
+        }
+    }
+}
+
+pub fn queued_text(position: usize) -> String {
+    format!(
+        "⏳ The bot is busy; you are in position {position}. Your message will be answered in turn."
+    )
+}
+
+/// Admission through the core; a queued user is told their place (sent after the place is
+/// taken, so a burst sees distinct positions), then waits.
+pub async fn admit(
+    state: &BotState,
+    http: &Http,
+    channel: ChannelId,
+    user_id: &str,
+) -> Result<Ticket, Refusal> {
+    match state.app.admit(user_id)? {
+        Admission::Now(ticket) => Ok(ticket),
+        Admission::Queued { position, ticket } => {
+            say(http, channel, &queued_text(position)).await;
+            Ok(state.app.wait_turn(ticket).await)
+        }
+    }
+}
+
+pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
+    let user_id = msg.author.id.to_string();
+    if !msg.attachments.is_empty() {
+        store_attachments(&state, &ctx.http, &msg, &user_id).await;
+    }
+    let text = strip_mentions(&msg.content, state.bot_user());
+    if text.is_empty() {
+        return;
+    }
+    let ticket = match admit(&state, &ctx.http, msg.channel_id, &user_id).await {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            say(
+                &ctx.http,
+                msg.channel_id,
+                &refusal_text(&state.app, &refusal),
+            )
+            .await;
+            return;
+        }
+    };
+    let status: StatusSlot = Arc::new(Mutex::new(None));
+    state.track_status(&user_id, status.clone());
+    let turn = ChatTurn {
+        user_id: user_id.clone(),
+        channel_id: msg.channel_id.to_string(),
+        guild_id: msg.guild_id.map(|g| g.to_string()),
+        text,
+    };
+    let work = {
+        let app = state.app.clone();
+        let http = ctx.http.clone();
+        let channel = msg.channel_id;
+        let status = status.clone();
+        async move {
+            let _typing = channel.start_typing(&http);
+            let progress = DiscordProgress {
+                http: http.clone(),
+                channel,
+                slot: status,
+            };
+            let reply = app.chat_turn(turn, &progress).await;
+            // Free the user before the answer is visible, so a quick follow-up is not
+            // refused as "still being worked on".
+            drop(ticket);
+            reply
+        }
+    };
+    let reply = state.app.run_cancellable(&user_id, work).await;
+    state.forget_status(&user_id, &status);
+    match reply {
+        // Cancelled: /stop already said so.
+        None => {}
+        Some(Ok(reply)) => {
+            let files = outgoing(&reply.files);
+            send_plan(
+                &ctx.http,
+                msg.channel_id,
+                reply::plan(&reply.text, &files, state.upload_limit_bytes()),
+            )
+            .await;
+        }
+        Some(Err(err)) => {
+            tracing::warn!(error = %err, "chat turn failed");
+            say(
+                &ctx.http,
+                msg.channel_id,
+                "❌ Something went wrong on the bot's side (storage or sandbox unavailable); please try again shortly.",
+            )
+            .await;
+        }
+    }
+}
+
+pub fn outgoing(files: &[GeneratedFile]) -> Vec<OutgoingFile> {
+    files
+        .iter()
+        .map(|g| OutgoingFile {
+            file_id: g.file_id.clone(),
+            filename: g.filename.clone(),
+            size: g.size,
+            path: g.path.clone(),
+        })
+        .collect()
+}
+
+async fn store_attachments(state: &BotState, http: &Http, msg: &Message, user_id: &str) {
+    let limit_mb = state.app.settings().store.max_file_size_mb;
+    let mut uploads = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    for attachment in &msg.attachments {
+        if u64::from(attachment.size) > limit_mb * 1024 * 1024 {
+            problems.push(format!(
+                "`{}` is {} bytes, over the {limit_mb} MB limit: not stored.",
+                attachment.filename, attachment.size,
+            ));
+            continue;
+        }
+        match attachment.download().await {
+            Ok(bytes) => uploads.push(Upload {
+                filename: attachment.filename.clone(),
+                source: UploadSource::Bytes(bytes),
+            }),
+            Err(err) => problems.push(format!(
+                "`{}` could not be downloaded ({err}).",
+                attachment.filename
+            )),
+        }
+    }
+    let mut text = String::new();
+    if !uploads.is_empty() {
+        match state.app.store_uploads(user_id, uploads, true).await {
+            Ok(report) => {
+                for record in &report.stored {
+                    text.push_str(&render::upload_confirmation(record));
+                }
+                if !report.stored.is_empty() {
+                    text.push_str(&format!(
+                        "files: {}/{} · use `load_file('<id>')` in code, or just ask.\n",
+                        report.file_count,
+                        state.app.max_files_per_user()
+                    ));
+                }
+                for old in &report.evicted {
+                    problems.push(format!(
+                        "Removed your oldest file `{}` (`{}`) to stay within {} files.",
+                        old.filename,
+                        old.file_id,
+                        state.app.max_files_per_user()
+                    ));
+                }
+                for (filename, why) in &report.refused {
+                    problems.push(format!("`{filename}` {why}."));
+                }
+            }
+            Err(err) => problems.push(format!("Your files could not be stored ({err}).")),
+        }
+    }
+    for problem in problems {
+        text.push_str(&problem);
+        text.push('\n');
+    }
+    for message in reply::plan(&text, &[], 0) {
+        say(http, msg.channel_id, &message.content).await;
+    }
+}
+
+pub async fn send_plan(http: &Http, channel: ChannelId, plan: Vec<reply::OutgoingMessage>) {
+    for message in plan {
+        let mut builder = CreateMessage::new().allowed_mentions(no_mentions());
+        if !message.content.is_empty() {
+            builder = builder.content(message.content);
+        }
+        for attachment in message.attachments {
+            let file = match attachment {
+                Attachment::File(file) => match CreateAttachment::path(&file.path).await {
+                    // The store keeps bytes under the id; the user sees the name.
+                    Ok(mut a) => {
+                        a.filename = file.filename.clone();
+                        a
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot attach a generated file");
+                        continue;
+                    }
+                },
+                Attachment::Text { filename, content } => {
+                    CreateAttachment::bytes(content.into_bytes(), filename)
+                }
+            };
+            builder = builder.add_file(file);
+        }
+        if let Err(err) = channel.send_message(http, builder).await {
+            tracing::warn!(error = %err, "cannot send a reply");
+        }
+    }
+}
