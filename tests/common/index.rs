@@ -13,6 +13,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
+use super::bridge::bridge_host;
+
 #[derive(Default)]
 struct Shelf {
     /// project (normalized) -> (wheel file name, bytes)
@@ -62,23 +64,6 @@ with zipfile.ZipFile(out, "w") as z:
     (file, std::fs::read(&path).unwrap())
 }
 
-/// The gateway of Docker's default bridge: where containers reach this host.
-pub fn bridge_gateway() -> String {
-    let out = Command::new("docker")
-        .args([
-            "network",
-            "inspect",
-            "bridge",
-            "--format",
-            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        ])
-        .output()
-        .expect("docker CLI");
-    let ip = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(!ip.is_empty(), "no bridge gateway: {out:?}");
-    ip
-}
-
 impl LocalIndex {
     pub async fn start() -> LocalIndex {
         let shelf = Arc::new(Mutex::new(Shelf::default()));
@@ -93,7 +78,7 @@ impl LocalIndex {
         });
         LocalIndex {
             shelf,
-            url: format!("http://{}:{port}/simple/", bridge_gateway()),
+            url: format!("http://{}:{port}/simple/", bridge_host()),
         }
     }
 
