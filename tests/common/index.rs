@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
@@ -22,6 +23,8 @@ struct Shelf {
     /// projects listed with no file at all: pip finds nothing to install
     empty: Vec<String>,
     downloads: HashMap<String, usize>,
+    /// wheel file name -> how long its download is held back
+    delays: HashMap<String, Duration>,
 }
 
 #[derive(Clone)]
@@ -90,6 +93,14 @@ impl LocalIndex {
             .insert(project.to_string(), wheel);
     }
 
+    /// Holds back every download of the project's wheel by `delay`, so an installation
+    /// takes at least that long however fast the machine is.
+    pub fn delay_downloads(&self, project: &str, delay: Duration) {
+        let mut shelf = self.shelf.lock().unwrap();
+        let file = shelf.wheels[project].0.clone();
+        shelf.delays.insert(file, delay);
+    }
+
     pub fn add_empty_project(&self, project: &str) {
         self.shelf.lock().unwrap().empty.push(project.to_string());
     }
@@ -123,15 +134,20 @@ async fn download(
     State(shelf): State<Arc<Mutex<Shelf>>>,
     UrlPath(file): UrlPath<String>,
 ) -> Response {
-    let mut shelf = shelf.lock().unwrap();
-    let Some(bytes) = shelf
-        .wheels
-        .values()
-        .find(|(name, _)| *name == file)
-        .map(|(_, bytes)| bytes.clone())
-    else {
-        return StatusCode::NOT_FOUND.into_response();
+    let (bytes, delay) = {
+        let mut shelf = shelf.lock().unwrap();
+        let Some(bytes) = shelf
+            .wheels
+            .values()
+            .find(|(name, _)| *name == file)
+            .map(|(_, bytes)| bytes.clone())
+        else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let delay = shelf.delays.get(&file).copied().unwrap_or_default();
+        *shelf.downloads.entry(file).or_default() += 1;
+        (bytes, delay)
     };
-    *shelf.downloads.entry(file).or_default() += 1;
+    tokio::time::sleep(delay).await;
     bytes.into_response()
 }
