@@ -204,9 +204,16 @@ async fn a_failed_install_reports_pips_error_and_does_not_run_the_code() {
     assert_eq!(result.status, Status::InstallFailed, "{result:?}");
     let error = result.error.clone().unwrap();
     assert_eq!(error.kind, "PackageInstallError");
-    assert!(error.message.contains("cbx-missing"), "{error:?}");
     assert!(
-        error.message.contains("No matching distribution")
+        error
+            .message
+            .contains("No matching distribution for `cbx-missing` (imported as `cbx_missing`)"),
+        "names the distribution and the import the code wrote: {error:?}"
+    );
+    assert!(
+        error
+            .message
+            .contains("No matching distribution found for cbx-missing")
             || error.message.contains("Could not find a version"),
         "pip's own words: {error:?}"
     );
