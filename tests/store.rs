@@ -1,12 +1,14 @@
 //! One store suite, run against both metadata backends: the embedded SQLite default and a
 //! real MongoDB-compatible server (scripts/test.sh starts one; CODEBOX_TEST_MONGODB_URI
 //! names it, default mongodb://127.0.0.1:27017). A missing server fails these tests.
+//! Every store reads a manual clock: expiry is tested by moving it, never by sleeping.
 
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration as StdDuration, SystemTime};
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, DurationRound, Utc};
+use codebox::store::ManualClock;
 use codebox::store::mongo::MongoMetadata;
 use codebox::store::sqlite::SqliteMetadata;
 use codebox::store::{
@@ -24,12 +26,15 @@ fn limits() -> StoreLimits {
 
 struct Fixture {
     dir: tempfile::TempDir,
+    /// The store's time; it moves only when a test advances it.
+    clock: ManualClock,
 }
 
 impl Fixture {
     fn new() -> Fixture {
         Fixture {
             dir: tempfile::tempdir().unwrap(),
+            clock: ManualClock::new(Utc::now()),
         }
     }
 
@@ -200,9 +205,25 @@ async fn byte_quota_evicts_and_refuses<M: Metadata>(store: FileStore<M>, fx: Fix
 
 async fn expiry_hides_then_sweep_removes<M: Metadata>(store: FileStore<M>, fx: Fixture) {
     let short = add(&store, &fx, "u3", "short.txt", b"bye").await;
-    assert!(short.expires_at.unwrap() - short.created_at <= Duration::milliseconds(800));
-    assert_eq!(store.list("u3").await.unwrap().len(), 1);
-    tokio::time::sleep(StdDuration::from_millis(900)).await;
+    assert_eq!(
+        short.expires_at.unwrap() - short.created_at,
+        Duration::hours(48)
+    );
+    fx.clock
+        .advance(Duration::hours(48) - Duration::milliseconds(2));
+    assert_eq!(store.list("u3").await.unwrap().len(), 1, "not expired yet");
+    assert_eq!(store.get("u3", &short.file_id).await.unwrap(), short);
+    assert!(
+        store
+            .sweep(fx.clock.now())
+            .await
+            .unwrap()
+            .removed
+            .is_empty(),
+        "nothing to sweep before the expiry"
+    );
+
+    fx.clock.advance(Duration::milliseconds(2));
     assert!(
         store.list("u3").await.unwrap().is_empty(),
         "expired files are invisible"
@@ -211,6 +232,7 @@ async fn expiry_hides_then_sweep_removes<M: Metadata>(store: FileStore<M>, fx: F
         store.get("u3", &short.file_id).await,
         Err(StoreError::NotFound { .. })
     ));
+    assert_eq!(store.show(&short.file_id).await.unwrap(), None);
     assert!(
         store
             .metadata()
@@ -221,7 +243,7 @@ async fn expiry_hides_then_sweep_removes<M: Metadata>(store: FileStore<M>, fx: F
         "still there until the sweep"
     );
     assert!(store.path_of(&short).exists());
-    let report = store.sweep(Utc::now()).await.unwrap();
+    let report = store.sweep(store.clock().now()).await.unwrap();
     assert_eq!(report.removed, vec![short.file_id.clone()]);
     assert!(
         store
@@ -232,16 +254,56 @@ async fn expiry_hides_then_sweep_removes<M: Metadata>(store: FileStore<M>, fx: F
             .is_none()
     );
     assert!(!store.path_of(&short).exists());
-    assert!(store.sweep(Utc::now()).await.unwrap().removed.is_empty());
+    assert!(
+        store
+            .sweep(fx.clock.now())
+            .await
+            .unwrap()
+            .removed
+            .is_empty()
+    );
+}
+
+async fn an_add_drops_expired_files_without_calling_them_evicted<M: Metadata>(
+    store: FileStore<M>,
+    fx: Fixture,
+) {
+    let old = add(&store, &fx, "u11", "old.txt", b"old").await;
+    let older = add(&store, &fx, "u11", "older.txt", b"older").await;
+    fx.clock.advance(Duration::hours(49));
+    let fresh = store
+        .add(
+            "u11",
+            "fresh.txt",
+            &fx.source("fresh.txt", b"fresh"),
+            Origin::Uploaded,
+        )
+        .await
+        .unwrap();
+    assert!(fresh.evicted.is_empty(), "{:?}", fresh.evicted);
+    assert_eq!(
+        fresh.record.created_at,
+        fx.clock
+            .now()
+            .duration_trunc(Duration::milliseconds(1))
+            .unwrap(),
+        "created at the store's time"
+    );
+    assert_eq!(
+        ids(&store.list("u11").await.unwrap()),
+        vec![fresh.record.file_id.clone()]
+    );
+    for gone in [&old, &older] {
+        assert!(!store.path_of(gone).exists());
+        assert!(store.metadata().get(&gone.file_id).await.unwrap().is_none());
+    }
 }
 
 async fn never_expiring_files_stay<M: Metadata>(store: FileStore<M>, fx: Fixture) {
     let kept = add(&store, &fx, "u4", "keep.txt", b"forever").await;
     assert_eq!(kept.expires_at, None);
-    let report = store
-        .sweep(Utc::now() + Duration::days(3650))
-        .await
-        .unwrap();
+    fx.clock.advance(Duration::days(3650));
+    let report = store.sweep(fx.clock.now()).await.unwrap();
     assert!(report.removed.is_empty());
     assert_eq!(store.list("u4").await.unwrap().len(), 1);
 }
@@ -395,11 +457,12 @@ async fn concurrent_adds_respect_the_limit<M: Metadata + 'static>(
 async fn the_sweeper_really_runs<M: Metadata + 'static>(store: FileStore<M>, fx: Fixture) {
     let record = add(&store, &fx, "u10", "soon.txt", b"gone soon").await;
     let path = store.path_of(&record);
+    fx.clock.advance(Duration::hours(48));
     let store = std::sync::Arc::new(store);
     let handle = codebox::store::sweeper::spawn(store.clone(), StdDuration::from_millis(200));
+    // Only the background task's own pace is waited for; the expiry itself is the clock's.
     let mut gone = false;
     for _ in 0..50 {
-        tokio::time::sleep(StdDuration::from_millis(100)).await;
         if !path.exists()
             && store
                 .metadata()
@@ -411,6 +474,7 @@ async fn the_sweeper_really_runs<M: Metadata + 'static>(store: FileStore<M>, fx:
             gone = true;
             break;
         }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
     }
     drop(handle);
     assert!(gone, "the periodic sweep removed disk file and metadata");
@@ -418,7 +482,7 @@ async fn the_sweeper_really_runs<M: Metadata + 'static>(store: FileStore<M>, fx:
 
 fn sqlite_store(fx: &Fixture, limits: StoreLimits) -> FileStore<SqliteMetadata> {
     let meta = SqliteMetadata::open(&fx.data_dir().join("codebox.sqlite3")).unwrap();
-    FileStore::new(meta, &fx.data_dir(), limits)
+    FileStore::with_clock(meta, &fx.data_dir(), limits, fx.clock.clock())
 }
 
 async fn mongo_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetadata> {
@@ -429,7 +493,7 @@ async fn mongo_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetada
     let meta = MongoMetadata::connect(&uri, &database)
         .await
         .unwrap_or_else(|err| panic!("MongoDB-compatible server at {uri}: {err}"));
-    FileStore::new(meta, &fx.data_dir(), limits)
+    FileStore::with_clock(meta, &fx.data_dir(), limits, fx.clock.clock())
 }
 
 fn limits_for(case: &str) -> StoreLimits {
@@ -443,13 +507,8 @@ fn limits_for(case: &str) -> StoreLimits {
             max_bytes_per_user: 100,
             ..base
         },
-        "expiry_hides_then_sweep_removes" => StoreLimits {
-            // A fractional hour: 0.0002 h = 720 ms.
-            expiration: Some(Duration::milliseconds((0.0002_f64 * 3_600_000.0) as i64)),
-            ..base
-        },
-        "the_sweeper_really_runs" => StoreLimits {
-            expiration: Some(Duration::milliseconds(300)),
+        "an_add_drops_expired_files_without_calling_them_evicted" => StoreLimits {
+            max_files_per_user: 2,
             ..base
         },
         "never_expiring_files_stay" => StoreLimits {
@@ -496,6 +555,7 @@ suite!(
     eviction_takes_the_oldest_first,
     byte_quota_evicts_and_refuses,
     expiry_hides_then_sweep_removes,
+    an_add_drops_expired_files_without_calling_them_evicted,
     never_expiring_files_stay,
     reconcile_removes_orphans_on_both_sides,
     users_are_isolated,

@@ -362,7 +362,7 @@ impl App {
     /// Deletes expired files, then reconciles disk with metadata.
     pub async fn sweep(&self) -> Result<(SweepReport, ReconcileReport), AppError> {
         let store = self.store().await?;
-        let swept = store.sweep(chrono::Utc::now()).await?;
+        let swept = store.sweep(store.clock().now()).await?;
         let reconciled = store.reconcile().await?;
         Ok((swept, reconciled))
     }

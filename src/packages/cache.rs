@@ -101,6 +101,7 @@ impl PackageCache {
         if !source.join("site").is_dir() {
             return Err(PackagesError::Install {
                 distribution: distribution.to_string(),
+                modules: Vec::new(),
                 log: "the installer reported success but left no site directory".to_string(),
             });
         }

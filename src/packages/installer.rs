@@ -62,6 +62,7 @@ pub async fn run_installer<E: Containers + 'static>(
         let detail = String::from_utf8_lossy(&diagnostics);
         return Err(PackagesError::Install {
             distribution: spec.distributions.join(", "),
+            modules: Vec::new(),
             log: format!(
                 "the installer reported nothing{}",
                 last_lines(detail.trim(), 10)

@@ -1,23 +1,24 @@
 //! Pure: the installer container. The only container with a network, so everything else
-//! about it is as tight as a run container: same image, read-only root, no capabilities,
-//! the sandbox uid, its own memory and pids limits, and no user file or code in reach;
-//! its one writable mount is a fresh staging directory.
+//! about it is the run container's hardening (`sandbox::spec::hardened_config`): same
+//! image, read-only root, no capabilities, the sandbox uid, a fixed environment, its own
+//! memory and pids limits, and no user file or code in reach; its one writable mount is a
+//! fresh staging directory.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, Mount, MountType};
 
 use super::cache::STAGING_MOUNT;
-use crate::sandbox::spec::{read_only_bind, ulimit};
-use crate::sandbox::{MANAGED_LABEL, OWNER_LABEL, RUN_ID_LABEL, SANDBOX_USER};
+use crate::sandbox::spec::{Hardened, Network, Resources, hardened_config, read_only_bind};
 
 pub const INSTALLER_SCRIPT: &str = "/opt/codebox/install_packages.py";
 pub const ROLE_LABEL: &str = "codebox.role";
 /// The distributions an installer container is installing, comma-separated.
 pub const PACKAGES_LABEL: &str = "codebox.packages";
 const CA_MOUNT: &str = "/etc/codebox/extra-ca.pem";
-const MIB: i64 = 1024 * 1024;
+/// pip unpacks and builds its work files here.
+const SCRATCH_MB: u64 = 256;
 
 #[derive(Debug, Clone)]
 pub struct InstallerSpec {
@@ -32,7 +33,6 @@ pub struct InstallerSpec {
 }
 
 pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
-    let memory = spec.memory_mb as i64 * MIB;
     let mut cmd = vec![
         "python3".to_string(),
         "-u".to_string(),
@@ -43,9 +43,6 @@ pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
     cmd.extend(spec.distributions.iter().cloned());
 
     let mut env = vec![
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-        "HOME=/tmp".to_string(),
-        "LANG=C.UTF-8".to_string(),
         "PIP_DISABLE_PIP_VERSION_CHECK=1".to_string(),
         "PIP_NO_INPUT=1".to_string(),
         // Debian marks its Python externally managed; a --prefix install into the staging
@@ -74,56 +71,34 @@ pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
         env.push(format!("REQUESTS_CA_BUNDLE={CA_MOUNT}"));
     }
 
-    let host_config = HostConfig {
-        // The default bridge: the index is reachable, the host's own loopback is not.
-        network_mode: Some("bridge".to_string()),
-        readonly_rootfs: Some(true),
-        tmpfs: Some(HashMap::from([(
-            "/tmp".to_string(),
-            "rw,nosuid,nodev,noexec,size=256m,mode=1777".to_string(),
-        )])),
-        mounts: Some(mounts),
-        cap_drop: Some(vec!["ALL".to_string()]),
-        security_opt: Some(vec!["no-new-privileges".to_string()]),
-        privileged: Some(false),
-        memory: Some(memory),
-        memory_swap: Some(memory),
-        nano_cpus: Some(1_000_000_000),
-        pids_limit: Some(128),
-        ulimits: Some(vec![ulimit("nofile", 1024), ulimit("core", 0)]),
-        ipc_mode: Some("private".to_string()),
-        auto_remove: Some(false),
+    hardened_config(Hardened {
+        image: spec.image.clone(),
+        cmd,
+        extra_env: env,
+        working_dir: "/tmp".to_string(),
+        hostname: "installer".to_string(),
+        run_id: spec.run_id.clone(),
+        owner: spec.owner.clone(),
+        extra_labels: HashMap::from([
+            (ROLE_LABEL.to_string(), "installer".to_string()),
+            (PACKAGES_LABEL.to_string(), spec.distributions.join(",")),
+        ]),
+        // The one difference that makes it an installer: the index must be reachable.
+        network: Network::Bridge,
+        scratch: vec![("/tmp".to_string(), SCRATCH_MB)],
+        mounts,
+        resources: Resources {
+            memory_mb: spec.memory_mb,
+            cpus: 1.0,
+            pids: 128,
+            // Wheels of the large scientific distributions exceed any small per-file bound;
+            // they land in the staging directory, which the cache's size limit trims.
+            max_file_bytes: None,
+        },
         // runc always: the registered gVisor runtime is started with --network=none, and
         // this container runs no user code, only pip on validated names, wheels only.
-        runtime: Some("runc".to_string()),
-        ..Default::default()
-    };
-    let labels = HashMap::from([
-        (MANAGED_LABEL.to_string(), "true".to_string()),
-        (RUN_ID_LABEL.to_string(), spec.run_id.clone()),
-        (OWNER_LABEL.to_string(), spec.owner.clone()),
-        (ROLE_LABEL.to_string(), "installer".to_string()),
-        (PACKAGES_LABEL.to_string(), spec.distributions.join(",")),
-    ]);
-    ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: Some(cmd),
-        entrypoint: Some(vec![]),
-        env: Some(env),
-        user: Some(SANDBOX_USER.to_string()),
-        working_dir: Some("/tmp".to_string()),
-        hostname: Some("installer".to_string()),
-        labels: Some(labels),
-        // Attached like a run container (one code path); the host closes stdin at once.
-        attach_stdin: Some(true),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        open_stdin: Some(true),
-        stdin_once: Some(true),
-        tty: Some(false),
-        host_config: Some(host_config),
-        ..Default::default()
-    }
+        runtime: "runc".to_string(),
+    })
 }
 
 fn plain_http_host(url: &str) -> Option<&str> {
@@ -136,6 +111,8 @@ fn plain_http_host(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::spec::{ContainerSpec, MIB, base_env, container_config};
+    use crate::sandbox::{Limits, MANAGED_LABEL, OWNER_LABEL, RUN_ID_LABEL, SANDBOX_USER};
 
     fn spec() -> InstallerSpec {
         InstallerSpec {
@@ -167,6 +144,95 @@ mod tests {
             "installer",
             "doctor and the reaper can tell it apart"
         );
+    }
+
+    fn run_container() -> ContainerCreateBody {
+        container_config(&ContainerSpec {
+            image: "codebox-sandbox:latest".into(),
+            limits: Limits::from_settings(&crate::config::SandboxSettings::default()),
+            input_dir: Some(PathBuf::from("/data/in")),
+            run_id: "r1".into(),
+            owner: "host:1:2".into(),
+            preload: false,
+            pool_id: None,
+            packages_dir: None,
+        })
+    }
+
+    fn without_size(tmpfs_options: &str) -> Vec<&str> {
+        tmpfs_options
+            .split(',')
+            .filter(|option| !option.starts_with("size="))
+            .collect()
+    }
+
+    /// Every field may differ only where it is listed here, with a reason; anything added to
+    /// one kind's hardening and not the other's fails this test.
+    #[test]
+    fn the_hardening_equals_the_run_containers_except_network_mounts_and_limits() {
+        let run = run_container();
+        let run_host = run.host_config.clone().unwrap();
+        let mut installer = installer_config(&spec());
+        let mut host = installer.host_config.take().unwrap();
+
+        // Opened to the network: the index must be reachable.
+        assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(installer.network_disabled, None);
+        host.network_mode = run_host.network_mode.clone();
+        installer.network_disabled = run.network_disabled;
+
+        // Its own mounts: the staging directory, never user data.
+        host.mounts = run_host.mounts.clone();
+
+        // Its own limits, enforced the same way: no swap, a pids and a CPU bound.
+        assert_eq!(host.memory_swap, host.memory);
+        assert!(host.pids_limit.is_some_and(|pids| pids > 0));
+        assert!(host.nano_cpus.is_some_and(|cpus| cpus > 0));
+        host.memory = run_host.memory;
+        host.memory_swap = run_host.memory_swap;
+        host.pids_limit = run_host.pids_limit;
+        host.nano_cpus = run_host.nano_cpus;
+
+        // The same ulimits, except no single-file bound: wheels can be large.
+        let run_ulimits: Vec<_> = run_host
+            .ulimits
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.name.as_deref() != Some("fsize"))
+            .collect();
+        assert_eq!(host.ulimits.take().unwrap(), run_ulimits);
+        host.ulimits = run_host.ulimits.clone();
+
+        // Scratch space mounted with the same options; only its size is its own.
+        let run_tmpfs = run_host.tmpfs.clone().unwrap();
+        let tmpfs = host.tmpfs.take().unwrap();
+        assert_eq!(
+            without_size(&tmpfs["/tmp"]),
+            without_size(&run_tmpfs["/tmp"])
+        );
+        host.tmpfs = Some(run_tmpfs);
+
+        // runc whatever the run runtime: gVisor is registered with --network=none.
+        assert_eq!(host.runtime.as_deref(), Some("runc"));
+        host.runtime = run_host.runtime.clone();
+
+        // What it runs and where; a fixed environment starting from the same base; the
+        // managed labels plus its role.
+        let env = installer.env.take().unwrap();
+        assert_eq!(env[..base_env().len()], base_env());
+        let labels = installer.labels.take().unwrap();
+        assert_eq!(labels[MANAGED_LABEL], "true");
+        assert_eq!(labels[RUN_ID_LABEL], "i1");
+        assert_eq!(labels[OWNER_LABEL], "host:1:2");
+        installer.env = run.env.clone();
+        installer.labels = run.labels.clone();
+        installer.cmd = run.cmd.clone();
+        installer.working_dir = run.working_dir.clone();
+        installer.hostname = run.hostname.clone();
+
+        installer.host_config = Some(host);
+        assert_eq!(installer, run);
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! cache, then one installer container for whatever is still missing. Concurrent runs that
 //! miss the same distribution wait for one installation.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::PackagesError;
 use super::cache::PackageCache;
+use super::failure::install_failure;
 use super::installer::run_installer;
 use super::installer_spec::InstallerSpec;
 use super::names::distribution_for;
@@ -105,10 +106,17 @@ impl<E: Containers + 'static> PackageManager<E> {
     /// `modules` are top-level import names the runner could not find.
     pub async fn resolve(&self, modules: &[String]) -> Result<Resolution, PackagesError> {
         let started = Instant::now();
-        let mut distributions: Vec<String> =
-            modules.iter().filter_map(|m| distribution_for(m)).collect();
-        distributions.sort();
-        distributions.dedup();
+        // Each distribution with the imports that need it: errors name what the code wrote.
+        let mut imports: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for module in modules {
+            if let Some(dist) = distribution_for(module) {
+                let names = imports.entry(dist).or_default();
+                if !names.contains(module) {
+                    names.push(module.clone());
+                }
+            }
+        }
+        let distributions: Vec<String> = imports.keys().cloned().collect();
         for dist in &distributions {
             if let Decision::Refused(reason) = self.policy.decide(dist) {
                 tracing::info!(distribution = %dist, "package refused by policy");
@@ -123,7 +131,7 @@ impl<E: Containers + 'static> PackageManager<E> {
             .collect();
         let mut installed = Vec::new();
         if cached.len() < distributions.len() {
-            installed = self.install_missing(&distributions).await?;
+            installed = self.install_missing(&imports).await?;
         }
         for dist in &distributions {
             self.cache.touch(dist)?;
@@ -156,10 +164,10 @@ impl<E: Containers + 'static> PackageManager<E> {
     /// (taken in sorted order, so two runs never wait on each other crosswise).
     async fn install_missing(
         &self,
-        distributions: &[String],
+        imports: &BTreeMap<String, Vec<String>>,
     ) -> Result<Vec<String>, PackagesError> {
         let mut held = Vec::new();
-        for dist in distributions {
+        for dist in imports.keys() {
             let lock = {
                 let mut locks = self
                     .install_locks
@@ -169,8 +177,8 @@ impl<E: Containers + 'static> PackageManager<E> {
             };
             held.push(lock.lock_owned().await);
         }
-        let missing: Vec<String> = distributions
-            .iter()
+        let missing: Vec<String> = imports
+            .keys()
             .filter(|d| !self.cache.contains(d))
             .cloned()
             .collect();
@@ -194,6 +202,7 @@ impl<E: Containers + 'static> PackageManager<E> {
         let outcomes = run_installer(&self.engine, &spec, self.install_timeout).await?;
         let mut installed = Vec::new();
         for dist in &missing {
+            let modules = imports.get(dist).map(Vec::as_slice).unwrap_or_default();
             match outcomes.iter().find(|o| &o.distribution == dist) {
                 Some(outcome) if outcome.ok => {
                     self.cache.adopt(&staging, dist)?;
@@ -201,14 +210,12 @@ impl<E: Containers + 'static> PackageManager<E> {
                 }
                 Some(outcome) => {
                     tracing::warn!(distribution = %dist, "package install failed");
-                    return Err(PackagesError::Install {
-                        distribution: dist.clone(),
-                        log: outcome.log.clone(),
-                    });
+                    return Err(install_failure(dist, modules, &outcome.log));
                 }
                 None => {
                     return Err(PackagesError::Install {
                         distribution: dist.clone(),
+                        modules: modules.to_vec(),
                         log: "the installer stopped before reaching it".to_string(),
                     });
                 }

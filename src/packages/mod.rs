@@ -1,11 +1,13 @@
 //! Missing imports, resolved before the run: the runner scans the code inside the sandbox
 //! and names the top-level modules it cannot find; `names` maps them to distributions,
 //! `policy` decides, `manager` serves them from the shared `cache` or runs one installer
-//! container (`installer_spec`, `installer`), the only container with a network. The run
-//! container then gets the cache read-only, and the code runs once.
+//! container (`installer_spec`, `installer`), the only container with a network; `failure`
+//! words what went wrong in terms of the code's own imports. The run container then gets
+//! the cache read-only, and the code runs once.
 
 pub mod cache;
 pub mod eviction;
+pub mod failure;
 pub mod installer;
 pub mod installer_spec;
 pub mod manager;
@@ -28,8 +30,23 @@ pub enum PackagesError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("installing {distribution} failed:\n{log}")]
-    Install { distribution: String, log: String },
+    #[error("installing `{distribution}`{} failed:\n{log}", failure::imported_as(.modules))]
+    Install {
+        distribution: String,
+        /// The imports that led to it; empty when the failure is not one distribution's.
+        modules: Vec<String>,
+        log: String,
+    },
+    #[error(
+        "No matching distribution for `{distribution}`{} on the package index (or no wheel \
+         of it for this Python); if the import name is wrong, fix the import:\n{log}",
+        failure::imported_as(.modules)
+    )]
+    NotOnIndex {
+        distribution: String,
+        modules: Vec<String>,
+        log: String,
+    },
     #[error("installing {distributions} took longer than {seconds} s and was stopped")]
     InstallTimeout { distributions: String, seconds: f64 },
     #[error("the package installer's state was poisoned by a panic")]

@@ -1,5 +1,6 @@
-//! Pure: the limits of a run -> the Docker container configuration that enforces them.
-//! Every line here is a sandbox rule; the reason sits next to it.
+//! Pure: the hardened configuration every sandbox container is created from, and the limits
+//! of a run -> the run container's configuration on top of it. Every line here is a sandbox
+//! rule; the reason sits next to it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,7 +34,7 @@ pub struct ContainerSpec {
     pub packages_dir: Option<PathBuf>,
 }
 
-const MIB: i64 = 1024 * 1024;
+pub const MIB: i64 = 1024 * 1024;
 pub const RUNNER_PATH: &str = "/opt/codebox/runner.py";
 
 pub fn container_name(run_id: &str) -> String {
@@ -42,8 +43,6 @@ pub fn container_name(run_id: &str) -> String {
 
 pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
     let limits = &spec.limits;
-    let memory = limits.memory_mb as i64 * MIB;
-    let disk = limits.disk_mb as i64 * MIB;
 
     let mut cmd = vec![
         "python3".to_string(),
@@ -53,13 +52,6 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
     if spec.preload {
         cmd.push("--preload".to_string());
     }
-
-    // noexec/nosuid/nodev: the scratch space holds data, never programs or devices.
-    let tmpfs_opts = format!("rw,nosuid,nodev,noexec,size={}m,mode=1777", limits.disk_mb);
-    let tmpfs = HashMap::from([
-        ("/tmp".to_string(), tmpfs_opts.clone()),
-        (OUTPUT_DIR.to_string(), tmpfs_opts),
-    ]);
 
     // The user's files are data the code may read, never modify; the package cache is
     // shared by every run and must not be altered by one.
@@ -74,15 +66,118 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
     .into_iter()
     .flatten()
     .collect();
-    let mounts = (!mounts.is_empty()).then_some(mounts);
+
+    let mut labels = HashMap::new();
+    if let Some(pool) = &spec.pool_id {
+        // Started ahead of its job by a warm pool; doctor counts these.
+        labels.insert(POOL_LABEL.to_string(), pool.clone());
+    }
+
+    hardened_config(Hardened {
+        image: spec.image.clone(),
+        cmd,
+        extra_env: run_env(),
+        working_dir: OUTPUT_DIR.to_string(),
+        hostname: "sandbox".to_string(),
+        run_id: spec.run_id.clone(),
+        owner: spec.owner.clone(),
+        extra_labels: labels,
+        // The code gets no network at all: it cannot exfiltrate or fetch anything.
+        network: Network::None,
+        scratch: vec![
+            ("/tmp".to_string(), limits.disk_mb),
+            (OUTPUT_DIR.to_string(), limits.disk_mb),
+        ],
+        mounts,
+        resources: Resources {
+            memory_mb: limits.memory_mb,
+            cpus: limits.cpus,
+            pids: limits.pids,
+            // A single file can never be larger than the scratch space.
+            max_file_bytes: Some(limits.disk_mb as i64 * MIB),
+        },
+        runtime: limits.runtime.as_str().to_string(),
+    })
+}
+
+/// Whether a sandbox container reaches anything at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// No interface but loopback.
+    None,
+    /// Docker's default bridge: outside hosts are reachable, the host's own loopback is not.
+    Bridge,
+}
+
+/// The cgroup and process limits of one sandbox container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resources {
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids: i64,
+    /// The largest file a process may write; None leaves it to the writable mounts.
+    pub max_file_bytes: Option<i64>,
+}
+
+/// What one kind of sandbox container (a run, an installer) decides for itself. Everything
+/// else comes from `hardened_config` and is the same for every kind, so no kind can quietly
+/// lose a protection the others keep.
+#[derive(Debug, Clone)]
+pub struct Hardened {
+    pub image: String,
+    pub cmd: Vec<String>,
+    /// Added after `base_env()`; fixed, public values only.
+    pub extra_env: Vec<String>,
+    pub working_dir: String,
+    pub hostname: String,
+    pub run_id: String,
+    /// Identifies the creating process, so a later start can reap what a dead one left.
+    pub owner: String,
+    /// Added to the labels every managed container carries.
+    pub extra_labels: HashMap<String, String>,
+    pub network: Network,
+    /// Writable, size-limited scratch directories: (path inside, size in MiB).
+    pub scratch: Vec<(String, u64)>,
+    pub mounts: Vec<Mount>,
+    pub resources: Resources,
+    pub runtime: String,
+}
+
+/// The one hardened container configuration every sandbox container is created from.
+pub fn hardened_config(spec: Hardened) -> ContainerCreateBody {
+    let resources = &spec.resources;
+    let memory = resources.memory_mb as i64 * MIB;
+
+    // noexec/nosuid/nodev: the scratch space holds data, never programs or devices.
+    let tmpfs: HashMap<String, String> = spec
+        .scratch
+        .iter()
+        .map(|(path, size_mb)| {
+            (
+                path.clone(),
+                format!("rw,nosuid,nodev,noexec,size={size_mb}m,mode=1777"),
+            )
+        })
+        .collect();
+
+    let mut ulimits = vec![ulimit("nofile", 1024)];
+    if let Some(max) = resources.max_file_bytes {
+        ulimits.push(ulimit("fsize", max));
+    }
+    ulimits.push(ulimit("core", 0));
+
+    let (network_mode, network_disabled) = match spec.network {
+        Network::None => ("none", Some(true)),
+        Network::Bridge => ("bridge", None),
+    };
 
     let host_config = HostConfig {
-        // No network at all: the code cannot exfiltrate or fetch anything.
-        network_mode: Some("none".to_string()),
-        // The image cannot be altered; only the two size-limited tmpfs are writable.
+        network_mode: Some(network_mode.to_string()),
+        // The image cannot be altered; only the size-limited tmpfs and the kind's own
+        // mounts are writable.
         readonly_rootfs: Some(true),
-        tmpfs: Some(tmpfs),
-        mounts,
+        tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        mounts: (!spec.mounts.is_empty()).then_some(spec.mounts),
         // No capabilities and no privilege gain through setuid binaries.
         cap_drop: Some(vec!["ALL".to_string()]),
         security_opt: Some(vec!["no-new-privileges".to_string()]),
@@ -91,46 +186,42 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
         memory: Some(memory),
         memory_swap: Some(memory),
         oom_kill_disable: Some(false),
-        nano_cpus: Some((limits.cpus * 1e9) as i64),
+        nano_cpus: Some((resources.cpus * 1e9) as i64),
         // Contains fork bombs inside this container only.
-        pids_limit: Some(limits.pids),
-        ulimits: Some(vec![
-            ulimit("nofile", 1024),
-            // A single file can never be larger than the scratch space.
-            ulimit("fsize", disk),
-            ulimit("core", 0),
-        ]),
+        pids_limit: Some(resources.pids),
+        ulimits: Some(ulimits),
         shm_size: Some(64 * MIB),
         ipc_mode: Some("private".to_string()),
         init: Some(false),
         // We remove the container ourselves after collecting outputs; auto-remove would race.
         auto_remove: Some(false),
-        runtime: Some(limits.runtime.as_str().to_string()),
+        runtime: Some(spec.runtime),
         ..Default::default()
     };
 
     let mut labels = HashMap::from([
         (MANAGED_LABEL.to_string(), "true".to_string()),
-        (RUN_ID_LABEL.to_string(), spec.run_id.clone()),
-        (OWNER_LABEL.to_string(), spec.owner.clone()),
+        (RUN_ID_LABEL.to_string(), spec.run_id),
+        (OWNER_LABEL.to_string(), spec.owner),
     ]);
-    if let Some(pool) = &spec.pool_id {
-        // Started ahead of its job by a warm pool; doctor counts these.
-        labels.insert(POOL_LABEL.to_string(), pool.clone());
-    }
+    labels.extend(spec.extra_labels);
+
+    // A fixed environment: nothing of the orchestrator's (tokens, keys, URIs) is passed.
+    let mut env = base_env();
+    env.extend(spec.extra_env);
 
     ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: Some(cmd),
+        image: Some(spec.image),
+        cmd: Some(spec.cmd),
         entrypoint: Some(vec![]),
-        // A fixed environment: nothing of the orchestrator's (tokens, keys, URIs) is passed.
-        env: Some(sandbox_env()),
+        env: Some(env),
         user: Some(SANDBOX_USER.to_string()),
-        working_dir: Some(OUTPUT_DIR.to_string()),
-        hostname: Some("sandbox".to_string()),
-        network_disabled: Some(true),
+        working_dir: Some(spec.working_dir),
+        hostname: Some(spec.hostname),
+        network_disabled,
         labels: Some(labels),
-        // The runner starts before its job is known and reads it from stdin.
+        // The process starts before its job is known and reads it from stdin; every kind is
+        // attached the same way, so one code path starts them all.
         attach_stdin: Some(true),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
@@ -164,12 +255,21 @@ pub fn ulimit(name: &str, value: i64) -> ResourcesUlimits {
     }
 }
 
-/// The complete environment of the code. Fixed, public values only.
-pub fn sandbox_env() -> Vec<String> {
+/// The environment every sandbox container starts from. Fixed, public values only.
+pub fn base_env() -> Vec<String> {
     [
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME=/tmp",
         "LANG=C.UTF-8",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// What the runner and the user's code add to `base_env()`.
+fn run_env() -> Vec<String> {
+    [
         "PYTHONUNBUFFERED=1",
         "PYTHONDONTWRITEBYTECODE=1",
         "MPLBACKEND=Agg",
@@ -184,6 +284,13 @@ pub fn sandbox_env() -> Vec<String> {
         format!("CODEBOX_OUTPUT_DIR={OUTPUT_DIR}"),
     ])
     .collect()
+}
+
+/// The complete environment of the code.
+pub fn sandbox_env() -> Vec<String> {
+    let mut env = base_env();
+    env.extend(run_env());
+    env
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::{Duration as StdDuration, SystemTime};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sha2::{Digest, Sha256};
 
+use super::clock::Clock;
 use super::ids::{is_valid_file_id, is_valid_user_id, new_file_id};
 use super::metadata::{Metadata, MetadataError};
 use super::names::sanitize_filename;
@@ -97,16 +98,23 @@ pub struct FileStore<M: Metadata> {
     meta: M,
     root: PathBuf,
     limits: StoreLimits,
+    clock: Clock,
     /// One writer per user at a time, so limits hold under concurrent adds.
     user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl<M: Metadata> FileStore<M> {
     pub fn new(meta: M, data_dir: &Path, limits: StoreLimits) -> FileStore<M> {
+        FileStore::with_clock(meta, data_dir, limits, Clock::system())
+    }
+
+    /// A store that reads the time from `clock` wherever expiry is decided.
+    pub fn with_clock(meta: M, data_dir: &Path, limits: StoreLimits, clock: Clock) -> FileStore<M> {
         FileStore {
             meta,
             root: data_dir.join("user_files"),
             limits,
+            clock,
             user_locks: Mutex::new(HashMap::new()),
         }
     }
@@ -117,6 +125,11 @@ impl<M: Metadata> FileStore<M> {
 
     pub fn metadata(&self) -> &M {
         &self.meta
+    }
+
+    /// The time expiry is judged against; the sweeper asks it too.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn path_of(&self, record: &FileRecord) -> PathBuf {
@@ -181,9 +194,8 @@ impl<M: Metadata> FileStore<M> {
         let lock = self.user_lock(user_id);
         let _guard = lock.lock().await;
         // Both backends keep milliseconds; the record returned must equal the one stored.
-        let now = Utc::now()
-            .duration_trunc(Duration::milliseconds(1))
-            .unwrap_or_else(|_| Utc::now());
+        let now = self.clock.now();
+        let now = now.duration_trunc(Duration::milliseconds(1)).unwrap_or(now);
         let mut existing = self.meta.list_user(user_id).await?;
         // Created times strictly increase per user, so "oldest" is always well defined.
         let created_at = existing
@@ -257,7 +269,7 @@ impl<M: Metadata> FileStore<M> {
     /// The user's live files, oldest first.
     pub async fn list(&self, user_id: &str) -> Result<Vec<FileRecord>, StoreError> {
         Self::check_user(user_id)?;
-        let now = Utc::now();
+        let now = self.clock.now();
         Ok(self
             .meta
             .list_user(user_id)
@@ -283,7 +295,7 @@ impl<M: Metadata> FileStore<M> {
         if !is_valid_file_id(file_id) {
             return Ok(None);
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         Ok(self.meta.get(file_id).await?.filter(|r| !r.is_expired(now)))
     }
 
@@ -336,6 +348,8 @@ impl<M: Metadata> FileStore<M> {
                 });
             }
         };
+        // The wall clock, not the store's: the grace is measured against file times the
+        // filesystem stamped with the wall clock.
         let now = SystemTime::now();
         for user in users.flatten() {
             let Ok(entries) = fs::read_dir(user.path()) else {

@@ -3,6 +3,7 @@
 //! expiry, the sweeper and the reconcile pass.
 
 pub mod backend;
+pub mod clock;
 pub mod db;
 pub mod files;
 pub mod ids;
@@ -14,6 +15,7 @@ pub mod sqlite;
 pub mod sweeper;
 
 pub use backend::AnyMetadata;
+pub use clock::{Clock, ManualClock};
 pub use files::{AddOutcome, FileStore, ReconcileReport, StoreError, StoreLimits, SweepReport};
 pub use metadata::{Metadata, MetadataError};
 pub use record::{FileRecord, Origin};

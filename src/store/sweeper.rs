@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-
 use super::files::FileStore;
 use super::metadata::Metadata;
 
@@ -27,7 +25,7 @@ pub fn spawn<M: Metadata + 'static>(store: Arc<FileStore<M>>, interval: Duration
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match store.sweep(Utc::now()).await {
+            match store.sweep(store.clock().now()).await {
                 Ok(report) => tracing::debug!(removed = report.removed.len(), "sweep done"),
                 Err(err) => tracing::warn!(error = %err, "sweep failed"),
             }

@@ -6,12 +6,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+
+use super::bridge::bridge_host;
 
 #[derive(Default)]
 struct Shelf {
@@ -20,6 +23,8 @@ struct Shelf {
     /// projects listed with no file at all: pip finds nothing to install
     empty: Vec<String>,
     downloads: HashMap<String, usize>,
+    /// wheel file name -> how long its download is held back
+    delays: HashMap<String, Duration>,
 }
 
 #[derive(Clone)]
@@ -62,23 +67,6 @@ with zipfile.ZipFile(out, "w") as z:
     (file, std::fs::read(&path).unwrap())
 }
 
-/// The gateway of Docker's default bridge: where containers reach this host.
-pub fn bridge_gateway() -> String {
-    let out = Command::new("docker")
-        .args([
-            "network",
-            "inspect",
-            "bridge",
-            "--format",
-            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        ])
-        .output()
-        .expect("docker CLI");
-    let ip = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(!ip.is_empty(), "no bridge gateway: {out:?}");
-    ip
-}
-
 impl LocalIndex {
     pub async fn start() -> LocalIndex {
         let shelf = Arc::new(Mutex::new(Shelf::default()));
@@ -93,7 +81,7 @@ impl LocalIndex {
         });
         LocalIndex {
             shelf,
-            url: format!("http://{}:{port}/simple/", bridge_gateway()),
+            url: format!("http://{}:{port}/simple/", bridge_host()),
         }
     }
 
@@ -103,6 +91,14 @@ impl LocalIndex {
             .unwrap()
             .wheels
             .insert(project.to_string(), wheel);
+    }
+
+    /// Holds back every download of the project's wheel by `delay`, so an installation
+    /// takes at least that long however fast the machine is.
+    pub fn delay_downloads(&self, project: &str, delay: Duration) {
+        let mut shelf = self.shelf.lock().unwrap();
+        let file = shelf.wheels[project].0.clone();
+        shelf.delays.insert(file, delay);
     }
 
     pub fn add_empty_project(&self, project: &str) {
@@ -138,15 +134,20 @@ async fn download(
     State(shelf): State<Arc<Mutex<Shelf>>>,
     UrlPath(file): UrlPath<String>,
 ) -> Response {
-    let mut shelf = shelf.lock().unwrap();
-    let Some(bytes) = shelf
-        .wheels
-        .values()
-        .find(|(name, _)| *name == file)
-        .map(|(_, bytes)| bytes.clone())
-    else {
-        return StatusCode::NOT_FOUND.into_response();
+    let (bytes, delay) = {
+        let mut shelf = shelf.lock().unwrap();
+        let Some(bytes) = shelf
+            .wheels
+            .values()
+            .find(|(name, _)| *name == file)
+            .map(|(_, bytes)| bytes.clone())
+        else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let delay = shelf.delays.get(&file).copied().unwrap_or_default();
+        *shelf.downloads.entry(file).or_default() += 1;
+        (bytes, delay)
     };
-    *shelf.downloads.entry(file).or_default() += 1;
+    tokio::time::sleep(delay).await;
     bytes.into_response()
 }

@@ -2,6 +2,7 @@
 //! `codebox` binary; scripts/test.sh prepares both.
 #![allow(dead_code)]
 
+pub mod bridge;
 pub mod fake;
 pub mod index;
 
