@@ -677,3 +677,129 @@ fn the_bot_refuses_to_start_without_its_token() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("OPENAI_API_KEY is not set"), "{stderr}");
 }
+
+/// Directories left under DATA_DIR/outputs (every path removes its run directory).
+fn leftover_output_dirs(bot: &Bot) -> Vec<String> {
+    match std::fs::read_dir(bot.data.path().join("outputs")) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_whose_names_the_store_cleans_are_still_attached() {
+    let bot = Bot::start(&[]).await;
+    let code = r#"
+for name in ["a:b.csv", ".env", 'q?*"|.txt', "plain.txt"]:
+    open(name, "w").write(name + "\n")
+"#;
+    bot.fake
+        .script_openai(200, completion_tool_call("call_n", json!({"code": code})));
+    bot.fake
+        .script_openai(200, completion_text("four files written"));
+    bot.send("write four files");
+    let answer = bot.fake.wait_for_text("four files written", LONG).await;
+    let mut contents: Vec<String> = answer
+        .files
+        .iter()
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).trim().to_string())
+        .collect();
+    contents.sort();
+    assert_eq!(
+        contents,
+        [".env", "a:b.csv", "plain.txt", "q?*\"|.txt"],
+        "every generated file is attached, whatever the store made of its name: {:?}",
+        answer.files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        leftover_output_dirs(&bot),
+        Vec::<String>::new(),
+        "the run directory is removed once its files are stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_command_takes_the_message_path() {
+    let bot = Bot::start(&[]).await;
+    // Outputs are stored and attached, and the run directory does not stay behind.
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake.command(
+            "run",
+            json!([{"name": "code", "type": 3, "value": "open('out.txt','w').write('hi')\nprint('wrote')"}]),
+        ),
+    );
+    let result = bot.fake.wait_for_text("wrote", LONG).await;
+    assert_eq!(result.files.len(), 1, "the output is attached");
+    assert_eq!(result.files[0].0, "out.txt");
+    assert_eq!(leftover_output_dirs(&bot), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read_dir(bot.user_files_dir()).unwrap().count(),
+        1,
+        "and stored for the user"
+    );
+
+    // A running /run holds the user's turn (admission) and /stop cancels it.
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake.command(
+            "run",
+            json!([{"name": "code", "type": 3, "value": "import time\ntime.sleep(120)"}]),
+        ),
+    );
+    let pid = bot.child.id();
+    assert_eq!(
+        wait_for_containers_of(pid, 1).await,
+        1,
+        "the run is under way"
+    );
+    bot.send("and meanwhile a question");
+    bot.fake.wait_for_text("still being worked on", LONG).await;
+    bot.fake
+        .dispatch("INTERACTION_CREATE", bot.fake.command("stop", json!([])));
+    bot.fake
+        .wait_for_text("Cancelled your running code", LONG)
+        .await;
+    bot.fake.wait_for_text("🛑 cancelled", LONG).await;
+    assert_eq!(
+        wait_for_containers_of(pid, 0).await,
+        0,
+        "the cancelled run's container is gone"
+    );
+    assert_eq!(leftover_output_dirs(&bot), Vec::<String>::new());
+    assert_eq!(
+        bot.fake.openai_requests().len(),
+        0,
+        "the refused message never reached the model"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_model_request_has_its_own_timeout_and_retries_wait_the_set_delay() {
+    let bot = Bot::start(&[
+        ("OPENAI_TIMEOUT", "1"),
+        ("OPENAI_RETRIES", "1"),
+        ("OPENAI_RETRY_DELAY_MS", "1500"),
+    ])
+    .await;
+    // The first attempt outlives its own timeout; the retry answers at once.
+    bot.fake.script_openai_after(
+        Duration::from_secs(3),
+        200,
+        completion_text("too late to matter"),
+    );
+    bot.fake
+        .script_openai(200, completion_text("second attempt on time"));
+    bot.send("hello");
+    bot.fake.wait_for_text("second attempt on time", LONG).await;
+    let times = bot.fake.openai_request_times();
+    assert_eq!(times.len(), 2, "one retry");
+    let gap = times[1] - times[0];
+    assert!(
+        gap >= Duration::from_millis(2400),
+        "1 s timeout + 1.5 s delay before the retry, got {gap:?}"
+    );
+}

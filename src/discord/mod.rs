@@ -92,11 +92,12 @@ fn framework(state: Arc<BotState>) -> Framework {
         on_error: |error| Box::pin(on_error(error)),
         // Nothing the bot sends pings anyone: text from code and exceptions is untrusted.
         allowed_mentions: Some(reply::no_mentions()),
-        initialize_owners: false,
         ..Default::default()
     };
     poise::Framework::builder()
         .options(options)
+        // Owners are for owner-only commands, which codebox has none of.
+        .initialize_owners(false)
         .setup(move |ctx, ready, framework| {
             Box::pin(async move {
                 state.set_bot_user(ready.user.id);

@@ -45,8 +45,9 @@ impl Recorded {
 #[derive(Default)]
 struct Inner {
     requests: Vec<Recorded>,
-    openai_queue: VecDeque<(u16, Value)>,
+    openai_queue: VecDeque<(u16, Value, Duration)>,
     openai_requests: Vec<Value>,
+    openai_times: Vec<Instant>,
     gateway: Option<mpsc::UnboundedSender<(String, Value)>>,
     cdn: HashMap<String, Vec<u8>>,
 }
@@ -90,11 +91,21 @@ impl Fake {
     }
 
     pub fn script_openai(&self, status: u16, body: Value) {
+        self.script_openai_after(Duration::ZERO, status, body);
+    }
+
+    /// A scripted answer sent only after `delay` (a slow model server).
+    pub fn script_openai_after(&self, delay: Duration, status: u16, body: Value) {
         self.inner
             .lock()
             .unwrap()
             .openai_queue
-            .push_back((status, body));
+            .push_back((status, body, delay));
+    }
+
+    /// When each model request arrived.
+    pub fn openai_request_times(&self) -> Vec<Instant> {
+        self.inner.lock().unwrap().openai_times.clone()
     }
 
     pub fn openai_requests(&self) -> Vec<Value> {
@@ -289,12 +300,16 @@ async fn cdn(State((inner, _, _)): State<Shared>, Path(name): Path<String>) -> R
 }
 
 async fn openai(State((inner, _, _)): State<Shared>, Json(body): Json<Value>) -> Response {
-    let mut inner = inner.lock().unwrap();
-    inner.openai_requests.push(body);
-    let (status, body) = inner
-        .openai_queue
-        .pop_front()
-        .unwrap_or((500, api_error(500)));
+    let (status, body, delay) = {
+        let mut inner = inner.lock().unwrap();
+        inner.openai_requests.push(body);
+        inner.openai_times.push(Instant::now());
+        inner
+            .openai_queue
+            .pop_front()
+            .unwrap_or((500, api_error(500), Duration::ZERO))
+    };
+    tokio::time::sleep(delay).await;
     (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
 }
 
