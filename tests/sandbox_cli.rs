@@ -625,3 +625,28 @@ fn walk(root: &std::path::Path) -> Vec<String> {
     }
     found
 }
+
+/// Numbers are validated at the boundary: no panic, no container started and left behind,
+/// one clear line.
+#[test]
+fn absurd_numbers_are_refused_before_any_container_starts() {
+    let data = tempfile::tempdir().unwrap();
+    for args in [
+        ["--timeout", "1e30"],
+        ["--timeout", "1e19"],
+        ["--memory-mb", "17592186044416"],
+    ] {
+        let output = codebox(data.path())
+            .args(["run", "--json"])
+            .args(args)
+            .args(["-c", "print(1)"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(args[0]), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}

@@ -58,7 +58,8 @@ pub fn parse_arguments(arguments: &str, max_timeout: Duration) -> Result<ToolCal
     }
     let timeout = match raw.timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => {
-            Duration::from_secs_f64(secs).min(max_timeout)
+            // Capped before conversion: a huge number would overflow a Duration.
+            Duration::try_from_secs_f64(secs.min(max_timeout.as_secs_f64())).unwrap_or(max_timeout)
         }
         _ => max_timeout,
     };
@@ -83,6 +84,10 @@ mod tests {
         assert_eq!(call.timeout, max);
         let call = parse_arguments(r#"{"code":"print(1)","timeout":-3}"#, max).unwrap();
         assert_eq!(call.timeout, max);
+        for huge in ["1e30", "1e19", "1.8e308"] {
+            let args = format!(r#"{{"code":"print(1)","timeout":{huge}}}"#);
+            assert_eq!(parse_arguments(&args, max).unwrap().timeout, max, "{huge}");
+        }
     }
 
     #[test]

@@ -34,7 +34,10 @@ impl Limits {
     pub fn narrowed(&self, timeout_s: Option<f64>, memory_mb: Option<u64>) -> Limits {
         let mut limits = self.clone();
         if let Some(t) = timeout_s.filter(|t| t.is_finite() && *t > 0.0) {
-            limits.timeout = limits.timeout.min(Duration::from_secs_f64(t));
+            // Compared in seconds first: a huge number would overflow a Duration.
+            if t < limits.timeout.as_secs_f64() {
+                limits.timeout = Duration::from_secs_f64(t);
+            }
         }
         if let Some(m) = memory_mb {
             limits.memory_mb = limits.memory_mb.min(m.max(16));
@@ -90,6 +93,9 @@ mod tests {
         let narrowed = operator.narrowed(Some(30.0), Some(256));
         assert_eq!(narrowed.timeout, Duration::from_secs(30));
         assert_eq!(narrowed.memory_mb, 256);
+        let huge = operator.narrowed(Some(1e30), Some(u64::MAX));
+        assert_eq!(huge.timeout, operator.timeout);
+        assert_eq!(huge.memory_mb, operator.memory_mb);
         let not_raised = operator.narrowed(Some(10_000.0), Some(1 << 20));
         assert_eq!(not_raised.timeout, operator.timeout);
         assert_eq!(not_raised.memory_mb, operator.memory_mb);
