@@ -39,10 +39,16 @@ pub fn upload_confirmation(r: &FileRecord) -> String {
     );
     if let Some(summary) = &r.summary {
         let summary: String = summary.chars().take(800).collect();
-        out.push_str(&format!("```\n{}\n```\n", summary.replace("```", "'''")));
+        out.push_str(&format!(
+            "```\n{}\n```\n",
+            summary.replace("```", FENCE_STANDIN)
+        ));
     }
     out
 }
+
+/// What a code fence inside untrusted text becomes, so it cannot close our block.
+const FENCE_STANDIN: &str = "'''";
 
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
@@ -78,11 +84,18 @@ pub fn usage_report(month: &str, u: &crate::conversations::UsageTotals) -> Strin
 /// /run: the result of code run directly, as Discord text.
 pub fn run_for_discord(run: &crate::app::runs::UserRunResult) -> String {
     let r = &run.result;
-    let mut out = format!("**{}** in {:.0} ms", r.status.as_str(), r.execution_ms);
+    let mut out = format!("**{}** in {:.0} ms\n", r.status.as_str(), r.execution_ms);
+    // The exception comes from the code: inside a block, never live markdown or mentions.
     if let Some(e) = &r.error {
-        out.push_str(&format!(" · {}: {}", e.kind, e.message));
+        let text: String = format!("{}: {}", e.kind, e.message)
+            .chars()
+            .take(1500)
+            .collect();
+        out.push_str(&format!(
+            "```\n{}\n```\n",
+            text.replace("```", FENCE_STANDIN)
+        ));
     }
-    out.push('\n');
     for (title, text, cut) in [
         ("stdout", &r.stdout, r.stdout_truncated),
         ("stderr", &r.stderr, r.stderr_truncated),
@@ -103,7 +116,7 @@ pub fn run_for_discord(run: &crate::app::runs::UserRunResult) -> String {
             };
             out.push_str(&format!(
                 "{title}{note}:\n```\n{}\n```\n",
-                tail.replace("```", "'''")
+                tail.replace("```", FENCE_STANDIN)
             ));
         }
     }

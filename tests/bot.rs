@@ -803,3 +803,57 @@ async fn each_model_request_has_its_own_timeout_and_retries_wait_the_set_delay()
         "1 s timeout + 1.5 s delay before the retry, got {gap:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_the_bot_sends_can_ping_anyone() {
+    let bot = Bot::start(&[]).await;
+    let code = "print('@everyone <@&123456789012345678> <@700000000000000001>')\nraise ValueError('@here ping')";
+    bot.fake
+        .script_openai(200, completion_tool_call("call_m", json!({"code": code})));
+    bot.fake
+        .script_openai(200, completion_text("It printed @everyone and raised."));
+    bot.send("ping everybody");
+    let answer = bot.fake.wait_for_text("It printed @everyone", LONG).await;
+    assert_eq!(
+        answer.json["allowed_mentions"]["parse"],
+        json!([]),
+        "{}",
+        answer.json
+    );
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake
+            .command("run", json!([{"name": "code", "type": 3, "value": code}])),
+    );
+    let run = bot
+        .fake
+        .wait_for("the /run answer", LONG, |r| {
+            r.path.contains("/webhooks/") && r.content().contains("@here ping")
+        })
+        .await;
+    assert_eq!(
+        run.json["allowed_mentions"]["parse"],
+        json!([]),
+        "{}",
+        run.json
+    );
+    let text = run.content();
+    let exception = text.find("@here ping").unwrap();
+    assert!(
+        text[..exception].matches("```").count() % 2 == 1,
+        "the exception is inside a code block: {text}"
+    );
+    // Every message and edit the bot made disabled mentions.
+    for request in bot.fake.requests() {
+        if matches!(request.method.as_str(), "POST" | "PATCH") && request.path.contains("/messages")
+        {
+            assert_eq!(
+                request.json["allowed_mentions"]["parse"],
+                json!([]),
+                "{} {}",
+                request.path,
+                request.json
+            );
+        }
+    }
+}

@@ -58,7 +58,13 @@ impl DiscordProgress {
 pub async fn show_cancelled(http: &Http, slot: &StatusSlot) {
     if let Some((channel, message)) = *slot.lock().await {
         let _ = channel
-            .edit_message(http, message, EditMessage::new().content("🛑 cancelled"))
+            .edit_message(
+                http,
+                message,
+                EditMessage::new()
+                    .content("🛑 cancelled")
+                    .allowed_mentions(no_mentions()),
+            )
             .await;
     }
 }

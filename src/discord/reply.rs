@@ -68,13 +68,58 @@ pub fn split_text(text: &str, max: usize) -> Vec<String> {
         .collect()
 }
 
+/// Room kept in each message for closing and reopening a code fence.
+const FENCE_RESERVE: usize = 24;
+
+/// Splits like `split_text`, and keeps code fences balanced: a chunk that ends inside a
+/// fence closes it and the next one reopens it (same language), so text from the code never
+/// renders as live markdown, links or mentions outside its block.
+pub fn split_keeping_fences(text: &str, max: usize) -> Vec<String> {
+    if !text.contains("```") {
+        return split_text(text, max);
+    }
+    let mut open: Option<String> = None;
+    let mut out = Vec::new();
+    for chunk in split_text(text, max.saturating_sub(FENCE_RESERVE).max(1)) {
+        let mut message = String::new();
+        if let Some(opener) = &open {
+            message.push_str(opener);
+            message.push('\n');
+        }
+        for line in chunk.lines() {
+            if line.trim_start().starts_with("```") {
+                open = match open {
+                    Some(_) => None,
+                    None => {
+                        let opener = line.trim();
+                        // A long or odd info string is not worth repeating.
+                        let simple = opener.len() <= 16
+                            && opener[3..].chars().all(|c| c.is_ascii_alphanumeric());
+                        Some(if simple {
+                            opener.to_string()
+                        } else {
+                            "```".to_string()
+                        })
+                    }
+                };
+            }
+        }
+        message.push_str(&chunk);
+        if open.is_some() {
+            message.push_str("\n```");
+        }
+        out.push(message);
+    }
+    out
+}
+
 /// The messages that carry `text` and `files`, within Discord's limits.
 pub fn plan(text: &str, files: &[OutgoingFile], max_upload_bytes: u64) -> Vec<OutgoingMessage> {
     let mut messages: Vec<OutgoingMessage> = Vec::new();
-    let mut chunks = split_text(text, MAX_MESSAGE_CHARS);
+    let mut chunks = split_keeping_fences(text, MAX_MESSAGE_CHARS);
     let mut leading: Vec<Attachment> = Vec::new();
     if chunks.len() > MAX_TEXT_MESSAGES {
-        let preview = split_text(text, MAX_MESSAGE_CHARS - 100)
+        let preview = split_keeping_fences(text, MAX_MESSAGE_CHARS - 100)
             .into_iter()
             .next()
             .unwrap_or_default();
@@ -194,5 +239,28 @@ mod tests {
         assert_eq!(plan[2].attachments.len(), 2);
         assert!(plan[1].content.contains("ID00000000000099"));
         assert!(plan.iter().all(|m| m.attachments.len() <= MAX_ATTACHMENTS));
+    }
+
+    #[test]
+    fn fences_stay_balanced_across_messages() {
+        let body: String = (0..300)
+            .map(|i| format!("print({i}) # @everyone\n"))
+            .collect();
+        let text = format!("Here:\n```python\n{body}```\nDone.");
+        let chunks = split_keeping_fences(&text, MAX_MESSAGE_CHARS);
+        assert!(chunks.len() > 2, "{}", chunks.len());
+        for chunk in &chunks {
+            assert!(chunk.chars().count() <= MAX_MESSAGE_CHARS);
+            let fences = chunk
+                .lines()
+                .filter(|l| l.trim_start().starts_with("```"))
+                .count();
+            assert_eq!(fences % 2, 0, "balanced: {chunk}");
+        }
+        assert!(
+            chunks[1].starts_with("```python\n"),
+            "reopened with its language"
+        );
+        assert!(chunks.last().unwrap().ends_with("Done."));
     }
 }

@@ -8,7 +8,9 @@ pub fn sanitize_filename(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last
         .chars()
-        .filter(|c| !c.is_control())
+        // Controls, bidi overrides and isolates (a name that reads backwards), and line
+        // separators never reach a display.
+        .filter(|c| !c.is_control() && !is_display_trick(*c))
         .map(|c| match c {
             '<' | '>' | ':' | '"' | '|' | '?' | '*' | '`' => '_',
             c => c,
@@ -17,6 +19,13 @@ pub fn sanitize_filename(raw: &str) -> String {
     let trimmed = cleaned.trim_matches(|c: char| c == '.' || c.is_whitespace());
     let name = if trimmed.is_empty() { "file" } else { trimmed };
     shorten(name)
+}
+
+fn is_display_trick(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}'
+    )
 }
 
 fn shorten(name: &str) -> String {
@@ -62,5 +71,17 @@ mod tests {
         let short = sanitize_filename(&long);
         assert!(short.len() <= MAX_NAME_BYTES);
         assert!(short.ends_with(".parquet"));
+    }
+
+    #[test]
+    fn bidi_controls_and_line_separators_are_dropped() {
+        assert_eq!(
+            sanitize_filename("invoice\u{202E}fdp.exe"),
+            "invoicefdp.exe"
+        );
+        assert_eq!(
+            sanitize_filename("a\u{2066}b\u{2069}c\u{2028}d\u{2029}e.txt"),
+            "abcde.txt"
+        );
     }
 }
