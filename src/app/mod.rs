@@ -188,6 +188,11 @@ impl App {
     /// removes the warm pool and waits (bounded) for every removal.
     pub async fn shutdown(&self) {
         self.running.cancel_all();
+        // Cancelled work drops its containers' guards when its task is dropped; wait for
+        // that, so the executor's drain below sees every removal.
+        if !self.running.settle(Duration::from_secs(10)).await {
+            tracing::warn!("some cancelled work did not stop in time");
+        }
         if let Ok(mut slot) = self.sweeper.lock() {
             slot.take();
         }

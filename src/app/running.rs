@@ -12,6 +12,10 @@ use tokio::task::AbortHandle;
 pub struct Running {
     tasks: Mutex<HashMap<String, (u64, AbortHandle)>>,
     next_id: AtomicU64,
+    /// Tasks not yet finished (a cancelled one counts until its future is dropped, which is
+    /// when its containers are handed to the retirer).
+    live: AtomicU64,
+    settled: tokio::sync::Notify,
 }
 
 impl Running {
@@ -23,10 +27,14 @@ impl Running {
         work: impl Future<Output = T> + Send + 'static,
     ) -> Option<T> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.live.fetch_add(1, Ordering::SeqCst);
         let task = tokio::spawn(work);
         self.lock()
             .insert(user_id.to_string(), (id, task.abort_handle()));
         let outcome = task.await;
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.settled.notify_waiters();
+        }
         {
             let mut tasks = self.lock();
             if tasks
@@ -66,6 +74,20 @@ impl Running {
         }
     }
 
+    /// Waits (bounded) until every task has finished or, cancelled, has been dropped.
+    pub async fn settle(&self, patience: std::time::Duration) -> bool {
+        let wait = async {
+            loop {
+                let settled = self.settled.notified();
+                if self.live.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                settled.await;
+            }
+        };
+        tokio::time::timeout(patience, wait).await.is_ok()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, AbortHandle)>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -103,5 +125,6 @@ mod tests {
         assert_eq!(long.await.unwrap(), None);
         assert_eq!(other.await.unwrap(), Some(2));
         assert!(!running.cancel("a"), "nothing left to cancel");
+        assert!(running.settle(Duration::from_secs(1)).await);
     }
 }

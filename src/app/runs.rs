@@ -216,8 +216,39 @@ impl Drop for RunDirectory {
     }
 }
 
-const SUMMARY_CODE: &str =
-    "import json, codebox_files\nprint(json.dumps(codebox_files.summarize_all()))\n";
+/// One JSON line per file, each bounded (escaping included) so that one file's summary can
+/// never push another's out of the output cap, and non-ASCII text is not inflated by escapes.
+const SUMMARY_CODE: &str = r#"import json, codebox_files
+for f in codebox_files.list_files():
+    try:
+        s = codebox_files.summarize(f["file_id"])
+    except Exception as e:
+        s = "no summary (%s)" % type(e).__name__
+    s = str(s)[:1500]
+    line = json.dumps({"file_id": f["file_id"], "summary": s}, ensure_ascii=False)
+    while len(line) > 1900:
+        s = s[: len(s) * 3 // 4]
+        line = json.dumps({"file_id": f["file_id"], "summary": s}, ensure_ascii=False)
+    print(line, flush=True)
+"#;
+
+#[derive(serde::Deserialize)]
+struct SummaryLine {
+    file_id: String,
+    summary: String,
+}
+
+/// Pure: the summaries in the sandbox's output, one per line. A line that does not parse is
+/// skipped (the others stand), and only the records asked about can be set: the output comes
+/// from a sandbox that parsed untrusted files.
+pub fn parse_summaries(stdout: &str, records: &[FileRecord]) -> HashMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<SummaryLine>(line).ok())
+        .filter(|line| records.iter().any(|r| r.file_id == line.file_id))
+        .map(|line| (line.file_id, line.summary))
+        .collect()
+}
 
 /// Summaries of `records` for the model, computed by the runner inside a sandbox.
 pub async fn summarize<E: Containers + 'static, M: Metadata>(
@@ -245,7 +276,8 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
         })
         .await?;
     drop(run_dir);
-    if result.status != Status::Ok {
+    let summaries = parse_summaries(&result.stdout, records);
+    if summaries.is_empty() && result.status != Status::Ok {
         return Err(UserRunError::Summary {
             reason: result
                 .error
@@ -253,10 +285,6 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
                 .unwrap_or_else(|| result.status.as_str().to_string()),
         });
     }
-    let summaries: HashMap<String, String> =
-        serde_json::from_str(result.stdout.trim()).map_err(|err| UserRunError::Summary {
-            reason: err.to_string(),
-        })?;
     for (file_id, summary) in &summaries {
         store.set_summary(file_id, summary).await?;
     }
@@ -265,4 +293,38 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Origin;
+
+    fn record(id: &str) -> FileRecord {
+        FileRecord {
+            file_id: id.into(),
+            user_id: "u".into(),
+            filename: "f.txt".into(),
+            file_type: "txt".into(),
+            file_size: 1,
+            sha256: String::new(),
+            origin: Origin::Uploaded,
+            created_at: chrono::Utc::now(),
+            expires_at: None,
+            summary: None,
+        }
+    }
+
+    #[test]
+    fn each_summary_stands_alone_and_sets_only_its_own_record() {
+        let records = [record("AAAAAAAAAAAAAAAA"), record("BBBBBBBBBBBBBBBB")];
+        let stdout = concat!(
+            "{\"file_id\": \"AAAAAAAAAAAAAAAA\", \"summary\": \"😀😀 text\"}\n",
+            "{\"file_id\": \"BBBBBBBBBBBBBBBB\", \"summary\": \"cut in the mid\n",
+            "{\"file_id\": \"ZZZZZZZZZZZZZZZZ\", \"summary\": \"someone else's\"}\n",
+        );
+        let summaries = parse_summaries(stdout, &records);
+        assert_eq!(summaries.len(), 1, "{summaries:?}");
+        assert_eq!(summaries["AAAAAAAAAAAAAAAA"], "😀😀 text");
+    }
 }
