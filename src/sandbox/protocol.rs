@@ -121,6 +121,9 @@ enum State {
 
 pub struct Decoder {
     buf: BytesMut,
+    /// How many bytes at the front of `buf` are known to hold no newline: a line that
+    /// arrives in many pieces is scanned once, not once per piece.
+    scanned: usize,
     state: State,
     max_line: usize,
     max_blob: u64,
@@ -133,6 +136,7 @@ impl Decoder {
     pub fn new(max_line: usize, max_blob: u64) -> Decoder {
         Decoder {
             buf: BytesMut::new(),
+            scanned: 0,
             state: State::Line,
             max_line,
             max_blob,
@@ -156,7 +160,9 @@ impl Decoder {
         loop {
             match self.state {
                 State::Line => {
-                    let Some(pos) = self.buf.iter().position(|b| *b == b'\n') else {
+                    let found = self.buf[self.scanned..].iter().position(|b| *b == b'\n');
+                    let Some(pos) = found.map(|offset| self.scanned + offset) else {
+                        self.scanned = self.buf.len();
                         if self.buf.len() > self.max_line {
                             return Err(ProtocolError::LineTooLong {
                                 limit: self.max_line,
@@ -170,6 +176,7 @@ impl Decoder {
                         });
                     }
                     let line = self.buf.split_to(pos + 1);
+                    self.scanned = 0;
                     let line = &line[..pos];
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
@@ -264,6 +271,42 @@ mod tests {
             assert_eq!(events[4], &RunnerEvent::Done);
             assert!(items.contains(&Item::BlobEnd));
         }
+    }
+
+    #[test]
+    fn a_line_delivered_one_byte_at_a_time() {
+        let line = result_line();
+        let mut decoder = Decoder::new(4096, 100);
+        let mut items = Vec::new();
+        for (index, byte) in line.iter().enumerate() {
+            items.extend(decoder.push(&[*byte]).unwrap());
+            if index + 1 < line.len() {
+                assert!(items.is_empty());
+                // Every byte was looked at once, when it arrived.
+                assert_eq!(decoder.scanned, index + 1);
+            }
+        }
+        assert_eq!(items.len(), 1);
+        assert!(matches!(&items[0], Item::Event(RunnerEvent::Result(r)) if r.stdout == "hi\n"));
+        assert_eq!(decoder.scanned, 0);
+    }
+
+    #[test]
+    fn a_long_line_split_across_many_pushes() {
+        let stdout = "x".repeat(200_000);
+        let mut stream = format!(
+            r#"{{"event":"result","status":"ok","exit_code":0,"stdout":"{stdout}","stderr":"","stdout_truncated":false,"stderr_truncated":false,"execution_ms":1.5,"error":null}}"#
+        )
+        .into_bytes();
+        stream.extend_from_slice(b"\n{\"event\":\"done\"}\n");
+        let mut decoder = Decoder::new(1024 * 1024, 100);
+        let mut items = Vec::new();
+        for piece in stream.chunks(997) {
+            items.extend(decoder.push(piece).unwrap());
+        }
+        assert_eq!(items.len(), 2);
+        assert!(matches!(&items[0], Item::Event(RunnerEvent::Result(r)) if r.stdout == stdout));
+        assert_eq!(items[1], Item::Event(RunnerEvent::Done));
     }
 
     #[test]
