@@ -19,6 +19,8 @@ pub mod protocol;
 pub mod reaper;
 pub mod result;
 pub mod retirer;
+#[cfg(test)]
+pub(crate) mod scripted;
 pub mod spec;
 
 pub use executor::{ExecutionRequest, Executor, ExecutorError};
