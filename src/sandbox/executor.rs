@@ -96,13 +96,13 @@ pub struct Executor<E: Containers + 'static> {
 impl<E: Containers + 'static> Executor<E> {
     pub fn new(engine: Arc<E>, settings: &Settings) -> Result<Executor<E>, ExecutorError> {
         let owner = reaper::current_owner();
+        let retirer = Arc::new(Retirer::default());
         let packages = match settings.package_policy {
             PackagePolicy::Off => None,
-            _ => Some(Arc::new(PackageManager::new(
-                engine.clone(),
-                settings,
-                owner.clone(),
-            )?)),
+            _ => Some(Arc::new(
+                PackageManager::new(engine.clone(), settings, owner.clone())?
+                    .with_retirer(retirer.clone()),
+            )),
         };
         let mut executor = Executor {
             engine,
@@ -114,7 +114,7 @@ impl<E: Containers + 'static> Executor<E> {
             permits: Arc::new(Semaphore::new(settings.max_concurrent_executions)),
             packages,
             pool: None,
-            retirer: Arc::new(Retirer::default()),
+            retirer,
             remove_in_background: false,
         };
         if settings.warm_pool_size > 0 {
@@ -265,7 +265,7 @@ impl<E: Containers + 'static> Executor<E> {
         // Creation runs in its own task and the guard holds it from the start: a request
         // dropped while the daemon is still creating (a /stop, a closed connection) cannot
         // leave the container behind, because the guard removes it once creation settles.
-        let mut live = launch(&self.engine, &spec).await?;
+        let mut live = launch(&self.engine, &self.retirer, &spec).await?;
         let acquire_ms = elapsed_ms(started);
         let outcome = self.drive(&mut live, &request, &limits).await;
         let exit = self.exit_if_unreported(&outcome, &live.id).await;

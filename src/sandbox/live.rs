@@ -11,6 +11,7 @@ use futures_util::{FutureExt, StreamExt};
 use super::engine::{Attached, Chunk, Containers, EngineError};
 use super::guard::ContainerGuard;
 use super::protocol::{Decoder, Item, RunnerEvent};
+use super::retirer::Retirer;
 use super::spec::{ContainerSpec, container_config, container_name};
 
 /// The runner's own stderr (its crash messages, never the user's) is kept up to this size.
@@ -37,13 +38,15 @@ pub enum LiveError {
 }
 
 /// Creates, attaches (before start, so no output is missed) and starts a container from
-/// any body; the guard holds it from the creation request on.
+/// any body; the guard holds it from the creation request on, and hands it to `retirer`
+/// when dropped.
 pub async fn start_attached<E: Containers + 'static>(
     engine: &Arc<E>,
+    retirer: &Arc<Retirer>,
     name: String,
     body: ContainerCreateBody,
 ) -> Result<(ContainerGuard<E>, String, Attached), EngineError> {
-    let mut guard = ContainerGuard::create(engine, name, body);
+    let mut guard = ContainerGuard::create(engine, retirer, name, body);
     let id = guard.created().await?;
     let attached = engine.attach(&id).await?;
     engine.start(&id).await?;
@@ -53,10 +56,16 @@ pub async fn start_attached<E: Containers + 'static>(
 /// Starts one sandbox container for `spec`.
 pub async fn launch<E: Containers + 'static>(
     engine: &Arc<E>,
+    retirer: &Arc<Retirer>,
     spec: &ContainerSpec,
 ) -> Result<LiveContainer<E>, EngineError> {
-    let (guard, id, attached) =
-        start_attached(engine, container_name(&spec.run_id), container_config(spec)).await?;
+    let (guard, id, attached) = start_attached(
+        engine,
+        retirer,
+        container_name(&spec.run_id),
+        container_config(spec),
+    )
+    .await?;
     Ok(LiveContainer {
         guard,
         id,

@@ -41,15 +41,23 @@ impl Retirer {
         }
     }
 
-    /// Waits up to `patience` for every removal in flight; false when some did not finish
+    /// Waits up to `patience` for every removal in flight, including those handed over
+    /// while it waits (a guard dropped by a cancelled run); false when some did not finish
     /// (the next start's reaper removes those).
     pub async fn drain(&self, patience: Duration) -> bool {
-        let pending: Vec<JoinHandle<()>> = self
-            .tasks
-            .lock()
-            .map(|mut tasks| tasks.drain(..).collect())
-            .unwrap_or_default();
-        let all = futures_util::future::join_all(pending);
+        let all = async {
+            loop {
+                let pending: Vec<JoinHandle<()>> = self
+                    .tasks
+                    .lock()
+                    .map(|mut tasks| tasks.drain(..).collect())
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    return;
+                }
+                futures_util::future::join_all(pending).await;
+            }
+        };
         tokio::time::timeout(patience, all).await.is_ok()
     }
 }
