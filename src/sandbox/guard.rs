@@ -2,6 +2,7 @@
 //! on, so an error, a panic or a dropped request cannot leave it behind.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
 
@@ -13,8 +14,15 @@ use super::retirer::Retirer;
 /// while the daemon is still creating it. A dropped guard hands its container to the
 /// retirer, so the removal is tracked and `Retirer::drain` waits for it at shutdown.
 pub struct ContainerGuard<E: Containers + 'static> {
-    engine: Arc<E>,
     retirer: Arc<Retirer>,
+    removal: Removal<E>,
+}
+
+/// A container whose only future is its removal, as the retirer holds it. It has no
+/// `Drop`: a retirer's task dropped unrun (the runtime shutting down) leaves the container
+/// to the next start's reaper instead of handing it over again and again.
+pub struct Removal<E: Containers + 'static> {
+    engine: Arc<E>,
     state: GuardState,
 }
 
@@ -38,14 +46,47 @@ impl<E: Containers + 'static> ContainerGuard<E> {
             tokio::spawn(async move { engine.create(&name, body).await })
         };
         ContainerGuard {
-            engine: engine.clone(),
             retirer: retirer.clone(),
-            state: GuardState::Creating(creation),
+            removal: Removal {
+                engine: engine.clone(),
+                state: GuardState::Creating(creation),
+            },
         }
     }
 
     /// Waits for the creation to finish; the id of the new container.
     pub async fn created(&mut self) -> Result<String, EngineError> {
+        self.removal.created().await
+    }
+
+    /// Removes the container. The guard stays armed until the daemon confirmed, so a drop
+    /// in the middle (a cancelled request) or a failed removal still hands it to the
+    /// retirer.
+    pub async fn remove(mut self) -> Result<(), EngineError> {
+        let id = match self.removal.created().await {
+            Ok(id) => id,
+            Err(_) => return Ok(()),
+        };
+        self.removal.engine.remove(&id).await?;
+        self.removal.state = GuardState::Done;
+        Ok(())
+    }
+
+    /// The removal, taken out of the guard: from here its owner (the retirer) removes it.
+    pub fn disarm(mut self) -> Removal<E> {
+        self.removal.take()
+    }
+}
+
+impl<E: Containers + 'static> Removal<E> {
+    fn take(&mut self) -> Removal<E> {
+        Removal {
+            engine: self.engine.clone(),
+            state: std::mem::replace(&mut self.state, GuardState::Done),
+        }
+    }
+
+    async fn created(&mut self) -> Result<String, EngineError> {
         if let GuardState::Creating(task) = &mut self.state {
             let result = task.await.unwrap_or_else(|join| {
                 Err(EngineError::Api {
@@ -68,44 +109,23 @@ impl<E: Containers + 'static> ContainerGuard<E> {
         }
     }
 
-    /// Removes the container. The guard stays armed until the daemon confirmed, so a drop
-    /// in the middle (a cancelled request) still removes it.
-    pub async fn remove(mut self) -> Result<(), EngineError> {
-        let id = match self.created().await {
-            Ok(id) => id,
-            Err(_) => return Ok(()),
-        };
-        self.engine.remove(&id).await?;
-        self.state = GuardState::Done;
-        Ok(())
-    }
-
     /// Removes the container, retrying while the daemon is unreachable (a restart), for up
-    /// to `patience`; the last error when it never succeeded. Either way the guard is
-    /// disarmed: after this much patience the next start's reaper removes the container.
-    pub async fn remove_patiently(
-        mut self,
-        patience: std::time::Duration,
-    ) -> Result<(), EngineError> {
+    /// to `patience`; the last error when it never succeeded (the next start's reaper
+    /// removes it then).
+    pub async fn remove_patiently(mut self, patience: Duration) -> Result<(), EngineError> {
         let id = match self.created().await {
             Ok(id) => id,
             Err(_) => return Ok(()),
         };
         let deadline = tokio::time::Instant::now() + patience;
-        let mut pause = std::time::Duration::from_millis(250);
+        let mut pause = Duration::from_millis(250);
         loop {
             match self.engine.remove(&id).await {
-                Ok(()) => {
-                    self.state = GuardState::Done;
-                    return Ok(());
-                }
-                Err(err) if tokio::time::Instant::now() + pause > deadline => {
-                    self.state = GuardState::Done;
-                    return Err(err);
-                }
+                Ok(()) => return Ok(()),
+                Err(err) if tokio::time::Instant::now() + pause > deadline => return Err(err),
                 Err(_) => {
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                    pause = (pause * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -114,29 +134,19 @@ impl<E: Containers + 'static> ContainerGuard<E> {
 
 impl<E: Containers + 'static> Drop for ContainerGuard<E> {
     fn drop(&mut self) {
-        let state = std::mem::replace(&mut self.state, GuardState::Done);
-        if matches!(state, GuardState::Done) {
+        if matches!(self.removal.state, GuardState::Done) {
             return;
         }
         if tokio::runtime::Handle::try_current().is_err() {
             tracing::warn!("no runtime to remove a sandbox container; the next start reaps it");
             return;
         }
-        // A new guard for the same container: the retirer's task owns it from here, and
-        // `drain` waits for it like for any other used container.
-        let armed = ContainerGuard {
-            engine: self.engine.clone(),
-            retirer: self.retirer.clone(),
-            state,
-        };
-        self.retirer.retire(armed, None);
+        self.retirer.take_over(self.removal.take(), None);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use futures_util::StreamExt;
 
     use super::*;
@@ -195,9 +205,9 @@ mod tests {
         .await
         .unwrap();
         assert!(attached.output.next().await.is_some_and(|r| r.is_err()));
-        let removal = guard.remove_patiently(Duration::from_secs(10)).await;
-        assert!(matches!(removal, Err(EngineError::Unavailable { .. })));
-        // Disarmed: nothing was handed to the retirer to retry all over again.
+        retirer.retire(guard, None);
+        assert!(retirer.drain(Duration::from_secs(600)).await);
+        // Nothing was handed back to the retirer to retry all over again.
         assert!(retirer.drain(Duration::from_millis(1)).await);
         assert!(engine.removed().is_empty());
     }
