@@ -6,6 +6,7 @@
 //! left behind by a dead process; `image` builds the sandbox image.
 
 pub mod docker;
+mod ending;
 pub mod engine;
 pub mod executor;
 pub mod guard;
