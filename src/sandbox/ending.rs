@@ -6,7 +6,7 @@
 
 use super::engine::{EngineError, ExitState};
 use super::limits::Limits;
-use super::protocol::{ProtocolError, RunnerResult};
+use super::protocol::{OutdatedImage, ProtocolError, RunnerResult};
 use super::result::{Flag, Phases, RunError, Status};
 use crate::packages::Prepared;
 
@@ -29,6 +29,9 @@ pub enum Ending {
     ProtocolError(ProtocolError),
     /// Not run: a package was refused or could not be installed.
     NotRun(NotRun),
+    /// The runner said `ready` in another protocol version: the image must be rebuilt.
+    /// It never got the job; the container was killed.
+    Outdated(OutdatedImage),
 }
 
 /// Why the code was not run at all (a package refused or not installable).
@@ -86,7 +89,8 @@ impl Session {
 }
 
 /// Pure: the runner's report, or the host's honest account of why there is none, with the
-/// flags the ending adds. Not for `StartupTimeout` and `NotRun`, which have no result.
+/// flags the ending adds. Not for `StartupTimeout`, `NotRun` and `Outdated`, which have
+/// no result.
 pub fn report(
     ending: &Ending,
     transcript: &mut Transcript,
@@ -108,9 +112,11 @@ pub fn report(
             reported_or_died(transcript, exit, limits, None)
         }
         Ending::StreamFailed(err) => reported_or_died(transcript, exit, limits, Some(err)),
-        Ending::Done | Ending::StreamEnded | Ending::StartupTimeout | Ending::NotRun(_) => {
-            reported_or_died(transcript, exit, limits, None)
-        }
+        Ending::Done
+        | Ending::StreamEnded
+        | Ending::StartupTimeout
+        | Ending::NotRun(_)
+        | Ending::Outdated(_) => reported_or_died(transcript, exit, limits, None),
     };
     let mut flags = Vec::new();
     if runner.stdout_truncated {

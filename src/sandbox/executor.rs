@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::OUTPUT_DIR;
 use super::ending::{self, Ending, NotRun, Session, Transcript};
-use super::engine::{Chunk, Containers, EngineError, ExitState};
+use super::engine::{Chunk, Containers, EngineError, ExitState, InputSink};
 use super::limits::Limits;
 use super::link::link_tree;
 use super::live::RUNNER_DIAGNOSTICS_BYTES;
@@ -20,7 +20,7 @@ use super::live::{LiveContainer, launch};
 use super::outputs::{self, OutputCaps, OutputError};
 use super::pool::{PoolError, PoolStatus};
 use super::pool::{WarmContainer, WarmPool};
-use super::protocol::{Item, Job, JobFile, RunnerEvent, SiteDirs};
+use super::protocol::{Item, Job, JobFile, OutdatedImage, RunnerEvent, SiteDirs, check_ready};
 use super::reaper;
 use super::result::{ExecutionResult, RunError, Status};
 use super::retirer::Retirer;
@@ -46,6 +46,8 @@ pub enum ExecutorError {
     CodeTooLarge { size: usize, limit: usize },
     #[error("the sandbox did not start the code within {seconds} s (image {image})")]
     StartupTimeout { seconds: f64, image: String },
+    #[error(transparent)]
+    OutdatedImage(#[from] OutdatedImage),
     #[error("the Docker daemon went away during run {run_id}, so its outcome is unknown: {source}")]
     DaemonGone { run_id: String, source: EngineError },
     #[error("cannot hand the job to the sandbox: {0}")]
@@ -368,15 +370,14 @@ impl<E: Containers + 'static> Executor<E> {
         };
         let attached = &mut live.attached;
         // The runner reads the job line, and one more (the package directories) only when
-        // it reports missing imports; stdin is closed once the code has started.
-        let line = job.to_line()?;
-        let handoff = async {
-            attached.input.write_all(&line).await?;
-            attached.input.flush().await
-        };
-        if let Err(err) = handoff.await {
-            // A runner that died at start closes stdin; the stream below tells why.
-            tracing::debug!(error = %err, "job hand-off interrupted");
+        // it reports missing imports; stdin is closed once the code has started. The job
+        // goes only to a runner that said `ready` in this protocol version: an out-of-date
+        // image never runs the code.
+        let mut job_line = Some(job.to_line()?);
+        if live.ready
+            && let Some(line) = job_line.take()
+        {
+            hand_off(&mut attached.input, &line, "job").await;
         }
 
         let mut transcript = Transcript {
@@ -429,7 +430,16 @@ impl<E: Containers + 'static> Executor<E> {
             };
             for item in items {
                 match item {
-                    Item::Event(RunnerEvent::Ready) => {}
+                    Item::Event(RunnerEvent::Ready { protocol }) => {
+                        if let Err(outdated) = check_ready(&live.image, protocol) {
+                            self.engine.kill(&id).await?;
+                            break 'stream Ending::Outdated(outdated);
+                        }
+                        live.ready = true;
+                        if let Some(line) = job_line.take() {
+                            hand_off(&mut attached.input, &line, "job").await;
+                        }
+                    }
                     Item::Event(RunnerEvent::Missing { modules }) => {
                         match self.resolve_packages(&modules).await {
                             Ok(prepared) => {
@@ -438,10 +448,7 @@ impl<E: Containers + 'static> Executor<E> {
                                 }
                                 .to_line()?;
                                 transcript.packages = Some(prepared);
-                                if let Err(err) = attached.input.write_all(&reply).await {
-                                    tracing::debug!(error = %err, "package hand-off interrupted");
-                                }
-                                let _ = attached.input.flush().await;
+                                hand_off(&mut attached.input, &reply, "package directories").await;
                                 deadline = tokio::time::Instant::now() + self.startup_timeout;
                             }
                             Err(not_run) => break 'stream Ending::NotRun(not_run),
@@ -576,6 +583,7 @@ impl<E: Containers + 'static> Executor<E> {
             None => (0.0, Vec::new(), Vec::new()),
         };
         let ending = match ending {
+            Ending::Outdated(outdated) => return Err(outdated.into()),
             Ending::StartupTimeout => {
                 return Err(ExecutorError::StartupTimeout {
                     seconds: self.startup_timeout.as_secs_f64(),
@@ -657,6 +665,18 @@ impl<E: Containers + 'static> Executor<E> {
             run_id: run_id.to_string(),
             phases,
         })
+    }
+}
+
+/// Writes one line to the runner's stdin. A runner that died closes stdin; the stream,
+/// read next, tells why, so a failed write is only logged.
+async fn hand_off(input: &mut InputSink, line: &[u8], what: &'static str) {
+    let written = async {
+        input.write_all(line).await?;
+        input.flush().await
+    };
+    if let Err(err) = written.await {
+        tracing::debug!(error = %err, what, "hand-off to the runner interrupted");
     }
 }
 

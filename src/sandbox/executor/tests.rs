@@ -9,7 +9,12 @@ use super::*;
 use crate::config::{PackagePolicy, Settings};
 use crate::sandbox::scripted::{Call, Script, ScriptedEngine};
 
-const READY: &str = r#"{"event":"ready"}"#;
+fn ready() -> String {
+    format!(
+        r#"{{"event":"ready","protocol":{}}}"#,
+        crate::sandbox::protocol::PROTOCOL_VERSION
+    )
+}
 const STARTED: &str = r#"{"event":"started"}"#;
 const OK_RESULT: &str = r#"{"event":"result","status":"ok","exit_code":0,"stdout":"1\n","stderr":"","stdout_truncated":false,"stderr_truncated":false,"execution_ms":3.0,"error":null}"#;
 const DONE: &str = r#"{"event":"done"}"#;
@@ -40,7 +45,7 @@ fn request(output_dir: &Path) -> ExecutionRequest {
 
 /// A runner that got going: ready, then started.
 fn running() -> Script {
-    Script::new().line(READY).line(STARTED)
+    Script::new().line(&ready()).line(STARTED)
 }
 
 fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
@@ -257,4 +262,42 @@ async fn a_stream_that_breaks_off_without_a_result_is_killed_and_says_why() {
     let message = result.error.unwrap().message;
     assert!(message.contains("connection reset"), "{message}");
     assert_eq!(engine.removed(), [CONTAINER]);
+}
+
+#[tokio::test]
+async fn a_runner_of_another_protocol_version_never_gets_the_job() {
+    for ready in [r#"{"event":"ready"}"#, r#"{"event":"ready","protocol":1}"#] {
+        let data = tempfile::tempdir().unwrap();
+        let engine = Arc::new(ScriptedEngine::new().script(Script::new().line(ready).hang()));
+        let err = executor(&engine, data.path())
+            .execute(request(&data.path().join("out")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ExecutorError::OutdatedImage(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("codebox-sandbox:latest is out of date"),
+            "{message}"
+        );
+        assert!(
+            message.contains("codebox image build --tag codebox-sandbox:latest"),
+            "{message}"
+        );
+        assert!(engine.stdin(CONTAINER).is_empty(), "the job was written");
+        assert_eq!(engine.killed(), [CONTAINER]);
+        assert_eq!(engine.removed(), [CONTAINER]);
+    }
+}
+
+#[tokio::test]
+async fn the_job_waits_for_the_runner_to_be_ready() {
+    let data = tempfile::tempdir().unwrap();
+    let engine = Arc::new(ScriptedEngine::new().script(Script::new().hang()));
+    let executor = executor(&engine, data.path());
+    let out = data.path().join("out");
+    let mut run = Box::pin(executor.execute(request(&out)));
+    let under_way = tokio::time::timeout(Duration::from_millis(200), run.as_mut()).await;
+    assert!(under_way.is_err());
+    assert!(engine.calls().contains(&Call::Start(CONTAINER.into())));
+    assert!(engine.stdin(CONTAINER).is_empty());
 }
