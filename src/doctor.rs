@@ -1,9 +1,12 @@
 //! `codebox doctor`: what works on this machine, and the fix for what does not.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::config::{Runtime, Settings};
 use crate::sandbox::engine::{Containers, EngineError, Images, ManagedContainer, System};
+use crate::sandbox::image::{PROTOCOL_LABEL, rebuild_command, speaks_this_protocol};
+use crate::sandbox::protocol::PROTOCOL_VERSION;
 use crate::sandbox::{OWNER_LABEL, POOL_LABEL, reaper};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,14 +91,9 @@ pub async fn run_checks<E: Images + System + Containers>(
         )),
     }
     match engine.image_labels(&settings.sandbox.sandbox_image).await {
-        Ok(Some(_)) => checks.push(Check::pass("sandbox image", settings.sandbox.sandbox_image.clone())),
-        Ok(None) => checks.push(Check::fail(
-            "sandbox image",
-            format!("{} is missing", settings.sandbox.sandbox_image),
-            format!(
-                "codebox image build --tag {} (add --base codebox-base:bookworm on machines without a registry)",
-                settings.sandbox.sandbox_image
-            ),
+        Ok(labels) => checks.push(image_check(
+            &settings.sandbox.sandbox_image,
+            labels.as_ref(),
         )),
         Err(err) => checks.push(Check::fail(
             "sandbox image",
@@ -107,6 +105,33 @@ pub async fn run_checks<E: Images + System + Containers>(
     checks.push(pool_check(settings, engine).await);
     checks.push(packages_check(settings));
     checks
+}
+
+/// Pure: the sandbox image is there and its runner speaks this codebox's protocol (its
+/// build label says so), or the command that rebuilds it.
+fn image_check(image: &str, labels: Option<&HashMap<String, String>>) -> Check {
+    let Some(labels) = labels else {
+        return Check::fail(
+            "sandbox image",
+            format!("{image} is missing"),
+            rebuild_command(image),
+        );
+    };
+    if speaks_this_protocol(labels) {
+        return Check::pass(
+            "sandbox image",
+            format!("{image} (runner protocol {PROTOCOL_VERSION})"),
+        );
+    }
+    let found = match labels.get(PROTOCOL_LABEL) {
+        Some(version) => format!("runner protocol {version}"),
+        None => "no runner protocol label (built before versions)".to_string(),
+    };
+    Check::fail(
+        "sandbox image",
+        format!("{image} is out of date: {found}, this codebox speaks protocol {PROTOCOL_VERSION}"),
+        rebuild_command(image),
+    )
 }
 
 /// The warm pool as the daemon sees it: its containers carry the pool label and their
@@ -225,6 +250,52 @@ mod tests {
         assert_eq!(
             index_host("http://172.17.0.1:8080/simple/"),
             "172.17.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn an_image_of_this_protocol_passes() {
+        let labels = HashMap::from([(PROTOCOL_LABEL.to_string(), PROTOCOL_VERSION.to_string())]);
+        let check = image_check("codebox-sandbox:latest", Some(&labels));
+        assert!(check.ok, "{check:?}");
+        assert!(
+            check
+                .detail
+                .contains(&format!("runner protocol {PROTOCOL_VERSION}"))
+        );
+    }
+
+    #[test]
+    fn an_image_of_another_or_no_protocol_is_out_of_date_with_its_rebuild_command() {
+        let old = HashMap::from([(PROTOCOL_LABEL.to_string(), "1".to_string())]);
+        for (labels, found) in [
+            (old, "runner protocol 1"),
+            (HashMap::new(), "no runner protocol label"),
+        ] {
+            let text = render(&[image_check("codebox-sandbox:latest", Some(&labels))]);
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 2, "{text}");
+            assert!(
+                lines[0].starts_with("FAIL  sandbox image  codebox-sandbox:latest is out of date")
+            );
+            assert!(lines[0].contains(found), "{text}");
+            assert!(
+                lines[1].contains("fix: `codebox image build --tag codebox-sandbox:latest` (add `--base codebox-base:bookworm` on machines without a registry), or `bash scripts/setup.sh`"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_image_names_the_build_command() {
+        let check = image_check("codebox-sandbox:latest", None);
+        assert!(!check.ok);
+        assert_eq!(check.detail, "codebox-sandbox:latest is missing");
+        assert!(
+            check
+                .fix
+                .unwrap()
+                .contains("codebox image build --tag codebox-sandbox:latest")
         );
     }
 

@@ -6,7 +6,7 @@ line from stdin, runs the user's code once in a forked child, enforces the time 
 every other process in the container, and streams back one result plus a tar of the output
 directory. Protocol on stdout (the only channel the host reads):
 
-    {"event": "ready"}
+    {"event": "ready", "protocol": 2}
     {"event": "missing", "modules": [...]}   only when the job asks for an import scan and
                                              something is missing; the host answers with one
                                              more stdin line {"site_dirs": [...]}
@@ -14,6 +14,10 @@ directory. Protocol on stdout (the only channel the host reads):
     {"event": "result", ...}
     {"event": "outputs", "bytes": N}   followed by exactly N bytes of tar
     {"event": "done"}
+
+The host writes the job only after `ready`, and only when `protocol` is the version it
+speaks: bump PROTOCOL_VERSION (and the host's) whenever the two stop understanding each
+other, so an out-of-date image is named as such instead of failing in odd ways.
 
 The user's code never holds this process's stdout: its fds 1 and 2 are pipes read here,
 and this process is made non-dumpable so same-uid code cannot reach its fds via /proc.
@@ -34,6 +38,7 @@ import time
 import traceback
 
 PROTOCOL_OUT = sys.stdout.buffer
+PROTOCOL_VERSION = 2
 PR_SET_DUMPABLE = 4
 READ_CHUNK = 65536
 
@@ -585,7 +590,7 @@ def main():
     if args[:1] == ["--preload"]:
         preload(args[1].split(",") if len(args) > 1 else ["numpy", "pandas", "matplotlib"])
     forked = Forked()
-    emit({"event": "ready"})
+    emit({"event": "ready", "protocol": PROTOCOL_VERSION})
     line = sys.stdin.buffer.readline(16 * 1024 * 1024)
     if not line:
         return

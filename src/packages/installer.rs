@@ -11,6 +11,7 @@ use super::PackagesError;
 use super::installer_spec::{InstallerSpec, installer_config};
 use crate::sandbox::engine::{Chunk, Containers};
 use crate::sandbox::live::start_attached;
+use crate::sandbox::retirer::Retirer;
 
 /// The report is a few short JSON lines; anything beyond this is not an honest installer.
 const MAX_REPORT_BYTES: usize = 256 * 1024;
@@ -25,11 +26,13 @@ pub struct InstallOutcome {
 
 pub async fn run_installer<E: Containers + 'static>(
     engine: &Arc<E>,
+    retirer: &Arc<Retirer>,
     spec: &InstallerSpec,
     timeout: Duration,
 ) -> Result<Vec<InstallOutcome>, PackagesError> {
     let name = format!("codebox-install-{}", spec.run_id);
-    let (guard, _id, mut attached) = start_attached(engine, name, installer_config(spec)).await?;
+    let (guard, _id, mut attached) =
+        start_attached(engine, retirer, name, installer_config(spec)).await?;
     let _ = attached.input.shutdown().await;
 
     let mut report = Vec::new();

@@ -15,6 +15,7 @@ use super::names::distribution_for;
 use super::policy::{Decision, Policy};
 use crate::config::PackageSettings;
 use crate::sandbox::engine::Containers;
+use crate::sandbox::retirer::Retirer;
 
 pub struct PackageManager<E: Containers + 'static> {
     engine: Arc<E>,
@@ -29,6 +30,8 @@ pub struct PackageManager<E: Containers + 'static> {
     max_cache_bytes: u64,
     install_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     in_use: Arc<Mutex<HashMap<String, usize>>>,
+    /// Removes an installer container whose run was cancelled.
+    retirer: Arc<Retirer>,
 }
 
 /// What a run needs before its code starts.
@@ -96,7 +99,15 @@ impl<E: Containers + 'static> PackageManager<E> {
             max_cache_bytes: settings.package_cache_max_mb.saturating_mul(1024 * 1024),
             install_locks: Mutex::new(HashMap::new()),
             in_use: Arc::new(Mutex::new(HashMap::new())),
+            retirer: Arc::new(Retirer::default()),
         })
+    }
+
+    /// Shares the executor's retirer, so its shutdown also waits for the removal of
+    /// installer containers whose run was cancelled.
+    pub fn with_retirer(mut self, retirer: Arc<Retirer>) -> PackageManager<E> {
+        self.retirer = retirer;
+        self
     }
 
     pub fn cache(&self) -> &PackageCache {
@@ -199,7 +210,8 @@ impl<E: Containers + 'static> PackageManager<E> {
         };
         let started = Instant::now();
         tracing::info!(run_id = %run_id, distributions = ?missing, "installing packages");
-        let outcomes = run_installer(&self.engine, &spec, self.install_timeout).await?;
+        let outcomes =
+            run_installer(&self.engine, &self.retirer, &spec, self.install_timeout).await?;
         let mut installed = Vec::new();
         for dist in &missing {
             let modules = imports.get(dist).map(Vec::as_slice).unwrap_or_default();

@@ -11,7 +11,8 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::OUTPUT_DIR;
-use super::engine::{Chunk, Containers, EngineError};
+use super::ending::{self, Ending, NotRun, Session, Transcript};
+use super::engine::{Chunk, Containers, EngineError, ExitState, InputSink};
 use super::limits::Limits;
 use super::link::link_tree;
 use super::live::RUNNER_DIAGNOSTICS_BYTES;
@@ -19,9 +20,9 @@ use super::live::{LiveContainer, launch};
 use super::outputs::{self, OutputCaps, OutputError};
 use super::pool::{PoolError, PoolStatus};
 use super::pool::{WarmContainer, WarmPool};
-use super::protocol::{Item, Job, JobFile, ProtocolError, RunnerEvent, RunnerResult, SiteDirs};
+use super::protocol::{Item, Job, JobFile, OutdatedImage, RunnerEvent, SiteDirs, check_ready};
 use super::reaper;
-use super::result::{ExecutionResult, Flag, Phases, RunError, Status};
+use super::result::{ExecutionResult, RunError, Status};
 use super::retirer::Retirer;
 use super::spec::ContainerSpec;
 use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings};
@@ -45,6 +46,10 @@ pub enum ExecutorError {
     CodeTooLarge { size: usize, limit: usize },
     #[error("the sandbox did not start the code within {seconds} s (image {image})")]
     StartupTimeout { seconds: f64, image: String },
+    #[error(transparent)]
+    OutdatedImage(#[from] OutdatedImage),
+    #[error("the Docker daemon went away during run {run_id}, so its outcome is unknown: {source}")]
+    DaemonGone { run_id: String, source: EngineError },
     #[error("cannot hand the job to the sandbox: {0}")]
     Handoff(std::io::Error),
     #[error("cannot spool the outputs of run {run_id}: {source}")]
@@ -102,15 +107,19 @@ impl<E: Containers + 'static> Executor<E> {
         data_dir: &std::path::Path,
     ) -> Result<Executor<E>, ExecutorError> {
         let owner = reaper::current_owner();
+        let retirer = Arc::new(Retirer::default());
         let packages = match package_settings.package_policy {
             PackagePolicy::Off => None,
-            _ => Some(Arc::new(PackageManager::new(
-                engine.clone(),
-                package_settings,
-                &sandbox.sandbox_image,
-                data_dir,
-                owner.clone(),
-            )?)),
+            _ => Some(Arc::new(
+                PackageManager::new(
+                    engine.clone(),
+                    package_settings,
+                    &sandbox.sandbox_image,
+                    data_dir,
+                    owner.clone(),
+                )?
+                .with_retirer(retirer.clone()),
+            )),
         };
         let mut executor = Executor {
             engine,
@@ -121,7 +130,7 @@ impl<E: Containers + 'static> Executor<E> {
             permits: Arc::new(Semaphore::new(sandbox.max_concurrent_executions)),
             packages,
             pool: None,
-            retirer: Arc::new(Retirer::default()),
+            retirer,
             remove_in_background: false,
         };
         if pool.warm_pool_size > 0 {
@@ -272,18 +281,23 @@ impl<E: Containers + 'static> Executor<E> {
         // Creation runs in its own task and the guard holds it from the start: a request
         // dropped while the daemon is still creating (a /stop, a closed connection) cannot
         // leave the container behind, because the guard removes it once creation settles.
-        let mut live = launch(&self.engine, &spec).await?;
+        let mut live = launch(&self.engine, &self.retirer, &spec).await?;
         let acquire_ms = elapsed_ms(started);
         let outcome = self.drive(&mut live, &request, &limits).await;
-        let exit = self.exit_if_unreported(&outcome, &live.id).await;
-        if self.remove_in_background {
+        let exit = self.exit_if_unreported(&outcome, &run_id, &live.id).await;
+        let removal = if self.remove_in_background {
             // Removed after the result is returned; `shutdown` waits for it.
             self.retirer.retire(live.guard, None);
+            Ok(())
         } else {
-            live.guard.remove().await?;
-        }
+            // A failed removal leaves the guard armed: the retirer retries it.
+            live.guard.remove().await
+        };
+        // The run's own failure says more than a removal that failed after it.
         let mut session = outcome?;
-        session.phases.acquire_ms = acquire_ms;
+        let exit = exit?;
+        removal?;
+        session.transcript.phases.acquire_ms = acquire_ms;
         self.finish(&run_id, request, &limits, session, exit, started)
             .await
     }
@@ -327,14 +341,16 @@ impl<E: Containers + 'static> Executor<E> {
             pool.retire_dead(live.guard, inputs_dir);
             return Ok(None);
         }
-        let exit = self.exit_if_unreported(&outcome, &live.id).await;
         let run_id = live.run_id.clone();
+        let exit = self.exit_if_unreported(&outcome, &run_id, &live.id).await;
         // Removal happens after the result is returned; the pool tracks it to the end.
         pool.retire(live.guard, inputs_dir);
         let mut session = outcome?;
-        session.phases.warm = true;
-        session.phases.acquire_ms = acquire_ms;
-        session.phases.stage_ms = stage_ms;
+        let exit = exit?;
+        let phases = &mut session.transcript.phases;
+        phases.warm = true;
+        phases.acquire_ms = acquire_ms;
+        phases.stage_ms = stage_ms;
         self.finish(&run_id, request.clone(), &limits, session, exit, started)
             .await
             .map(Some)
@@ -365,20 +381,19 @@ impl<E: Containers + 'static> Executor<E> {
         };
         let attached = &mut live.attached;
         // The runner reads the job line, and one more (the package directories) only when
-        // it reports missing imports; stdin is closed once the code has started.
-        let line = job.to_line()?;
-        let handoff = async {
-            attached.input.write_all(&line).await?;
-            attached.input.flush().await
-        };
-        if let Err(err) = handoff.await {
-            // A runner that died at start closes stdin; the stream below tells why.
-            tracing::debug!(error = %err, "job hand-off interrupted");
+        // it reports missing imports; stdin is closed once the code has started. The job
+        // goes only to a runner that said `ready` in this protocol version: an out-of-date
+        // image never runs the code.
+        let mut job_line = Some(job.to_line()?);
+        if live.ready
+            && let Some(line) = job_line.take()
+        {
+            hand_off(&mut attached.input, &line, "job").await;
         }
 
-        let mut session = Session {
+        let mut transcript = Transcript {
             diagnostics: std::mem::take(&mut live.diagnostics),
-            ..Session::default()
+            ..Transcript::default()
         };
         let decoder = &mut live.decoder;
         let mut spool: Option<tokio::fs::File> = None;
@@ -386,38 +401,31 @@ impl<E: Containers + 'static> Executor<E> {
         let mut phase = Phase::Starting;
         let mut code_started: Option<Instant> = None;
         let mut collect_started: Option<Instant> = None;
-        'stream: loop {
+        let ending = 'stream: loop {
             let next = match tokio::time::timeout_at(deadline, attached.output.next()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    match phase {
-                        Phase::Starting => session.startup_timed_out = true,
-                        Phase::Running => {
-                            session.host_timeout = true;
-                            session.execution_ms = code_started
-                                .map(|t| t.elapsed().as_secs_f64() * 1000.0)
-                                .unwrap_or(0.0);
-                        }
-                        Phase::Collecting => {
-                            session.flags.push(Flag::new("output_collection_timeout"))
-                        }
-                    }
                     self.engine.kill(&id).await?;
-                    break;
+                    break match phase {
+                        Phase::Starting => Ending::StartupTimeout,
+                        Phase::Running => Ending::HostTimeout,
+                        Phase::Collecting => Ending::CollectionTimeout,
+                    };
                 }
             };
             let chunk = match next {
-                None => break,
+                None => break Ending::StreamEnded,
                 Some(Err(err)) => {
-                    tracing::warn!(error = %err, "sandbox stream ended with an error");
-                    break;
+                    tracing::warn!(run_id = %run_id, error = %err, "sandbox stream ended with an error");
+                    break Ending::StreamFailed(err);
                 }
                 Some(Ok(chunk)) => chunk,
             };
             let data = match chunk {
                 Chunk::Stderr(data) => {
-                    let room = RUNNER_DIAGNOSTICS_BYTES.saturating_sub(session.diagnostics.len());
-                    session
+                    let room =
+                        RUNNER_DIAGNOSTICS_BYTES.saturating_sub(transcript.diagnostics.len());
+                    transcript
                         .diagnostics
                         .extend_from_slice(&data[..data.len().min(room)]);
                     continue;
@@ -427,14 +435,22 @@ impl<E: Containers + 'static> Executor<E> {
             let items = match decoder.push(&data) {
                 Ok(items) => items,
                 Err(err) => {
-                    session.protocol_error = Some(err);
                     self.engine.kill(&id).await?;
-                    break;
+                    break Ending::ProtocolError(err);
                 }
             };
             for item in items {
                 match item {
-                    Item::Event(RunnerEvent::Ready) => {}
+                    Item::Event(RunnerEvent::Ready { protocol }) => {
+                        if let Err(outdated) = check_ready(&live.image, protocol) {
+                            self.engine.kill(&id).await?;
+                            break 'stream Ending::Outdated(outdated);
+                        }
+                        live.ready = true;
+                        if let Some(line) = job_line.take() {
+                            hand_off(&mut attached.input, &line, "job").await;
+                        }
+                    }
                     Item::Event(RunnerEvent::Missing { modules }) => {
                         match self.resolve_packages(&modules).await {
                             Ok(prepared) => {
@@ -442,22 +458,16 @@ impl<E: Containers + 'static> Executor<E> {
                                     site_dirs: prepared.site_dirs.clone(),
                                 }
                                 .to_line()?;
-                                session.packages = Some(prepared);
-                                if let Err(err) = attached.input.write_all(&reply).await {
-                                    tracing::debug!(error = %err, "package hand-off interrupted");
-                                }
-                                let _ = attached.input.flush().await;
+                                transcript.packages = Some(prepared);
+                                hand_off(&mut attached.input, &reply, "package directories").await;
                                 deadline = tokio::time::Instant::now() + self.startup_timeout;
                             }
-                            Err(not_run) => {
-                                session.not_run = Some(not_run);
-                                break 'stream;
-                            }
+                            Err(not_run) => break 'stream Ending::NotRun(not_run),
                         }
                     }
                     Item::Event(RunnerEvent::Started) => {
-                        session.started = true;
-                        session.phases.handoff_ms = elapsed_ms(handoff_started);
+                        transcript.started = true;
+                        transcript.phases.handoff_ms = elapsed_ms(handoff_started);
                         let _ = attached.input.shutdown().await;
                         phase = Phase::Running;
                         code_started = Some(Instant::now());
@@ -468,10 +478,10 @@ impl<E: Containers + 'static> Executor<E> {
                         phase = Phase::Collecting;
                         collect_started = Some(Instant::now());
                         deadline = tokio::time::Instant::now() + COLLECTION_TIMEOUT;
-                        session.result = Some(result);
+                        transcript.result = Some(result);
                     }
                     Item::Event(RunnerEvent::Outputs { flags, .. }) => {
-                        session.flags.extend(flags);
+                        transcript.flags.extend(flags);
                         let file = tempfile::tempfile().map_err(|source| ExecutorError::Spool {
                             run_id: run_id.to_string(),
                             source,
@@ -488,38 +498,44 @@ impl<E: Containers + 'static> Executor<E> {
                             })?;
                         }
                     }
-                    Item::BlobEnd => session.archive = spool.take(),
+                    Item::BlobEnd => transcript.archive = spool.take(),
                     Item::Event(RunnerEvent::Done) => {
-                        session.done = true;
-                        session.phases.collect_ms = collect_started.map_or(0.0, elapsed_ms);
+                        transcript.phases.collect_ms = collect_started.map_or(0.0, elapsed_ms);
+                        break 'stream Ending::Done;
                     }
                 }
             }
-            if session.done {
-                break;
-            }
+        };
+        if transcript.result.is_none() {
+            // The runner could not say how long the code ran: it ran until the ending.
+            transcript.execution_ms = code_started.map_or(0.0, elapsed_ms);
         }
-        if session.result.is_none() && !session.host_timeout {
-            // The sandbox died under the code: it ran until the stream ended.
-            session.execution_ms = code_started
-                .map(|t| t.elapsed().as_secs_f64() * 1000.0)
-                .unwrap_or(0.0);
-        }
-        Ok(session)
+        tracing::debug!(run_id = %run_id, ending = ?ending, "sandbox stream ended");
+        Ok(Session { ending, transcript })
     }
 
     /// The container's exit state, needed only when the runner could not report (it says
-    /// whether the kernel killed the code); read before the container is removed.
+    /// whether the kernel killed the code); read before the container is removed. A daemon
+    /// that stopped answering leaves the run's outcome unknown: that is the error.
     async fn exit_if_unreported(
         &self,
         outcome: &Result<Session, ExecutorError>,
+        run_id: &str,
         id: &str,
-    ) -> Option<super::engine::ExitState> {
+    ) -> Result<Option<ExitState>, ExecutorError> {
         match outcome {
-            Ok(session) if session.result.is_none() && session.not_run.is_none() => {
-                self.engine.exit_state(id).await.ok()
-            }
-            _ => None,
+            Ok(session) if session.needs_exit_state() => match self.engine.exit_state(id).await {
+                Ok(exit) => Ok(Some(exit)),
+                Err(source @ EngineError::Unavailable { .. }) => Err(ExecutorError::DaemonGone {
+                    run_id: run_id.to_string(),
+                    source,
+                }),
+                Err(err) => {
+                    tracing::warn!(run_id = %run_id, error = %err, "cannot read the sandbox's exit state");
+                    Ok(None)
+                }
+            },
+            _ => Ok(None),
         }
     }
 
@@ -563,61 +579,55 @@ impl<E: Containers + 'static> Executor<E> {
         run_id: &str,
         request: ExecutionRequest,
         limits: &Limits,
-        mut session: Session,
-        exit: Option<super::engine::ExitState>,
+        session: Session,
+        exit: Option<ExitState>,
         started: Instant,
     ) -> Result<ExecutionResult, ExecutorError> {
-        if session.startup_timed_out && session.result.is_none() {
-            return Err(ExecutorError::StartupTimeout {
-                seconds: self.startup_timeout.as_secs_f64(),
-                image: self.image.clone(),
-            });
-        }
-        let mut phases = std::mem::take(&mut session.phases);
-        let packages = session.packages.take();
+        let Session {
+            ending,
+            mut transcript,
+        } = session;
+        let mut phases = std::mem::take(&mut transcript.phases);
+        let packages = transcript.packages.take();
         let (install_ms, packages_installed, packages_cached) = match &packages {
             Some(p) => (p.install_ms, p.installed.clone(), p.cached.clone()),
             None => (0.0, Vec::new(), Vec::new()),
         };
-        if let Some(not_run) = session.not_run.take() {
-            return Ok(ExecutionResult {
-                status: not_run.status,
-                exit_code: None,
-                stdout: String::new(),
-                stderr: String::new(),
-                stdout_truncated: false,
-                stderr_truncated: false,
-                execution_ms: 0.0,
-                total_ms: started.elapsed().as_secs_f64() * 1000.0,
-                install_ms: not_run.install_ms,
-                packages_installed,
-                packages_cached,
-                error: Some(not_run.error),
-                output_files: Vec::new(),
-                flags: Vec::new(),
-                run_id: run_id.to_string(),
-                phases,
-            });
-        }
-        let runner = match session.result.take() {
-            Some(result) => result,
-            None => self.unreported_result(&session, exit, limits),
+        let ending = match ending {
+            Ending::Outdated(outdated) => return Err(outdated.into()),
+            Ending::StartupTimeout => {
+                return Err(ExecutorError::StartupTimeout {
+                    seconds: self.startup_timeout.as_secs_f64(),
+                    image: self.image.clone(),
+                });
+            }
+            Ending::NotRun(not_run) => {
+                return Ok(ExecutionResult {
+                    status: not_run.status,
+                    exit_code: None,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    stdout_truncated: false,
+                    stderr_truncated: false,
+                    execution_ms: 0.0,
+                    total_ms: elapsed_ms(started),
+                    install_ms: not_run.install_ms,
+                    packages_installed,
+                    packages_cached,
+                    error: Some(not_run.error),
+                    output_files: Vec::new(),
+                    flags: Vec::new(),
+                    run_id: run_id.to_string(),
+                    phases,
+                });
+            }
+            other => other,
         };
-        let mut flags = Vec::new();
-        if runner.stdout_truncated {
-            flags.push(Flag::new("stdout_truncated"));
-        }
-        if runner.stderr_truncated {
-            flags.push(Flag::new("stderr_truncated"));
-        }
-        if let Some(err) = &session.protocol_error {
-            flags.push(Flag::named("protocol_error", &err.to_string()));
-        }
-        flags.append(&mut session.flags);
+        let (runner, mut flags) = ending::report(&ending, &mut transcript, exit.as_ref(), limits);
 
         let mut output_files = Vec::new();
         let extract_started = Instant::now();
-        if let Some(mut archive) = session.archive.take() {
+        if let Some(mut archive) = transcript.archive.take() {
             let dest = request
                 .output_dir
                 .clone()
@@ -656,7 +666,7 @@ impl<E: Containers + 'static> Executor<E> {
             stdout_truncated: runner.stdout_truncated,
             stderr_truncated: runner.stderr_truncated,
             execution_ms: runner.execution_ms,
-            total_ms: started.elapsed().as_secs_f64() * 1000.0,
+            total_ms: elapsed_ms(started),
             install_ms,
             packages_installed,
             packages_cached,
@@ -667,93 +677,17 @@ impl<E: Containers + 'static> Executor<E> {
             phases,
         })
     }
-
-    /// The runner did not report: the host's deadline fired, the kernel killed it, or it
-    /// crashed. Say which, honestly.
-    fn unreported_result(
-        &self,
-        session: &Session,
-        exit: Option<super::engine::ExitState>,
-        limits: &Limits,
-    ) -> RunnerResult {
-        let exit_code = exit.as_ref().and_then(|e| e.exit_code);
-        let (status, error) = if session.host_timeout {
-            (
-                Status::Timeout,
-                RunError {
-                    kind: "TimeoutError".into(),
-                    message: format!(
-                        "execution exceeded the time limit of {} s and was stopped",
-                        limits.timeout.as_secs_f64()
-                    ),
-                },
-            )
-        } else if exit.as_ref().is_some_and(|e| e.oom_killed) {
-            (
-                Status::Oom,
-                RunError {
-                    kind: "MemoryError".into(),
-                    message: format!(
-                        "the code ran out of memory (limit {} MB) and was killed",
-                        limits.memory_mb
-                    ),
-                },
-            )
-        } else {
-            let detail = String::from_utf8_lossy(&session.diagnostics);
-            let detail = detail.trim();
-            let reason = match &session.protocol_error {
-                Some(err) => err.to_string(),
-                None => format!(
-                    "the sandbox stopped before reporting (exit code {})",
-                    exit_code.map_or("unknown".to_string(), |c| c.to_string())
-                ),
-            };
-            (
-                Status::Killed,
-                RunError {
-                    kind: "SandboxError".into(),
-                    message: if detail.is_empty() {
-                        reason
-                    } else {
-                        format!("{reason}: {}", tail_chars(detail, 2000))
-                    },
-                },
-            )
-        };
-        RunnerResult {
-            status,
-            exit_code: if session.host_timeout {
-                None
-            } else {
-                exit_code
-            },
-            stdout: String::new(),
-            stderr: String::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            execution_ms: session.execution_ms,
-            error: Some(error),
-        }
-    }
 }
 
-fn tail_chars(text: &str, max: usize) -> &str {
-    let count = text.chars().count();
-    if count <= max {
-        return text;
-    }
-    let skip = text
-        .char_indices()
-        .nth(count - max)
-        .map_or(0, |(index, _)| index);
-    &text[skip..]
-}
-
-impl Session {
-    /// The stream ended before the runner said the code started: nothing of the job ran.
-    fn code_never_started(&self) -> bool {
-        !self.started && self.result.is_none() && self.not_run.is_none() && !self.startup_timed_out
+/// Writes one line to the runner's stdin. A runner that died closes stdin; the stream,
+/// read next, tells why, so a failed write is only logged.
+async fn hand_off(input: &mut InputSink, line: &[u8], what: &'static str) {
+    let written = async {
+        input.write_all(line).await?;
+        input.flush().await
+    };
+    if let Err(err) = written.await {
+        tracing::debug!(error = %err, what, "hand-off to the runner interrupted");
     }
 }
 
@@ -761,43 +695,12 @@ fn elapsed_ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
+/// Which deadline applies: start-up, the code's own time limit, or output collection.
 enum Phase {
     Starting,
     Running,
     Collecting,
 }
 
-/// Why the code was not run at all (a package refused or not installable).
-struct NotRun {
-    status: Status,
-    error: RunError,
-    install_ms: f64,
-}
-
-#[derive(Default)]
-struct Session {
-    started: bool,
-    phases: Phases,
-    packages: Option<Prepared>,
-    not_run: Option<NotRun>,
-    result: Option<RunnerResult>,
-    archive: Option<tokio::fs::File>,
-    flags: Vec<Flag>,
-    diagnostics: Vec<u8>,
-    protocol_error: Option<ProtocolError>,
-    startup_timed_out: bool,
-    host_timeout: bool,
-    execution_ms: f64,
-    done: bool,
-}
-
 #[cfg(test)]
-mod tests {
-    use super::tail_chars;
-
-    #[test]
-    fn tail_keeps_the_last_characters() {
-        assert_eq!(tail_chars("héllo", 3), "llo");
-        assert_eq!(tail_chars("hé", 5), "hé");
-    }
-}
+mod tests;

@@ -7,10 +7,14 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::engine::{BuildProgress, EngineError, Images};
+use super::protocol::PROTOCOL_VERSION;
 
 /// Label on the built image: the hash of its build context and base, so an unchanged
 /// context is not rebuilt (`--if-changed`).
 pub const CONTEXT_HASH_LABEL: &str = "codebox.context_hash";
+/// Label on the built image: the runner protocol version it speaks, so `codebox doctor`
+/// can tell an image that is out of date without starting it.
+pub const PROTOCOL_LABEL: &str = "codebox.protocol";
 
 /// The files of the build context: (path in the context, contents).
 pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
@@ -36,6 +40,18 @@ pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
         include_bytes!("../../images/sandbox/install_packages.py"),
     ),
 ];
+
+/// Pure: how an operator rebuilds `image` (the base it was built from is not known here).
+pub fn rebuild_command(image: &str) -> String {
+    format!(
+        "`codebox image build --tag {image}` (add `--base codebox-base:bookworm` on machines without a registry), or `bash scripts/setup.sh`"
+    )
+}
+
+/// Pure: whether an image's labels say it speaks this codebox's runner protocol.
+pub fn speaks_this_protocol(labels: &HashMap<String, String>) -> bool {
+    labels.get(PROTOCOL_LABEL) == Some(&PROTOCOL_VERSION.to_string())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -97,11 +113,15 @@ pub async fn build<E: Images>(
     if request.if_changed
         && let Some(labels) = engine.image_labels(request.tag).await?
         && labels.get(CONTEXT_HASH_LABEL) == Some(&hash)
+        && speaks_this_protocol(&labels)
     {
         return Ok(BuildOutcome::UpToDate);
     }
     let args = HashMap::from([("BASE_IMAGE".to_string(), request.base.to_string())]);
-    let labels = HashMap::from([(CONTEXT_HASH_LABEL.to_string(), hash)]);
+    let labels = HashMap::from([
+        (CONTEXT_HASH_LABEL.to_string(), hash),
+        (PROTOCOL_LABEL.to_string(), PROTOCOL_VERSION.to_string()),
+    ]);
     let mut stream = engine.build(context, request.tag, args, labels);
     while let Some(item) = stream.next().await {
         match item? {
@@ -144,6 +164,24 @@ mod tests {
                 "install_packages.py"
             ]
         );
+    }
+
+    #[test]
+    fn the_runner_in_the_context_speaks_this_protocol() {
+        let runner = CONTEXT_FILES
+            .iter()
+            .find(|(name, _)| *name == "runner.py")
+            .map(|(_, data)| String::from_utf8_lossy(data))
+            .unwrap();
+        assert!(runner.contains(&format!("PROTOCOL_VERSION = {PROTOCOL_VERSION}\n")));
+    }
+
+    #[test]
+    fn only_the_current_protocol_label_speaks_this_protocol() {
+        let label = |v: &str| HashMap::from([(PROTOCOL_LABEL.to_string(), v.to_string())]);
+        assert!(speaks_this_protocol(&label(&PROTOCOL_VERSION.to_string())));
+        assert!(!speaks_this_protocol(&label("1")));
+        assert!(!speaks_this_protocol(&HashMap::new()));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::engine::{Attached, Chunk, Containers, EngineError};
 use super::guard::ContainerGuard;
-use super::protocol::{Decoder, Item, RunnerEvent};
+use super::protocol::{Decoder, Item, OutdatedImage, RunnerEvent, check_ready};
+use super::retirer::Retirer;
 use super::spec::{ContainerSpec, container_config, container_name};
 
 /// The runner's own stderr (its crash messages, never the user's) is kept up to this size.
@@ -20,6 +21,11 @@ pub struct LiveContainer<E: Containers + 'static> {
     pub guard: ContainerGuard<E>,
     pub id: String,
     pub run_id: String,
+    /// The image it runs, named when its runner turns out to be out of date.
+    pub image: String,
+    /// Its runner said `ready` in this codebox's protocol version (`wait_ready`); a job
+    /// is written only to a ready runner.
+    pub ready: bool,
     pub attached: Attached,
     pub decoder: Decoder,
     /// Runner stderr seen so far.
@@ -34,16 +40,20 @@ pub enum LiveError {
     NotReady { seconds: f64 },
     #[error("the sandbox runner ended before it was ready: {detail}")]
     Ended { detail: String },
+    #[error(transparent)]
+    Outdated(#[from] OutdatedImage),
 }
 
 /// Creates, attaches (before start, so no output is missed) and starts a container from
-/// any body; the guard holds it from the creation request on.
+/// any body; the guard holds it from the creation request on, and hands it to `retirer`
+/// when dropped.
 pub async fn start_attached<E: Containers + 'static>(
     engine: &Arc<E>,
+    retirer: &Arc<Retirer>,
     name: String,
     body: ContainerCreateBody,
 ) -> Result<(ContainerGuard<E>, String, Attached), EngineError> {
-    let mut guard = ContainerGuard::create(engine, name, body);
+    let mut guard = ContainerGuard::create(engine, retirer, name, body);
     let id = guard.created().await?;
     let attached = engine.attach(&id).await?;
     engine.start(&id).await?;
@@ -53,14 +63,22 @@ pub async fn start_attached<E: Containers + 'static>(
 /// Starts one sandbox container for `spec`.
 pub async fn launch<E: Containers + 'static>(
     engine: &Arc<E>,
+    retirer: &Arc<Retirer>,
     spec: &ContainerSpec,
 ) -> Result<LiveContainer<E>, EngineError> {
-    let (guard, id, attached) =
-        start_attached(engine, container_name(&spec.run_id), container_config(spec)).await?;
+    let (guard, id, attached) = start_attached(
+        engine,
+        retirer,
+        container_name(&spec.run_id),
+        container_config(spec),
+    )
+    .await?;
     Ok(LiveContainer {
         guard,
         id,
         run_id: spec.run_id.clone(),
+        image: spec.image.clone(),
+        ready: false,
         attached,
         decoder: Decoder::for_limits(&spec.limits),
         diagnostics: Vec::new(),
@@ -74,7 +92,8 @@ impl<E: Containers + 'static> LiveContainer<E> {
             .extend_from_slice(&data[..data.len().min(room)]);
     }
 
-    /// Reads the stream up to the runner's `ready` (it has imported what it preloads).
+    /// Reads the stream up to the runner's `ready` (it has imported what it preloads) and
+    /// checks that it speaks this codebox's protocol version.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), LiveError> {
         let read = async {
             while let Some(chunk) = self.attached.output.next().await {
@@ -85,7 +104,11 @@ impl<E: Containers + 'static> LiveContainer<E> {
                             detail: e.to_string(),
                         })?;
                         match items.first() {
-                            Some(Item::Event(RunnerEvent::Ready)) if items.len() == 1 => {
+                            Some(Item::Event(RunnerEvent::Ready { protocol }))
+                                if items.len() == 1 =>
+                            {
+                                check_ready(&self.image, *protocol)?;
+                                self.ready = true;
                                 return Ok(());
                             }
                             None => {}
@@ -124,6 +147,57 @@ impl<E: Containers + 'static> LiveContainer<E> {
                     return false;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sandbox::limits::Limits;
+    use crate::sandbox::protocol::PROTOCOL_VERSION;
+    use crate::sandbox::scripted::{Script, ScriptedEngine};
+
+    async fn warm_up(ready: &str) -> (Result<(), LiveError>, bool) {
+        let engine = Arc::new(ScriptedEngine::new().script(Script::new().line(ready).hang()));
+        let retirer = Arc::new(Retirer::default());
+        let settings = crate::config::SandboxSettings::default();
+        let spec = ContainerSpec {
+            image: "codebox-sandbox:test".to_string(),
+            limits: Limits::from_settings(&settings),
+            input_dir: None,
+            run_id: "warm".to_string(),
+            owner: "test".to_string(),
+            preload: true,
+            pool_id: None,
+            packages_dir: None,
+        };
+        let mut live = launch(&engine, &retirer, &spec).await.unwrap();
+        let ready = live.wait_ready(Duration::from_secs(5)).await;
+        (ready, live.ready)
+    }
+
+    #[tokio::test]
+    async fn a_warm_runner_of_this_protocol_version_is_ready() {
+        let line = format!(r#"{{"event":"ready","protocol":{PROTOCOL_VERSION}}}"#);
+        let (ready, flag) = warm_up(&line).await;
+        assert!(ready.is_ok(), "{ready:?}");
+        assert!(flag);
+    }
+
+    #[tokio::test]
+    async fn a_warm_runner_of_another_protocol_version_is_out_of_date() {
+        for line in [r#"{"event":"ready"}"#, r#"{"event":"ready","protocol":99}"#] {
+            let (ready, flag) = warm_up(line).await;
+            let err = ready.unwrap_err();
+            assert!(matches!(err, LiveError::Outdated(_)), "{err:?}");
+            assert!(
+                err.to_string()
+                    .contains("codebox-sandbox:test is out of date")
+            );
+            assert!(!flag);
         }
     }
 }

@@ -6,6 +6,7 @@
 //! left behind by a dead process; `image` builds the sandbox image.
 
 pub mod docker;
+mod ending;
 pub mod engine;
 pub mod executor;
 pub mod guard;
@@ -19,6 +20,8 @@ pub mod protocol;
 pub mod reaper;
 pub mod result;
 pub mod retirer;
+#[cfg(test)]
+pub(crate) mod scripted;
 pub mod spec;
 
 pub use executor::{ExecutionRequest, Executor, ExecutorError};

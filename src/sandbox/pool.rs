@@ -309,7 +309,7 @@ async fn warm_up<E: Containers + 'static>(inner: &Inner<E>) -> Result<WarmContai
         pool_id: Some(inner.id.clone()),
         ..inner.template.clone()
     };
-    let mut live = match launch(&inner.engine, &spec).await {
+    let mut live = match launch(&inner.engine, &inner.retirer, &spec).await {
         Ok(live) => live,
         Err(err) => {
             let _ = std::fs::remove_dir_all(&inputs_dir);

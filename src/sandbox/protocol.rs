@@ -9,8 +9,15 @@
 use bytes::{Buf, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use super::image::rebuild_command;
 use super::limits::Limits;
 use super::result::{Flag, RunError, Status};
+
+/// The version of this protocol, announced by the runner in `ready`. Bumped whenever host
+/// and runner stop understanding each other; an image whose runner speaks another version
+/// must be rebuilt, and says so instead of failing in odd ways. Runners before versions
+/// existed announce none (they spoke version 1).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// One job, written as a single JSON line to the runner's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,7 +85,11 @@ pub struct RunnerResult {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum RunnerEvent {
-    Ready,
+    /// The runner is up (and has preloaded what it was told to) and waits for its job.
+    Ready {
+        #[serde(default)]
+        protocol: Option<u32>,
+    },
     /// Top-level modules the code imports that the sandbox cannot find; the runner waits
     /// for the host's `SiteDirs` line.
     Missing {
@@ -114,6 +125,39 @@ pub enum ProtocolError {
     BadMessage { reason: String },
 }
 
+/// The sandbox image's runner speaks another protocol version than this codebox.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "the sandbox image {image} is out of date: its runner speaks {}, this codebox speaks protocol {}; rebuild it with {}",
+    spoken(*.found),
+    PROTOCOL_VERSION,
+    rebuild_command(.image)
+)]
+pub struct OutdatedImage {
+    pub image: String,
+    /// The version the runner announced; None for a runner older than versions.
+    pub found: Option<u32>,
+}
+
+fn spoken(found: Option<u32>) -> String {
+    match found {
+        Some(version) => format!("protocol {version}"),
+        None => "no protocol version (it predates them)".to_string(),
+    }
+}
+
+/// Pure: whether a runner that announced `found` in its `ready` can take a job from this
+/// host; `image` names the image to rebuild when it cannot.
+pub fn check_ready(image: &str, found: Option<u32>) -> Result<(), OutdatedImage> {
+    if found == Some(PROTOCOL_VERSION) {
+        return Ok(());
+    }
+    Err(OutdatedImage {
+        image: image.to_string(),
+        found,
+    })
+}
+
 enum State {
     Line,
     Blob { remaining: u64 },
@@ -121,6 +165,9 @@ enum State {
 
 pub struct Decoder {
     buf: BytesMut,
+    /// How many bytes at the front of `buf` are known to hold no newline: a line that
+    /// arrives in many pieces is scanned once, not once per piece.
+    scanned: usize,
     state: State,
     max_line: usize,
     max_blob: u64,
@@ -133,6 +180,7 @@ impl Decoder {
     pub fn new(max_line: usize, max_blob: u64) -> Decoder {
         Decoder {
             buf: BytesMut::new(),
+            scanned: 0,
             state: State::Line,
             max_line,
             max_blob,
@@ -156,7 +204,9 @@ impl Decoder {
         loop {
             match self.state {
                 State::Line => {
-                    let Some(pos) = self.buf.iter().position(|b| *b == b'\n') else {
+                    let found = self.buf[self.scanned..].iter().position(|b| *b == b'\n');
+                    let Some(pos) = found.map(|offset| self.scanned + offset) else {
+                        self.scanned = self.buf.len();
                         if self.buf.len() > self.max_line {
                             return Err(ProtocolError::LineTooLong {
                                 limit: self.max_line,
@@ -170,6 +220,7 @@ impl Decoder {
                         });
                     }
                     let line = self.buf.split_to(pos + 1);
+                    self.scanned = 0;
                     let line = &line[..pos];
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
@@ -234,7 +285,8 @@ mod tests {
     #[test]
     fn decodes_events_and_blob_split_anywhere() {
         let mut stream = Vec::new();
-        stream.extend_from_slice(b"{\"event\":\"ready\"}\n{\"event\":\"started\"}\n");
+        stream
+            .extend_from_slice(b"{\"event\":\"ready\",\"protocol\":2}\n{\"event\":\"started\"}\n");
         stream.extend(result_line());
         stream.extend_from_slice(b"{\"event\":\"outputs\",\"bytes\":5,\"flags\":[]}\n");
         stream.extend_from_slice(b"a\nb\nc");
@@ -264,6 +316,76 @@ mod tests {
             assert_eq!(events[4], &RunnerEvent::Done);
             assert!(items.contains(&Item::BlobEnd));
         }
+    }
+
+    #[test]
+    fn a_line_delivered_one_byte_at_a_time() {
+        let line = result_line();
+        let mut decoder = Decoder::new(4096, 100);
+        let mut items = Vec::new();
+        for (index, byte) in line.iter().enumerate() {
+            items.extend(decoder.push(&[*byte]).unwrap());
+            if index + 1 < line.len() {
+                assert!(items.is_empty());
+                // Every byte was looked at once, when it arrived.
+                assert_eq!(decoder.scanned, index + 1);
+            }
+        }
+        assert_eq!(items.len(), 1);
+        assert!(matches!(&items[0], Item::Event(RunnerEvent::Result(r)) if r.stdout == "hi\n"));
+        assert_eq!(decoder.scanned, 0);
+    }
+
+    #[test]
+    fn a_long_line_split_across_many_pushes() {
+        let stdout = "x".repeat(200_000);
+        let mut stream = format!(
+            r#"{{"event":"result","status":"ok","exit_code":0,"stdout":"{stdout}","stderr":"","stdout_truncated":false,"stderr_truncated":false,"execution_ms":1.5,"error":null}}"#
+        )
+        .into_bytes();
+        stream.extend_from_slice(b"\n{\"event\":\"done\"}\n");
+        let mut decoder = Decoder::new(1024 * 1024, 100);
+        let mut items = Vec::new();
+        for piece in stream.chunks(997) {
+            items.extend(decoder.push(piece).unwrap());
+        }
+        assert_eq!(items.len(), 2);
+        assert!(matches!(&items[0], Item::Event(RunnerEvent::Result(r)) if r.stdout == stdout));
+        assert_eq!(items[1], Item::Event(RunnerEvent::Done));
+    }
+
+    #[test]
+    fn ready_carries_the_runner_protocol_version() {
+        let mut decoder = Decoder::new(100, 10);
+        assert_eq!(
+            decoder
+                .push(b"{\"event\":\"ready\",\"protocol\":2}\n{\"event\":\"ready\"}\n")
+                .unwrap(),
+            [
+                Item::Event(RunnerEvent::Ready { protocol: Some(2) }),
+                Item::Event(RunnerEvent::Ready { protocol: None }),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_a_runner_of_this_protocol_version_is_ready() {
+        assert_eq!(check_ready("img", Some(PROTOCOL_VERSION)), Ok(()));
+        for found in [None, Some(1), Some(PROTOCOL_VERSION + 1)] {
+            let err = check_ready("codebox-sandbox:latest", found).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains("sandbox image codebox-sandbox:latest is out of date"));
+            assert!(message.contains("codebox image build --tag codebox-sandbox:latest"));
+            assert!(message.contains("--base codebox-base:bookworm"));
+            assert!(message.contains("bash scripts/setup.sh"));
+        }
+        let message = check_ready("img", None).unwrap_err().to_string();
+        assert!(message.contains("no protocol version"), "{message}");
+        let message = check_ready("img", Some(1)).unwrap_err().to_string();
+        assert!(
+            message.contains("speaks protocol 1, this codebox speaks protocol 2"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::engine::Containers;
-use super::guard::ContainerGuard;
+use super::guard::{ContainerGuard, Removal};
 
 /// How long a removal is retried while the daemon does not answer.
 const REMOVAL_PATIENCE: Duration = Duration::from_secs(300);
@@ -26,9 +26,18 @@ impl Retirer {
         guard: ContainerGuard<E>,
         directory: Option<PathBuf>,
     ) {
+        self.take_over(guard.disarm(), directory);
+    }
+
+    /// Like `retire`, for a removal already out of its guard (a dropped guard's).
+    pub fn take_over<E: Containers + 'static>(
+        &self,
+        removal: Removal<E>,
+        directory: Option<PathBuf>,
+    ) {
         let task = tokio::spawn(async move {
             // A container found dead may be dead because the daemon is restarting.
-            if let Err(err) = guard.remove_patiently(REMOVAL_PATIENCE).await {
+            if let Err(err) = removal.remove_patiently(REMOVAL_PATIENCE).await {
                 tracing::warn!(error = %err, "cannot remove a used sandbox container");
             }
             if let Some(directory) = directory {
@@ -41,15 +50,23 @@ impl Retirer {
         }
     }
 
-    /// Waits up to `patience` for every removal in flight; false when some did not finish
+    /// Waits up to `patience` for every removal in flight, including those handed over
+    /// while it waits (a guard dropped by a cancelled run); false when some did not finish
     /// (the next start's reaper removes those).
     pub async fn drain(&self, patience: Duration) -> bool {
-        let pending: Vec<JoinHandle<()>> = self
-            .tasks
-            .lock()
-            .map(|mut tasks| tasks.drain(..).collect())
-            .unwrap_or_default();
-        let all = futures_util::future::join_all(pending);
+        let all = async {
+            loop {
+                let pending: Vec<JoinHandle<()>> = self
+                    .tasks
+                    .lock()
+                    .map(|mut tasks| tasks.drain(..).collect())
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    return;
+                }
+                futures_util::future::join_all(pending).await;
+            }
+        };
         tokio::time::timeout(patience, all).await.is_ok()
     }
 }
