@@ -354,7 +354,7 @@ async fn files_with(app: &App, command: FilesCommand) -> anyhow::Result<ExitCode
                 );
             }
             if let Some((filename, why)) = report.refused.first() {
-                bail!("cannot store {filename}: it {why}");
+                bail!("cannot store {filename}: {why}");
             }
             if json {
                 print_json(&report.stored)?;

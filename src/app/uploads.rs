@@ -28,7 +28,7 @@ pub struct UploadReport {
     pub stored: Vec<FileRecord>,
     /// Older files removed to make room.
     pub evicted: Vec<FileRecord>,
-    /// (filename, why it was not stored).
+    /// (filename, why it was not stored: the store's own words).
     pub refused: Vec<(String, String)>,
     /// The user's live files after the batch.
     pub file_count: usize,
@@ -56,7 +56,7 @@ impl App {
                         Err(err) => {
                             report
                                 .refused
-                                .push((upload.filename, format!("could not be saved ({err})")));
+                                .push((upload.filename, format!("cannot be saved: {err}")));
                             continue;
                         }
                     };
@@ -71,16 +71,10 @@ impl App {
                     report.evicted.extend(added.evicted);
                     report.stored.push(added.record);
                 }
-                Err(StoreError::FileTooLarge { size, limit, .. }) => report.refused.push((
-                    upload.filename,
-                    format!("is {size} bytes, over the {limit}-byte limit: not stored"),
-                )),
                 Err(StoreError::InvalidUser { user_id }) => {
                     return Err(StoreError::InvalidUser { user_id }.into());
                 }
-                Err(err) => report
-                    .refused
-                    .push((upload.filename, format!("could not be stored ({err})"))),
+                Err(err) => report.refused.push((upload.filename, err.to_string())),
             }
         }
         if summarize && !report.stored.is_empty() {

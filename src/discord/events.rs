@@ -208,7 +208,7 @@ async fn store_attachments(state: &BotState, http: &Http, msg: &Message, user_id
                     ));
                 }
                 for (filename, why) in &report.refused {
-                    problems.push(format!("`{filename}` {why}."));
+                    problems.push(format!("`{filename}` was not stored: {why}."));
                 }
             }
             Err(err) => problems.push(format!("Your files could not be stored ({err}).")),
