@@ -280,7 +280,7 @@ mod tests {
             );
             assert!(lines[0].contains(found), "{text}");
             assert!(
-                lines[1].contains("fix: `codebox image build --tag codebox-sandbox:latest` (add `--base codebox-base:bookworm` on machines without a registry), or `bash scripts/setup.sh`"),
+                lines[1].contains("fix: codebox image build --tag codebox-sandbox:latest (add --base codebox-base:bookworm on machines without a registry), or bash scripts/setup.sh"),
                 "{text}"
             );
         }

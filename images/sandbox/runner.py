@@ -6,26 +6,34 @@ line from stdin, runs the user's code once in a forked child, enforces the time 
 every other process in the container, and streams back one result plus a tar of the output
 directory. Protocol on stdout (the only channel the host reads):
 
-    {"event": "ready", "protocol": 2}
-    {"event": "missing", "modules": [...]}   only when the job asks for an import scan and
-                                             something is missing; the host answers with one
-                                             more stdin line {"site_dirs": [...]}
-    {"event": "started"}
-    {"event": "result", ...}
-    {"event": "outputs", "bytes": N}   followed by exactly N bytes of tar
-    {"event": "done"}
+    {"event": "ready", "protocol": 3}
+    MAC {"event": "missing", "modules": [...]}   only when the job asks for an import scan
+                                             and something is missing; the host answers
+                                             with one more stdin line {"site_dirs": [...]}
+    MAC {"event": "started"}
+    MAC {"event": "result", ...}
+    MAC {"event": "outputs", "bytes": N, "sha256": H}   then exactly N bytes of tar
+    MAC {"event": "done"}
+
+Every line after the job carries MAC, the hex HMAC-SHA256 of its JSON under the job's
+one-time key (`auth` in the job line). Only this process knows the key: the code's process
+was forked before the job arrived and never sees it, and it runs as another uid, so it can
+neither signal this process nor open its descriptors or memory, under runc or gVisor.
 
 The host writes the job only after `ready`, and only when `protocol` is the version it
 speaks: bump PROTOCOL_VERSION (and the host's) whenever the two stop understanding each
 other, so an out-of-date image is named as such instead of failing in odd ways.
 
-The user's code never holds this process's stdout: its fds 1 and 2 are pipes read here,
-and this process is made non-dumpable so same-uid code cannot reach its fds via /proc.
+The user's code never holds this process's stdout: its fds 1 and 2 are pipes read here.
+This process runs as root with only CAP_SETUID, CAP_SETGID and CAP_KILL (the container's
+whole capability set); the code's process drops to the sandbox uid before it reads its job.
 The host still treats everything on this stream as untrusted and re-validates it.
 """
 
 import codecs
 import ctypes
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -38,14 +46,46 @@ import time
 import traceback
 
 PROTOCOL_OUT = sys.stdout.buffer
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 PR_SET_DUMPABLE = 4
 READ_CHUNK = 65536
+# The uid:gid the user's code runs as (the image's `sandbox` user); never this process's.
+CODE_UID = 10001
+CODE_GID = 10001
+# Signals whose default action would end this process; none of them may cost the outputs.
+SHIELDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+
+# The job's one-time key, known from the job line on; every later line is authenticated.
+_auth_key = None
 
 
 def emit(message):
-    PROTOCOL_OUT.write(json.dumps(message).encode() + b"\n")
+    body = json.dumps(message).encode()
+    if _auth_key is not None:
+        mac = hmac.new(_auth_key, body, hashlib.sha256).hexdigest().encode()
+        body = mac + b" " + body
+    PROTOCOL_OUT.write(body + b"\n")
     PROTOCOL_OUT.flush()
+
+
+def shield_signals():
+    for name in SHIELDED_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+def unshield_signals():
+    for name in SHIELDED_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
+def drop_privileges():
+    """Becomes the code's uid for good: no supplementary groups, no capabilities left (a
+    setuid away from root clears them), nothing of this process reachable from the code."""
+    if os.getuid() != 0:
+        return  # started as an unprivileged user already (an operator's own image run)
+    os.setgroups([])
+    os.setgid(CODE_GID)
+    os.setuid(CODE_UID)
 
 
 def set_dumpable(value):
@@ -341,6 +381,11 @@ class Forked:
             for fd in (self.out_r, self.err_r, self.report_r, self.wake_r, self.wake_w, self.job_w):
                 os.close(fd)
             signal.set_wakeup_fd(-1)
+            unshield_signals()
+            try:
+                drop_privileges()
+            except OSError:
+                os._exit(112)  # never run code with the runner's privileges
             chunks = []
             while True:
                 data = os.read(job_r, READ_CHUNK)
@@ -439,9 +484,22 @@ def run_job(job, forked):
     stderr.feed(b"", final=True)
 
     error = None
-    if report:
+    # The report comes from the code's own process, so it may only describe a failure that
+    # really happened: the child exits 1 after an uncaught exception.
+    if (
+        report
+        and exit_status is not None
+        and os.WIFEXITED(exit_status)
+        and os.WEXITSTATUS(exit_status) == 1
+    ):
         try:
-            error = json.loads(report.decode("utf-8", "replace"))
+            parsed = json.loads(report.decode("utf-8", "replace"))
+            if (
+                isinstance(parsed, dict)
+                and isinstance(parsed.get("type"), str)
+                and isinstance(parsed.get("message"), str)
+            ):
+                error = {"type": parsed["type"][:200], "message": parsed["message"][:2000]}
         except ValueError:
             error = None
 
@@ -567,24 +625,30 @@ def collect_outputs(job):
 
 
 def seed_matplotlib_cache():
-    """Copies the font cache built into the image to the writable MPLCONFIGDIR."""
+    """Copies the font cache built into the image to the writable MPLCONFIGDIR, open to the
+    code's uid too (this process is another uid)."""
     target = os.environ.get("MPLCONFIGDIR")
     source = "/opt/codebox/mplconfig"
     if not target or not os.path.isdir(source):
         return
     try:
         os.makedirs(target, exist_ok=True)
+        os.chmod(target, 0o1777)
         for name in os.listdir(source):
             if name.endswith(".json"):
+                path = os.path.join(target, name)
                 with open(os.path.join(source, name), "rb") as src:
-                    with open(os.path.join(target, name), "wb") as dst:
+                    with open(path, "wb") as dst:
                         dst.write(src.read())
+                os.chmod(path, 0o666)
     except OSError:
         pass
 
 
 def main():
+    global _auth_key
     set_dumpable(0)
+    shield_signals()
     seed_matplotlib_cache()
     args = sys.argv[1:]
     if args[:1] == ["--preload"]:
@@ -595,6 +659,10 @@ def main():
     if not line:
         return
     job = json.loads(line)
+    # The key stays in this process: the code's process was forked before it was read.
+    _auth_key = str(job.pop("auth", "")).encode()
+    if not _auth_key:
+        return  # a job without a key cannot be answered in a way the host accepts
     if job.get("scan_imports"):
         missing = scan_missing_imports(job["code"])
         if missing:
@@ -606,7 +674,8 @@ def main():
             job["site_dirs"] = json.loads(reply).get("site_dirs", [])
     run_job(job, forked)
     payload, flags = collect_outputs(job)
-    emit({"event": "outputs", "bytes": len(payload), "flags": flags})
+    digest = hashlib.sha256(payload).hexdigest()
+    emit({"event": "outputs", "bytes": len(payload), "sha256": digest, "flags": flags})
     PROTOCOL_OUT.write(payload)
     PROTOCOL_OUT.flush()
     emit({"event": "done"})

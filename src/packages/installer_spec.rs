@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use bollard::models::{ContainerCreateBody, Mount, MountType};
 
 use super::cache::STAGING_MOUNT;
-use crate::sandbox::spec::{Hardened, Network, Resources, hardened_config, read_only_bind};
+use crate::sandbox::spec::{
+    Hardened, Network, Privileges, Resources, hardened_config, read_only_bind,
+};
 
 pub const INSTALLER_SCRIPT: &str = "/opt/codebox/install_packages.py";
 pub const ROLE_LABEL: &str = "codebox.role";
@@ -85,6 +87,8 @@ pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
         ]),
         // The one difference that makes it an installer: the index must be reachable.
         network: Network::Bridge,
+        // pip runs as the sandbox uid with no capability at all.
+        privileges: Privileges::Sandbox,
         scratch: vec![("/tmp".to_string(), SCRATCH_MB)],
         mounts,
         resources: Resources {
@@ -212,6 +216,14 @@ mod tests {
             without_size(&run_tmpfs["/tmp"])
         );
         host.tmpfs = Some(run_tmpfs);
+
+        // pip runs as the sandbox uid without a single capability; the run container's
+        // first process is the runner (root with three capabilities, the code dropped to
+        // the sandbox uid).
+        assert_eq!(installer.user.as_deref(), Some(SANDBOX_USER));
+        assert_eq!(host.cap_add, None);
+        installer.user = run.user.clone();
+        host.cap_add = run_host.cap_add.clone();
 
         // runc whatever the run runtime: gVisor is registered with --network=none.
         assert_eq!(host.runtime.as_deref(), Some("runc"));

@@ -11,12 +11,14 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::OUTPUT_DIR;
+use super::deadlines::{Deadlines, Phase};
 use super::ending::{self, Ending, NotRun, Session, Transcript};
 use super::engine::{Chunk, Containers, EngineError, ExitState, InputSink};
 use super::limits::Limits;
 use super::link::link_tree;
 use super::live::RUNNER_DIAGNOSTICS_BYTES;
 use super::live::{LiveContainer, launch};
+use super::order;
 use super::outputs::{self, OutputCaps, OutputError};
 use super::pool::{PoolError, PoolStatus};
 use super::pool::{WarmContainer, WarmPool};
@@ -28,11 +30,6 @@ use super::spec::ContainerSpec;
 use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings};
 use crate::packages::{PackageManager, PackagesError, Prepared, Resolution};
 
-/// The runner enforces the time limit itself; the host kills the container this much later
-/// if the runner failed to (a starved or killed runner must not hang a request).
-const HOST_DEADLINE_GRACE: Duration = Duration::from_secs(3);
-/// Time allowed, after the code ended, to tar and stream the outputs back.
-const COLLECTION_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long `shutdown` waits for removals in flight.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(15);
 /// Larger code is refused before any container starts.
@@ -96,6 +93,8 @@ pub struct Executor<E: Containers + 'static> {
     /// Fresh containers too are removed after the result is returned (long-lived processes
     /// that call `shutdown`); otherwise before `execute` returns.
     remove_in_background: bool,
+    /// Where each job's one-time key comes from (fixed in unit tests, random otherwise).
+    job_keys: fn() -> String,
 }
 
 impl<E: Containers + 'static> Executor<E> {
@@ -132,6 +131,7 @@ impl<E: Containers + 'static> Executor<E> {
             pool: None,
             retirer,
             remove_in_background: false,
+            job_keys: super::protocol::new_job_key,
         };
         if pool.warm_pool_size > 0 {
             let template = executor.spec("warm-template", &Limits::from_settings(sandbox), None);
@@ -378,6 +378,7 @@ impl<E: Containers + 'static> Executor<E> {
             max_output_total_bytes: limits.max_output_total_bytes,
             files: request.files.clone(),
             scan_imports: self.packages.is_some(),
+            auth: (self.job_keys)(),
         };
         let attached = &mut live.attached;
         // The runner reads the job line, and one more (the package directories) only when
@@ -385,23 +386,33 @@ impl<E: Containers + 'static> Executor<E> {
         // goes only to a runner that said `ready` in this protocol version: an out-of-date
         // image never runs the code.
         let mut job_line = Some(job.to_line()?);
+        let decoder = &mut live.decoder;
+        // Deadlines are fixed from the hand-off on; nothing the container sends moves them.
+        let mut deadlines = Deadlines::new(
+            tokio::time::Instant::now(),
+            self.startup_timeout,
+            limits.timeout,
+        );
         if live.ready
             && let Some(line) = job_line.take()
         {
             hand_off(&mut attached.input, &line, "job").await;
+            decoder.authenticate_with(&job.auth);
+            deadlines.handed_over(tokio::time::Instant::now());
         }
 
         let mut transcript = Transcript {
             diagnostics: std::mem::take(&mut live.diagnostics),
             ..Transcript::default()
         };
-        let decoder = &mut live.decoder;
         let mut spool: Option<tokio::fs::File> = None;
-        let mut deadline = tokio::time::Instant::now() + self.startup_timeout;
         let mut phase = Phase::Starting;
+        let mut missing_answered = false;
+        let mut outputs_announced = false;
         let mut code_started: Option<Instant> = None;
         let mut collect_started: Option<Instant> = None;
         let ending = 'stream: loop {
+            let deadline = deadlines.for_phase(phase);
             let next = match tokio::time::timeout_at(deadline, attached.output.next()).await {
                 Ok(next) => next,
                 Err(_) => {
@@ -440,6 +451,15 @@ impl<E: Containers + 'static> Executor<E> {
                 }
             };
             for item in items {
+                let progress = order::Progress {
+                    job_handed: job_line.is_none(),
+                    missing_answered,
+                    outputs_announced,
+                };
+                if let Err(reason) = order::check(&item, phase, progress) {
+                    self.engine.kill(&id).await?;
+                    break 'stream Ending::ProtocolError(reason);
+                }
                 match item {
                     Item::Event(RunnerEvent::Ready { protocol }) => {
                         if let Err(outdated) = check_ready(&live.image, protocol) {
@@ -449,10 +469,16 @@ impl<E: Containers + 'static> Executor<E> {
                         live.ready = true;
                         if let Some(line) = job_line.take() {
                             hand_off(&mut attached.input, &line, "job").await;
+                            decoder.authenticate_with(&job.auth);
+                            deadlines.handed_over(tokio::time::Instant::now());
                         }
                     }
                     Item::Event(RunnerEvent::Missing { modules }) => {
-                        match self.resolve_packages(&modules).await {
+                        missing_answered = true;
+                        let install_started = tokio::time::Instant::now();
+                        let resolved = self.resolve_packages(&modules).await;
+                        deadlines.add_install(install_started.elapsed());
+                        match resolved {
                             Ok(prepared) => {
                                 let reply = SiteDirs {
                                     site_dirs: prepared.site_dirs.clone(),
@@ -460,7 +486,6 @@ impl<E: Containers + 'static> Executor<E> {
                                 .to_line()?;
                                 transcript.packages = Some(prepared);
                                 hand_off(&mut attached.input, &reply, "package directories").await;
-                                deadline = tokio::time::Instant::now() + self.startup_timeout;
                             }
                             Err(not_run) => break 'stream Ending::NotRun(not_run),
                         }
@@ -471,16 +496,14 @@ impl<E: Containers + 'static> Executor<E> {
                         let _ = attached.input.shutdown().await;
                         phase = Phase::Running;
                         code_started = Some(Instant::now());
-                        deadline =
-                            tokio::time::Instant::now() + limits.timeout + HOST_DEADLINE_GRACE;
                     }
                     Item::Event(RunnerEvent::Result(result)) => {
                         phase = Phase::Collecting;
                         collect_started = Some(Instant::now());
-                        deadline = tokio::time::Instant::now() + COLLECTION_TIMEOUT;
                         transcript.result = Some(result);
                     }
                     Item::Event(RunnerEvent::Outputs { flags, .. }) => {
+                        outputs_announced = true;
                         transcript.flags.extend(flags);
                         let file = tempfile::tempfile().map_err(|source| ExecutorError::Spool {
                             run_id: run_id.to_string(),
@@ -693,13 +716,6 @@ async fn hand_off(input: &mut InputSink, line: &[u8], what: &'static str) {
 
 fn elapsed_ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
-}
-
-/// Which deadline applies: start-up, the code's own time limit, or output collection.
-enum Phase {
-    Starting,
-    Running,
-    Collecting,
 }
 
 #[cfg(test)]

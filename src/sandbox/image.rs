@@ -44,7 +44,7 @@ pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
 /// Pure: how an operator rebuilds `image` (the base it was built from is not known here).
 pub fn rebuild_command(image: &str) -> String {
     format!(
-        "`codebox image build --tag {image}` (add `--base codebox-base:bookworm` on machines without a registry), or `bash scripts/setup.sh`"
+        "codebox image build --tag {image} (add --base codebox-base:bookworm on machines without a registry), or bash scripts/setup.sh"
     )
 }
 

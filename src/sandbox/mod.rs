@@ -5,6 +5,7 @@
 //! (the only bollard user); `executor` orchestrates one run; `reaper` removes containers
 //! left behind by a dead process; `image` builds the sandbox image.
 
+pub mod deadlines;
 pub mod docker;
 mod ending;
 pub mod engine;
@@ -14,6 +15,7 @@ pub mod image;
 pub mod limits;
 pub mod link;
 pub mod live;
+pub mod order;
 pub mod outputs;
 pub mod pool;
 pub mod protocol;

@@ -7,7 +7,9 @@
 //! the host's memory.
 
 use bytes::{Buf, Bytes, BytesMut};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::image::rebuild_command;
 use super::limits::Limits;
@@ -17,7 +19,7 @@ use super::result::{Flag, RunError, Status};
 /// and runner stop understanding each other; an image whose runner speaks another version
 /// must be rebuilt, and says so instead of failing in odd ways. Runners before versions
 /// existed announce none (they spoke version 1).
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// One job, written as a single JSON line to the runner's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +39,8 @@ pub struct Job {
     /// Ask the runner to report missing imports (`missing`) and wait for their directories.
     #[serde(default)]
     pub scan_imports: bool,
+    /// The job's one-time key (`new_job_key`); the runner keeps it from the code.
+    pub auth: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +103,9 @@ pub enum RunnerEvent {
     Result(RunnerResult),
     Outputs {
         bytes: u64,
+        /// Hex SHA-256 of the tar that follows; the line's MAC vouches for it.
+        #[serde(default)]
+        sha256: Option<String>,
         #[serde(default)]
         flags: Vec<Flag>,
     },
@@ -123,6 +130,29 @@ pub enum ProtocolError {
     BlobTooLarge { announced: u64, limit: u64 },
     #[error("runner sent an unreadable message: {reason}")]
     BadMessage { reason: String },
+    /// Something on the stream did not come from the runner holding the job's key: a
+    /// forgery, never a result.
+    #[error("unauthenticated message on the runner's stream: {reason}")]
+    Unauthenticated { reason: String },
+    #[error("runner sent {event} out of order ({reason})")]
+    OutOfOrder { event: &'static str, reason: String },
+}
+
+/// A one-time key for one job: the runner MACs every line after the job with it.
+pub fn new_job_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Pure: the MAC the runner puts in front of a line's JSON.
+pub fn line_mac(key: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length: the error cannot happen.
+    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// The sandbox image's runner speaks another protocol version than this codebox.
@@ -164,6 +194,10 @@ enum State {
 }
 
 pub struct Decoder {
+    /// Set once the job (with its key) is handed over: from then on every line must carry
+    /// the key's MAC and the output tar must match its announced digest.
+    key: Option<Vec<u8>>,
+    blob_digest: Option<(Sha256, String)>,
     buf: BytesMut,
     /// How many bytes at the front of `buf` are known to hold no newline: a line that
     /// arrives in many pieces is scanned once, not once per piece.
@@ -179,6 +213,8 @@ impl Decoder {
     /// `max_blob` bounds the output tar.
     pub fn new(max_line: usize, max_blob: u64) -> Decoder {
         Decoder {
+            key: None,
+            blob_digest: None,
             buf: BytesMut::new(),
             scanned: 0,
             state: State::Line,
@@ -196,6 +232,37 @@ impl Decoder {
             + (limits.max_output_files as u64 + 1) * 4096
             + 1024 * 1024;
         Decoder::new(line, blob)
+    }
+
+    /// Every line from now on must be authenticated with `key` (the job's).
+    pub fn authenticate_with(&mut self, key: &str) {
+        self.key = Some(key.as_bytes().to_vec());
+    }
+
+    /// The JSON of a line, its MAC checked when a key is set.
+    fn open_line<'a>(&self, line: &'a [u8]) -> Result<&'a [u8], ProtocolError> {
+        let Some(key) = &self.key else {
+            return Ok(line);
+        };
+        let unauthenticated = |reason: &str| ProtocolError::Unauthenticated {
+            reason: reason.to_string(),
+        };
+        if line.len() < 65 || line[64] != b' ' {
+            return Err(unauthenticated("a line without a MAC"));
+        }
+        let (mac, body) = (&line[..64], &line[65..]);
+        let expected = line_mac(key, body);
+        // Constant-time comparison: a forger learns nothing from timing.
+        let same = mac.len() == expected.len()
+            && mac
+                .iter()
+                .zip(expected.as_bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return Err(unauthenticated("a line whose MAC does not match"));
+        }
+        Ok(body)
     }
 
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<Item>, ProtocolError> {
@@ -225,11 +292,21 @@ impl Decoder {
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
+                    let body = self.open_line(line)?;
                     let event: RunnerEvent =
-                        serde_json::from_slice(line).map_err(|e| ProtocolError::BadMessage {
+                        serde_json::from_slice(body).map_err(|e| ProtocolError::BadMessage {
                             reason: e.to_string(),
                         })?;
-                    if let RunnerEvent::Outputs { bytes, .. } = &event {
+                    if let RunnerEvent::Outputs { bytes, sha256, .. } = &event {
+                        if self.key.is_some() {
+                            let Some(announced) = sha256 else {
+                                return Err(ProtocolError::Unauthenticated {
+                                    reason: "outputs without a digest".to_string(),
+                                });
+                            };
+                            self.blob_digest =
+                                Some((Sha256::new(), announced.to_ascii_lowercase()));
+                        }
                         if *bytes > self.max_blob {
                             return Err(ProtocolError::BlobTooLarge {
                                 announced: *bytes,
@@ -239,6 +316,7 @@ impl Decoder {
                         let remaining = *bytes;
                         items.push(Item::Event(event));
                         if remaining == 0 {
+                            self.check_blob_digest()?;
                             items.push(Item::BlobEnd);
                         } else {
                             self.state = State::Blob { remaining };
@@ -252,9 +330,14 @@ impl Decoder {
                         break;
                     }
                     let take = remaining.min(self.buf.len() as u64) as usize;
-                    items.push(Item::BlobChunk(self.buf.split_to(take).freeze()));
+                    let chunk = self.buf.split_to(take).freeze();
+                    if let Some((hasher, _)) = self.blob_digest.as_mut() {
+                        hasher.update(&chunk);
+                    }
+                    items.push(Item::BlobChunk(chunk));
                     let left = remaining - take as u64;
                     if left == 0 {
+                        self.check_blob_digest()?;
                         items.push(Item::BlobEnd);
                         self.state = State::Line;
                     } else {
@@ -269,6 +352,17 @@ impl Decoder {
             self.buf = BytesMut::from(rest.chunk());
         }
         Ok(items)
+    }
+
+    fn check_blob_digest(&mut self) -> Result<(), ProtocolError> {
+        if let Some((hasher, announced)) = self.blob_digest.take()
+            && hex::encode(hasher.finalize()) != announced
+        {
+            return Err(ProtocolError::Unauthenticated {
+                reason: "the output archive does not match its digest".to_string(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -383,7 +477,9 @@ mod tests {
         assert!(message.contains("no protocol version"), "{message}");
         let message = check_ready("img", Some(1)).unwrap_err().to_string();
         assert!(
-            message.contains("speaks protocol 1, this codebox speaks protocol 2"),
+            message.contains(&format!(
+                "speaks protocol 1, this codebox speaks protocol {PROTOCOL_VERSION}"
+            )),
             "{message}"
         );
     }
@@ -436,9 +532,65 @@ mod tests {
             max_output_total_bytes: 1,
             files: vec![],
             scan_imports: false,
+            auth: new_job_key(),
         };
         let line = job.to_line().unwrap();
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
         assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(job.auth.len(), 64, "256 bits of key");
+        assert_ne!(job.auth, new_job_key(), "one key per job");
+    }
+
+    fn signed(key: &str, body: &str) -> Vec<u8> {
+        format!("{} {body}\n", line_mac(key.as_bytes(), body.as_bytes())).into_bytes()
+    }
+
+    #[test]
+    fn after_the_job_every_line_must_carry_the_keys_mac() {
+        let started = r#"{"event":"started"}"#;
+        let mut decoder = Decoder::new(1 << 20, 1 << 20);
+        decoder.authenticate_with("the-key");
+        assert_eq!(
+            decoder.push(&signed("the-key", started)).unwrap(),
+            [Item::Event(RunnerEvent::Started)]
+        );
+        for forged in [
+            format!("{started}\n").into_bytes(),
+            signed("another-key", started),
+            format!("{} {started}\n", "0".repeat(64)).into_bytes(),
+        ] {
+            let mut decoder = Decoder::new(1 << 20, 1 << 20);
+            decoder.authenticate_with("the-key");
+            assert!(
+                matches!(
+                    decoder.push(&forged),
+                    Err(ProtocolError::Unauthenticated { .. })
+                ),
+                "{}",
+                String::from_utf8_lossy(&forged)
+            );
+        }
+    }
+
+    #[test]
+    fn the_output_archive_must_match_its_announced_digest() {
+        let archive = b"tar bytes";
+        let digest = hex::encode(Sha256::digest(archive));
+        let outputs = format!(r#"{{"event":"outputs","bytes":9,"sha256":"{digest}","flags":[]}}"#);
+        let mut decoder = Decoder::new(1 << 20, 1 << 20);
+        decoder.authenticate_with("k");
+        let mut stream = signed("k", &outputs);
+        stream.extend_from_slice(archive);
+        let items = decoder.push(&stream).unwrap();
+        assert_eq!(items.last(), Some(&Item::BlobEnd));
+
+        let mut decoder = Decoder::new(1 << 20, 1 << 20);
+        decoder.authenticate_with("k");
+        let mut stream = signed("k", &outputs);
+        stream.extend_from_slice(b"tar bytez");
+        assert!(matches!(
+            decoder.push(&stream),
+            Err(ProtocolError::Unauthenticated { .. })
+        ));
     }
 }

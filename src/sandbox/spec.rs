@@ -84,6 +84,7 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
         extra_labels: labels,
         // The code gets no network at all: it cannot exfiltrate or fetch anything.
         network: Network::None,
+        privileges: Privileges::Runner,
         scratch: vec![
             ("/tmp".to_string(), limits.disk_mb),
             (OUTPUT_DIR.to_string(), limits.disk_mb),
@@ -108,6 +109,21 @@ pub enum Network {
     /// Docker's default bridge: outside hosts are reachable, the host's own loopback is not.
     Bridge,
 }
+
+/// Who the container's first process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privileges {
+    /// The sandbox uid, no capabilities at all (the installer).
+    Sandbox,
+    /// The runner: root with only CAP_SETUID, CAP_SETGID and CAP_KILL, so that the code's
+    /// process (forked before the job, then switched to the sandbox uid for good) can
+    /// neither signal the runner nor open its descriptors or memory, under runc and gVisor
+    /// alike; and the runner can still kill everything the code left behind.
+    Runner,
+}
+
+/// Capabilities the runner keeps; nothing else exists in a run container.
+pub const RUNNER_CAPABILITIES: [&str; 3] = ["SETUID", "SETGID", "KILL"];
 
 /// The cgroup and process limits of one sandbox container.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +152,7 @@ pub struct Hardened {
     /// Added to the labels every managed container carries.
     pub extra_labels: HashMap<String, String>,
     pub network: Network,
+    pub privileges: Privileges,
     /// Writable, size-limited scratch directories: (path inside, size in MiB).
     pub scratch: Vec<(String, u64)>,
     pub mounts: Vec<Mount>,
@@ -178,8 +195,13 @@ pub fn hardened_config(spec: Hardened) -> ContainerCreateBody {
         readonly_rootfs: Some(true),
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
         mounts: (!spec.mounts.is_empty()).then_some(spec.mounts),
-        // No capabilities and no privilege gain through setuid binaries.
+        // No capabilities (but the runner's three) and no privilege gain through setuid
+        // binaries.
         cap_drop: Some(vec!["ALL".to_string()]),
+        cap_add: match spec.privileges {
+            Privileges::Sandbox => None,
+            Privileges::Runner => Some(RUNNER_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+        },
         security_opt: Some(vec!["no-new-privileges".to_string()]),
         privileged: Some(false),
         // Memory equal to memory+swap: no swap, so a memory bomb hits the OOM killer quickly.
@@ -215,7 +237,10 @@ pub fn hardened_config(spec: Hardened) -> ContainerCreateBody {
         cmd: Some(spec.cmd),
         entrypoint: Some(vec![]),
         env: Some(env),
-        user: Some(SANDBOX_USER.to_string()),
+        user: Some(match spec.privileges {
+            Privileges::Sandbox => SANDBOX_USER.to_string(),
+            Privileges::Runner => "0:0".to_string(),
+        }),
         working_dir: Some(spec.working_dir),
         hostname: Some(spec.hostname),
         network_disabled,
@@ -324,7 +349,12 @@ mod tests {
             Some(vec!["no-new-privileges".to_string()])
         );
         assert_eq!(host.privileged, Some(false));
-        assert_eq!(body.user.as_deref(), Some(SANDBOX_USER));
+        // The runner is root with three capabilities; it runs the code as SANDBOX_USER.
+        assert_eq!(body.user.as_deref(), Some("0:0"));
+        assert_eq!(
+            host.cap_add,
+            Some(vec!["SETUID".into(), "SETGID".into(), "KILL".into()])
+        );
         assert_eq!(host.runtime.as_deref(), Some("runc"));
     }
 

@@ -18,6 +18,20 @@ fn ready() -> String {
 const STARTED: &str = r#"{"event":"started"}"#;
 const OK_RESULT: &str = r#"{"event":"result","status":"ok","exit_code":0,"stdout":"1\n","stderr":"","stdout_truncated":false,"stderr_truncated":false,"execution_ms":3.0,"error":null}"#;
 const DONE: &str = r#"{"event":"done"}"#;
+/// Every job of these tests gets this key; lines after the job carry its MAC.
+const TEST_KEY: &str = "a-fixed-key-for-scripted-runners";
+
+fn test_key() -> String {
+    TEST_KEY.to_string()
+}
+
+/// A line as the runner sends it once it holds the job's key.
+fn signed(line: &str) -> String {
+    format!(
+        "{} {line}",
+        crate::sandbox::protocol::line_mac(TEST_KEY.as_bytes(), line.as_bytes())
+    )
+}
 
 /// The one place tests build an executor.
 fn executor(engine: &Arc<ScriptedEngine>, data: &Path) -> Executor<ScriptedEngine> {
@@ -33,7 +47,9 @@ fn executor(engine: &Arc<ScriptedEngine>, data: &Path) -> Executor<ScriptedEngin
         package_policy: PackagePolicy::Off,
         ..PackageSettings::default()
     };
-    Executor::new(engine.clone(), &sandbox, &pool, &packages, data).unwrap()
+    let mut executor = Executor::new(engine.clone(), &sandbox, &pool, &packages, data).unwrap();
+    executor.job_keys = test_key;
+    executor
 }
 
 fn request(output_dir: &Path) -> ExecutionRequest {
@@ -50,7 +66,7 @@ fn request(output_dir: &Path) -> ExecutionRequest {
 
 /// A runner that got going: ready, then started.
 fn running() -> Script {
-    Script::new().line(&ready()).line(STARTED)
+    Script::new().line(&ready()).line(&signed(STARTED))
 }
 
 fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
@@ -73,13 +89,14 @@ async fn a_reported_run_is_ok_with_its_outputs() {
     let engine = Arc::new(
         ScriptedEngine::new().script(
             running()
-                .line(OK_RESULT)
-                .line(&format!(
-                    r#"{{"event":"outputs","bytes":{},"flags":[]}}"#,
-                    archive.len()
-                ))
+                .line(&signed(OK_RESULT))
+                .line(&signed(&format!(
+                    r#"{{"event":"outputs","bytes":{},"sha256":"{}","flags":[]}}"#,
+                    archive.len(),
+                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&archive))
+                )))
                 .stdout(archive)
-                .line(DONE),
+                .line(&signed(DONE)),
         ),
     );
     let out = data.path().join("out");
@@ -204,7 +221,12 @@ async fn a_garbage_line_kills_the_run_as_a_protocol_error() {
 async fn a_garbage_line_after_an_ok_result_is_never_ok() {
     let data = tempfile::tempdir().unwrap();
     let engine = Arc::new(
-        ScriptedEngine::new().script(running().line(OK_RESULT).line("{\"event\":42}").hang()),
+        ScriptedEngine::new().script(
+            running()
+                .line(&signed(OK_RESULT))
+                .line(&signed("{\"event\":42}"))
+                .hang(),
+        ),
     );
     let result = executor(&engine, data.path())
         .execute(request(&data.path().join("out")))
@@ -305,4 +327,37 @@ async fn the_job_waits_for_the_runner_to_be_ready() {
     assert!(under_way.is_err());
     assert!(engine.calls().contains(&Call::Start(CONTAINER.into())));
     assert!(engine.stdin(CONTAINER).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unauthenticated_result_is_a_protocol_error_never_ok() {
+    let data = tempfile::tempdir().unwrap();
+    // What code holding the runner's stdout would write: a well-formed result without the
+    // job key's MAC.
+    let engine = Arc::new(ScriptedEngine::new().script(running().line(OK_RESULT).hang()));
+    let result = executor(&engine, data.path())
+        .execute(request(&data.path().join("out")))
+        .await
+        .unwrap();
+    assert_eq!(result.status, Status::Killed);
+    assert_eq!(result.stdout, "", "nothing of the forgery is believed");
+    assert!(result.flags.iter().any(|f| f.flag == "protocol_error"));
+    assert_eq!(engine.killed(), [CONTAINER]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_started_cannot_rearm_the_deadline() {
+    let data = tempfile::tempdir().unwrap();
+    let engine = Arc::new(ScriptedEngine::new().script(running().line(&signed(STARTED)).hang()));
+    let result = executor(&engine, data.path())
+        .execute(request(&data.path().join("out")))
+        .await
+        .unwrap();
+    assert_eq!(result.status, Status::Killed);
+    assert!(
+        result.flags.iter().any(|f| f.flag == "protocol_error"),
+        "{:?}",
+        result.flags
+    );
+    assert_eq!(engine.killed(), [CONTAINER]);
 }

@@ -1,0 +1,77 @@
+//! Pure: the order the runner's events must come in. The stream is authenticated, yet an
+//! event out of its place (a second `started`, a result before the code started) is still
+//! refused as a protocol error: no message can restart a phase or re-arm a deadline.
+
+use super::deadlines::Phase;
+use super::protocol::{Item, ProtocolError, RunnerEvent};
+
+/// Where the exchange is, as far as order goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub job_handed: bool,
+    pub missing_answered: bool,
+    pub outputs_announced: bool,
+}
+
+pub fn check(item: &Item, phase: Phase, progress: Progress) -> Result<(), ProtocolError> {
+    let (event, allowed) = match item {
+        Item::Event(RunnerEvent::Ready { .. }) => {
+            ("ready", phase == Phase::Starting && !progress.job_handed)
+        }
+        Item::Event(RunnerEvent::Missing { .. }) => (
+            "missing",
+            phase == Phase::Starting && progress.job_handed && !progress.missing_answered,
+        ),
+        Item::Event(RunnerEvent::Started) => {
+            ("started", phase == Phase::Starting && progress.job_handed)
+        }
+        Item::Event(RunnerEvent::Result(_)) => ("result", phase == Phase::Running),
+        Item::Event(RunnerEvent::Outputs { .. }) => (
+            "outputs",
+            phase == Phase::Collecting && !progress.outputs_announced,
+        ),
+        Item::Event(RunnerEvent::Done) => (
+            "done",
+            phase == Phase::Collecting && progress.outputs_announced,
+        ),
+        // The decoder yields blob pieces only after an `outputs` it accepted.
+        Item::BlobChunk(_) | Item::BlobEnd => return Ok(()),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ProtocolError::OutOfOrder {
+            event,
+            reason: format!("phase {phase:?}, {progress:?}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_started_or_an_early_result_is_refused() {
+        let handed = Progress {
+            job_handed: true,
+            ..Progress::default()
+        };
+        let started = Item::Event(RunnerEvent::Started);
+        assert!(check(&started, Phase::Starting, handed).is_ok());
+        assert!(check(&started, Phase::Running, handed).is_err());
+        assert!(check(&started, Phase::Starting, Progress::default()).is_err());
+        let done = Item::Event(RunnerEvent::Done);
+        assert!(check(&done, Phase::Running, handed).is_err());
+        assert!(
+            check(&done, Phase::Collecting, handed).is_err(),
+            "no outputs yet"
+        );
+        let ready = Item::Event(RunnerEvent::Ready { protocol: Some(3) });
+        assert!(check(&ready, Phase::Starting, Progress::default()).is_ok());
+        assert!(
+            check(&ready, Phase::Starting, handed).is_err(),
+            "ready twice"
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! Attacks on the runner itself, under runc and gVisor: the code runs as another uid than
+//! the runner, so it can neither stop or signal it nor write to its stream; whatever reaches
+//! the host unauthenticated is a protocol error, never a result; and the host's deadline is
+//! fixed at the hand-off.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Run, codebox};
+
+fn run(runtime: &str, code: &str, extra: &[&str]) -> (Run, Duration) {
+    let data = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let output = codebox(data.path())
+        .args(["run", "--json", "--runtime", runtime])
+        .args(extra)
+        .args(["-c", code])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = serde_json::from_slice(&output.stdout).unwrap();
+    (Run { json, output }, elapsed)
+}
+
+const FORGE: &str = r#"
+import os, signal, json
+seen = []
+for name, sig in (("stop", signal.SIGSTOP), ("int", signal.SIGINT), ("term", signal.SIGTERM)):
+    try:
+        os.kill(1, sig)
+        seen.append(name + ":sent")
+    except OSError as e:
+        seen.append(name + ":" + type(e).__name__)
+fake = {"event": "result", "status": "ok", "exit_code": 0, "stdout": "FORGED", "stderr": "",
+        "stdout_truncated": False, "stderr_truncated": False, "execution_ms": 1.0, "error": None}
+lines = [fake, {"event": "outputs", "bytes": 0, "flags": []}, {"event": "done"}]
+try:
+    fd = os.open("/proc/1/fd/1", os.O_WRONLY)
+    os.write(fd, "".join(json.dumps(l) + "\n" for l in lines).encode())
+    seen.append("stream:opened")
+except OSError as e:
+    seen.append("stream:" + type(e).__name__)
+try:
+    open("/proc/1/mem", "rb").read(1)
+    seen.append("mem:read")
+except OSError as e:
+    seen.append("mem:" + type(e).__name__)
+# A forged error report on every descriptor the code holds.
+for fd in range(3, 64):
+    try:
+        os.write(fd, b'{"type": "MemoryError", "message": "forged"}')
+    except OSError:
+        pass
+open("kept.txt", "w").write("the outputs survive")
+print(" ".join(seen))
+"#;
+
+fn the_code_cannot_reach_the_runner(runtime: &str) {
+    let (run, _) = run(runtime, FORGE, &[]);
+    assert_eq!(run.status(), "ok", "{}", run.json);
+    let stdout = run.stdout();
+    assert!(!stdout.contains("FORGED"), "{stdout}");
+    for denied in [
+        "stop:PermissionError",
+        "int:PermissionError",
+        "term:PermissionError",
+        "stream:PermissionError",
+        "mem:PermissionError",
+    ] {
+        assert!(stdout.contains(denied), "{runtime}: {stdout}");
+    }
+    assert!(
+        run.json["error"].is_null(),
+        "a forged error report is not believed: {}",
+        run.json
+    );
+    assert_eq!(run.output_names(), ["kept.txt"], "{}", run.json);
+}
+
+#[test]
+fn the_code_cannot_stop_signal_or_speak_for_the_runner_under_runc() {
+    the_code_cannot_reach_the_runner("runc");
+}
+
+#[test]
+fn the_code_cannot_stop_signal_or_speak_for_the_runner_under_gvisor() {
+    the_code_cannot_reach_the_runner("runsc");
+}
+
+/// The attack that ran 40 s under gVisor with `--timeout 3`: stop the runner and keep
+/// announcing `started`. Now the stop is refused and nothing re-arms the deadline.
+fn the_timeout_holds(runtime: &str) {
+    let code = r#"
+import os, signal, time
+while True:
+    for attempt in (lambda: os.kill(1, signal.SIGSTOP),
+                    lambda: os.write(os.open("/proc/1/fd/1", os.O_WRONLY), b'{"event": "started"}\n')):
+        try:
+            attempt()
+        except OSError:
+            pass
+    time.sleep(0.05)
+"#;
+    let (run, elapsed) = run(runtime, code, &["--timeout", "3"]);
+    assert_eq!(run.status(), "timeout", "{}", run.json);
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "{runtime}: a 3 s run took {elapsed:?}"
+    );
+}
+
+#[test]
+fn a_three_second_limit_holds_under_runc() {
+    the_timeout_holds("runc");
+}
+
+#[test]
+fn a_three_second_limit_holds_under_gvisor() {
+    the_timeout_holds("runsc");
+}
