@@ -393,19 +393,21 @@ async fn files_with(app: &App, command: FilesCommand) -> anyhow::Result<ExitCode
             }
         }
         FilesCommand::Sweep { json } => {
-            let (swept, reconciled) = app.sweep().await?;
+            let (swept, reconciled, leftovers) = app.sweep().await?;
             if json {
                 print_json(&serde_json::json!({
                     "expired_removed": swept.removed,
                     "orphan_files_removed": reconciled.orphan_files,
                     "orphan_records_removed": reconciled.orphan_records,
+                    "dead_run_dirs_removed": leftovers,
                 }))?;
             } else {
                 println!(
-                    "removed {} expired files, {} orphan files, {} orphan records",
+                    "removed {} expired files, {} orphan files, {} orphan records, {} directories of dead runs",
                     swept.removed.len(),
                     reconciled.orphan_files.len(),
-                    reconciled.orphan_records.len()
+                    reconciled.orphan_records.len(),
+                    leftovers.len()
                 );
             }
         }
@@ -467,6 +469,7 @@ async fn run_with(
     limits: Limits,
 ) -> anyhow::Result<ExitCode> {
     app.reap_orphans().await?;
+    app.remove_leftovers();
     if let Some(user) = args.user {
         let result = app
             .run_code(CodeRun {

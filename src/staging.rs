@@ -39,7 +39,7 @@ pub fn stage_inputs(root: &Path, inputs: &[PathBuf]) -> Result<StagedInputs, Sta
     };
     fs::create_dir_all(root).map_err(io_err(root))?;
     let dir = tempfile::Builder::new()
-        .prefix("inputs-")
+        .prefix(&format!("inputs-{}-", crate::sandbox::reaper::owner_tag()))
         .tempdir_in(root)
         .map_err(io_err(root))?;
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))

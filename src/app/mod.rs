@@ -5,6 +5,7 @@
 
 pub mod admission;
 mod chat;
+pub mod leftovers;
 mod running;
 pub mod runs;
 mod uploads;
@@ -87,6 +88,7 @@ pub struct App {
     limiter: admission::Limiter,
     running: running::Running,
     sweeper: std::sync::Mutex<Option<SweeperHandle>>,
+    housekeeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     secrets: Vec<String>,
 }
 
@@ -138,6 +140,7 @@ impl App {
             limiter,
             running: running::Running::default(),
             sweeper: std::sync::Mutex::new(None),
+            housekeeper: std::sync::Mutex::new(None),
             secrets,
         }
     }
@@ -165,6 +168,7 @@ impl App {
             source,
         })?;
         let executor = self.executor().await?;
+        self.remove_leftovers();
         let reaped = executor.reap_orphans().await?;
         if reaped > 0 {
             tracing::info!(reaped, "removed sandbox containers left by a previous run");
@@ -178,6 +182,22 @@ impl App {
             );
             if let Ok(mut slot) = self.sweeper.lock() {
                 *slot = Some(handle);
+            }
+            let interval =
+                Duration::from_secs_f64(self.settings.store.cleanup_interval_minutes * 60.0);
+            let (roots, max_age) = (self.leftover_roots(), self.longest_run());
+            let housekeeper = tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(interval);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticker.tick().await;
+                    let (roots, max_age) = (roots.clone(), max_age);
+                    let _ = tokio::task::spawn_blocking(move || leftovers::clean(&roots, max_age))
+                        .await;
+                }
+            });
+            if let Ok(mut slot) = self.housekeeper.lock() {
+                *slot = Some(housekeeper);
             }
         }
         self.conversations().await?;
@@ -195,6 +215,11 @@ impl App {
         }
         if let Ok(mut slot) = self.sweeper.lock() {
             slot.take();
+        }
+        if let Ok(mut slot) = self.housekeeper.lock()
+            && let Some(task) = slot.take()
+        {
+            task.abort();
         }
         if let Some(executor) = self.executor.get() {
             executor.shutdown().await;
@@ -270,6 +295,28 @@ impl App {
 
     fn outputs_root(&self) -> PathBuf {
         self.settings.data_dir.join("outputs")
+    }
+
+    fn leftover_roots(&self) -> Vec<PathBuf> {
+        vec![self.staging_root(), self.outputs_root()]
+    }
+
+    /// Longer than any run can last: start-up, an install, the code, output collection.
+    fn longest_run(&self) -> Duration {
+        let s = &self.settings;
+        Duration::from_secs_f64(
+            s.sandbox.sandbox_startup_timeout
+                + s.packages.package_install_timeout
+                + s.sandbox.code_execution_timeout
+                + 120.0
+                + 300.0,
+        )
+    }
+
+    /// Removes what runs of dead processes left under staging/ and outputs/ (hard links to
+    /// deleted files included); the removed paths.
+    pub fn remove_leftovers(&self) -> Vec<PathBuf> {
+        leftovers::clean(&self.leftover_roots(), self.longest_run())
     }
 
     /// The operator's limits for one run.
@@ -364,12 +411,13 @@ impl App {
         Ok(self.store().await?.delete(user_id, file_id).await?)
     }
 
-    /// Deletes expired files, then reconciles disk with metadata.
-    pub async fn sweep(&self) -> Result<(SweepReport, ReconcileReport), AppError> {
+    /// Deletes expired files, reconciles disk with metadata, and removes what runs of dead
+    /// processes left behind.
+    pub async fn sweep(&self) -> Result<(SweepReport, ReconcileReport, Vec<PathBuf>), AppError> {
         let store = self.store().await?;
         let swept = store.sweep(store.clock().now()).await?;
         let reconciled = store.reconcile().await?;
-        Ok((swept, reconciled))
+        Ok((swept, reconciled, self.remove_leftovers()))
     }
 
     pub fn max_files_per_user(&self) -> usize {

@@ -78,7 +78,7 @@ pub fn stage_records<M: Metadata>(
     };
     fs::create_dir_all(staging_root).map_err(staging(staging_root))?;
     let dir = tempfile::Builder::new()
-        .prefix("run-")
+        .prefix(&format!("run-{}-", crate::sandbox::reaper::owner_tag()))
         .tempdir_in(staging_root)
         .map_err(staging(staging_root))?;
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
@@ -198,7 +198,11 @@ pub struct RunDirectory {
 impl RunDirectory {
     pub fn new(outputs_root: &Path, owned: bool) -> RunDirectory {
         RunDirectory {
-            path: outputs_root.join(format!("user-run-{}", uuid::Uuid::new_v4().simple())),
+            path: outputs_root.join(format!(
+                "user-run-{}-{}",
+                crate::sandbox::reaper::owner_tag(),
+                uuid::Uuid::new_v4().simple()
+            )),
             owned,
         }
     }

@@ -21,6 +21,22 @@ pub fn current_owner() -> String {
     )
 }
 
+/// This process as a tag for host directories it creates (`<pid>-<start ticks>`), so a later
+/// sweep can tell a dead owner's leftovers from a live run's.
+pub fn owner_tag() -> String {
+    let pid = std::process::id();
+    format!("{pid}-{}", process_start_ticks(pid).unwrap_or(0))
+}
+
+/// Whether the process a tag names (`<pid>-<start ticks>...`, anything may follow) is still
+/// alive on this host; None when the text does not start with a tag.
+pub fn tag_owner_alive(text: &str) -> Option<bool> {
+    let mut parts = text.splitn(3, '-');
+    let pid = parts.next()?.parse::<u32>().ok()?;
+    let ticks = parts.next()?.parse::<u64>().ok()?;
+    Some(process_alive(pid, ticks))
+}
+
 fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
