@@ -180,13 +180,16 @@ def scan_missing_imports(source):
 
 
 def add_site_dirs(dirs):
-    """Puts the host-provided package directories on the path the forked code inherits."""
+    """Puts the host-provided package directories on the code's path, after the image's own.
+
+    Plain path entries, never `site.addsitedir`: a `.pth` file in a cached package would run
+    its `import` lines before the user's code (and for every later user of the cache)."""
     import importlib
-    import site
 
     for path in dirs:
         if isinstance(path, str) and path.startswith("/opt/codebox-packages/"):
-            site.addsitedir(path)
+            if path not in sys.path:
+                sys.path.append(path)
     importlib.invalidate_caches()
 
 
