@@ -27,6 +27,20 @@ impl StagedInputs {
     }
 }
 
+/// A fresh directory under `root` for one run, named `<kind>-<owner tag>-<random>` (so a
+/// sweep can tell a dead process's leftovers) and readable by the sandbox uid; deleted when
+/// dropped. The error names the path that failed.
+pub fn run_directory(root: &Path, kind: &str) -> Result<tempfile::TempDir, (PathBuf, io::Error)> {
+    fs::create_dir_all(root).map_err(|e| (root.to_path_buf(), e))?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{kind}-{}-", crate::sandbox::reaper::owner_tag()))
+        .tempdir_in(root)
+        .map_err(|e| (root.to_path_buf(), e))?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+        .map_err(|e| (dir.path().to_path_buf(), e))?;
+    Ok(dir)
+}
+
 /// Copies `inputs` (regular files, symlinks resolved on the host side by the operator's
 /// own choice of path) into a fresh directory under `root`, readable by the sandbox uid.
 pub fn stage_inputs(root: &Path, inputs: &[PathBuf]) -> Result<StagedInputs, StagingError> {
@@ -37,13 +51,8 @@ pub fn stage_inputs(root: &Path, inputs: &[PathBuf]) -> Result<StagedInputs, Sta
             source,
         }
     };
-    fs::create_dir_all(root).map_err(io_err(root))?;
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("inputs-{}-", crate::sandbox::reaper::owner_tag()))
-        .tempdir_in(root)
-        .map_err(io_err(root))?;
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
-        .map_err(io_err(dir.path()))?;
+    let dir = run_directory(root, "inputs")
+        .map_err(|(path, source)| StagingError::Io { path, source })?;
     for input in inputs {
         let meta = fs::metadata(input).map_err(|_| StagingError::NotAFile {
             path: input.clone(),

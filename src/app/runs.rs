@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -76,13 +75,8 @@ pub fn stage_records<M: Metadata>(
             source,
         }
     };
-    fs::create_dir_all(staging_root).map_err(staging(staging_root))?;
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("run-{}-", crate::sandbox::reaper::owner_tag()))
-        .tempdir_in(staging_root)
-        .map_err(staging(staging_root))?;
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
-        .map_err(staging(dir.path()))?;
+    let dir = crate::staging::run_directory(staging_root, "run")
+        .map_err(|(path, source)| UserRunError::Staging { path, source })?;
     let mut files = Vec::with_capacity(records.len());
     for record in records {
         let name = record.disk_name();
