@@ -231,3 +231,22 @@ fn limits_and_expiry_embedded() {
 fn limits_and_expiry_mongodb() {
     limits_and_expiry(Backend::Mongo);
 }
+
+/// Seven text files of 1600 emoji each used to fail every summary of the batch (JSON
+/// escaping pushed the combined output over its cap): each summary stands alone now.
+#[test]
+fn every_file_of_an_emoji_batch_gets_its_summary() {
+    let cli = Cli::new(Backend::Embedded);
+    let paths: Vec<String> = (0..7)
+        .map(|i| cli.file(&format!("emoji{i}.txt"), "😀".repeat(1600).as_bytes()))
+        .collect();
+    let mut args = vec!["files", "upload", "--user", "u1", "--json"];
+    args.extend(paths.iter().map(String::as_str));
+    let records = cli.ok(&args);
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 7);
+    for record in records {
+        let summary = record["summary"].as_str().unwrap_or("");
+        assert!(!summary.is_empty(), "{record}");
+    }
+}
