@@ -38,6 +38,9 @@ pub struct PackageSettings {
     /// Seconds one installer container may take, outside the code's own timeout.
     pub package_install_timeout: f64,
     pub package_install_memory_mb: u64,
+    /// The most disk one installer container may fill (downloads and unpacked files, in a
+    /// tmpfs of this size) and then copy to the host.
+    pub package_install_max_mb: u64,
     /// The shared package cache is trimmed, least recently used first, above this size.
     pub package_cache_max_mb: u64,
     /// Index the installer uses instead of PyPI (a mirror, a proxy, a local test index).
@@ -54,6 +57,7 @@ impl Default for PackageSettings {
             package_denylist: String::new(),
             package_install_timeout: 120.0,
             package_install_memory_mb: 1024,
+            package_install_max_mb: 512,
             package_cache_max_mb: 2048,
             pip_index_url: None,
             sandbox_extra_ca_file: None,
@@ -75,6 +79,10 @@ impl PackageSettings {
                 "must be between 64 and 1048576",
             );
         }
+        // The staging tmpfs is memory: bounded like any other memory setting.
+        if !(1..=super::sandbox::MAX_MEMORY_MB).contains(&self.package_install_max_mb) {
+            return invalid("PACKAGE_INSTALL_MAX_MB", "must be between 1 and 1048576");
+        }
         if self.package_cache_max_mb > super::sandbox::MAX_MEMORY_MB * 1024 {
             return invalid("PACKAGE_CACHE_MAX_MB", "is too large");
         }
@@ -89,5 +97,28 @@ impl PackageSettings {
             return invalid("SANDBOX_EXTRA_CA_FILE", "must name a readable file");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(settings: PackageSettings) -> String {
+        match settings.validate() {
+            Err(ConfigError::Invalid { setting, .. }) => setting,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_install_size_limit_is_bounded() {
+        for bad in [0, super::super::sandbox::MAX_MEMORY_MB + 1] {
+            let settings = PackageSettings {
+                package_install_max_mb: bad,
+                ..PackageSettings::default()
+            };
+            assert_eq!(rejected(settings), "PACKAGE_INSTALL_MAX_MB");
+        }
     }
 }

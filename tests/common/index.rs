@@ -36,20 +36,33 @@ pub struct LocalIndex {
 
 /// Builds a pure-Python wheel whose module `module` runs `source` on import.
 pub fn build_wheel(dir: &Path, module: &str, version: &str, source: &str) -> (String, Vec<u8>) {
+    build_wheel_with_payload(dir, module, version, source, 0)
+}
+
+/// The same, carrying `payload_mb` MiB of zeros in `module/payload.bin`: compressed, the
+/// wheel stays small; installed, it takes the whole size.
+pub fn build_wheel_with_payload(
+    dir: &Path,
+    module: &str,
+    version: &str,
+    source: &str,
+    payload_mb: usize,
+) -> (String, Vec<u8>) {
     let file = format!("{module}-{version}-py3-none-any.whl");
     let script = r#"
 import base64, hashlib, sys, zipfile
-out, module, version, source = sys.argv[1:5]
+out, module, version, source, payload_mb = sys.argv[1:6]
 dist = module + "-" + version + ".dist-info"
 files = {
-    module + "/__init__.py": source,
-    dist + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (module.replace("_", "-"), version),
-    dist + "/WHEEL": "Wheel-Version: 1.0\nGenerator: codebox-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    module + "/__init__.py": source.encode(),
+    dist + "/METADATA": ("Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (module.replace("_", "-"), version)).encode(),
+    dist + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: codebox-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
 }
+if int(payload_mb):
+    files[module + "/payload.bin"] = bytes(int(payload_mb) * 1024 * 1024)
 record = []
-with zipfile.ZipFile(out, "w") as z:
-    for name, text in files.items():
-        data = text.encode()
+with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    for name, data in files.items():
         z.writestr(name, data)
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         record.append("%s,sha256=%s,%d" % (name, digest, len(data)))
@@ -60,7 +73,7 @@ with zipfile.ZipFile(out, "w") as z:
     let status = Command::new("python3")
         .args(["-c", script])
         .arg(&path)
-        .args([module, version, source])
+        .args([module, version, source, &payload_mb.to_string()])
         .status()
         .expect("python3 builds the test wheel");
     assert!(status.success());
