@@ -468,3 +468,39 @@ async fn an_installation_the_cache_cannot_hold_is_refused_and_room_is_made_by_ev
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_an_unlisted_package_is_refused_without_asking_the_index() {
+    // The default policy, nothing added: the test wheels are on no curated list.
+    let f = fixture_with(|_| {}).await;
+    assert_eq!(f.settings.packages.package_policy, PackagePolicy::Allowlist);
+    let result = f
+        .run("open('ran.txt', 'w').write('the code ran')\nimport cbx_alpha\n")
+        .await;
+    assert_eq!(result.status, Status::Refused, "{result:?}");
+    let error = result.error.clone().unwrap();
+    assert_eq!(error.kind, "PackageNotAllowed");
+    assert!(
+        error
+            .message
+            .contains("package cbx-alpha is not allowed (not on this server's allowlist"),
+        "{error:?}"
+    );
+    assert!(result.output_files.is_empty(), "the code must not have run");
+    assert_eq!(f.index.total_requests(), 0, "the index was never asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_allowlist_extends_the_curated_one() {
+    let f = fixture_with(|settings| {
+        settings.packages.package_allowlist = "cbx_alpha".to_string();
+    })
+    .await;
+    assert_eq!(f.settings.packages.package_policy, PackagePolicy::Allowlist);
+    let result = f.run("import cbx_alpha\nprint(cbx_alpha.VALUE)").await;
+    assert_eq!(result.status, Status::Ok, "{result:?}");
+    assert_eq!(result.packages_installed, ["cbx-alpha"]);
+    let refused = f.run("import cbx_gamma\n").await;
+    assert_eq!(refused.status, Status::Refused, "{refused:?}");
+    assert_eq!(f.index.page_requests("cbx-gamma"), 0);
+}

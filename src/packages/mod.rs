@@ -1,10 +1,11 @@
 //! Missing imports, resolved before the run: the runner scans the code inside the sandbox
 //! and names the top-level modules it cannot find; `names` maps them to distributions,
-//! `policy` decides, `manager` serves them from the shared `cache` or runs one installer
+//! `policy` decides (its default the curated `allowlist`), `manager` serves them from the shared `cache` or runs one installer
 //! container (`installer_spec`, `installer`), the only container with a network, bounded in
 //! the disk it may fill; `failure` words what went wrong in terms of the code's own imports. The run container then gets
 //! the cache read-only, and the code runs once.
 
+pub mod allowlist;
 pub mod cache;
 pub mod eviction;
 pub mod failure;

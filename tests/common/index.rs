@@ -1,6 +1,7 @@
 //! A local Python package index (PEP 503 simple API) serving wheels built in the test,
-//! reachable from containers on Docker's default bridge. It counts every wheel download,
-//! so a test can tell how many installations really happened.
+//! reachable from containers on Docker's default bridge. It counts every project page it
+//! serves and every wheel download, so a test can tell how many installations really
+//! happened, and whether the index was asked at all.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,6 +24,8 @@ struct Shelf {
     /// projects listed with no file at all: pip finds nothing to install
     empty: Vec<String>,
     downloads: HashMap<String, usize>,
+    /// project page requests, by the project asked for (listed or not)
+    pages: HashMap<String, usize>,
     /// wheel file name -> how long its download is held back
     delays: HashMap<String, Duration>,
 }
@@ -118,6 +121,18 @@ impl LocalIndex {
         self.shelf.lock().unwrap().empty.push(project.to_string());
     }
 
+    /// How many times a project's page was asked for, whether the index has it or not.
+    pub fn page_requests(&self, project: &str) -> usize {
+        let shelf = self.shelf.lock().unwrap();
+        shelf.pages.get(project).copied().unwrap_or(0)
+    }
+
+    /// Every request the index answered: project pages and downloads.
+    pub fn total_requests(&self) -> usize {
+        let shelf = self.shelf.lock().unwrap();
+        shelf.pages.values().sum::<usize>() + shelf.downloads.values().sum::<usize>()
+    }
+
     /// How many times a project's wheel was downloaded.
     pub fn downloads(&self, project: &str) -> usize {
         let shelf = self.shelf.lock().unwrap();
@@ -132,7 +147,8 @@ async fn project_page(
     State(shelf): State<Arc<Mutex<Shelf>>>,
     UrlPath(project): UrlPath<String>,
 ) -> Response {
-    let shelf = shelf.lock().unwrap();
+    let mut shelf = shelf.lock().unwrap();
+    *shelf.pages.entry(project.clone()).or_default() += 1;
     if let Some((file, _)) = shelf.wheels.get(&project) {
         let body = format!("<html><body><a href=\"/files/{file}\">{file}</a></body></html>");
         return Html(body).into_response();
