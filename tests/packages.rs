@@ -504,3 +504,33 @@ async fn the_operators_allowlist_extends_the_curated_one() {
     assert_eq!(refused.status, Status::Refused, "{refused:?}");
     assert_eq!(f.index.page_requests("cbx-gamma"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_the_index_lacks_is_remembered_so_retries_start_no_installer() {
+    let f = fixture().await;
+    let code = "open('ran.txt', 'w').write('the code ran')\nimport cbx_absent\n";
+    let before = now();
+    let first = f.run(code).await;
+    let asked = f.index.page_requests("cbx-absent");
+    let second = f.run(code).await;
+    let after = now();
+
+    for run in [&first, &second] {
+        assert_eq!(run.status, Status::InstallFailed, "{run:?}");
+        assert!(run.output_files.is_empty(), "the code must not have run");
+    }
+    let message = first.error.clone().unwrap().message;
+    assert!(
+        message.contains("No matching distribution for `cbx-absent` (imported as `cbx_absent`)"),
+        "{message}"
+    );
+    assert_eq!(second.error.unwrap().message, message, "the same words");
+    assert!(asked >= 1, "the first run asked the index");
+    assert_eq!(
+        f.index.page_requests("cbx-absent"),
+        asked,
+        "the second did not"
+    );
+    assert_eq!(installers_created("cbx-absent", &before, &after), 1);
+    assert_eq!(installer_containers("cbx-absent"), 0, "no installer left");
+}

@@ -1,6 +1,7 @@
 //! Resolves the modules a run is missing into cached distributions: policy first, then the
 //! cache, then one installer container for whatever is still missing. Concurrent runs that
-//! miss the same distribution wait for one installation.
+//! miss the same distribution wait for one installation; a name the index lacked minutes
+//! ago fails at once.
 //!
 //! Host disk is bounded at every step: the installer copies out at most
 //! `min(PACKAGE_INSTALL_MAX_MB, room left in the cache beside what runs are using)`, and an
@@ -20,6 +21,7 @@ use super::failure::{InstallLimits, installer_failure};
 use super::installer::{InstallOutcome, run_installer};
 use super::installer_spec::InstallerSpec;
 use super::names::distribution_for;
+use super::not_found::{NotOnIndex, REMEMBER_FOR};
 use super::policy::{Decision, Policy};
 use crate::config::PackageSettings;
 use crate::sandbox::engine::Containers;
@@ -42,6 +44,9 @@ pub struct PackageManager<E: Containers + 'static> {
     max_cache_bytes: u64,
     /// One admission into the cache at a time: each measures, evicts and adopts as a whole.
     admission: Mutex<()>,
+    /// Names the index lacked lately: runs that import them fail at once, with the same
+    /// words, and start no installer.
+    not_on_index: Mutex<NotOnIndex>,
     install_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     in_use: Arc<Mutex<HashMap<String, usize>>>,
     /// Removes an installer container whose run was cancelled.
@@ -121,6 +126,7 @@ impl<E: Containers + 'static> PackageManager<E> {
             cache_max_mb: settings.package_cache_max_mb,
             max_cache_bytes: settings.package_cache_max_mb.saturating_mul(MIB),
             admission: Mutex::new(()),
+            not_on_index: Mutex::new(NotOnIndex::new(REMEMBER_FOR)),
             install_locks: Mutex::new(HashMap::new()),
             in_use: Arc::new(Mutex::new(HashMap::new())),
             retirer: Arc::new(Retirer::default()),
@@ -221,6 +227,12 @@ impl<E: Containers + 'static> PackageManager<E> {
             return Ok(missing);
         }
         let modules_of = |dist: &str| imports.get(dist).cloned().unwrap_or_default();
+        for dist in &missing {
+            if let Some(err) = self.recall_not_on_index(dist, modules_of(dist))? {
+                tracing::info!(distribution = %dist, "not on the index a moment ago");
+                return Err(err);
+            }
+        }
         let staging = self.cache.staging()?;
         let budget = self.copy_budget()?;
         let run_id = uuid::Uuid::new_v4().simple().to_string();
@@ -284,10 +296,36 @@ impl<E: Containers + 'static> PackageManager<E> {
         outcome: &InstallOutcome,
         budget: &CopyBudget,
     ) -> Result<(), PackagesError> {
-        match installer_failure(dist, &modules, outcome, &budget.limits, &self.image) {
-            Some(err) => Err(err),
-            None => self.admit(staging, dist, modules),
+        let Some(err) = installer_failure(dist, &modules, outcome, &budget.limits, &self.image)
+        else {
+            return self.admit(staging, dist, modules);
+        };
+        if matches!(err, PackagesError::NotOnIndex { .. }) {
+            self.not_on_index
+                .lock()
+                .map_err(|_| PackagesError::Poisoned)?
+                .remember(dist, &outcome.log, Instant::now());
         }
+        Err(err)
+    }
+
+    /// The error a recent "not on the index" for `dist` would give again, if there was one.
+    fn recall_not_on_index(
+        &self,
+        dist: &str,
+        modules: Vec<String>,
+    ) -> Result<Option<PackagesError>, PackagesError> {
+        let memory = self
+            .not_on_index
+            .lock()
+            .map_err(|_| PackagesError::Poisoned)?;
+        Ok(memory
+            .recall(dist, Instant::now())
+            .map(|log| PackagesError::NotOnIndex {
+                distribution: dist.to_string(),
+                modules,
+                log: log.to_string(),
+            }))
     }
 
     /// How much the installer may copy out: the install limit, or less when the cache

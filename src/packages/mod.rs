@@ -2,7 +2,8 @@
 //! and names the top-level modules it cannot find; `names` maps them to distributions,
 //! `policy` decides (its default the curated `allowlist`), `manager` serves them from the shared `cache` or runs one installer
 //! container (`installer_spec`, `installer`), the only container with a network, bounded in
-//! the disk it may fill; `failure` words what went wrong in terms of the code's own imports. The run container then gets
+//! the disk it may fill; names the index lacked are remembered a while (`not_found`);
+//! `failure` words what went wrong in terms of the code's own imports. The run container then gets
 //! the cache read-only, and the code runs once.
 
 pub mod allowlist;
@@ -13,6 +14,7 @@ pub mod installer;
 pub mod installer_spec;
 pub mod manager;
 pub mod names;
+pub mod not_found;
 pub mod policy;
 
 pub use cache::{PACKAGES_MOUNT, PackageCache};
