@@ -1,27 +1,38 @@
 //! Missing packages against the real Docker engine and a local package index: installed
 //! before the run by the installer container, outside the time limit, served from the cache
-//! afterwards, refused by policy, reported when they fail; the code runs once, offline.
+//! afterwards, refused by policy, reported when they fail, bounded in the host disk they
+//! take; the code runs once, offline.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use codebox::config::Settings;
+use codebox::config::{PackagePolicy, Settings};
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::{ExecutionRequest, ExecutionResult, Executor, Limits, Status};
-use common::index::{LocalIndex, build_wheel};
+use common::index::{LocalIndex, build_wheel, build_wheel_with_payload};
 
 struct Fixture {
     _data: tempfile::TempDir,
-    _wheels: tempfile::TempDir,
+    wheels: tempfile::TempDir,
     index: LocalIndex,
     executor: Arc<Executor<DockerEngine>>,
     settings: Settings,
 }
 
 /// An index with the projects the tests import: each module prints who it is on import.
+/// The test wheels are on no curated list: the policy is the denylist, stated.
 async fn fixture() -> Fixture {
+    fixture_with(|settings| {
+        settings.packages.package_policy = PackagePolicy::Denylist;
+        settings.packages.package_denylist = "cbx-denied, other".to_string();
+    })
+    .await
+}
+
+/// The same index, with the test's own package settings.
+async fn fixture_with(configure: impl FnOnce(&mut Settings)) -> Fixture {
     let data = tempfile::tempdir().unwrap();
     let wheels = tempfile::tempdir().unwrap();
     let index = LocalIndex::start().await;
@@ -44,14 +55,14 @@ async fn fixture() -> Fixture {
         ..Settings::default()
     };
     settings.packages.pip_index_url = Some(index.url.clone());
-    settings.packages.package_denylist = "cbx-denied, other".to_string();
     settings.sandbox.max_concurrent_executions = 4;
     settings.pool.warm_pool_size = 0;
+    configure(&mut settings);
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
     let executor = Arc::new(common::executor(engine, &settings).unwrap());
     Fixture {
         _data: data,
-        _wheels: wheels,
+        wheels,
         index,
         executor,
         settings,
@@ -275,4 +286,251 @@ async fn an_install_longer_than_the_time_limit_does_not_time_the_code_out() {
     assert_eq!(result.stdout, "42\n");
     assert!(result.install_ms > 1000.0, "{result:?}");
     assert!(result.execution_ms < 1000.0, "{result:?}");
+}
+
+/// Bytes a directory tree takes on disk (allocated blocks), as `du` counts them.
+fn disk_usage(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(items) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for item in items.flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(item.path()) else {
+                continue;
+            };
+            total += meta.blocks() * 512;
+            if meta.is_dir() {
+                pending.push(item.path());
+            }
+        }
+    }
+    total
+}
+
+/// Samples a directory's disk usage every few milliseconds while a test runs: the peak
+/// shows what landed on the host even if it was deleted before the run ended.
+struct DiskWatch {
+    before: u64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl DiskWatch {
+    fn start(path: &std::path::Path) -> DiskWatch {
+        let path = path.to_path_buf();
+        let before = disk_usage(&path);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(disk_usage(&path));
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            peak.max(disk_usage(&path))
+        });
+        DiskWatch {
+            before,
+            stop,
+            sampler,
+        }
+    }
+
+    /// (peak growth, growth at the end) in MiB.
+    fn finish(self, path: &std::path::Path) -> (f64, f64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = self.sampler.join().unwrap();
+        let after = disk_usage(path);
+        let mib = |bytes: u64| bytes.saturating_sub(self.before) as f64 / (1024.0 * 1024.0);
+        (mib(peak), mib(after))
+    }
+}
+
+/// Managed containers installing `distribution`, whatever their state.
+fn installer_containers(distribution: &str) -> usize {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-a", "--quiet"])
+        .args(["--filter", "label=codebox.managed=true"])
+        .args([
+            "--filter",
+            &format!("label=codebox.packages={distribution}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_larger_than_its_limit_fails_before_reaching_host_disk() {
+    let f = fixture_with(|settings| {
+        settings.packages.package_policy = PackagePolicy::Denylist;
+        settings.packages.package_install_max_mb = 20;
+        settings.packages.package_cache_max_mb = 1000;
+    })
+    .await;
+    // 100 MiB of zeros: a wheel of about 100 KB that unpacks to five times the limit.
+    let wheel = build_wheel_with_payload(f.wheels.path(), "cbx_huge", "1.0", "VALUE = 1\n", 100);
+    assert!(wheel.1.len() < 1024 * 1024, "{} bytes", wheel.1.len());
+    f.index.add_wheel("cbx-huge", wheel);
+
+    let watch = DiskWatch::start(&f.settings.data_dir);
+    let result = f
+        .run("open('ran.txt', 'w').write('the code ran')\nimport cbx_huge\n")
+        .await;
+    let (peak_mb, end_mb) = watch.finish(&f.settings.data_dir);
+    eprintln!("DATA_DIR growth: peak {peak_mb:.2} MiB, at the end {end_mb:.2} MiB");
+
+    assert_eq!(result.status, Status::InstallFailed, "{result:?}");
+    let error = result.error.clone().unwrap();
+    eprintln!("{}", error.message);
+    assert_eq!(error.kind, "PackageInstallError");
+    assert!(
+        error.message.contains(
+            "installing `cbx-huge` (imported as `cbx_huge`) needs more than 20 MB of disk"
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.message.contains("PACKAGE_INSTALL_MAX_MB=20"),
+        "names the setting: {error:?}"
+    );
+    assert!(result.output_files.is_empty(), "the code must not have run");
+    assert_eq!(f.index.downloads("cbx-huge"), 1, "it was really tried");
+    assert!(
+        peak_mb < 3.0,
+        "host disk grew by {peak_mb:.2} MiB at its peak"
+    );
+    assert!(end_mb < 3.0, "host disk grew by {end_mb:.2} MiB");
+    assert!(!f.executor.packages().unwrap().cache().contains("cbx-huge"));
+    assert_eq!(installer_containers("cbx-huge"), 0, "no installer left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_the_cache_cannot_hold_is_refused_and_room_is_made_by_eviction() {
+    let f = fixture_with(|settings| {
+        settings.packages.package_policy = PackagePolicy::Denylist;
+        settings.packages.package_install_max_mb = 64;
+        settings.packages.package_cache_max_mb = 12;
+    })
+    .await;
+    for (module, mb) in [("cbx_big", 20), ("cbx_eight_a", 8), ("cbx_eight_b", 8)] {
+        let source = format!("NAME = {module:?}\n");
+        let wheel = build_wheel_with_payload(f.wheels.path(), module, "1.0", &source, mb);
+        f.index.add_wheel(&module.replace('_', "-"), wheel);
+    }
+
+    let watch = DiskWatch::start(&f.settings.data_dir);
+    let big = f.run("import cbx_big\n").await;
+    let (peak_mb, end_mb) = watch.finish(&f.settings.data_dir);
+    eprintln!("DATA_DIR growth: peak {peak_mb:.2} MiB, at the end {end_mb:.2} MiB");
+    assert_eq!(big.status, Status::InstallFailed, "{big:?}");
+    let message = big.error.clone().unwrap().message;
+    eprintln!("{message}");
+    assert!(
+        message.contains("installing `cbx-big` (imported as `cbx_big`) takes 20.0 MB"),
+        "{message}"
+    );
+    assert!(message.contains("PACKAGE_CACHE_MAX_MB=12"), "{message}");
+    assert!(
+        peak_mb < 3.0,
+        "host disk grew by {peak_mb:.2} MiB at its peak"
+    );
+    assert!(end_mb < 3.0, "host disk grew by {end_mb:.2} MiB");
+
+    // Two installations of 8 MB do not fit a 12 MB cache together: the second evicts the
+    // first, which no run is using.
+    let cache = f.executor.packages().unwrap().cache().clone();
+    let before = disk_usage(&f.settings.data_dir);
+    for module in ["cbx_eight_a", "cbx_eight_b"] {
+        let run = f
+            .run(&format!("import {module}\nprint({module}.NAME)"))
+            .await;
+        assert_eq!(run.status, Status::Ok, "{run:?}");
+        assert_eq!(run.stdout.trim(), module);
+    }
+    assert!(!cache.contains("cbx-eight-a"), "evicted to make room");
+    assert!(cache.contains("cbx-eight-b"));
+    let total: u64 = cache.entries().unwrap().iter().map(|e| e.bytes).sum();
+    assert!(total <= 12 * 1024 * 1024, "{total} bytes cached");
+    // The same measure sees an installation that was admitted: one 8 MB package, not two.
+    let grown = disk_usage(&f.settings.data_dir).saturating_sub(before) as f64 / 1048576.0;
+    eprintln!("DATA_DIR growth with cbx-eight-b cached: {grown:.2} MiB");
+    assert!((7.9..12.0).contains(&grown), "{grown:.2} MiB");
+    for dist in ["cbx-big", "cbx-eight-a", "cbx-eight-b"] {
+        assert_eq!(
+            installer_containers(dist),
+            0,
+            "no installer left for {dist}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_an_unlisted_package_is_refused_without_asking_the_index() {
+    // The default policy, nothing added: the test wheels are on no curated list.
+    let f = fixture_with(|_| {}).await;
+    assert_eq!(f.settings.packages.package_policy, PackagePolicy::Allowlist);
+    let result = f
+        .run("open('ran.txt', 'w').write('the code ran')\nimport cbx_alpha\n")
+        .await;
+    assert_eq!(result.status, Status::Refused, "{result:?}");
+    let error = result.error.clone().unwrap();
+    assert_eq!(error.kind, "PackageNotAllowed");
+    assert!(
+        error
+            .message
+            .contains("package cbx-alpha is not allowed (not on this server's allowlist"),
+        "{error:?}"
+    );
+    assert!(result.output_files.is_empty(), "the code must not have run");
+    assert_eq!(f.index.total_requests(), 0, "the index was never asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_allowlist_extends_the_curated_one() {
+    let f = fixture_with(|settings| {
+        settings.packages.package_allowlist = "cbx_alpha".to_string();
+    })
+    .await;
+    assert_eq!(f.settings.packages.package_policy, PackagePolicy::Allowlist);
+    let result = f.run("import cbx_alpha\nprint(cbx_alpha.VALUE)").await;
+    assert_eq!(result.status, Status::Ok, "{result:?}");
+    assert_eq!(result.packages_installed, ["cbx-alpha"]);
+    let refused = f.run("import cbx_gamma\n").await;
+    assert_eq!(refused.status, Status::Refused, "{refused:?}");
+    assert_eq!(f.index.page_requests("cbx-gamma"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_the_index_lacks_is_remembered_so_retries_start_no_installer() {
+    let f = fixture().await;
+    let code = "open('ran.txt', 'w').write('the code ran')\nimport cbx_absent\n";
+    let before = now();
+    let first = f.run(code).await;
+    let asked = f.index.page_requests("cbx-absent");
+    let second = f.run(code).await;
+    let after = now();
+
+    for run in [&first, &second] {
+        assert_eq!(run.status, Status::InstallFailed, "{run:?}");
+        assert!(run.output_files.is_empty(), "the code must not have run");
+    }
+    let message = first.error.clone().unwrap().message;
+    assert!(
+        message.contains("No matching distribution for `cbx-absent` (imported as `cbx_absent`)"),
+        "{message}"
+    );
+    assert_eq!(second.error.unwrap().message, message, "the same words");
+    assert!(asked >= 1, "the first run asked the index");
+    assert_eq!(
+        f.index.page_requests("cbx-absent"),
+        asked,
+        "the second did not"
+    );
+    assert_eq!(installers_created("cbx-absent", &before, &after), 1);
+    assert_eq!(installer_containers("cbx-absent"), 0, "no installer left");
 }

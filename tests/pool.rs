@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use codebox::config::Settings;
+use codebox::config::{PackagePolicy, Settings};
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::engine::Containers;
 use codebox::sandbox::{
@@ -230,6 +230,8 @@ async fn a_warm_container_gets_missing_packages_and_stays_single_use_under_hosti
     );
     let mut settings = settings(data.path(), 1);
     settings.packages.pip_index_url = Some(index.url.clone());
+    // The test wheel is on no curated list.
+    settings.packages.package_policy = PackagePolicy::Denylist;
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
     let executor = common::executor(engine, &settings).unwrap();
     assert!(executor.wait_for_warm_pool(READY).await);

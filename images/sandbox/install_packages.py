@@ -3,9 +3,14 @@
 It receives distribution names on its command line (validated by the host), never user
 code or files. Wheels only: installing a wheel runs none of the package's code, so a
 hostile package cannot act while the network is open. Each distribution goes into its own
-prefix under /opt/codebox-staging/<name>; its site directory is moved to
-/opt/codebox-staging/<name>/site, the one layout the runner needs to know. One JSON line per
-distribution reports the outcome on stdout.
+prefix under STAGING/<name>; its site directory is moved to <name>/site, the one layout the
+runner needs to know. One JSON line per distribution reports the outcome on stdout.
+
+Bounded disk: a host that sets CODEBOX_INSTALL_WORK and CODEBOX_INSTALL_OUT has pip work in
+the first, a tmpfs of the install limit (pip's downloads and temporary files go there too),
+and a finished site directory is copied to CODEBOX_INSTALL_OUT/<name>/site, host disk, only
+after measuring it against what is left of CODEBOX_INSTALL_MAX_BYTES. Without them (an older
+host) everything happens in /opt/codebox-staging, as before.
 """
 
 import json
@@ -14,8 +19,14 @@ import shutil
 import subprocess
 import sys
 
-STAGING = "/opt/codebox-staging"
+OUT = os.environ.get("CODEBOX_INSTALL_OUT")
+STAGING = (OUT and os.environ.get("CODEBOX_INSTALL_WORK")) or "/opt/codebox-staging"
 LOG_LINES = 15
+# Host file systems allocate whole blocks, and an empty file still takes an inode: counting
+# every file and directory as at least one block keeps a million empty files from passing
+# as zero bytes.
+BLOCK = 4096
+NO_SPACE_MARKERS = ("No space left on device", "[Errno 28]")
 
 
 def find_site_dir(prefix):
@@ -30,7 +41,28 @@ def find_site_dir(prefix):
     return None
 
 
-def install(dist):
+def footprint(path):
+    """Bytes `path` would take once copied to the host, links counted, never followed."""
+    total = BLOCK
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            size = os.lstat(os.path.join(root, name)).st_size
+            total += max(BLOCK, -(-size // BLOCK) * BLOCK)
+    return total
+
+
+def pip_env():
+    env = dict(os.environ)
+    if OUT:
+        # pip's downloads and unpacked wheels count against the same tmpfs as the result.
+        tmp = os.path.join(STAGING, ".tmp")
+        os.makedirs(tmp, exist_ok=True)
+        env["TMPDIR"] = tmp
+    return env
+
+
+def install(dist, budget):
+    """The outcome for `dist` and the bytes it took of the budget."""
     target = os.path.join(STAGING, dist)
     prefix = os.path.join(target, "prefix")
     cmd = [
@@ -39,10 +71,15 @@ def install(dist):
         "--only-binary=:all:", "--no-warn-script-location",
         "--prefix", prefix, dist,
     ]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=pip_env()
+    )
     log = proc.stdout.decode("utf-8", "replace").splitlines()
     if proc.returncode != 0:
-        return {"distribution": dist, "ok": False, "log": "\n".join(log[-LOG_LINES:])}
+        text = "\n".join(log[-LOG_LINES:])
+        shutil.rmtree(target, ignore_errors=True)
+        disk_full = bool(OUT) and any(m in text for m in NO_SPACE_MARKERS)
+        return {"distribution": dist, "ok": False, "log": text, "disk_full": disk_full}, 0
     site = os.path.join(target, "site")
     found = find_site_dir(prefix)
     if found is None:
@@ -51,15 +88,32 @@ def install(dist):
     else:
         os.rename(found, site)
     shutil.rmtree(prefix, ignore_errors=True)
-    return {"distribution": dist, "ok": True, "log": "\n".join(log[-3:])}
+    tail = "\n".join(log[-3:])
+    if not OUT:
+        return {"distribution": dist, "ok": True, "log": tail}, 0
+    size = footprint(site)
+    if size > budget:
+        shutil.rmtree(target, ignore_errors=True)
+        return {"distribution": dist, "ok": False, "too_large": True, "bytes": size,
+                "log": "installed %d bytes, more than the %d left to copy" % (size, budget)}, 0
+    shutil.copytree(site, os.path.join(OUT, dist, "site"), symlinks=True)
+    # The tmpfs is memory: free it for the next distribution.
+    shutil.rmtree(target, ignore_errors=True)
+    return {"distribution": dist, "ok": True, "bytes": size, "log": tail}, size
 
 
 def main():
+    budget = int(os.environ.get("CODEBOX_INSTALL_MAX_BYTES", "0") or "0")
     for dist in sys.argv[1:]:
         try:
-            outcome = install(dist)
+            outcome, used = install(dist, budget)
+            budget -= used
         except Exception as exc:  # report, never crash silently
+            # A copy cut short may have left part of itself on the host: copy nothing more.
+            budget = 0
             outcome = {"distribution": dist, "ok": False, "log": repr(exc)}
+        # Tells the host this script kept to its limits: it refuses an older one's results.
+        outcome["bounded"] = bool(OUT)
         print(json.dumps(outcome), flush=True)
 
 

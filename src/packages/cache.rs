@@ -1,8 +1,9 @@
 //! The shared package cache on the host: one directory per distribution,
 //! `<root>/<distribution>/site`, mounted read-only into every run container.
 //!
-//! The installer writes only into a fresh staging directory of its own; a finished
-//! installation is moved into the cache with one rename, so a run never sees half of one.
+//! The installer copies finished installations into a fresh staging directory of its own
+//! (within its size budget); each is moved into the cache with one rename, so a run never
+//! sees half of one.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -12,8 +13,6 @@ use super::eviction::CacheEntry;
 
 /// Where the cache is visible inside run containers.
 pub const PACKAGES_MOUNT: &str = "/opt/codebox-packages";
-/// Where the installer sees its staging directory.
-pub const STAGING_MOUNT: &str = "/opt/codebox-staging";
 const LAST_USED: &str = ".last_used";
 
 #[derive(Debug, Clone)]
@@ -31,6 +30,11 @@ pub struct Staging {
 impl Staging {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What one staged distribution will take in the cache, counted as `entries` counts.
+    pub fn bytes_of(&self, distribution: &str) -> u64 {
+        tree_size(&self.path.join(distribution))
     }
 }
 

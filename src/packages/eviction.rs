@@ -1,5 +1,6 @@
 //! Pure: which cache entries to remove to get under the size limit, least recently used
-//! first, never one a running execution is using.
+//! first, never one a running execution is using; and whether a new installation fits at
+//! all.
 
 use std::collections::HashSet;
 use std::time::SystemTime;
@@ -27,6 +28,30 @@ pub fn evictions(entries: &[CacheEntry], max_bytes: u64, in_use: &HashSet<String
         evicted.push(entry.distribution.clone());
     }
     evicted
+}
+
+/// Bytes of the entries running executions are using: no eviction can free them.
+pub fn pinned_bytes(entries: &[CacheEntry], in_use: &HashSet<String>) -> u64 {
+    entries
+        .iter()
+        .filter(|e| in_use.contains(&e.distribution))
+        .map(|e| e.bytes)
+        .sum()
+}
+
+/// The evictions that make room for `new_bytes` within `max_bytes`, or None when even
+/// evicting everything not in use would not.
+pub fn admission(
+    entries: &[CacheEntry],
+    new_bytes: u64,
+    max_bytes: u64,
+    in_use: &HashSet<String>,
+) -> Option<Vec<String>> {
+    let room = max_bytes.checked_sub(new_bytes)?;
+    if pinned_bytes(entries, in_use) > room {
+        return None;
+    }
+    Some(evictions(entries, room, in_use))
 }
 
 #[cfg(test)]
@@ -69,5 +94,38 @@ mod tests {
     fn zero_limit_empties_everything_not_in_use() {
         let entries = [entry("a", 1, 1), entry("b", 1, 2)];
         assert_eq!(evictions(&entries, 0, &HashSet::new()), vec!["b", "a"]);
+    }
+
+    #[test]
+    fn a_new_installation_is_admitted_by_evicting_the_oldest_first() {
+        let entries = [entry("new", 40, 1), entry("old", 40, 100)];
+        let none = HashSet::new();
+        assert_eq!(
+            admission(&entries, 20, 100, &none),
+            Some(vec![]),
+            "fits as it is"
+        );
+        assert_eq!(
+            admission(&entries, 21, 100, &none),
+            Some(vec!["old".into()])
+        );
+        assert_eq!(
+            admission(&entries, 100, 100, &none),
+            Some(vec!["old".into(), "new".into()])
+        );
+    }
+
+    #[test]
+    fn an_installation_that_cannot_fit_beside_the_entries_in_use_is_refused() {
+        let entries = [entry("new", 40, 1), entry("old", 40, 100)];
+        let in_use = HashSet::from(["old".to_string(), "new".to_string()]);
+        assert_eq!(pinned_bytes(&entries, &in_use), 80);
+        assert_eq!(admission(&entries, 21, 100, &in_use), None);
+        assert_eq!(admission(&entries, 20, 100, &in_use), Some(vec![]));
+        assert_eq!(
+            admission(&entries, 101, 100, &HashSet::new()),
+            None,
+            "larger than the cache"
+        );
     }
 }

@@ -22,6 +22,19 @@ pub struct InstallOutcome {
     pub ok: bool,
     /// pip's last lines.
     pub log: String,
+    /// The script worked within the limits it was given; an older one, which knows none,
+    /// never says so.
+    #[serde(default)]
+    pub bounded: bool,
+    /// What the installation takes, as the script measured it before copying it out.
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// pip ran out of room in the staging tmpfs: the installation exceeds its limit.
+    #[serde(default)]
+    pub disk_full: bool,
+    /// Installed, but larger than the copy budget, so not copied out.
+    #[serde(default)]
+    pub too_large: bool,
 }
 
 pub async fn run_installer<E: Containers + 'static>(

@@ -1,15 +1,21 @@
 //! Pure: the installer container. The only container with a network, so everything else
 //! about it is the run container's hardening (`sandbox::spec::hardened_config`): same
 //! image, read-only root, no capabilities, the sandbox uid, a fixed environment, its own
-//! memory and pids limits, and no user file or code in reach; its one writable mount is a
-//! fresh staging directory.
+//! memory and pids limits, and no user file or code in reach.
+//!
+//! Its disk is bounded before anything reaches the host: pip downloads and unpacks into
+//! `WORK_MOUNT`, a tmpfs of PACKAGE_INSTALL_MAX_MB, and the script copies a finished
+//! installation into `RESULT_MOUNT`, the host's fresh staging directory, only after
+//! measuring it against `copy_budget_bytes`. A tmpfs alone would vanish with the container
+//! and a size check alone would come after the bytes landed; together, at most the budget
+//! ever reaches host disk. An older script, which knows neither, writes to the image's
+//! /opt/codebox-staging, on the read-only root: it fails, never unbounded.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use bollard::models::{ContainerCreateBody, Mount, MountType};
 
-use super::cache::STAGING_MOUNT;
 use crate::sandbox::spec::{
     Hardened, Network, Privileges, Resources, hardened_config, read_only_bind,
 };
@@ -19,15 +25,33 @@ pub const ROLE_LABEL: &str = "codebox.role";
 /// The distributions an installer container is installing, comma-separated.
 pub const PACKAGES_LABEL: &str = "codebox.packages";
 const CA_MOUNT: &str = "/etc/codebox/extra-ca.pem";
-/// pip unpacks and builds its work files here.
+/// Scratch space for what else writes to /tmp; pip's own temporary files go to the work
+/// tmpfs, counted in the installation's limit.
 const SCRATCH_MB: u64 = 256;
+/// Where pip installs, inside the container: a tmpfs of the install limit. A path the image
+/// does not have, so the tmpfs gets its own mode (1777) rather than an image directory's.
+pub const WORK_MOUNT: &str = "/opt/codebox-work";
+/// Where the installer sees the host's staging directory: finished, measured installations
+/// only.
+pub const RESULT_MOUNT: &str = "/opt/codebox-installed";
+/// The script's settings: where pip works, where results go, and how many bytes they may
+/// take in all.
+pub const WORK_ENV: &str = "CODEBOX_INSTALL_WORK";
+pub const RESULT_ENV: &str = "CODEBOX_INSTALL_OUT";
+pub const BUDGET_ENV: &str = "CODEBOX_INSTALL_MAX_BYTES";
 
 #[derive(Debug, Clone)]
 pub struct InstallerSpec {
     pub image: String,
     pub distributions: Vec<String>,
+    /// The host directory the results are copied into.
     pub staging_dir: PathBuf,
+    /// pip's memory; the work tmpfs is charged to the container on top of it.
     pub memory_mb: u64,
+    /// Size of the work tmpfs: everything one installer container downloads and unpacks.
+    pub staging_mb: u64,
+    /// The most the results may take on the host, all distributions together.
+    pub copy_budget_bytes: u64,
     pub index_url: Option<String>,
     pub extra_ca_file: Option<PathBuf>,
     pub run_id: String,
@@ -50,6 +74,9 @@ pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
         // Debian marks its Python externally managed; a --prefix install into the staging
         // directory does not touch the image's packages.
         "PIP_BREAK_SYSTEM_PACKAGES=1".to_string(),
+        format!("{WORK_ENV}={WORK_MOUNT}"),
+        format!("{RESULT_ENV}={RESULT_MOUNT}"),
+        format!("{BUDGET_ENV}={}", spec.copy_budget_bytes),
     ];
     if let Some(url) = &spec.index_url {
         env.push(format!("PIP_INDEX_URL={url}"));
@@ -60,7 +87,7 @@ pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
         }
     }
     let mut mounts = vec![Mount {
-        target: Some(STAGING_MOUNT.to_string()),
+        target: Some(RESULT_MOUNT.to_string()),
         source: Some(spec.staging_dir.to_string_lossy().into_owned()),
         typ: Some(MountType::BIND),
         read_only: Some(false),
@@ -89,14 +116,20 @@ pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
         network: Network::Bridge,
         // pip runs as the sandbox uid with no capability at all.
         privileges: Privileges::Sandbox,
-        scratch: vec![("/tmp".to_string(), SCRATCH_MB)],
+        scratch: vec![
+            ("/tmp".to_string(), SCRATCH_MB),
+            (WORK_MOUNT.to_string(), spec.staging_mb),
+        ],
         mounts,
         resources: Resources {
-            memory_mb: spec.memory_mb,
+            // tmpfs pages are charged to the container's memory: without the work tmpfs's
+            // size on top, a full work area would leave pip nothing and end in the OOM killer
+            // instead of a clear "too large".
+            memory_mb: spec.memory_mb.saturating_add(spec.staging_mb),
             cpus: 1.0,
             pids: 128,
             // Wheels of the large scientific distributions exceed any small per-file bound;
-            // they land in the staging directory, which the cache's size limit trims.
+            // the work tmpfs bounds them all together.
             max_file_bytes: None,
         },
         // runc always: the registered gVisor runtime is started with --network=none, and
@@ -124,6 +157,8 @@ mod tests {
             distributions: vec!["tabulate".into(), "python-docx".into()],
             staging_dir: PathBuf::from("/data/packages-staging/abc"),
             memory_mb: 512,
+            staging_mb: 100,
+            copy_budget_bytes: 50 * 1024 * 1024,
             index_url: None,
             extra_ca_file: None,
             run_id: "i1".into(),
@@ -132,15 +167,33 @@ mod tests {
     }
 
     #[test]
-    fn only_the_staging_directory_is_writable_and_no_user_data_is_mounted() {
+    fn pip_writes_to_a_bounded_tmpfs_and_the_host_gets_only_the_result_directory() {
         let body = installer_config(&spec());
         let host = body.host_config.unwrap();
         assert_eq!(host.readonly_rootfs, Some(true));
         let mounts = host.mounts.unwrap();
-        assert_eq!(mounts.len(), 1);
-        assert_eq!(mounts[0].target.as_deref(), Some(STAGING_MOUNT));
+        assert_eq!(mounts.len(), 1, "no user data, one host directory");
+        assert_eq!(mounts[0].target.as_deref(), Some(RESULT_MOUNT));
+        assert_eq!(
+            mounts[0].source.as_deref(),
+            Some("/data/packages-staging/abc")
+        );
+        let tmpfs = host.tmpfs.unwrap();
+        assert!(
+            tmpfs[WORK_MOUNT].contains("size=100m") && tmpfs[WORK_MOUNT].contains("mode=1777"),
+            "{}",
+            tmpfs[WORK_MOUNT]
+        );
+        let env = body.env.unwrap();
+        assert!(env.contains(&format!("{WORK_ENV}={WORK_MOUNT}")));
+        assert!(env.contains(&format!("{RESULT_ENV}={RESULT_MOUNT}")));
+        assert!(env.contains(&format!("{BUDGET_ENV}={}", 50 * 1024 * 1024)));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
-        assert_eq!(host.memory, Some(512 * MIB));
+        assert_eq!(
+            host.memory,
+            Some((512 + 100) * MIB),
+            "pip's memory plus the tmpfs charged to it"
+        );
         assert_eq!(host.network_mode.as_deref(), Some("bridge"));
         assert_eq!(body.user.as_deref(), Some(SANDBOX_USER));
         assert_eq!(
@@ -185,7 +238,7 @@ mod tests {
         host.network_mode = run_host.network_mode.clone();
         installer.network_disabled = run.network_disabled;
 
-        // Its own mounts: the staging directory, never user data.
+        // Its own mounts: the result directory, never user data.
         host.mounts = run_host.mounts.clone();
 
         // Its own limits, enforced the same way: no swap, a pids and a CPU bound.
@@ -208,13 +261,13 @@ mod tests {
         assert_eq!(host.ulimits.take().unwrap(), run_ulimits);
         host.ulimits = run_host.ulimits.clone();
 
-        // Scratch space mounted with the same options; only its size is its own.
+        // Scratch and work space mounted with the same options; only their sizes are their own.
         let run_tmpfs = run_host.tmpfs.clone().unwrap();
         let tmpfs = host.tmpfs.take().unwrap();
-        assert_eq!(
-            without_size(&tmpfs["/tmp"]),
-            without_size(&run_tmpfs["/tmp"])
-        );
+        assert_eq!(tmpfs.len(), 2);
+        for options in tmpfs.values() {
+            assert_eq!(without_size(options), without_size(&run_tmpfs["/tmp"]));
+        }
         host.tmpfs = Some(run_tmpfs);
 
         // pip runs as the sandbox uid without a single capability; the run container's

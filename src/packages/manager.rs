@@ -1,21 +1,33 @@
 //! Resolves the modules a run is missing into cached distributions: policy first, then the
 //! cache, then one installer container for whatever is still missing. Concurrent runs that
-//! miss the same distribution wait for one installation.
+//! miss the same distribution wait for one installation; a name the index lacked minutes
+//! ago fails at once.
+//!
+//! Host disk is bounded at every step: the installer copies out at most
+//! `min(PACKAGE_INSTALL_MAX_MB, room left in the cache beside what runs are using)`, and an
+//! installation joins the cache only when, after evicting what no run uses, the cache stays
+//! within PACKAGE_CACHE_MAX_MB. Installers of different distributions may run side by side,
+//! so before admission the staging area can briefly hold one budget per running installer;
+//! never more.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::PackagesError;
-use super::cache::PackageCache;
-use super::failure::install_failure;
-use super::installer::run_installer;
+use super::cache::{PackageCache, Staging};
+use super::eviction::{admission, pinned_bytes};
+use super::failure::{InstallLimits, installer_failure};
+use super::installer::{InstallOutcome, run_installer};
 use super::installer_spec::InstallerSpec;
 use super::names::distribution_for;
+use super::not_found::{NotOnIndex, REMEMBER_FOR};
 use super::policy::{Decision, Policy};
 use crate::config::PackageSettings;
 use crate::sandbox::engine::Containers;
 use crate::sandbox::retirer::Retirer;
+
+const MIB: u64 = 1024 * 1024;
 
 pub struct PackageManager<E: Containers + 'static> {
     engine: Arc<E>,
@@ -27,7 +39,14 @@ pub struct PackageManager<E: Containers + 'static> {
     install_memory_mb: u64,
     index_url: Option<String>,
     extra_ca_file: Option<std::path::PathBuf>,
+    install_max_mb: u64,
+    cache_max_mb: u64,
     max_cache_bytes: u64,
+    /// One admission into the cache at a time: each measures, evicts and adopts as a whole.
+    admission: Mutex<()>,
+    /// Names the index lacked lately: runs that import them fail at once, with the same
+    /// words, and start no installer.
+    not_on_index: Mutex<NotOnIndex>,
     install_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     in_use: Arc<Mutex<HashMap<String, usize>>>,
     /// Removes an installer container whose run was cancelled.
@@ -51,6 +70,13 @@ pub struct Prepared {
     pub cached: Vec<String>,
     /// Keeps these distributions from eviction while the run lasts.
     pub lease: Lease,
+}
+
+/// What one installer container may copy to the host.
+#[derive(Debug)]
+struct CopyBudget {
+    bytes: u64,
+    limits: InstallLimits,
 }
 
 #[derive(Debug)]
@@ -96,7 +122,11 @@ impl<E: Containers + 'static> PackageManager<E> {
                 .sandbox_extra_ca_file
                 .as_ref()
                 .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-            max_cache_bytes: settings.package_cache_max_mb.saturating_mul(1024 * 1024),
+            install_max_mb: settings.package_install_max_mb,
+            cache_max_mb: settings.package_cache_max_mb,
+            max_cache_bytes: settings.package_cache_max_mb.saturating_mul(MIB),
+            admission: Mutex::new(()),
+            not_on_index: Mutex::new(NotOnIndex::new(REMEMBER_FOR)),
             install_locks: Mutex::new(HashMap::new()),
             in_use: Arc::new(Mutex::new(HashMap::new())),
             retirer: Arc::new(Retirer::default()),
@@ -196,13 +226,23 @@ impl<E: Containers + 'static> PackageManager<E> {
         if missing.is_empty() {
             return Ok(missing);
         }
+        let modules_of = |dist: &str| imports.get(dist).cloned().unwrap_or_default();
+        for dist in &missing {
+            if let Some(err) = self.recall_not_on_index(dist, modules_of(dist))? {
+                tracing::info!(distribution = %dist, "not on the index a moment ago");
+                return Err(err);
+            }
+        }
         let staging = self.cache.staging()?;
+        let budget = self.copy_budget()?;
         let run_id = uuid::Uuid::new_v4().simple().to_string();
         let spec = InstallerSpec {
             image: self.image.clone(),
             distributions: missing.clone(),
             staging_dir: staging.path().to_path_buf(),
             memory_mb: self.install_memory_mb,
+            staging_mb: self.install_max_mb,
+            copy_budget_bytes: budget.bytes,
             index_url: self.index_url.clone(),
             extra_ca_file: self.extra_ca_file.clone(),
             run_id: run_id.clone(),
@@ -212,26 +252,30 @@ impl<E: Containers + 'static> PackageManager<E> {
         tracing::info!(run_id = %run_id, distributions = ?missing, "installing packages");
         let outcomes =
             run_installer(&self.engine, &self.retirer, &spec, self.install_timeout).await?;
+        // Every distribution that did install is kept, even when another one failed: the
+        // next run that needs it is spared the download.
         let mut installed = Vec::new();
+        let mut first_error = None;
         for dist in &missing {
-            let modules = imports.get(dist).map(Vec::as_slice).unwrap_or_default();
-            match outcomes.iter().find(|o| &o.distribution == dist) {
-                Some(outcome) if outcome.ok => {
-                    self.cache.adopt(&staging, dist)?;
-                    installed.push(dist.clone());
-                }
-                Some(outcome) => {
-                    tracing::warn!(distribution = %dist, "package install failed");
-                    return Err(install_failure(dist, modules, &outcome.log));
-                }
-                None => {
-                    return Err(PackagesError::Install {
-                        distribution: dist.clone(),
-                        modules: modules.to_vec(),
-                        log: "the installer stopped before reaching it".to_string(),
-                    });
+            let modules = modules_of(dist);
+            let concluded = match outcomes.iter().find(|o| &o.distribution == dist) {
+                Some(outcome) => self.conclude(&staging, dist, modules, outcome, &budget),
+                None => Err(PackagesError::Install {
+                    distribution: dist.clone(),
+                    modules,
+                    log: "the installer stopped before reaching it".to_string(),
+                }),
+            };
+            match concluded {
+                Ok(()) => installed.push(dist.clone()),
+                Err(err) => {
+                    tracing::warn!(distribution = %dist, error = %err, "package install failed");
+                    first_error.get_or_insert(err);
                 }
             }
+        }
+        if let Some(err) = first_error {
+            return Err(err);
         }
         tracing::info!(
             run_id = %run_id,
@@ -241,6 +285,103 @@ impl<E: Containers + 'static> PackageManager<E> {
         );
         drop(held);
         Ok(installed)
+    }
+
+    /// What became of one distribution in the installer, as an error the user can act on.
+    fn conclude(
+        &self,
+        staging: &Staging,
+        dist: &str,
+        modules: Vec<String>,
+        outcome: &InstallOutcome,
+        budget: &CopyBudget,
+    ) -> Result<(), PackagesError> {
+        let Some(err) = installer_failure(dist, &modules, outcome, &budget.limits, &self.image)
+        else {
+            return self.admit(staging, dist, modules);
+        };
+        if matches!(err, PackagesError::NotOnIndex { .. }) {
+            self.not_on_index
+                .lock()
+                .map_err(|_| PackagesError::Poisoned)?
+                .remember(dist, &outcome.log, Instant::now());
+        }
+        Err(err)
+    }
+
+    /// The error a recent "not on the index" for `dist` would give again, if there was one.
+    fn recall_not_on_index(
+        &self,
+        dist: &str,
+        modules: Vec<String>,
+    ) -> Result<Option<PackagesError>, PackagesError> {
+        let memory = self
+            .not_on_index
+            .lock()
+            .map_err(|_| PackagesError::Poisoned)?;
+        Ok(memory
+            .recall(dist, Instant::now())
+            .map(|log| PackagesError::NotOnIndex {
+                distribution: dist.to_string(),
+                modules,
+                log: log.to_string(),
+            }))
+    }
+
+    /// How much the installer may copy out: the install limit, or less when the cache
+    /// cannot hold that much beside what running code is using.
+    fn copy_budget(&self) -> Result<CopyBudget, PackagesError> {
+        let in_use_bytes = pinned_bytes(&self.cache.entries()?, &self.in_use_set()?);
+        let room = self.max_cache_bytes.saturating_sub(in_use_bytes);
+        let install_max = self.install_max_mb.saturating_mul(MIB);
+        Ok(CopyBudget {
+            bytes: room.min(install_max),
+            limits: InstallLimits {
+                install_max_mb: self.install_max_mb,
+                cache_max_mb: self.cache_max_mb,
+                limited_by_cache: room < install_max,
+                in_use_bytes,
+            },
+        })
+    }
+
+    /// Moves a staged installation into the cache once the cache, after evicting what no
+    /// run is using, has room for it; otherwise it is refused and its staging deleted.
+    fn admit(
+        &self,
+        staging: &Staging,
+        dist: &str,
+        modules: Vec<String>,
+    ) -> Result<(), PackagesError> {
+        let _admitting = self.admission.lock().map_err(|_| PackagesError::Poisoned)?;
+        let bytes = staging.bytes_of(dist);
+        let entries = self.cache.entries()?;
+        let in_use = self.in_use_set()?;
+        let Some(evicted) = admission(&entries, bytes, self.max_cache_bytes, &in_use) else {
+            return Err(PackagesError::CacheFull {
+                distribution: dist.to_string(),
+                modules,
+                bytes,
+                in_use_bytes: pinned_bytes(&entries, &in_use),
+                limit_mb: self.cache_max_mb,
+            });
+        };
+        for old in &evicted {
+            self.cache.remove(old)?;
+            tracing::info!(distribution = %old, "package evicted from the cache");
+        }
+        self.cache.adopt(staging, dist)?;
+        Ok(())
+    }
+
+    fn in_use_set(&self) -> Result<HashSet<String>, PackagesError> {
+        Ok(self
+            .in_use
+            .lock()
+            .map_err(|_| PackagesError::Poisoned)?
+            .keys()
+            .cloned()
+            .collect())
     }
 
     fn lease(&self, distributions: &[String]) -> Lease {
@@ -257,13 +398,7 @@ impl<E: Containers + 'static> PackageManager<E> {
 
     /// Trims the cache to its size limit, least recently used first, sparing leased entries.
     pub fn evict(&self) -> Result<Vec<String>, PackagesError> {
-        let in_use: HashSet<String> = self
-            .in_use
-            .lock()
-            .map_err(|_| PackagesError::Poisoned)?
-            .keys()
-            .cloned()
-            .collect();
+        let in_use = self.in_use_set()?;
         let evicted = self.cache.prune(self.max_cache_bytes, &in_use)?;
         for dist in &evicted {
             tracing::info!(distribution = %dist, "package evicted from the cache");

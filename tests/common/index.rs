@@ -1,6 +1,7 @@
 //! A local Python package index (PEP 503 simple API) serving wheels built in the test,
-//! reachable from containers on Docker's default bridge. It counts every wheel download,
-//! so a test can tell how many installations really happened.
+//! reachable from containers on Docker's default bridge. It counts every project page it
+//! serves and every wheel download, so a test can tell how many installations really
+//! happened, and whether the index was asked at all.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,6 +24,8 @@ struct Shelf {
     /// projects listed with no file at all: pip finds nothing to install
     empty: Vec<String>,
     downloads: HashMap<String, usize>,
+    /// project page requests, by the project asked for (listed or not)
+    pages: HashMap<String, usize>,
     /// wheel file name -> how long its download is held back
     delays: HashMap<String, Duration>,
 }
@@ -36,20 +39,33 @@ pub struct LocalIndex {
 
 /// Builds a pure-Python wheel whose module `module` runs `source` on import.
 pub fn build_wheel(dir: &Path, module: &str, version: &str, source: &str) -> (String, Vec<u8>) {
+    build_wheel_with_payload(dir, module, version, source, 0)
+}
+
+/// The same, carrying `payload_mb` MiB of zeros in `module/payload.bin`: compressed, the
+/// wheel stays small; installed, it takes the whole size.
+pub fn build_wheel_with_payload(
+    dir: &Path,
+    module: &str,
+    version: &str,
+    source: &str,
+    payload_mb: usize,
+) -> (String, Vec<u8>) {
     let file = format!("{module}-{version}-py3-none-any.whl");
     let script = r#"
 import base64, hashlib, sys, zipfile
-out, module, version, source = sys.argv[1:5]
+out, module, version, source, payload_mb = sys.argv[1:6]
 dist = module + "-" + version + ".dist-info"
 files = {
-    module + "/__init__.py": source,
-    dist + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (module.replace("_", "-"), version),
-    dist + "/WHEEL": "Wheel-Version: 1.0\nGenerator: codebox-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    module + "/__init__.py": source.encode(),
+    dist + "/METADATA": ("Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (module.replace("_", "-"), version)).encode(),
+    dist + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: codebox-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
 }
+if int(payload_mb):
+    files[module + "/payload.bin"] = bytes(int(payload_mb) * 1024 * 1024)
 record = []
-with zipfile.ZipFile(out, "w") as z:
-    for name, text in files.items():
-        data = text.encode()
+with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    for name, data in files.items():
         z.writestr(name, data)
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         record.append("%s,sha256=%s,%d" % (name, digest, len(data)))
@@ -60,7 +76,7 @@ with zipfile.ZipFile(out, "w") as z:
     let status = Command::new("python3")
         .args(["-c", script])
         .arg(&path)
-        .args([module, version, source])
+        .args([module, version, source, &payload_mb.to_string()])
         .status()
         .expect("python3 builds the test wheel");
     assert!(status.success());
@@ -105,6 +121,18 @@ impl LocalIndex {
         self.shelf.lock().unwrap().empty.push(project.to_string());
     }
 
+    /// How many times a project's page was asked for, whether the index has it or not.
+    pub fn page_requests(&self, project: &str) -> usize {
+        let shelf = self.shelf.lock().unwrap();
+        shelf.pages.get(project).copied().unwrap_or(0)
+    }
+
+    /// Every request the index answered: project pages and downloads.
+    pub fn total_requests(&self) -> usize {
+        let shelf = self.shelf.lock().unwrap();
+        shelf.pages.values().sum::<usize>() + shelf.downloads.values().sum::<usize>()
+    }
+
     /// How many times a project's wheel was downloaded.
     pub fn downloads(&self, project: &str) -> usize {
         let shelf = self.shelf.lock().unwrap();
@@ -119,7 +147,8 @@ async fn project_page(
     State(shelf): State<Arc<Mutex<Shelf>>>,
     UrlPath(project): UrlPath<String>,
 ) -> Response {
-    let shelf = shelf.lock().unwrap();
+    let mut shelf = shelf.lock().unwrap();
+    *shelf.pages.entry(project.clone()).or_default() += 1;
     if let Some((file, _)) = shelf.wheels.get(&project) {
         let body = format!("<html><body><a href=\"/files/{file}\">{file}</a></body></html>");
         return Html(body).into_response();
