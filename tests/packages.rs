@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use codebox::config::{PackagePolicy, Settings};
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::{ExecutionRequest, ExecutionResult, Executor, Limits, Status};
-use common::index::{LocalIndex, build_wheel, build_wheel_with_payload};
+use common::index::{LocalIndex, build_wheel, build_wheel_with_payload, build_wheel_with_pth};
 
 struct Fixture {
     _data: tempfile::TempDir,
@@ -533,4 +533,46 @@ async fn a_name_the_index_lacks_is_remembered_so_retries_start_no_installer() {
     );
     assert_eq!(installers_created("cbx-absent", &before, &after), 1);
     assert_eq!(installer_containers("cbx-absent"), 0, "no installer left");
+}
+
+/// The cache is shared by every user: a `.pth` file in a cached wheel must never run (it
+/// could replace `load_file` for everyone), and a run cannot list what others installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_wheels_pth_never_runs_and_the_cache_cannot_be_listed() {
+    let f = fixture().await;
+    let wheels = tempfile::tempdir().unwrap();
+    f.index.add_wheel(
+        "cbx-hooked",
+        build_wheel_with_pth(
+            wheels.path(),
+            "cbx_hooked",
+            "1.0",
+            "VALUE = 7\n",
+            "import builtins; builtins.PTH_RAN = True\n",
+        ),
+    );
+    let code = r#"
+import builtins, os
+import cbx_hooked
+print("value", cbx_hooked.VALUE)
+print("pth ran", getattr(builtins, "PTH_RAN", False))
+try:
+    print("listed", os.listdir("/opt/codebox-packages"))
+except PermissionError:
+    print("listing refused")
+"#;
+    for _ in 0..2 {
+        let run = f.run(code).await;
+        assert_eq!(run.status, Status::Ok, "{run:?}");
+        assert!(run.stdout.contains("value 7"), "{}", run.stdout);
+        assert!(run.stdout.contains("pth ran False"), "{}", run.stdout);
+        assert!(run.stdout.contains("listing refused"), "{}", run.stdout);
+    }
+    // Not a vacuous pass: the hook file is really in the shared cache.
+    let site = f.settings.data_dir.join("packages/cbx-hooked/site");
+    assert!(
+        site.join("cbx_hooked-hook.pth").is_file(),
+        "{:?}",
+        std::fs::read_dir(&site).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
 }

@@ -5,6 +5,7 @@
 //! (within its size budget); each is moved into the cache with one rename, so a run never
 //! sees half of one.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -63,6 +64,11 @@ impl PackageCache {
         for dir in [&cache.root, &cache.staging_root] {
             std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         }
+        // Runs see the cache read-only and reach their packages by exact path; without read
+        // permission they cannot list it, so one user's run does not learn which packages
+        // others installed, or when they last used them.
+        std::fs::set_permissions(&cache.root, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| io_error(&cache.root, e))?;
         Ok(cache)
     }
 

@@ -51,16 +51,42 @@ pub fn build_wheel_with_payload(
     source: &str,
     payload_mb: usize,
 ) -> (String, Vec<u8>) {
+    build_wheel_full(dir, module, version, source, payload_mb, "")
+}
+
+/// A wheel that also installs `<module>-hook.pth` with `pth` at the top of its site
+/// directory: the shape of the dependency-confusion attack (a `.pth` line starting with
+/// `import` runs wherever `site` processes that directory).
+pub fn build_wheel_with_pth(
+    dir: &Path,
+    module: &str,
+    version: &str,
+    source: &str,
+    pth: &str,
+) -> (String, Vec<u8>) {
+    build_wheel_full(dir, module, version, source, 0, pth)
+}
+
+fn build_wheel_full(
+    dir: &Path,
+    module: &str,
+    version: &str,
+    source: &str,
+    payload_mb: usize,
+    pth: &str,
+) -> (String, Vec<u8>) {
     let file = format!("{module}-{version}-py3-none-any.whl");
     let script = r#"
 import base64, hashlib, sys, zipfile
-out, module, version, source, payload_mb = sys.argv[1:6]
+out, module, version, source, payload_mb, pth = sys.argv[1:7]
 dist = module + "-" + version + ".dist-info"
 files = {
     module + "/__init__.py": source.encode(),
     dist + "/METADATA": ("Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (module.replace("_", "-"), version)).encode(),
     dist + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: codebox-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
 }
+if pth:
+    files[module + "-hook.pth"] = pth.encode()
 if int(payload_mb):
     files[module + "/payload.bin"] = bytes(int(payload_mb) * 1024 * 1024)
 record = []
@@ -76,7 +102,7 @@ with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
     let status = Command::new("python3")
         .args(["-c", script])
         .arg(&path)
-        .args([module, version, source, &payload_mb.to_string()])
+        .args([module, version, source, &payload_mb.to_string(), pth])
         .status()
         .expect("python3 builds the test wheel");
     assert!(status.success());
