@@ -190,7 +190,7 @@ async fn concurrent_runs_missing_the_same_package_install_it_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_denied_package_is_refused_without_running_the_code() {
+async fn a_denied_package_stops_the_code_at_its_import() {
     let f = fixture().await;
     let result = f
         .run("open('ran.txt', 'w').write('the code ran')\nimport cbx_denied\n")
@@ -202,12 +202,22 @@ async fn a_denied_package_is_refused_without_running_the_code() {
         error.message.contains("package cbx-denied is not allowed"),
         "{error:?}"
     );
-    assert!(result.output_files.is_empty(), "the code must not have run");
+    // The import is resolved when it really runs: the code ran up to it, once, and
+    // stopped there with the host's reason.
+    assert_eq!(
+        result
+            .output_files
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        ["ran.txt"],
+        "the code ran up to the import"
+    );
     assert_eq!(f.index.downloads("cbx-denied"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_install_reports_pips_error_and_does_not_run_the_code() {
+async fn a_failed_install_reports_pips_error_and_stops_the_code_at_its_import() {
     let f = fixture().await;
     let result = f
         .run("open('ran.txt', 'w').write('the code ran')\nimport cbx_missing\n")
@@ -228,7 +238,17 @@ async fn a_failed_install_reports_pips_error_and_does_not_run_the_code() {
             || error.message.contains("Could not find a version"),
         "pip's own words: {error:?}"
     );
-    assert!(result.output_files.is_empty(), "the code must not have run");
+    // The import is resolved when it really runs: the code ran up to it, once, and
+    // stopped there with the host's reason.
+    assert_eq!(
+        result
+            .output_files
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        ["ran.txt"],
+        "the code ran up to the import"
+    );
     assert!(result.install_ms > 0.0);
 }
 
@@ -398,7 +418,17 @@ async fn an_installation_larger_than_its_limit_fails_before_reaching_host_disk()
         error.message.contains("PACKAGE_INSTALL_MAX_MB=20"),
         "names the setting: {error:?}"
     );
-    assert!(result.output_files.is_empty(), "the code must not have run");
+    // The import is resolved when it really runs: the code ran up to it, once, and
+    // stopped there with the host's reason.
+    assert_eq!(
+        result
+            .output_files
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        ["ran.txt"],
+        "the code ran up to the import"
+    );
     assert_eq!(f.index.downloads("cbx-huge"), 1, "it was really tried");
     assert!(
         peak_mb < 3.0,
@@ -486,7 +516,17 @@ async fn by_default_an_unlisted_package_is_refused_without_asking_the_index() {
             .contains("package cbx-alpha is not allowed (not on this server's allowlist"),
         "{error:?}"
     );
-    assert!(result.output_files.is_empty(), "the code must not have run");
+    // The import is resolved when it really runs: the code ran up to it, once, and
+    // stopped there with the host's reason.
+    assert_eq!(
+        result
+            .output_files
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        ["ran.txt"],
+        "the code ran up to the import"
+    );
     assert_eq!(f.index.total_requests(), 0, "the index was never asked");
 }
 
@@ -517,7 +557,10 @@ async fn a_name_the_index_lacks_is_remembered_so_retries_start_no_installer() {
 
     for run in [&first, &second] {
         assert_eq!(run.status, Status::InstallFailed, "{run:?}");
-        assert!(run.output_files.is_empty(), "the code must not have run");
+        assert!(
+            run.flags.iter().any(|f| f.flag == "package_install_failed"),
+            "{run:?}"
+        );
     }
     let message = first.error.clone().unwrap().message;
     assert!(
@@ -574,5 +617,50 @@ except PermissionError:
         site.join("cbx_hooked-hook.pth").is_file(),
         "{:?}",
         std::fs::read_dir(&site).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+}
+
+/// Dependency confusion: a module the code writes itself and imports must never be looked
+/// up on the index, even when the index serves a package of that name; an import the code
+/// never executes installs nothing; a refused import is an ImportError the code can catch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_imports_that_really_fail_reach_the_index() {
+    let f = fixture().await;
+    let own = f
+        .run("open('cbx_alpha.py', 'w').write('VALUE = \"mine\"\\n')\nimport cbx_alpha\nprint(cbx_alpha.VALUE)\n")
+        .await;
+    assert_eq!(own.status, Status::Ok, "{own:?}");
+    assert_eq!(own.stdout.trim(), "mine");
+    assert!(own.packages_installed.is_empty(), "{own:?}");
+
+    let never_called = f
+        .run("def later():\n    import cbx_gamma\nprint('fine')\n")
+        .await;
+    assert_eq!(never_called.status, Status::Ok, "{never_called:?}");
+    assert_eq!(
+        f.index.total_requests(),
+        0,
+        "neither the code's own module nor an import it never ran asked the index"
+    );
+
+    let caught = f
+        .run("try:\n    import cbx_denied\nexcept ImportError as e:\n    print('fallback:', e)\n")
+        .await;
+    assert_eq!(caught.status, Status::Ok, "{caught:?}");
+    assert!(
+        caught
+            .stdout
+            .contains("fallback: No module named 'cbx_denied'")
+            && caught.stdout.contains("not allowed"),
+        "{}",
+        caught.stdout
+    );
+    assert!(
+        caught
+            .flags
+            .iter()
+            .any(|f| f.flag == "package_refused" && f.name.as_deref() == Some("cbx_denied")),
+        "{:?}",
+        caught.flags
     );
 }

@@ -6,11 +6,13 @@ line from stdin, runs the user's code once in a forked child, enforces the time 
 every other process in the container, and streams back one result plus a tar of the output
 directory. Protocol on stdout (the only channel the host reads):
 
-    {"event": "ready", "protocol": 3}
-    MAC {"event": "missing", "modules": [...]}   only when the job asks for an import scan
-                                             and something is missing; the host answers
-                                             with one more stdin line {"site_dirs": [...]}
+    {"event": "ready", "protocol": 4}
     MAC {"event": "started"}
+    MAC {"event": "missing", "modules": [name]}   while the code runs, when an import in the
+                                             code really fails; every process of the code
+                                             is stopped (SIGSTOP) and its clock paused
+                                             until the host answers with one stdin line
+                                             {"site_dirs": [...]} or {"error": "..."}
     MAC {"event": "result", ...}
     MAC {"event": "outputs", "bytes": N, "sha256": H}   then exactly N bytes of tar
     MAC {"event": "done"}
@@ -46,7 +48,7 @@ import time
 import traceback
 
 PROTOCOL_OUT = sys.stdout.buffer
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 PR_SET_DUMPABLE = 4
 READ_CHUNK = 65536
 # The uid:gid the user's code runs as (the image's `sandbox` user); never this process's.
@@ -54,6 +56,9 @@ CODE_UID = 10001
 CODE_GID = 10001
 # Signals whose default action would end this process; none of them may cost the outputs.
 SHIELDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+
+# At most this many package requests per run, whatever the code writes to its pipe.
+MAX_INSTALL_REQUESTS = 10
 
 # The job's one-time key, known from the job line on; every later line is authenticated.
 _auth_key = None
@@ -135,48 +140,60 @@ def warm_up_data_stack():
         pass
 
 
-def scan_missing_imports(source):
-    """Top-level modules the code imports that this interpreter cannot find.
+class HostInstaller:
+    """The last finder on the code's `sys.meta_path`: an import that nothing else can satisfy
+    asks the host for the package, through the runner, while the code is stopped.
 
-    Done here, with this image's own Python, because only it knows what is really
-    installed: the standard library, the image's packages, and nothing else.
-    """
-    import ast
-    import importlib.util
+    Only imports written in the code itself (or in modules it wrote to its working
+    directory) ask: a module the code creates and imports is found before this finder is
+    reached and never goes to the index, and a library probing for optional dependencies
+    gets its ImportError as usual."""
 
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return []  # the code will report its own syntax error when it runs
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Call) and node.args:
-            first = node.args[0]
-            func = node.func
-            dynamic = (isinstance(func, ast.Name) and func.id == "__import__") or (
-                isinstance(func, ast.Attribute) and func.attr == "import_module"
-            )
-            if dynamic and isinstance(first, ast.Constant) and isinstance(first.value, str):
-                names.add(first.value.split(".")[0])
-    missing = []
-    for name in sorted(names):
-        if not (name.isascii() and name.isidentifier()):
-            continue
-        if name in sys.stdlib_module_names or name in sys.builtin_module_names:
-            continue
-        if name in sys.modules or name == "codebox_files":
-            continue
-        try:
-            if importlib.util.find_spec(name) is not None:
+    def __init__(self, ask_w, answer_r, workdir):
+        self.ask_w = ask_w
+        self.answer_r = answer_r
+        self.workdir = workdir.rstrip("/") + "/"
+        self.asked = set()
+
+    def _from_the_code(self):
+        frame = sys._getframe(2)
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if name.startswith("<frozen importlib") or name.endswith("importlib/__init__.py"):
+                frame = frame.f_back
                 continue
-        except (ImportError, ValueError):
-            continue
-        missing.append(name)
-    return missing[:50]
+            return name == "<code>" or name.startswith(self.workdir)
+        return False
+
+    def find_spec(self, fullname, path, target=None):
+        import importlib.machinery
+
+        if path is not None or "." in fullname or fullname in self.asked:
+            return None
+        if not (fullname.isascii() and fullname.isidentifier()):
+            return None
+        if fullname in sys.stdlib_module_names or fullname == "codebox_files":
+            return None
+        if len(self.asked) >= MAX_INSTALL_REQUESTS or not self._from_the_code():
+            return None
+        self.asked.add(fullname)
+        try:
+            os.write(self.ask_w, json.dumps({"module": fullname}).encode() + b"\n")
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = os.read(self.answer_r, 65536)
+                if not chunk:
+                    return None
+                answer += chunk
+            reply = json.loads(answer)
+        except (OSError, ValueError):
+            return None
+        add_site_dirs(reply.get("site_dirs", []))
+        if reply.get("error"):
+            raise ModuleNotFoundError(
+                "No module named %r (%s)" % (fullname, str(reply["error"])[:1500]), name=fullname
+            )
+        return importlib.machinery.PathFinder.find_spec(fullname, None)
 
 
 def add_site_dirs(dirs):
@@ -285,7 +302,7 @@ def kill_everything_else():
             time.sleep(0.002)
 
 
-def child_main(job, out_w, err_w, report_w):
+def child_main(job, out_w, err_w, report_w, ask_w, answer_r):
     """Runs in the forked child: becomes the user's program."""
     set_dumpable(1)
     os.setsid()
@@ -293,8 +310,12 @@ def child_main(job, out_w, err_w, report_w):
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    os.closerange(3, report_w)
-    os.closerange(report_w + 1, 65536)
+    keep = sorted({report_w, ask_w, answer_r})
+    low = 3
+    for fd in keep:
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 65536)
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
     sys.stderr = io.TextIOWrapper(
@@ -306,6 +327,8 @@ def child_main(job, out_w, err_w, report_w):
     sys.argv = ["main.py"]
     add_site_dirs(job.get("site_dirs", []))
     sys.path.insert(0, job["workdir"])
+    if job.get("scan_imports"):
+        sys.meta_path.append(HostInstaller(ask_w, answer_r, job["workdir"]))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -373,6 +396,8 @@ class Forked:
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
         self.report_r, report_w = os.pipe()
+        self.ask_r, ask_w = os.pipe()
+        answer_r, self.answer_w = os.pipe()
         self.wake_r, self.wake_w = os.pipe()
         job_r, self.job_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -381,7 +406,16 @@ class Forked:
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         self.pid = os.fork()
         if self.pid == 0:
-            for fd in (self.out_r, self.err_r, self.report_r, self.wake_r, self.wake_w, self.job_w):
+            for fd in (
+                self.out_r,
+                self.err_r,
+                self.report_r,
+                self.ask_r,
+                self.answer_w,
+                self.wake_r,
+                self.wake_w,
+                self.job_w,
+            ):
                 os.close(fd)
             signal.set_wakeup_fd(-1)
             unshield_signals()
@@ -397,8 +431,8 @@ class Forked:
                 chunks.append(data)
             if not chunks:
                 os._exit(0)  # the runner ended without a job
-            child_main(json.loads(b"".join(chunks)), out_w, err_w, report_w)
-        for fd in (out_w, err_w, report_w, job_r):
+            child_main(json.loads(b"".join(chunks)), out_w, err_w, report_w, ask_w, answer_r)
+        for fd in (out_w, err_w, report_w, ask_w, answer_r, job_r):
             os.close(fd)
 
     def hand_over(self, job):
@@ -411,6 +445,77 @@ class Forked:
         except OSError:
             pass  # the child died: the wait loop reports how
         os.close(self.job_w)
+
+
+class PackageRequests:
+    """The code's requests for missing packages, relayed to the host one line at a time.
+
+    The pipe belongs to the code, so anything may arrive on it: only well-formed names are
+    relayed, at most MAX_INSTALL_REQUESTS of them; every process of the code is stopped
+    while the host works, so the pause is nobody's time."""
+
+    def __init__(self, answer_w):
+        self.answer_w = answer_w
+        self.buffer = b""
+        self.count = 0
+        self.paused = 0.0
+        self.paused_total = 0.0
+
+    def feed(self, data):
+        self.buffer += data
+        if len(self.buffer) > 65536:
+            self.buffer = b""
+            self.answer({"error": "package request too long"})
+            return
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            self.handle(line)
+
+    def handle(self, line):
+        try:
+            name = json.loads(line).get("module")
+        except (ValueError, AttributeError):
+            name = None
+        if not (isinstance(name, str) and name.isascii() and name.isidentifier()):
+            self.answer({"error": "not a module name"})
+            return
+        if self.count >= MAX_INSTALL_REQUESTS:
+            self.answer({"error": "no more package installs in this run"})
+            return
+        self.count += 1
+        paused_at = time.monotonic()
+        stop_the_code(signal.SIGSTOP)
+        try:
+            emit({"event": "missing", "modules": [name]})
+            reply = sys.stdin.buffer.readline(1024 * 1024)
+        finally:
+            stop_the_code(signal.SIGCONT)
+        try:
+            answer = json.loads(reply) if reply else {"error": "the host did not answer"}
+        except ValueError:
+            answer = {"error": "the host's answer was unreadable"}
+        waited = time.monotonic() - paused_at
+        self.paused += waited
+        self.paused_total += waited
+        self.answer(answer)
+
+    def answer(self, reply):
+        try:
+            os.write(self.answer_w, json.dumps(reply).encode() + b"\n")
+        except OSError:
+            pass
+
+    def take_paused(self):
+        paused, self.paused = self.paused, 0.0
+        return paused
+
+
+def stop_the_code(sig):
+    """SIGSTOP/SIGCONT to every process but this one: the code and whatever it started."""
+    try:
+        os.kill(-1, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def run_job(job, forked):
@@ -427,7 +532,13 @@ def run_job(job, forked):
     stdout = CappedText(max_chars)
     stderr = CappedText(max_chars)
     report = bytearray()
-    sinks = {out_r: stdout.feed, err_r: stderr.feed, report_r: report.extend}
+    asks = PackageRequests(forked.answer_w)
+    sinks = {
+        out_r: stdout.feed,
+        err_r: stderr.feed,
+        report_r: report.extend,
+        forked.ask_r: asks.feed,
+    }
     deadline = started + timeout_s
     exit_status = None
     timed_out = False
@@ -456,6 +567,8 @@ def run_job(job, forked):
             else:
                 os.close(fd)
                 del sinks[fd]
+        # Time spent waiting for the host's packages is never the code's.
+        deadline += asks.take_paused()
         if exit_status is None:
             while True:
                 try:
@@ -469,7 +582,7 @@ def run_job(job, forked):
                     ended = time.monotonic()
                     # Background processes may hold the pipes open; drain briefly, not forever.
                     drain_until = ended + 0.2
-    execution_ms = (ended - started) * 1000.0
+    execution_ms = max(0.0, ended - started - asks.paused_total) * 1000.0
 
     kill_everything_else()
     for fd in list(sinks):
@@ -666,15 +779,6 @@ def main():
     _auth_key = str(job.pop("auth", "")).encode()
     if not _auth_key:
         return  # a job without a key cannot be answered in a way the host accepts
-    if job.get("scan_imports"):
-        missing = scan_missing_imports(job["code"])
-        if missing:
-            emit({"event": "missing", "modules": missing})
-            reply = sys.stdin.buffer.readline(1024 * 1024)
-            if not reply:
-                return  # the host refused to run the code
-            # The code's process was forked already: the directories travel with the job.
-            job["site_dirs"] = json.loads(reply).get("site_dirs", [])
     run_job(job, forked)
     payload, flags = collect_outputs(job)
     digest = hashlib.sha256(payload).hexdigest()

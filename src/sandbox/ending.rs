@@ -27,19 +27,43 @@ pub enum Ending {
     StreamFailed(EngineError),
     /// The runner sent something unreadable; the container was killed.
     ProtocolError(ProtocolError),
-    /// Not run: a package was refused or could not be installed.
-    NotRun(NotRun),
     /// The runner said `ready` in another protocol version: the image must be rebuilt.
     /// It never got the job; the container was killed.
     Outdated(OutdatedImage),
 }
 
-/// Why the code was not run at all (a package refused or not installable).
-#[derive(Debug)]
-pub struct NotRun {
+/// A package the code asked for as it ran and did not get (refused by the policy, or not
+/// installable); the code saw a ModuleNotFoundError saying why.
+#[derive(Debug, Clone)]
+pub struct PackageRefusal {
+    pub module: String,
+    /// `refused` or `install_failed`: what the run is called when the code stopped there.
     pub status: Status,
     pub error: RunError,
     pub install_ms: f64,
+}
+
+/// Pure: a run that ended on the ModuleNotFoundError of a package the host could not give
+/// is reported as that refusal (status and the host's own words), not as a bug in the code.
+pub fn package_verdict(runner: &mut RunnerResult, refusals: &[PackageRefusal]) {
+    if runner.status != Status::Error {
+        return;
+    }
+    let Some(error) = &runner.error else {
+        return;
+    };
+    if error.kind != "ModuleNotFoundError" {
+        return;
+    }
+    let refusal = refusals.iter().find(|r| {
+        error
+            .message
+            .starts_with(&format!("No module named '{}'", r.module))
+    });
+    if let Some(refusal) = refusal {
+        runner.status = refusal.status;
+        runner.error = Some(refusal.error.clone());
+    }
 }
 
 /// What the runner said before the ending.
@@ -48,7 +72,9 @@ pub struct Transcript {
     /// The runner said the code started.
     pub started: bool,
     pub phases: Phases,
-    pub packages: Option<Prepared>,
+    /// Packages made available as the code asked for them.
+    pub packages: Vec<Prepared>,
+    pub refusals: Vec<PackageRefusal>,
     pub result: Option<RunnerResult>,
     /// The output tar, spooled to an unnamed temporary file.
     pub archive: Option<tokio::fs::File>,
@@ -89,8 +115,7 @@ impl Session {
 }
 
 /// Pure: the runner's report, or the host's honest account of why there is none, with the
-/// flags the ending adds. Not for `StartupTimeout`, `NotRun` and `Outdated`, which have
-/// no result.
+/// flags the ending adds. Not for `StartupTimeout` and `Outdated`, which have no result.
 pub fn report(
     ending: &Ending,
     transcript: &mut Transcript,
@@ -112,11 +137,9 @@ pub fn report(
             reported_or_died(transcript, exit, limits, None)
         }
         Ending::StreamFailed(err) => reported_or_died(transcript, exit, limits, Some(err)),
-        Ending::Done
-        | Ending::StreamEnded
-        | Ending::StartupTimeout
-        | Ending::NotRun(_)
-        | Ending::Outdated(_) => reported_or_died(transcript, exit, limits, None),
+        Ending::Done | Ending::StreamEnded | Ending::StartupTimeout | Ending::Outdated(_) => {
+            reported_or_died(transcript, exit, limits, None)
+        }
     };
     let mut flags = Vec::new();
     if runner.stdout_truncated {
@@ -295,5 +318,57 @@ mod tests {
             Some("ProtocolError")
         );
         assert_eq!(flags[0].flag, "protocol_error");
+    }
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::*;
+
+    fn refused(module: &str) -> PackageRefusal {
+        PackageRefusal {
+            module: module.into(),
+            status: Status::Refused,
+            error: RunError {
+                kind: "PackageNotAllowed".into(),
+                message: format!("package {module} is not allowed"),
+            },
+            install_ms: 1.0,
+        }
+    }
+
+    fn ended_with(kind: &str, message: &str) -> RunnerResult {
+        RunnerResult {
+            status: Status::Error,
+            exit_code: Some(1),
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            execution_ms: 1.0,
+            error: Some(RunError {
+                kind: kind.into(),
+                message: message.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_run_that_stopped_at_a_refused_import_is_called_refused() {
+        let refusals = [refused("cbx_denied")];
+        let mut stopped = ended_with("ModuleNotFoundError", "No module named 'cbx_denied' (…)");
+        package_verdict(&mut stopped, &refusals);
+        assert_eq!(stopped.status, Status::Refused);
+        assert_eq!(stopped.error.unwrap().kind, "PackageNotAllowed");
+
+        // Another module, or another error: the code's own failure stays its own.
+        for (kind, message) in [
+            ("ModuleNotFoundError", "No module named 'other'"),
+            ("ValueError", "No module named 'cbx_denied'"),
+        ] {
+            let mut own = ended_with(kind, message);
+            package_verdict(&mut own, &refusals);
+            assert_eq!(own.status, Status::Error, "{kind}: {message}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::OUTPUT_DIR;
 use super::deadlines::{Deadlines, Phase};
-use super::ending::{self, Ending, NotRun, Session, Transcript};
+use super::ending::{self, Ending, PackageRefusal, Session, Transcript};
 use super::engine::{Chunk, Containers, EngineError, ExitState, InputSink};
 use super::limits::Limits;
 use super::link::link_tree;
@@ -24,7 +24,7 @@ use super::pool::{PoolError, PoolStatus};
 use super::pool::{WarmContainer, WarmPool};
 use super::protocol::{Item, Job, JobFile, OutdatedImage, RunnerEvent, SiteDirs, check_ready};
 use super::reaper;
-use super::result::{ExecutionResult, RunError, Status};
+use super::result::{ExecutionResult, Flag, RunError, Status};
 use super::retirer::Retirer;
 use super::spec::ContainerSpec;
 use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings};
@@ -407,7 +407,7 @@ impl<E: Containers + 'static> Executor<E> {
         };
         let mut spool: Option<tokio::fs::File> = None;
         let mut phase = Phase::Starting;
-        let mut missing_answered = false;
+        let mut installs_requested = 0;
         let mut outputs_announced = false;
         let mut code_started: Option<Instant> = None;
         let mut collect_started: Option<Instant> = None;
@@ -453,7 +453,7 @@ impl<E: Containers + 'static> Executor<E> {
             for item in items {
                 let progress = order::Progress {
                     job_handed: job_line.is_none(),
-                    missing_answered,
+                    installs_requested,
                     outputs_announced,
                 };
                 if let Err(reason) = order::check(&item, phase, progress) {
@@ -474,31 +474,51 @@ impl<E: Containers + 'static> Executor<E> {
                         }
                     }
                     Item::Event(RunnerEvent::Missing { modules }) => {
-                        missing_answered = true;
+                        installs_requested += 1;
                         let install_started = tokio::time::Instant::now();
                         let resolved = self.resolve_packages(&modules).await;
+                        // The code is stopped meanwhile; the host's deadlines wait too.
                         deadlines.add_install(install_started.elapsed());
-                        match resolved {
+                        let reply = match resolved {
                             Ok(prepared) => {
                                 let reply = SiteDirs {
                                     site_dirs: prepared.site_dirs.clone(),
-                                }
-                                .to_line()?;
-                                transcript.packages = Some(prepared);
-                                hand_off(&mut attached.input, &reply, "package directories").await;
+                                    error: None,
+                                };
+                                transcript.packages.push(prepared);
+                                reply
                             }
-                            Err(not_run) => break 'stream Ending::NotRun(not_run),
-                        }
+                            Err(refusal) => {
+                                let reply = SiteDirs {
+                                    site_dirs: Vec::new(),
+                                    error: Some(refusal.error.message.clone()),
+                                };
+                                let flag = match refusal.status {
+                                    Status::Refused => "package_refused",
+                                    _ => "package_install_failed",
+                                };
+                                transcript.flags.push(Flag::named(flag, &refusal.module));
+                                transcript.refusals.push(refusal);
+                                reply
+                            }
+                        };
+                        hand_off(
+                            &mut attached.input,
+                            &reply.to_line()?,
+                            "package directories",
+                        )
+                        .await;
                     }
                     Item::Event(RunnerEvent::Started) => {
                         transcript.started = true;
                         transcript.phases.handoff_ms = elapsed_ms(handoff_started);
-                        let _ = attached.input.shutdown().await;
                         phase = Phase::Running;
                         code_started = Some(Instant::now());
                     }
                     Item::Event(RunnerEvent::Result(result)) => {
                         phase = Phase::Collecting;
+                        // No more package requests: the runner's stdin is done.
+                        let _ = attached.input.shutdown().await;
                         collect_started = Some(Instant::now());
                         transcript.result = Some(result);
                     }
@@ -562,10 +582,12 @@ impl<E: Containers + 'static> Executor<E> {
         }
     }
 
-    /// Makes the missing modules available, or says why the code must not run.
-    async fn resolve_packages(&self, modules: &[String]) -> Result<Prepared, NotRun> {
+    /// Makes the missing modules available, or says why they cannot be.
+    async fn resolve_packages(&self, modules: &[String]) -> Result<Prepared, PackageRefusal> {
+        let module = modules.join(",");
         let Some(packages) = &self.packages else {
-            return Err(NotRun {
+            return Err(PackageRefusal {
+                module,
                 status: Status::InstallFailed,
                 error: RunError {
                     kind: "PackageInstallError".into(),
@@ -578,19 +600,21 @@ impl<E: Containers + 'static> Executor<E> {
         let elapsed = || started.elapsed().as_secs_f64() * 1000.0;
         match packages.resolve(modules).await {
             Ok(Resolution::Ready(prepared)) => Ok(prepared),
-            Ok(Resolution::Refused(reason)) => Err(NotRun {
+            Ok(Resolution::Refused(reason)) => Err(PackageRefusal {
+                module,
                 status: Status::Refused,
                 error: RunError {
                     kind: "PackageNotAllowed".into(),
-                    message: format!("{reason}; the code was not run"),
+                    message: format!("{reason}; the code stopped at this import"),
                 },
                 install_ms: elapsed(),
             }),
-            Err(err) => Err(NotRun {
+            Err(err) => Err(PackageRefusal {
+                module,
                 status: Status::InstallFailed,
                 error: RunError {
                     kind: "PackageInstallError".into(),
-                    message: format!("{err}\nThe code was not run."),
+                    message: format!("{err}\nThe code stopped at this import."),
                 },
                 install_ms: elapsed(),
             }),
@@ -611,11 +635,17 @@ impl<E: Containers + 'static> Executor<E> {
             mut transcript,
         } = session;
         let mut phases = std::mem::take(&mut transcript.phases);
-        let packages = transcript.packages.take();
-        let (install_ms, packages_installed, packages_cached) = match &packages {
-            Some(p) => (p.install_ms, p.installed.clone(), p.cached.clone()),
-            None => (0.0, Vec::new(), Vec::new()),
-        };
+        // Kept until the run is reported: their leases spare the packages from eviction.
+        let packages = std::mem::take(&mut transcript.packages);
+        let install_ms = packages.iter().map(|p| p.install_ms).sum::<f64>()
+            + transcript
+                .refusals
+                .iter()
+                .map(|r| r.install_ms)
+                .sum::<f64>();
+        let packages_installed: Vec<String> =
+            packages.iter().flat_map(|p| p.installed.clone()).collect();
+        let packages_cached: Vec<String> = packages.iter().flat_map(|p| p.cached.clone()).collect();
         let ending = match ending {
             Ending::Outdated(outdated) => return Err(outdated.into()),
             Ending::StartupTimeout => {
@@ -624,29 +654,11 @@ impl<E: Containers + 'static> Executor<E> {
                     image: self.image.clone(),
                 });
             }
-            Ending::NotRun(not_run) => {
-                return Ok(ExecutionResult {
-                    status: not_run.status,
-                    exit_code: None,
-                    stdout: String::new(),
-                    stderr: String::new(),
-                    stdout_truncated: false,
-                    stderr_truncated: false,
-                    execution_ms: 0.0,
-                    total_ms: elapsed_ms(started),
-                    install_ms: not_run.install_ms,
-                    packages_installed,
-                    packages_cached,
-                    error: Some(not_run.error),
-                    output_files: Vec::new(),
-                    flags: Vec::new(),
-                    run_id: run_id.to_string(),
-                    phases,
-                });
-            }
             other => other,
         };
-        let (runner, mut flags) = ending::report(&ending, &mut transcript, exit.as_ref(), limits);
+        let (mut runner, mut flags) =
+            ending::report(&ending, &mut transcript, exit.as_ref(), limits);
+        ending::package_verdict(&mut runner, &transcript.refusals);
 
         let mut output_files = Vec::new();
         let extract_started = Instant::now();

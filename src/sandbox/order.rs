@@ -9,9 +9,13 @@ use super::protocol::{Item, ProtocolError, RunnerEvent};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Progress {
     pub job_handed: bool,
-    pub missing_answered: bool,
+    /// Package requests answered so far in this run.
+    pub installs_requested: u32,
     pub outputs_announced: bool,
 }
+
+/// The runner relays at most this many package requests per run (as many as its own cap).
+pub const MAX_INSTALL_REQUESTS: u32 = 10;
 
 pub fn check(item: &Item, phase: Phase, progress: Progress) -> Result<(), ProtocolError> {
     let (event, allowed) = match item {
@@ -20,7 +24,7 @@ pub fn check(item: &Item, phase: Phase, progress: Progress) -> Result<(), Protoc
         }
         Item::Event(RunnerEvent::Missing { .. }) => (
             "missing",
-            phase == Phase::Starting && progress.job_handed && !progress.missing_answered,
+            phase == Phase::Running && progress.installs_requested < MAX_INSTALL_REQUESTS,
         ),
         Item::Event(RunnerEvent::Started) => {
             ("started", phase == Phase::Starting && progress.job_handed)
@@ -73,5 +77,21 @@ mod tests {
             check(&ready, Phase::Starting, handed).is_err(),
             "ready twice"
         );
+    }
+
+    #[test]
+    fn package_requests_come_while_the_code_runs_and_are_bounded() {
+        let missing = Item::Event(RunnerEvent::Missing {
+            modules: vec!["x".into()],
+        });
+        let mut progress = Progress {
+            job_handed: true,
+            ..Progress::default()
+        };
+        assert!(check(&missing, Phase::Starting, progress).is_err());
+        assert!(check(&missing, Phase::Running, progress).is_ok());
+        assert!(check(&missing, Phase::Collecting, progress).is_err());
+        progress.installs_requested = MAX_INSTALL_REQUESTS;
+        assert!(check(&missing, Phase::Running, progress).is_err());
     }
 }

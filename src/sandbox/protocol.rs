@@ -19,7 +19,7 @@ use super::result::{Flag, RunError, Status};
 /// and runner stop understanding each other; an image whose runner speaks another version
 /// must be rebuilt, and says so instead of failing in odd ways. Runners before versions
 /// existed announce none (they spoke version 1).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// One job, written as a single JSON line to the runner's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,7 +36,8 @@ pub struct Job {
     /// The stored files this run may `load_file`, with their paths inside the sandbox.
     #[serde(default)]
     pub files: Vec<JobFile>,
-    /// Ask the runner to report missing imports (`missing`) and wait for their directories.
+    /// Let an import in the code that really fails ask the host for its package (`missing`),
+    /// the code stopped meanwhile.
     #[serde(default)]
     pub scan_imports: bool,
     /// The job's one-time key (`new_job_key`); the runner keeps it from the code.
@@ -51,10 +52,13 @@ pub struct JobFile {
     pub path: String,
 }
 
-/// The host's answer to `missing`: package directories to put on the code's path.
+/// The host's answer to `missing`: package directories to put on the code's path, or why
+/// there are none (the code's import then fails with these words).
 #[derive(Debug, Clone, Serialize)]
 pub struct SiteDirs {
     pub site_dirs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl SiteDirs {
