@@ -477,7 +477,7 @@ async fn run_with(
                 code,
                 limits,
                 file_ids: (!args.file_ids.is_empty()).then_some(args.file_ids),
-                output_dir: args.out.map(|d| absolute(&d)),
+                output_dir: args.out,
             })
             .await?;
         if args.json {
@@ -494,7 +494,7 @@ async fn run_with(
         return Ok(ExitCode::SUCCESS);
     }
     let result = app
-        .run_anonymous(code, limits, &args.inputs, args.out.map(|d| absolute(&d)))
+        .run_anonymous(code, limits, &args.inputs, args.out)
         .await?;
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
@@ -502,11 +502,6 @@ async fn run_with(
         print!("{}", render::run_summary(&result));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Docker resolves bind-mount sources on the daemon side: they must be absolute.
-fn absolute(path: &std::path::Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 async fn build_image(base: &str, tag: &str, if_changed: bool) -> anyhow::Result<ExitCode> {

@@ -10,13 +10,13 @@ mod running;
 pub mod runs;
 mod uploads;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 
-use crate::config::Settings;
+use crate::config::{Settings, absolute};
 use crate::conversations::{AnyConversations, ConversationStore, GuildLimits};
 use crate::llm::client::OpenAiChat;
 use crate::packages::{PackageCache, PackagesError};
@@ -345,7 +345,7 @@ impl App {
                 code: run.code,
                 limits: run.limits,
                 file_ids: run.file_ids,
-                output_dir: run.output_dir,
+                output_dir: run.output_dir.as_deref().map(absolute),
             },
         )
         .await?)
@@ -371,7 +371,7 @@ impl App {
                 code,
                 limits,
                 input_dir: staged.as_ref().map(|s| absolute(s.path())),
-                output_dir: output_dir.map(|d| absolute(&d)),
+                output_dir: output_dir.as_deref().map(absolute),
                 files: Vec::new(),
             })
             .await?;
@@ -545,9 +545,4 @@ impl App {
     pub fn is_running(&self, user_id: &str) -> bool {
         self.running.is_running(user_id)
     }
-}
-
-/// Docker resolves bind-mount sources on the daemon side: they must be absolute.
-pub(crate) fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

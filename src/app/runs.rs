@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::config::absolute;
 use crate::sandbox::engine::Containers;
 use crate::sandbox::{
     ExecutionRequest, ExecutionResult, Executor, ExecutorError, Flag, INPUT_DIR, JobFile, Limits,
@@ -287,10 +288,6 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
         store.set_summary(file_id, summary).await?;
     }
     Ok(summaries)
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]

@@ -119,7 +119,8 @@ pub(crate) fn is_positive(value: f64) -> bool {
     value.is_finite() && value > 0.0
 }
 
-fn absolute(path: &Path) -> PathBuf {
+/// Docker resolves bind-mount sources on the daemon side: host paths must be absolute.
+pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
