@@ -8,7 +8,7 @@ use poise::CreateReply;
 use serenity::all::CreateAttachment;
 
 use super::events::{self, outgoing, refusal_text};
-use super::reply::{self, Attachment};
+use super::reply;
 use super::state::BotState;
 use crate::app::CodeRun;
 use crate::render;
@@ -256,18 +256,8 @@ async fn run(
     for message in reply::plan(&text, &files, state.upload_limit_bytes()) {
         let mut builder = CreateReply::default().content(message.content);
         for attachment in message.attachments {
-            match attachment {
-                Attachment::File(file) => match CreateAttachment::path(&file.path).await {
-                    Ok(mut a) => {
-                        a.filename = file.filename.clone();
-                        builder = builder.attachment(a);
-                    }
-                    Err(err) => tracing::warn!(error = %err, "cannot attach a generated file"),
-                },
-                Attachment::Text { filename, content } => {
-                    builder =
-                        builder.attachment(CreateAttachment::bytes(content.into_bytes(), filename));
-                }
+            if let Some(file) = events::discord_attachment(attachment).await {
+                builder = builder.attachment(file);
             }
         }
         ctx.send(builder).await?;

@@ -223,6 +223,26 @@ async fn store_attachments(state: &BotState, http: &Http, msg: &Message, user_id
     }
 }
 
+/// One planned attachment as Discord's; None (logged) when a stored file cannot be read.
+pub async fn discord_attachment(attachment: Attachment) -> Option<CreateAttachment> {
+    match attachment {
+        Attachment::File(file) => match CreateAttachment::path(&file.path).await {
+            // The store keeps bytes under the id; the user sees the name.
+            Ok(mut a) => {
+                a.filename = file.filename;
+                Some(a)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot attach a generated file");
+                None
+            }
+        },
+        Attachment::Text { filename, content } => {
+            Some(CreateAttachment::bytes(content.into_bytes(), filename))
+        }
+    }
+}
+
 pub async fn send_plan(http: &Http, channel: ChannelId, plan: Vec<reply::OutgoingMessage>) {
     for message in plan {
         let mut builder = CreateMessage::new().allowed_mentions(no_mentions());
@@ -230,23 +250,9 @@ pub async fn send_plan(http: &Http, channel: ChannelId, plan: Vec<reply::Outgoin
             builder = builder.content(message.content);
         }
         for attachment in message.attachments {
-            let file = match attachment {
-                Attachment::File(file) => match CreateAttachment::path(&file.path).await {
-                    // The store keeps bytes under the id; the user sees the name.
-                    Ok(mut a) => {
-                        a.filename = file.filename.clone();
-                        a
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot attach a generated file");
-                        continue;
-                    }
-                },
-                Attachment::Text { filename, content } => {
-                    CreateAttachment::bytes(content.into_bytes(), filename)
-                }
-            };
-            builder = builder.add_file(file);
+            if let Some(file) = discord_attachment(attachment).await {
+                builder = builder.add_file(file);
+            }
         }
         if let Err(err) = channel.send_message(http, builder).await {
             tracing::warn!(error = %err, "cannot send a reply");
