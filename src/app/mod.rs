@@ -88,7 +88,6 @@ pub struct App {
     limiter: admission::Limiter,
     running: running::Running,
     sweeper: std::sync::Mutex<Option<SweeperHandle>>,
-    housekeeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     secrets: Vec<String>,
 }
 
@@ -140,7 +139,6 @@ impl App {
             limiter,
             running: running::Running::default(),
             sweeper: std::sync::Mutex::new(None),
-            housekeeper: std::sync::Mutex::new(None),
             secrets,
         }
     }
@@ -168,7 +166,6 @@ impl App {
             source,
         })?;
         let executor = self.executor().await?;
-        self.remove_leftovers();
         let reaped = executor.reap_orphans().await?;
         if reaped > 0 {
             tracing::info!(reaped, "removed sandbox containers left by a previous run");
@@ -176,29 +173,20 @@ impl App {
         let store = self.store().await?;
         tracing::info!(backend = store.metadata().kind(), "file store ready");
         if self.lifetime == Lifetime::Service {
-            let handle = sweeper::spawn(
+            // Its first round runs now: expired files, orphans, and what dead runs left.
+            let (roots, max_age) = (self.leftover_roots(), self.longest_run());
+            let handle = sweeper::spawn_with(
                 store.clone(),
                 Duration::from_secs_f64(self.settings.store.cleanup_interval_minutes * 60.0),
+                move || {
+                    leftovers::clean(&roots, max_age);
+                },
             );
             if let Ok(mut slot) = self.sweeper.lock() {
                 *slot = Some(handle);
             }
-            let interval =
-                Duration::from_secs_f64(self.settings.store.cleanup_interval_minutes * 60.0);
-            let (roots, max_age) = (self.leftover_roots(), self.longest_run());
-            let housekeeper = tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(interval);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    ticker.tick().await;
-                    let (roots, max_age) = (roots.clone(), max_age);
-                    let _ = tokio::task::spawn_blocking(move || leftovers::clean(&roots, max_age))
-                        .await;
-                }
-            });
-            if let Ok(mut slot) = self.housekeeper.lock() {
-                *slot = Some(housekeeper);
-            }
+        } else {
+            self.remove_leftovers();
         }
         self.conversations().await?;
         Ok(())
@@ -215,11 +203,6 @@ impl App {
         }
         if let Ok(mut slot) = self.sweeper.lock() {
             slot.take();
-        }
-        if let Ok(mut slot) = self.housekeeper.lock()
-            && let Some(task) = slot.take()
-        {
-            task.abort();
         }
         if let Some(executor) = self.executor.get() {
             executor.shutdown().await;

@@ -20,6 +20,17 @@ impl Drop for SweeperHandle {
 
 /// Sweeps now, then every `interval`.
 pub fn spawn<M: Metadata + 'static>(store: Arc<FileStore<M>>, interval: Duration) -> SweeperHandle {
+    spawn_with(store, interval, || {})
+}
+
+/// Sweeps now, then every `interval`, and after each sweep runs `also` (blocking file work
+/// of the process's own, such as removing what dead runs left) off the async threads.
+pub fn spawn_with<M: Metadata + 'static>(
+    store: Arc<FileStore<M>>,
+    interval: Duration,
+    also: impl Fn() + Send + Sync + 'static,
+) -> SweeperHandle {
+    let also = Arc::new(also);
     let task = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -31,6 +42,10 @@ pub fn spawn<M: Metadata + 'static>(store: Arc<FileStore<M>>, interval: Duration
             }
             if let Err(err) = store.reconcile().await {
                 tracing::warn!(error = %err, "reconcile failed");
+            }
+            let also = also.clone();
+            if let Err(err) = tokio::task::spawn_blocking(move || also()).await {
+                tracing::warn!(error = %err, "housekeeping after the sweep failed");
             }
         }
     });
