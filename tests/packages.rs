@@ -88,6 +88,20 @@ impl Fixture {
     }
 }
 
+/// The import is resolved when it really runs: the code (which writes `ran.txt` first) ran
+/// up to it, once, and stopped there with the host's reason.
+fn assert_ran_up_to_the_import(result: &ExecutionResult) {
+    assert_eq!(
+        result
+            .output_files
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        ["ran.txt"],
+        "the code ran up to the import"
+    );
+}
+
 fn now() -> String {
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
@@ -202,17 +216,7 @@ async fn a_denied_package_stops_the_code_at_its_import() {
         error.message.contains("package cbx-denied is not allowed"),
         "{error:?}"
     );
-    // The import is resolved when it really runs: the code ran up to it, once, and
-    // stopped there with the host's reason.
-    assert_eq!(
-        result
-            .output_files
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect::<Vec<_>>(),
-        ["ran.txt"],
-        "the code ran up to the import"
-    );
+    assert_ran_up_to_the_import(&result);
     assert_eq!(f.index.downloads("cbx-denied"), 0);
 }
 
@@ -238,17 +242,7 @@ async fn a_failed_install_reports_pips_error_and_stops_the_code_at_its_import() 
             || error.message.contains("Could not find a version"),
         "pip's own words: {error:?}"
     );
-    // The import is resolved when it really runs: the code ran up to it, once, and
-    // stopped there with the host's reason.
-    assert_eq!(
-        result
-            .output_files
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect::<Vec<_>>(),
-        ["ran.txt"],
-        "the code ran up to the import"
-    );
+    assert_ran_up_to_the_import(&result);
     assert!(result.install_ms > 0.0);
 }
 
@@ -418,17 +412,7 @@ async fn an_installation_larger_than_its_limit_fails_before_reaching_host_disk()
         error.message.contains("PACKAGE_INSTALL_MAX_MB=20"),
         "names the setting: {error:?}"
     );
-    // The import is resolved when it really runs: the code ran up to it, once, and
-    // stopped there with the host's reason.
-    assert_eq!(
-        result
-            .output_files
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect::<Vec<_>>(),
-        ["ran.txt"],
-        "the code ran up to the import"
-    );
+    assert_ran_up_to_the_import(&result);
     assert_eq!(f.index.downloads("cbx-huge"), 1, "it was really tried");
     assert!(
         peak_mb < 3.0,
@@ -516,17 +500,7 @@ async fn by_default_an_unlisted_package_is_refused_without_asking_the_index() {
             .contains("package cbx-alpha is not allowed (not on this server's allowlist"),
         "{error:?}"
     );
-    // The import is resolved when it really runs: the code ran up to it, once, and
-    // stopped there with the host's reason.
-    assert_eq!(
-        result
-            .output_files
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect::<Vec<_>>(),
-        ["ran.txt"],
-        "the code ran up to the import"
-    );
+    assert_ran_up_to_the_import(&result);
     assert_eq!(f.index.total_requests(), 0, "the index was never asked");
 }
 
