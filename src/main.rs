@@ -140,6 +140,11 @@ struct RunArgs {
     /// With --user: only these stored files (default: all the user's live files).
     #[arg(long = "file", value_name = "ID", requires = "user")]
     file_ids: Vec<String>,
+    /// With --user: the session whose variables, imports and loaded data persist between
+    /// runs (as in the bot, where each channel is one); saved after the run, restored
+    /// before the next one with the same NAME, outside the time limit.
+    #[arg(long, value_name = "NAME", requires = "user")]
+    session: Option<String>,
     /// Code to run.
     #[arg(short = 'c', value_name = "CODE", conflicts_with = "script")]
     code: Option<String>,
@@ -478,6 +483,7 @@ async fn run_with(
                 limits,
                 file_ids: (!args.file_ids.is_empty()).then_some(args.file_ids),
                 output_dir: args.out,
+                session: args.session,
             })
             .await?;
         if args.json {

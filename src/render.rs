@@ -120,6 +120,15 @@ pub fn run_for_discord(run: &crate::app::runs::UserRunResult) -> String {
             ));
         }
     }
+    // Variable names come from the code: inside a block, like its output.
+    let notes = r.session.as_ref().map(|s| s.notes()).unwrap_or_default();
+    if !notes.is_empty() {
+        let text: String = notes.join("\n").chars().take(800).collect();
+        out.push_str(&format!(
+            "session:\n```\n{}\n```\n",
+            text.replace("```", FENCE_STANDIN)
+        ));
+    }
     for g in &run.generated_files {
         out.push_str(&format!("📎 `{}` stored as `{}`\n", g.filename, g.file_id));
     }
@@ -226,6 +235,18 @@ pub fn run_summary(result: &ExecutionResult) -> String {
     }
     section(&mut out, "stdout", &result.stdout, result.stdout_truncated);
     section(&mut out, "stderr", &result.stderr, result.stderr_truncated);
+    if let Some(session) = &result.session {
+        out.push_str(&format!(
+            "session: {} kept, restored {} (restore {:.0} ms, save {:.0} ms)\n",
+            session.kept_count,
+            session.restored.len(),
+            session.restore_ms,
+            session.save_ms
+        ));
+        for note in session.notes() {
+            out.push_str(&format!("  {note}\n"));
+        }
+    }
     if !result.output_files.is_empty() {
         out.push_str("output files:\n");
         for file in &result.output_files {

@@ -13,9 +13,17 @@ directory. Protocol on stdout (the only channel the host reads):
                                              is stopped (SIGSTOP) and its clock paused
                                              until the host answers with one stdin line
                                              {"site_dirs": [...]} or {"error": "..."}
-    MAC {"event": "result", ...}
+    MAC {"event": "result", ..., "session": {...} or null}
     MAC {"event": "outputs", "bytes": N, "sha256": H}   then exactly N bytes of tar
+    MAC {"event": "state", "bytes": N, "sha256": H}     then exactly N bytes of snapshot,
+                                             only when the job has a session and its
+                                             state was saved
     MAC {"event": "done"}
+
+A job with a `session` runs as a notebook cell that remembers: the code's process restores
+the session's snapshot before the code (its clock starts after), and saves the top-level
+variables after it (its clock stopped), each within STATE_BUDGET_S; it reports each step
+on a pipe of its own (SessionPhases). The snapshot is unpickled only by the code's process.
 
 Every line after the job carries MAC, the hex HMAC-SHA256 of its JSON under the job's
 one-time key (`auth` in the job line). Only this process knows the key: the code's process
@@ -48,7 +56,7 @@ import time
 import traceback
 
 PROTOCOL_OUT = sys.stdout.buffer
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 PR_SET_DUMPABLE = 4
 READ_CHUNK = 65536
 # The uid:gid the user's code runs as (the image's `sandbox` user); never this process's.
@@ -59,6 +67,11 @@ SHIELDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR
 
 # At most this many package requests per run, whatever the code writes to its pipe.
 MAX_INSTALL_REQUESTS = 10
+# Restoring a session's state before the code, and saving it after, each get this long;
+# neither counts against the code's time limit. The host's deadline allows for both.
+STATE_BUDGET_S = 60
+# Names listed per report (kept, not kept, restored...): the rest are counted.
+MAX_LISTED_NAMES = 200
 
 # The job's one-time key, known from the job line on; every later line is authenticated.
 _auth_key = None
@@ -104,17 +117,26 @@ def preload(modules):
     """Import the data stack before the job arrives so a forked child starts warm."""
     import gc
 
-    for name in list(modules) + ["codebox_files", "ast", "importlib.util", "site"]:
+    for name in list(modules) + [
+        "codebox_files", "codebox_display", "codebox_session", "ast", "tokenize",
+        "importlib.util", "site",
+    ]:
         try:
             __import__(name)
             if name == "matplotlib":
                 import matplotlib
 
-                matplotlib.use("Agg")
+                matplotlib.use("module://codebox_backend")
                 import matplotlib.pyplot  # noqa: F401
         except Exception:  # a broken optional module must not stop the runner
             pass
     warm_up_data_stack()
+    try:
+        import codebox_session
+
+        codebox_session._cloudpickle()
+    except Exception:
+        pass
     # Objects that exist now are shared with every forked child; keeping the collector off
     # them spares the child copying their pages.
     gc.freeze()
@@ -302,7 +324,7 @@ def kill_everything_else():
             time.sleep(0.002)
 
 
-def child_main(job, out_w, err_w, report_w, ask_w, answer_r):
+def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
     """Runs in the forked child: becomes the user's program."""
     set_dumpable(1)
     os.setsid()
@@ -310,7 +332,7 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r):
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    keep = sorted({report_w, ask_w, answer_r})
+    keep = sorted({report_w, ask_w, answer_r, phase_w})
     low = 3
     for fd in keep:
         os.closerange(low, fd)
@@ -338,7 +360,7 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r):
 
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     globals_ = {"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__}
-    # load_file is ready to use without an import, as in the original bot.
+    # load_file and display are ready to use without an import, as in a notebook.
     try:
         import codebox_files
 
@@ -346,10 +368,24 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r):
         globals_["load_file"] = codebox_files.load_file
     except ImportError:
         pass
+    try:
+        import codebox_display
+    except ImportError:
+        codebox_display = None
+    if codebox_display is not None:
+        globals_["display"] = codebox_display.display
+    session = job.get("session")
+    if session:
+        restore_session(session, globals_, phase_w)
     exit_code = 0
     report = None
     try:
-        exec(compile(source, filename, "exec"), globals_)
+        body, last = compile_cell(source, filename)
+        exec(body, globals_)
+        if last is not None:
+            value = eval(last, globals_)
+            if codebox_display is not None:
+                codebox_display.show_last_value(value)
     except SystemExit as exc:
         code = exc.code
         if code is None:
@@ -361,8 +397,11 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r):
             exit_code = 1
     except BaseException as exc:  # the user's exception, reported like python would
         tb = exc.__traceback__
-        # Hide this runner's own frame so the traceback starts at the user's code.
-        if tb is not None and tb.tb_next is not None:
+        # Hide this runner's own frame so the traceback starts at the user's code; a syntax
+        # error says where it is without any frame.
+        if isinstance(exc, SyntaxError):
+            tb = None
+        elif tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
         traceback.print_exception(type(exc), exc, tb)
         name = type(exc).__qualname__
@@ -371,6 +410,12 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r):
             name = module + "." + name
         report = {"type": name, "message": str(exc)[:2000]}
         exit_code = 1
+    # Figures still open when the code ends are shown, as a notebook shows them.
+    if codebox_display is not None:
+        try:
+            codebox_display.show_figures()
+        except Exception:
+            pass
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -381,7 +426,90 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r):
             os.write(report_w, json.dumps(report).encode())
         except OSError:
             pass
+    if session:
+        tell_runner(phase_w, {"phase": "finished", "exit_code": exit_code})
+        save_session(session, globals_, phase_w)
     os._exit(exit_code)
+
+
+def compile_cell(source, filename):
+    """The code as a notebook cell: everything, and separately its last statement when
+    that is an expression whose value is shown (not when the line ends with `;`)."""
+    import ast
+
+    tree = ast.parse(source, filename, "exec")
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr) or ends_with_semicolon(source):
+        return compile(tree, filename, "exec"), None
+    last = tree.body.pop()
+    expression = ast.Expression(last.value)
+    return compile(tree, filename, "exec"), compile(expression, filename, "eval")
+
+
+def ends_with_semicolon(source):
+    """IPython's rule: a cell whose last code token is `;` shows nothing."""
+    import tokenize
+
+    last = None
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type not in (
+                tokenize.COMMENT,
+                tokenize.NL,
+                tokenize.NEWLINE,
+                tokenize.INDENT,
+                tokenize.DEDENT,
+                tokenize.ENDMARKER,
+            ):
+                last = token
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return last is not None and last.type == tokenize.OP and last.string == ";"
+
+
+def tell_runner(fd, message):
+    data = json.dumps(message).encode() + b"\n"
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        pass
+
+
+def import_like_the_code(name):
+    """An import as if the code wrote it, so a package the host installed for an earlier
+    run of the session is asked for again (and found in the cache) before values that need
+    it are unpickled."""
+    try:
+        exec(compile("import %s" % name, "<code>", "exec"), {})
+    except BaseException:
+        pass
+
+
+def restore_session(session, globals_, phase_w):
+    report = {"restored": [], "not_restored": [], "error": None}
+    path = session.get("restore")
+    if path:
+        try:
+            import codebox_session
+
+            report = codebox_session.restore(path, globals_, import_like_the_code)
+        except BaseException as exc:
+            report["error"] = "the saved state could not be restored (%s)" % type(exc).__name__
+    tell_runner(phase_w, dict(report, phase="restored"))
+
+
+def save_session(session, globals_, phase_w):
+    try:
+        import codebox_session
+
+        report = codebox_session.save(
+            globals_, session["save_to"], int(session["max_bytes"])
+        )
+        report["phase"] = "saved"
+    except BaseException as exc:
+        report = {"phase": "saved", "error": "%s: %s" % (type(exc).__name__, str(exc)[:200])}
+    tell_runner(phase_w, report)
 
 
 class Forked:
@@ -398,6 +526,7 @@ class Forked:
         self.report_r, report_w = os.pipe()
         self.ask_r, ask_w = os.pipe()
         answer_r, self.answer_w = os.pipe()
+        self.phase_r, phase_w = os.pipe()
         self.wake_r, self.wake_w = os.pipe()
         job_r, self.job_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -412,6 +541,7 @@ class Forked:
                 self.report_r,
                 self.ask_r,
                 self.answer_w,
+                self.phase_r,
                 self.wake_r,
                 self.wake_w,
                 self.job_w,
@@ -431,8 +561,9 @@ class Forked:
                 chunks.append(data)
             if not chunks:
                 os._exit(0)  # the runner ended without a job
-            child_main(json.loads(b"".join(chunks)), out_w, err_w, report_w, ask_w, answer_r)
-        for fd in (out_w, err_w, report_w, ask_w, answer_r, job_r):
+            job = json.loads(b"".join(chunks))
+            child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w)
+        for fd in (out_w, err_w, report_w, ask_w, answer_r, phase_w, job_r):
             os.close(fd)
 
     def hand_over(self, job):
@@ -519,35 +650,53 @@ def stop_the_code(sig):
 
 
 def run_job(job, forked):
+    """Runs the job's code; returns the open snapshot file to stream after the outputs, or
+    None when there is none to send."""
     max_chars = int(job["max_output_chars"])
     timeout_s = float(job["timeout_s"])
     out_r, err_r, report_r, wake_r = forked.out_r, forked.err_r, forked.report_r, forked.wake_r
     pid = forked.pid
+    session = job.get("session")
 
     oom_before = read_oom_kills()
     emit({"event": "started"})
     forked.hand_over(job)
-    started = time.monotonic()
+    handed = time.monotonic()
 
     stdout = CappedText(max_chars)
     stderr = CappedText(max_chars)
     report = bytearray()
     asks = PackageRequests(forked.answer_w)
+    phases = SessionPhases()
     sinks = {
         out_r: stdout.feed,
         err_r: stderr.feed,
         report_r: report.extend,
         forked.ask_r: asks.feed,
+        forked.phase_r: phases.feed,
     }
-    deadline = started + timeout_s
+    # Stages: restoring the session's state, the code, saving the state. Only the code's
+    # stage counts against its time limit; the others have a fixed budget of their own.
+    stage = "restore" if session else "code"
+    code_started = None if session else handed
+    deadline = handed + (STATE_BUDGET_S if session else timeout_s)
+    code_paused = 0.0
     exit_status = None
     timed_out = False
+    save_timed_out = False
     ended = None
     while True:
         now = time.monotonic()
         if exit_status is None and now >= deadline:
-            timed_out = True
-            ended = now
+            if stage == "restore":
+                # A restore that overran its budget: the code's clock starts anyway.
+                stage, code_started, deadline = "code", now, now + timeout_s
+                continue
+            if stage == "code":
+                timed_out = True
+                ended = now
+            else:
+                save_timed_out = True
             break
         if exit_status is not None and (not sinks or now >= drain_until):
             break
@@ -568,7 +717,16 @@ def run_job(job, forked):
                 os.close(fd)
                 del sinks[fd]
         # Time spent waiting for the host's packages is never the code's.
-        deadline += asks.take_paused()
+        paused = asks.take_paused()
+        deadline += paused
+        if stage == "code":
+            code_paused += paused
+        if stage == "restore" and phases.restored_at is not None:
+            stage, code_started = "code", phases.restored_at
+            deadline = code_started + timeout_s
+        if stage == "code" and phases.finished_at is not None:
+            stage, ended = "save", phases.finished_at
+            deadline = ended + STATE_BUDGET_S
         if exit_status is None:
             while True:
                 try:
@@ -579,10 +737,15 @@ def run_job(job, forked):
                     break
                 if reaped == pid:
                     exit_status = status
-                    ended = time.monotonic()
+                    exited = time.monotonic()
+                    if ended is None:
+                        ended = exited
                     # Background processes may hold the pipes open; drain briefly, not forever.
-                    drain_until = ended + 0.2
-    execution_ms = max(0.0, ended - started - asks.paused_total) * 1000.0
+                    drain_until = exited + 0.2
+    if code_started is None:
+        code_started = ended = time.monotonic()
+    execution_ms = max(0.0, ended - code_started - code_paused) * 1000.0
+    left_at = time.monotonic()
 
     kill_everything_else()
     for fd in list(sinks):
@@ -599,6 +762,12 @@ def run_job(job, forked):
     stdout.feed(b"", final=True)
     stderr.feed(b"", final=True)
 
+    oom_after = read_oom_kills()
+    out_of_memory = oom_after is not None and oom_after > (oom_before or 0)
+    # A code that said it finished ended there: what happened while its state was saved
+    # (a kill, an overrun) is the save's failure, not the code's.
+    if phases.finished_at is not None and not timed_out:
+        exit_status = (phases.finished_exit & 0xFF) << 8
     error = None
     # The report comes from the code's own process, so it may only describe a failure that
     # really happened: the child exits 1 after an uncaught exception.
@@ -628,8 +797,7 @@ def run_job(job, forked):
     elif os.WIFSIGNALED(exit_status):
         sig = os.WTERMSIG(exit_status)
         exit_code = -sig
-        oom_after = read_oom_kills()
-        if sig == signal.SIGKILL and oom_after is not None and oom_after > (oom_before or 0):
+        if sig == signal.SIGKILL and out_of_memory:
             status = "oom"
             error = {
                 "type": "MemoryError",
@@ -661,8 +829,160 @@ def run_job(job, forked):
             "stderr_chars": stderr.total_chars,
             "execution_ms": round(execution_ms, 3),
             "error": error,
+            "session": session_report(
+                session, phases, handed, code_started, left_at, timed_out, save_timed_out,
+                out_of_memory,
+            ),
         }
     )
+    if session and phases.saved is not None and not phases.saved.get("error"):
+        if not (timed_out or save_timed_out):
+            return open_snapshot(session["save_to"], int(session["max_bytes"]))
+    return None
+
+
+def session_report(session, phases, handed, code_started, left_at, timed_out, save_timed_out,
+                   out_of_memory):
+    """What became of the session's state in this run, for the host (which re-checks it)."""
+    if not session:
+        return None
+    restore = phases.restore or {}
+    saved = phases.saved or {}
+    save_error = saved.get("error")
+    if timed_out:
+        save_error = "the code was stopped at its time limit"
+    elif save_timed_out:
+        save_error = "saving took longer than %d s" % STATE_BUDGET_S
+    elif phases.finished_at is None:
+        save_error = "the code ended without finishing"
+    elif phases.saved is None:
+        save_error = "out of memory while saving" if out_of_memory else "the save did not complete"
+    restore_ms = ((phases.restored_at or code_started) - handed) * 1000.0
+    save_ms = (left_at - phases.finished_at) * 1000.0 if phases.finished_at else 0.0
+    return {
+        "restore_ms": round(max(restore_ms, 0.0), 3),
+        "restored": restore.get("restored", []),
+        "not_restored": restore.get("not_restored", []),
+        "restore_error": restore.get("error") or (
+            None if phases.restored_at is not None else "restoring took longer than %d s" % STATE_BUDGET_S
+        ),
+        "save_ms": round(max(save_ms, 0.0), 3),
+        "saved": save_error is None,
+        "kept": saved.get("kept", []),
+        "kept_count": saved.get("kept_count", 0),
+        "not_kept": saved.get("not_kept", []),
+        "not_kept_count": saved.get("not_kept_count", 0),
+        "save_error": save_error,
+    }
+
+
+def open_snapshot(path, max_bytes):
+    """The snapshot the code's process wrote, if it is what it should be: a regular file of
+    the code's uid within the cap, never a link the code planted to something of ours."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes or (
+        os.getuid() == 0 and st.st_uid != CODE_UID
+    ):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+
+def send_snapshot(snapshot):
+    """`state` and the snapshot's bytes, streamed in chunks (it may be hundreds of MB)."""
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        chunk = snapshot.read(1 << 20)
+        if not chunk:
+            break
+        digest.update(chunk)
+        size += len(chunk)
+    snapshot.seek(0)
+    emit({"event": "state", "bytes": size, "sha256": digest.hexdigest()})
+    sent = 0
+    while sent < size:
+        chunk = snapshot.read(min(1 << 20, size - sent))
+        if not chunk:
+            break
+        PROTOCOL_OUT.write(chunk)
+        sent += len(chunk)
+    PROTOCOL_OUT.write(b"\0" * (size - sent))
+    PROTOCOL_OUT.flush()
+    snapshot.close()
+
+
+def _bounded_names(items, limit=MAX_LISTED_NAMES):
+    names = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, str):
+            names.append(item[:100])
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            names.append({"name": item["name"][:100], "reason": str(item.get("reason", ""))[:200]})
+        if len(names) >= limit:
+            break
+    return names
+
+
+def _bounded_count(value):
+    return value if isinstance(value, int) and 0 <= value < 1 << 40 else 0
+
+
+class SessionPhases:
+    """The code's process's reports on the session's state: restored, finished, saved.
+
+    The pipe belongs to the code, so each report is accepted once and in order, bounded;
+    a forged `finished` can only move the code's end earlier, into the save's own budget."""
+
+    def __init__(self):
+        self.buffer = b""
+        self.restored_at = None
+        self.restore = None
+        self.finished_at = None
+        self.finished_exit = 0
+        self.saved = None
+
+    def feed(self, data):
+        self.buffer += data
+        if len(self.buffer) > 1 << 20:
+            self.buffer = b""
+            return
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                self.handle(message, time.monotonic())
+
+    def handle(self, message, now):
+        phase = message.get("phase")
+        error = message.get("error")
+        error = str(error)[:500] if error else None
+        if phase == "restored" and self.restored_at is None:
+            self.restored_at = now
+            self.restore = {
+                "restored": _bounded_names(message.get("restored")),
+                "not_restored": _bounded_names(message.get("not_restored")),
+                "error": error,
+            }
+        elif phase == "finished" and self.restored_at is not None and self.finished_at is None:
+            self.finished_at = now
+            code = message.get("exit_code")
+            self.finished_exit = code if isinstance(code, int) and 0 <= code < 256 else 1
+        elif phase == "saved" and self.finished_at is not None and self.saved is None:
+            self.saved = {
+                "kept": _bounded_names(message.get("kept")),
+                "kept_count": _bounded_count(message.get("kept_count")),
+                "not_kept": _bounded_names(message.get("not_kept")),
+                "not_kept_count": _bounded_count(message.get("not_kept_count")),
+                "error": error,
+            }
 
 
 def collect_outputs(job):
@@ -779,12 +1099,14 @@ def main():
     _auth_key = str(job.pop("auth", "")).encode()
     if not _auth_key:
         return  # a job without a key cannot be answered in a way the host accepts
-    run_job(job, forked)
+    snapshot = run_job(job, forked)
     payload, flags = collect_outputs(job)
     digest = hashlib.sha256(payload).hexdigest()
     emit({"event": "outputs", "bytes": len(payload), "sha256": digest, "flags": flags})
     PROTOCOL_OUT.write(payload)
     PROTOCOL_OUT.flush()
+    if snapshot is not None:
+        send_snapshot(snapshot)
     emit({"event": "done"})
 
 

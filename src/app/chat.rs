@@ -36,6 +36,8 @@ pub struct ChatReply {
 struct UserCodeRunner<'a> {
     app: &'a App,
     user_id: &'a str,
+    /// The conversation whose variables persist between the turn's runs and later turns.
+    channel_id: &'a str,
     limits: Limits,
 }
 
@@ -50,6 +52,7 @@ impl CodeRunner for UserCodeRunner<'_> {
                 limits,
                 file_ids: None,
                 output_dir: None,
+                session: Some(self.channel_id.to_string()),
             })
             .await
             .map_err(|e| redact(&e.to_string(), self.app.secrets()))
@@ -117,6 +120,7 @@ impl App {
         let runner = UserCodeRunner {
             app: self,
             user_id: &turn.user_id,
+            channel_id: &turn.channel_id,
             limits,
         };
         let outcome = run_turn(model, &runner, progress, &settings, &prompt, &turn.text).await;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use crate::sandbox::reaper::tag_owner_alive;
 
 /// Prefixes of the directories runs create, each followed by the owner tag.
-const PREFIXES: [&str; 3] = ["run-", "inputs-", "user-run-"];
+const PREFIXES: [&str; 4] = ["run-", "inputs-", "user-run-", "state-"];
 
 /// Pure: whether a leftover directory may go. `owner_alive` is None for names without an
 /// owner tag (made by older versions).

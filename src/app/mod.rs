@@ -101,6 +101,9 @@ pub struct CodeRun {
     pub file_ids: Option<Vec<String>>,
     /// Keep the output files here too (the CLI's --out); the store keeps its copies anyway.
     pub output_dir: Option<PathBuf>,
+    /// The conversation (a channel, a CLI session name) whose variables persist between
+    /// runs; None, or SESSION_STATE=off, runs the code with a fresh namespace.
+    pub session: Option<String>,
 }
 
 /// What `reset` did.
@@ -108,6 +111,8 @@ pub struct CodeRun {
 pub struct ResetReport {
     pub history_error: Option<String>,
     pub files_deleted: Option<usize>,
+    /// The variables of the user's conversations could not be forgotten.
+    pub state_error: Option<String>,
 }
 
 impl App {
@@ -272,6 +277,15 @@ impl App {
             .await?)
     }
 
+    /// The session key of a run, when sessions are on.
+    fn session_key<'a>(&self, session: Option<&'a str>) -> Option<runs::SessionKey<'a>> {
+        let mb = self.settings.sandbox.session_state_mb()?;
+        Some(runs::SessionKey {
+            name: session?,
+            max_bytes: mb * 1024 * 1024,
+        })
+    }
+
     fn staging_root(&self) -> PathBuf {
         self.settings.data_dir.join("staging")
     }
@@ -329,6 +343,7 @@ impl App {
                 limits: run.limits,
                 file_ids: run.file_ids,
                 output_dir: run.output_dir.as_deref().map(absolute),
+                session: self.session_key(run.session.as_deref()),
             },
         )
         .await?)
@@ -356,6 +371,7 @@ impl App {
                 input_dir: staged.as_ref().map(|s| absolute(s.path())),
                 output_dir: output_dir.as_deref().map(absolute),
                 files: Vec::new(),
+                session: None,
             })
             .await?;
         drop(staged);
@@ -478,6 +494,16 @@ impl App {
         };
         if let Err(err) = cleared {
             report.history_error = Some(err.to_string());
+        }
+        let forgotten = match self.store().await {
+            Ok(store) => store
+                .forget_all_session_states(user_id)
+                .await
+                .map_err(AppError::from),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = forgotten {
+            report.state_error = Some(err.to_string());
         }
         if files {
             let mut deleted = 0;

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::absolute;
 use crate::sandbox::engine::Containers;
+use crate::sandbox::session::{STATE_RESTORE_NAME, SessionIo};
 use crate::sandbox::{
     ExecutionRequest, ExecutionResult, Executor, ExecutorError, Flag, INPUT_DIR, JobFile, Limits,
     Status,
@@ -104,6 +105,16 @@ pub struct UserRun<'a> {
     /// Only these files (each must be the user's); all the user's live files when None.
     pub file_ids: Option<Vec<String>>,
     pub output_dir: Option<PathBuf>,
+    /// The conversation whose variables the run restores and keeps; None keeps nothing.
+    pub session: Option<SessionKey<'a>>,
+}
+
+/// One conversation's state: its key (a channel, a CLI session name) and the cap of its
+/// snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionKey<'a> {
+    pub name: &'a str,
+    pub max_bytes: u64,
 }
 
 pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
@@ -124,6 +135,10 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
         None => store.list(run.user_id).await?,
     };
     let staged = stage_records(store, staging_root, &records)?;
+    let session = match run.session {
+        Some(key) => Some(stage_session(store, staging_root, run.user_id, key, &staged).await?),
+        None => None,
+    };
     // Outputs land in a directory of the run's own unless the caller asked to keep them;
     // the store keeps copies, so that directory is removed on every path below.
     let keep_outputs = run.output_dir.is_some();
@@ -138,10 +153,14 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
                     .unwrap_or_else(|| run_dir.path().to_path_buf()),
             ),
             files: staged.files.clone(),
+            session: session.as_ref().map(|s| s.io.clone()),
         })
         .await;
     drop(staged);
     let mut result = executed?;
+    if let (Some(staged_session), Some(key)) = (&session, run.session) {
+        keep_session(store, run.user_id, key, staged_session, &mut result).await?;
+    }
 
     let mut generated_files = Vec::new();
     let mut kept_outputs = Vec::new();
@@ -181,6 +200,77 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
         result,
         generated_files,
     })
+}
+
+/// A session's side of one run: the previous snapshot linked into the staged inputs (only
+/// this user's run ever sees it) and a directory of the run's own for the next one.
+pub struct StagedSession {
+    io: SessionIo,
+    _dir: tempfile::TempDir,
+}
+
+async fn stage_session<M: Metadata>(
+    store: &FileStore<M>,
+    staging_root: &Path,
+    user_id: &str,
+    key: SessionKey<'_>,
+    staged: &StagedFiles,
+) -> Result<StagedSession, UserRunError> {
+    let previous = store.session_state(user_id, key.name).await?;
+    if let Some(record) = &previous {
+        let source = store.path_of(record);
+        let target = staged.path().join(STATE_RESTORE_NAME);
+        if fs::hard_link(&source, &target).is_err() {
+            fs::copy(&source, &target).map_err(|source| UserRunError::Staging {
+                path: target.clone(),
+                source,
+            })?;
+        }
+    }
+    let dir = crate::staging::run_directory(staging_root, "state")
+        .map_err(|(path, source)| UserRunError::Staging { path, source })?;
+    Ok(StagedSession {
+        io: SessionIo {
+            restore: previous.is_some(),
+            save_to: absolute(&dir.path().join("snapshot")),
+            max_bytes: key.max_bytes,
+        },
+        _dir: dir,
+    })
+}
+
+/// Stores the run's new snapshot in place of the previous one; a previous one that could
+/// not be read is dropped even when no new one came. A snapshot the store refuses (the
+/// user's quota) is reported in the run's session, never a failed run.
+async fn keep_session<M: Metadata>(
+    store: &FileStore<M>,
+    user_id: &str,
+    key: SessionKey<'_>,
+    staged: &StagedSession,
+    result: &mut ExecutionResult,
+) -> Result<(), UserRunError> {
+    let Some(report) = result.session.as_mut() else {
+        return Ok(());
+    };
+    if report.saved {
+        match store
+            .put_session_state(user_id, key.name, &staged.io.save_to)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(StoreError::FileTooLarge { size, limit, .. }) => {
+                report.saved = false;
+                report.save_error = Some(format!(
+                    "the variables take {size} bytes, more than the {limit} bytes of storage this user has"
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if report.restore_error.is_some() {
+        store.forget_session_state(user_id, key.name).await?;
+    }
+    Ok(())
 }
 
 /// A run's own output directory under DATA_DIR/outputs, removed when dropped (the store
@@ -272,6 +362,7 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
             input_dir: Some(absolute(staged.path())),
             output_dir: Some(run_dir.path().to_path_buf()),
             files: staged.files.clone(),
+            session: None,
         })
         .await?;
     drop(run_dir);

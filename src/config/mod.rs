@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 pub use chat::ChatSettings;
 pub use discord::DiscordSettings;
 pub use packages::{PackagePolicy, PackageSettings};
-pub use sandbox::{MAX_MEMORY_MB, MAX_TIMEOUT_S, PoolSettings, Runtime, SandboxSettings};
+pub use sandbox::{
+    MAX_MEMORY_MB, MAX_TIMEOUT_S, PoolSettings, Runtime, SandboxSettings, SessionState,
+};
 pub use store::StoreSettings;
 
 /// A secret setting: usable, but never printed by `{:?}` (settings may end up in a panic

@@ -14,6 +14,14 @@ pub enum Runtime {
     Runsc,
 }
 
+/// Whether variables persist between the runs of one conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    On,
+    Off,
+}
+
 impl Runtime {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,6 +50,11 @@ pub struct SandboxSettings {
     pub max_output_file_mb: u64,
     pub max_output_total_mb: u64,
     pub max_concurrent_executions: usize,
+    /// Keep each conversation's top-level variables between runs (a snapshot per user and
+    /// conversation, restored and saved inside the sandbox, outside the time limit).
+    pub session_state: SessionState,
+    /// Largest snapshot kept; variables beyond it are listed as not kept.
+    pub session_state_max_mb: u64,
 }
 
 impl Default for SandboxSettings {
@@ -60,6 +73,8 @@ impl Default for SandboxSettings {
             max_output_file_mb: 50,
             max_output_total_mb: 200,
             max_concurrent_executions: 4,
+            session_state: SessionState::On,
+            session_state_max_mb: 256,
         }
     }
 }
@@ -118,7 +133,15 @@ impl SandboxSettings {
         if self.max_concurrent_executions == 0 {
             return invalid("MAX_CONCURRENT_EXECUTIONS", "must be at least 1");
         }
+        if self.session_state_max_mb == 0 || self.session_state_max_mb > MAX_MEMORY_MB {
+            return invalid("SESSION_STATE_MAX_MB", "must be between 1 and 1048576");
+        }
         Ok(())
+    }
+
+    /// The snapshot tmpfs size when sessions are on.
+    pub fn session_state_mb(&self) -> Option<u64> {
+        (self.session_state == SessionState::On).then_some(self.session_state_max_mb)
     }
 }
 

@@ -224,6 +224,8 @@ async fn run(
     let work = {
         let app = state.app.clone();
         let user = user.clone();
+        // /run shares the channel's variables with the model's runs there.
+        let channel = ctx.channel_id().to_string();
         async move {
             let outcome = app
                 .run_code(CodeRun {
@@ -232,6 +234,7 @@ async fn run(
                     limits,
                     file_ids: None,
                     output_dir: None,
+                    session: Some(channel),
                 })
                 .await;
             drop(ticket);

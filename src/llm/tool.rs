@@ -14,7 +14,7 @@ pub fn parameters_schema() -> Value {
         "properties": {
             "code": {
                 "type": "string",
-                "description": "Python 3 code to run in a fresh sandbox without network. The user's files are available through load_file(file_id); files written to the working directory are returned to the user."
+                "description": "Python 3 code, run like a notebook cell in a sandbox without network. The value of the last expression is shown; display(obj) shows any object; plt.show() and figures left open come back as PNG files. Variables, imports and functions persist across calls in this conversation. The user's files are available through load_file(file_id); files written to the working directory are returned to the user and can be loaded in later calls by their file_id."
             },
             "timeout": {
                 "type": "number",
@@ -26,7 +26,7 @@ pub fn parameters_schema() -> Value {
     })
 }
 
-pub const DESCRIPTION: &str = "Run Python code in an isolated sandbox with numpy, pandas, matplotlib, scipy, scikit-learn and more. Print results; save plots and files to the working directory to send them to the user. load_file(file_id) returns the user's uploaded or generated files as natural objects (DataFrame, dict, image, ...).";
+pub const DESCRIPTION: &str = "Run Python code in an isolated sandbox with numpy, pandas, matplotlib, scipy, scikit-learn and more, like a Jupyter notebook: the last expression's value is shown (DataFrames as tables), display(obj) works, plt.show() sends the figure to the user, and variables, imports and functions persist across calls in this conversation. Files written to the working directory are sent to the user and stay loadable by file_id. load_file(file_id) returns the user's uploaded or generated files as natural objects (DataFrame, dict, image, ...).";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCall {

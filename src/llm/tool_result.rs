@@ -45,6 +45,12 @@ pub fn render(
             "file_id": f.file_id, "filename": f.filename, "file_type": f.file_type, "size": f.size,
         })).collect::<Vec<Value>>(),
     });
+    if let Some(session) = &result.session {
+        let notes = session.notes();
+        if !notes.is_empty() {
+            value["session"] = json!(notes);
+        }
+    }
     if stdout_cut || stderr_cut {
         value["note"] = json!("only the last part of long output is shown");
     }

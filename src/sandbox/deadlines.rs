@@ -28,6 +28,8 @@ pub struct Deadlines {
     startup: Duration,
     timeout: Duration,
     install: Duration,
+    /// Restoring and saving a session's state (each with the runner's own budget).
+    session: Duration,
 }
 
 impl Deadlines {
@@ -38,7 +40,14 @@ impl Deadlines {
             startup,
             timeout,
             install: Duration::ZERO,
+            session: Duration::ZERO,
         }
+    }
+
+    /// The run restores and saves a session's state: the runner's budgets for both.
+    pub fn with_session(mut self, budget: Duration) -> Deadlines {
+        self.session = budget * 2;
+        self
     }
 
     /// The job went to the runner now: every later deadline counts from here.
@@ -58,9 +67,9 @@ impl Deadlines {
         let started_by = handed + self.startup + self.install;
         match phase {
             Phase::Starting => started_by,
-            Phase::Running => started_by + self.timeout + HOST_DEADLINE_GRACE,
+            Phase::Running => started_by + self.timeout + self.session + HOST_DEADLINE_GRACE,
             Phase::Collecting => {
-                started_by + self.timeout + HOST_DEADLINE_GRACE + COLLECTION_TIMEOUT
+                started_by + self.timeout + self.session + HOST_DEADLINE_GRACE + COLLECTION_TIMEOUT
             }
         }
     }
@@ -90,6 +99,14 @@ mod tests {
         assert_eq!(
             d.for_phase(Phase::Running),
             running + Duration::from_secs(10)
+        );
+        let with_state = Deadlines::new(t0, Duration::from_secs(60), Duration::from_secs(3))
+            .with_session(Duration::from_secs(60));
+        let mut with_state = with_state;
+        with_state.handed_over(handed);
+        assert_eq!(
+            with_state.for_phase(Phase::Running),
+            handed + Duration::from_secs(66 + 120)
         );
     }
 }

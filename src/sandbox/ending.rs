@@ -78,6 +78,8 @@ pub struct Transcript {
     pub result: Option<RunnerResult>,
     /// The output tar, spooled to an unnamed temporary file.
     pub archive: Option<tokio::fs::File>,
+    /// The session's new snapshot arrived whole (and matched its digest).
+    pub snapshot_arrived: bool,
     pub flags: Vec<Flag>,
     /// The runner's own stderr (never the user's), bounded.
     pub diagnostics: Vec<u8>,
@@ -255,6 +257,7 @@ fn unreported(
         stderr_truncated: false,
         execution_ms,
         error: Some(error),
+        session: None,
     }
 }
 
@@ -303,6 +306,7 @@ mod tests {
                 stderr_truncated: false,
                 execution_ms: 2.0,
                 error: None,
+                session: None,
             }),
             ..Transcript::default()
         };
@@ -350,6 +354,7 @@ mod verdict_tests {
                 kind: kind.into(),
                 message: message.into(),
             }),
+            session: None,
         }
     }
 

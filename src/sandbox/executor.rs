@@ -10,7 +10,6 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::OUTPUT_DIR;
 use super::deadlines::{Deadlines, Phase};
 use super::ending::{self, Ending, PackageRefusal, Session, Transcript};
 use super::engine::{Chunk, Containers, EngineError, ExitState, InputSink};
@@ -26,7 +25,9 @@ use super::protocol::{Item, Job, JobFile, OutdatedImage, RunnerEvent, SiteDirs, 
 use super::reaper;
 use super::result::{ExecutionResult, Flag, RunError, Status};
 use super::retirer::Retirer;
+use super::session::{STATE_BUDGET, SessionIo, SessionJob};
 use super::spec::ContainerSpec;
+use super::{INPUT_DIR, OUTPUT_DIR};
 use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings};
 use crate::packages::{PackageManager, PackagesError, Prepared, Resolution};
 
@@ -77,6 +78,9 @@ pub struct ExecutionRequest {
     pub output_dir: Option<PathBuf>,
     /// Files inside `input_dir` that `load_file` knows by id.
     pub files: Vec<JobFile>,
+    /// Restore a session's state before the code and save it after (ignored when the
+    /// executor has session state turned off).
+    pub session: Option<SessionIo>,
 }
 
 pub struct Executor<E: Containers + 'static> {
@@ -95,6 +99,8 @@ pub struct Executor<E: Containers + 'static> {
     remove_in_background: bool,
     /// Where each job's one-time key comes from (fixed in unit tests, random otherwise).
     job_keys: fn() -> String,
+    /// Size of the tmpfs a session's snapshot is written to; None: sessions are off.
+    state_mb: Option<u64>,
 }
 
 impl<E: Containers + 'static> Executor<E> {
@@ -132,6 +138,7 @@ impl<E: Containers + 'static> Executor<E> {
             retirer,
             remove_in_background: false,
             job_keys: super::protocol::new_job_key,
+            state_mb: sandbox.session_state_mb(),
         };
         if pool.warm_pool_size > 0 {
             let template = executor.spec("warm-template", &Limits::from_settings(sandbox), None);
@@ -257,7 +264,13 @@ impl<E: Containers + 'static> Executor<E> {
                 .packages
                 .as_ref()
                 .map(|p| p.cache().root().to_path_buf()),
+            state_mb: self.state_mb,
         }
+    }
+
+    /// The request's session, when this executor keeps sessions.
+    fn session_of<'r>(&self, request: &'r ExecutionRequest) -> Option<&'r SessionIo> {
+        self.state_mb.and(request.session.as_ref())
     }
 
     /// A fresh container, with the pool (if any) told to hold its refill meanwhile.
@@ -378,6 +391,9 @@ impl<E: Containers + 'static> Executor<E> {
             max_output_total_bytes: limits.max_output_total_bytes,
             files: request.files.clone(),
             scan_imports: self.packages.is_some(),
+            session: self
+                .session_of(request)
+                .map(|io| SessionJob::for_io(io, INPUT_DIR)),
             auth: (self.job_keys)(),
         };
         let attached = &mut live.attached;
@@ -393,6 +409,12 @@ impl<E: Containers + 'static> Executor<E> {
             self.startup_timeout,
             limits.timeout,
         );
+        let session = self.session_of(request);
+        if let Some(io) = session {
+            deadlines = deadlines.with_session(STATE_BUDGET);
+            decoder.accept_state(io.max_bytes);
+        }
+        let mut snapshot = SnapshotSpool::default();
         if live.ready
             && let Some(line) = job_line.take()
         {
@@ -455,6 +477,8 @@ impl<E: Containers + 'static> Executor<E> {
                     job_handed: job_line.is_none(),
                     installs_requested,
                     outputs_announced,
+                    state_announced: snapshot.announced,
+                    session: session.is_some(),
                 };
                 if let Err(reason) = order::check(&item, phase, progress) {
                     self.engine.kill(&id).await?;
@@ -531,8 +555,21 @@ impl<E: Containers + 'static> Executor<E> {
                         })?;
                         spool = Some(tokio::fs::File::from_std(file));
                     }
+                    Item::Event(RunnerEvent::State { .. }) => {
+                        let Some(io) = session else { continue };
+                        snapshot.open(&io.save_to).await.map_err(|source| {
+                            ExecutorError::Spool {
+                                run_id: run_id.to_string(),
+                                source,
+                            }
+                        })?;
+                    }
                     Item::BlobChunk(bytes) => {
-                        if let Some(file) = spool.as_mut() {
+                        let file = match snapshot.file.as_mut() {
+                            Some(file) => Some(file),
+                            None => spool.as_mut(),
+                        };
+                        if let Some(file) = file {
                             file.write_all(&bytes).await.map_err(|source| {
                                 ExecutorError::Spool {
                                     run_id: run_id.to_string(),
@@ -540,6 +577,15 @@ impl<E: Containers + 'static> Executor<E> {
                                 }
                             })?;
                         }
+                    }
+                    Item::BlobEnd if snapshot.file.is_some() => {
+                        snapshot
+                            .finish()
+                            .await
+                            .map_err(|source| ExecutorError::Spool {
+                                run_id: run_id.to_string(),
+                                source,
+                            })?;
                     }
                     Item::BlobEnd => transcript.archive = spool.take(),
                     Item::Event(RunnerEvent::Done) => {
@@ -549,6 +595,21 @@ impl<E: Containers + 'static> Executor<E> {
                 }
             }
         };
+        // A snapshot counts only from a run that ended by the protocol's rules.
+        transcript.snapshot_arrived = snapshot.arrived && matches!(ending, Ending::Done);
+        if let Some(io) = session {
+            if transcript.snapshot_arrived {
+                snapshot
+                    .place(&io.save_to)
+                    .await
+                    .map_err(|source| ExecutorError::Spool {
+                        run_id: run_id.to_string(),
+                        source,
+                    })?;
+            } else {
+                snapshot.discard(&io.save_to).await;
+            }
+        }
         if transcript.result.is_none() {
             // The runner could not say how long the code ran: it ran until the ending.
             transcript.execution_ms = code_started.map_or(0.0, elapsed_ms);
@@ -658,6 +719,15 @@ impl<E: Containers + 'static> Executor<E> {
         };
         let (mut runner, mut flags) =
             ending::report(&ending, &mut transcript, exit.as_ref(), limits);
+        let session = runner
+            .session
+            .take()
+            .filter(|_| self.session_of(&request).is_some())
+            .map(|report| report.bounded().settle(transcript.snapshot_arrived));
+        if let Some(report) = &session {
+            phases.restore_ms = report.restore_ms;
+            phases.save_ms = report.save_ms;
+        }
         ending::package_verdict(&mut runner, &transcript.refusals);
 
         let mut output_files = Vec::new();
@@ -710,7 +780,58 @@ impl<E: Containers + 'static> Executor<E> {
             flags,
             run_id: run_id.to_string(),
             phases,
+            session,
         })
+    }
+}
+
+/// Where a session's snapshot is written as it arrives: beside its destination, renamed
+/// into place only once it arrived whole, so a broken stream never leaves half a snapshot.
+#[derive(Default)]
+struct SnapshotSpool {
+    file: Option<tokio::fs::File>,
+    partial: Option<PathBuf>,
+    announced: bool,
+    arrived: bool,
+}
+
+impl SnapshotSpool {
+    async fn open(&mut self, destination: &std::path::Path) -> std::io::Result<()> {
+        self.announced = true;
+        let mut partial = destination.as_os_str().to_owned();
+        partial.push(".part");
+        let partial = PathBuf::from(partial);
+        if let Some(parent) = partial.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        self.file = Some(tokio::fs::File::create(&partial).await?);
+        self.partial = Some(partial);
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(mut file) = self.file.take() {
+            file.flush().await?;
+            file.sync_all().await?;
+        }
+        self.arrived = true;
+        Ok(())
+    }
+
+    /// Puts an arrived snapshot in place, or removes what a broken one left.
+    async fn discard(&mut self, destination: &std::path::Path) {
+        self.file = None;
+        if let Some(partial) = self.partial.take() {
+            let _ = tokio::fs::remove_file(&partial).await;
+        }
+        let _ = tokio::fs::remove_file(destination).await;
+    }
+
+    async fn place(&mut self, destination: &std::path::Path) -> std::io::Result<()> {
+        if let Some(partial) = self.partial.take() {
+            tokio::fs::rename(&partial, destination).await?;
+        }
+        Ok(())
     }
 }
 

@@ -32,6 +32,18 @@ pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
         include_bytes!("../../images/sandbox/codebox_files.py"),
     ),
     (
+        "codebox_display.py",
+        include_bytes!("../../images/sandbox/codebox_display.py"),
+    ),
+    (
+        "codebox_backend.py",
+        include_bytes!("../../images/sandbox/codebox_backend.py"),
+    ),
+    (
+        "codebox_session.py",
+        include_bytes!("../../images/sandbox/codebox_session.py"),
+    ),
+    (
         "filetypes.json",
         include_bytes!("../../images/sandbox/filetypes.json"),
     ),

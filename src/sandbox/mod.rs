@@ -24,6 +24,7 @@ pub mod result;
 pub mod retirer;
 #[cfg(test)]
 pub(crate) mod scripted;
+pub mod session;
 pub mod spec;
 
 pub use executor::{ExecutionRequest, Executor, ExecutorError};

@@ -12,6 +12,10 @@ pub struct Progress {
     /// Package requests answered so far in this run.
     pub installs_requested: u32,
     pub outputs_announced: bool,
+    /// A session snapshot was announced (at most one, after the outputs).
+    pub state_announced: bool,
+    /// The job asked for the session's state to be saved.
+    pub session: bool,
 }
 
 /// The runner relays at most this many package requests per run (as many as its own cap).
@@ -33,6 +37,13 @@ pub fn check(item: &Item, phase: Phase, progress: Progress) -> Result<(), Protoc
         Item::Event(RunnerEvent::Outputs { .. }) => (
             "outputs",
             phase == Phase::Collecting && !progress.outputs_announced,
+        ),
+        Item::Event(RunnerEvent::State { .. }) => (
+            "state",
+            phase == Phase::Collecting
+                && progress.session
+                && progress.outputs_announced
+                && !progress.state_announced,
         ),
         Item::Event(RunnerEvent::Done) => (
             "done",
@@ -77,6 +88,36 @@ mod tests {
             check(&ready, Phase::Starting, handed).is_err(),
             "ready twice"
         );
+    }
+
+    #[test]
+    fn a_snapshot_comes_once_after_the_outputs_and_only_when_asked_for() {
+        let state = Item::Event(RunnerEvent::State {
+            bytes: 1,
+            sha256: String::new(),
+        });
+        let after_outputs = Progress {
+            job_handed: true,
+            outputs_announced: true,
+            session: true,
+            ..Progress::default()
+        };
+        assert!(check(&state, Phase::Collecting, after_outputs).is_ok());
+        let before_outputs = Progress {
+            outputs_announced: false,
+            ..after_outputs
+        };
+        assert!(check(&state, Phase::Collecting, before_outputs).is_err());
+        let twice = Progress {
+            state_announced: true,
+            ..after_outputs
+        };
+        assert!(check(&state, Phase::Collecting, twice).is_err());
+        let unasked = Progress {
+            session: false,
+            ..after_outputs
+        };
+        assert!(check(&state, Phase::Collecting, unasked).is_err());
     }
 
     #[test]

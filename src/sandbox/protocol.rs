@@ -14,12 +14,13 @@ use sha2::{Digest, Sha256};
 use super::image::rebuild_command;
 use super::limits::Limits;
 use super::result::{Flag, RunError, Status};
+use super::session::{SessionJob, SessionReport};
 
 /// The version of this protocol, announced by the runner in `ready`. Bumped whenever host
 /// and runner stop understanding each other; an image whose runner speaks another version
 /// must be rebuilt, and says so instead of failing in odd ways. Runners before versions
 /// existed announce none (they spoke version 1).
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// One job, written as a single JSON line to the runner's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +41,10 @@ pub struct Job {
     /// the code stopped meanwhile.
     #[serde(default)]
     pub scan_imports: bool,
+    /// Restore the session's previous state before the code and save it after; None runs
+    /// the code with nothing before it and keeps nothing.
+    #[serde(default)]
+    pub session: Option<SessionJob>,
     /// The job's one-time key (`new_job_key`); the runner keeps it from the code.
     pub auth: String,
 }
@@ -88,6 +93,8 @@ pub struct RunnerResult {
     pub stderr_truncated: bool,
     pub execution_ms: f64,
     pub error: Option<RunError>,
+    #[serde(default)]
+    pub session: Option<SessionReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -113,6 +120,11 @@ pub enum RunnerEvent {
         #[serde(default)]
         flags: Vec<Flag>,
     },
+    /// The session's new snapshot: N raw bytes follow, opaque to the host.
+    State {
+        bytes: u64,
+        sha256: String,
+    },
     Done,
 }
 
@@ -120,7 +132,7 @@ pub enum RunnerEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     Event(RunnerEvent),
-    /// A piece of the output tar; the pieces of one blob arrive in order.
+    /// A piece of the blob the last `outputs` or `state` announced, in order.
     BlobChunk(Bytes),
     /// The announced number of blob bytes has arrived.
     BlobEnd,
@@ -130,7 +142,7 @@ pub enum Item {
 pub enum ProtocolError {
     #[error("runner sent a line longer than {limit} bytes")]
     LineTooLong { limit: usize },
-    #[error("runner announced {announced} bytes of outputs, more than the {limit} allowed")]
+    #[error("runner announced a blob of {announced} bytes, more than the {limit} allowed")]
     BlobTooLarge { announced: u64, limit: u64 },
     #[error("runner sent an unreadable message: {reason}")]
     BadMessage { reason: String },
@@ -209,6 +221,8 @@ pub struct Decoder {
     state: State,
     max_line: usize,
     max_blob: u64,
+    /// Bound of the session snapshot; 0 refuses any.
+    max_state: u64,
 }
 
 impl Decoder {
@@ -224,7 +238,13 @@ impl Decoder {
             state: State::Line,
             max_line,
             max_blob,
+            max_state: 0,
         }
+    }
+
+    /// Accepts a session snapshot of at most `max_bytes`.
+    pub fn accept_state(&mut self, max_bytes: u64) {
+        self.max_state = max_bytes;
     }
 
     /// Bounds that fit a run's limits: generous enough for any honest runner, bounded for
@@ -301,7 +321,16 @@ impl Decoder {
                         serde_json::from_slice(body).map_err(|e| ProtocolError::BadMessage {
                             reason: e.to_string(),
                         })?;
-                    if let RunnerEvent::Outputs { bytes, sha256, .. } = &event {
+                    let blob = match &event {
+                        RunnerEvent::Outputs { bytes, sha256, .. } => {
+                            Some((*bytes, sha256.clone(), self.max_blob))
+                        }
+                        RunnerEvent::State { bytes, sha256 } => {
+                            Some((*bytes, Some(sha256.clone()), self.max_state))
+                        }
+                        _ => None,
+                    };
+                    if let Some((bytes, sha256, limit)) = blob {
                         if self.key.is_some() {
                             let Some(announced) = sha256 else {
                                 return Err(ProtocolError::Unauthenticated {
@@ -311,13 +340,13 @@ impl Decoder {
                             self.blob_digest =
                                 Some((Sha256::new(), announced.to_ascii_lowercase()));
                         }
-                        if *bytes > self.max_blob {
+                        if bytes > limit {
                             return Err(ProtocolError::BlobTooLarge {
-                                announced: *bytes,
-                                limit: self.max_blob,
+                                announced: bytes,
+                                limit,
                             });
                         }
-                        let remaining = *bytes;
+                        let remaining = bytes;
                         items.push(Item::Event(event));
                         if remaining == 0 {
                             self.check_blob_digest()?;
@@ -363,7 +392,7 @@ impl Decoder {
             && hex::encode(hasher.finalize()) != announced
         {
             return Err(ProtocolError::Unauthenticated {
-                reason: "the output archive does not match its digest".to_string(),
+                reason: "a blob does not match its digest".to_string(),
             });
         }
         Ok(())

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::session::SessionReport;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -101,6 +103,12 @@ pub struct Phases {
     pub handoff_ms: f64,
     /// From the code's end to the outputs saved on the host.
     pub collect_ms: f64,
+    /// Restoring the session's state before the code (never the code's time).
+    #[serde(default)]
+    pub restore_ms: f64,
+    /// Saving the session's state after the code (never the code's time).
+    #[serde(default)]
+    pub save_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,4 +138,7 @@ pub struct ExecutionResult {
     pub run_id: String,
     #[serde(default)]
     pub phases: Phases,
+    /// What became of the session's state, for a run that has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionReport>,
 }

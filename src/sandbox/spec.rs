@@ -10,6 +10,7 @@ use bollard::models::{
 };
 
 use super::limits::Limits;
+use super::session::STATE_DIR;
 use super::{
     INPUT_DIR, MANAGED_LABEL, OUTPUT_DIR, OWNER_LABEL, POOL_LABEL, RUN_ID_LABEL, SANDBOX_USER,
 };
@@ -32,6 +33,8 @@ pub struct ContainerSpec {
     /// The host's package cache, shown read-only at `PACKAGES_MOUNT`; the runner adds the
     /// directories the host names for this run to the code's path.
     pub packages_dir: Option<PathBuf>,
+    /// Size of the tmpfs the session's snapshot is written to; None when sessions are off.
+    pub state_mb: Option<u64>,
 }
 
 pub const MIB: i64 = 1024 * 1024;
@@ -85,17 +88,22 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
         // The code gets no network at all: it cannot exfiltrate or fetch anything.
         network: Network::None,
         privileges: Privileges::Runner,
-        scratch: vec![
+        scratch: [
             ("/tmp".to_string(), limits.disk_mb),
             (OUTPUT_DIR.to_string(), limits.disk_mb),
-        ],
+        ]
+        .into_iter()
+        // The snapshot has a tmpfs of its own, sized to its cap: it never competes with
+        // the code's scratch space, and the filesystem itself enforces the cap.
+        .chain(spec.state_mb.map(|mb| (STATE_DIR.to_string(), mb)))
+        .collect(),
         mounts,
         resources: Resources {
             memory_mb: limits.memory_mb,
             cpus: limits.cpus,
             pids: limits.pids,
-            // A single file can never be larger than the scratch space.
-            max_file_bytes: Some(limits.disk_mb as i64 * MIB),
+            // A single file can never be larger than the largest scratch space.
+            max_file_bytes: Some(limits.disk_mb.max(spec.state_mb.unwrap_or(0)) as i64 * MIB),
         },
         runtime: limits.runtime.as_str().to_string(),
     })
@@ -297,7 +305,8 @@ fn run_env() -> Vec<String> {
     [
         "PYTHONUNBUFFERED=1",
         "PYTHONDONTWRITEBYTECODE=1",
-        "MPLBACKEND=Agg",
+        // plt.show() writes figures as PNG outputs (images/sandbox/codebox_backend.py).
+        "MPLBACKEND=module://codebox_backend",
         "MPLCONFIGDIR=/tmp/.matplotlib",
         "OPENBLAS_NUM_THREADS=1",
         "PYTHONPATH=/opt/codebox",

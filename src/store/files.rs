@@ -63,6 +63,13 @@ pub enum StoreError {
     Metadata(#[from] MetadataError),
 }
 
+/// The stored name of a session's snapshot: a digest of the session's key, so any key
+/// (a channel id, a CLI session name) maps to one safe, fixed-length name.
+pub fn session_state_name(session: &str) -> String {
+    let digest = Sha256::digest(session.as_bytes());
+    format!("session-{}.state", &hex::encode(digest)[..24])
+}
+
 fn io_at(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
@@ -163,14 +170,33 @@ impl<M: Metadata> FileStore<M> {
         source: &Path,
         origin: Origin,
     ) -> Result<AddOutcome, StoreError> {
+        self.add_replacing(user_id, original_name, source, origin, &[])
+            .await
+    }
+
+    /// `add`, where the records in `replaces` leave once the new one is in (they do not
+    /// count against the quotas meanwhile, and nothing is lost if the add fails).
+    async fn add_replacing(
+        &self,
+        user_id: &str,
+        original_name: &str,
+        source: &Path,
+        origin: Origin,
+        replaces: &[FileRecord],
+    ) -> Result<AddOutcome, StoreError> {
         Self::check_user(user_id)?;
         let filename = sanitize_filename(original_name);
         let size = fs::metadata(source).map_err(io_at(source))?.len();
-        // A file larger than the whole quota could never fit, whatever is evicted.
-        let limit = self
-            .limits
-            .max_file_bytes
-            .min(self.limits.max_bytes_per_user);
+        // A file larger than the whole quota could never fit, whatever is evicted. A
+        // session's snapshot has its own cap (SESSION_STATE_MAX_MB, enforced in the
+        // sandbox), not the per-file one.
+        let limit = match origin {
+            Origin::State => self.limits.max_bytes_per_user,
+            _ => self
+                .limits
+                .max_file_bytes
+                .min(self.limits.max_bytes_per_user),
+        };
         if size > limit {
             return Err(StoreError::FileTooLarge {
                 filename,
@@ -196,13 +222,17 @@ impl<M: Metadata> FileStore<M> {
         // Both backends keep milliseconds; the record returned must equal the one stored.
         let now = self.clock.now();
         let now = now.duration_trunc(Duration::milliseconds(1)).unwrap_or(now);
-        let mut existing = self.meta.list_user(user_id).await?;
+        let all = self.meta.list_user(user_id).await?;
         // Created times strictly increase per user, so "oldest" is always well defined.
-        let created_at = existing
+        let created_at = all
             .iter()
             .map(|r| r.created_at + Duration::milliseconds(1))
             .max()
             .map_or(now, |next| next.max(now));
+        let mut existing: Vec<FileRecord> = all
+            .into_iter()
+            .filter(|r| !replaces.iter().any(|old| old.file_id == r.file_id))
+            .collect();
         let record = FileRecord {
             file_id: new_file_id(),
             user_id: user_id.to_string(),
@@ -219,17 +249,22 @@ impl<M: Metadata> FileStore<M> {
         let mut evicted = Vec::new();
         // Expired files go first, then the oldest, until the new file fits both quotas.
         existing.sort_by_key(|r| (!r.is_expired(now), r.created_at));
-        let mut count = existing.len();
+        // Snapshots count against the byte quota only, never the number of files.
+        let counted = |r: &FileRecord| r.origin != Origin::State;
+        let mut count = existing.iter().filter(|r| counted(r)).count();
+        let adds = usize::from(origin != Origin::State);
         let mut bytes: u64 = existing.iter().map(|r| r.file_size).sum();
         for old in existing {
             let must_go = old.is_expired(now)
-                || count + 1 > self.limits.max_files_per_user
+                || (counted(&old) && adds == 1 && count + 1 > self.limits.max_files_per_user)
                 || bytes + size > self.limits.max_bytes_per_user;
             if !must_go {
-                break;
+                continue;
             }
             self.remove_record_and_file(&old).await?;
-            count -= 1;
+            if counted(&old) {
+                count -= 1;
+            }
             bytes = bytes.saturating_sub(old.file_size);
             if !old.is_expired(now) {
                 evicted.push(old);
@@ -241,6 +276,9 @@ impl<M: Metadata> FileStore<M> {
         if let Err(err) = self.meta.insert(&record).await {
             let _ = fs::remove_file(&final_path);
             return Err(err.into());
+        }
+        for old in replaces {
+            self.remove_record_and_file(old).await?;
         }
         tracing::info!(
             user_id,
@@ -266,7 +304,7 @@ impl<M: Metadata> FileStore<M> {
         }
     }
 
-    /// The user's live files, oldest first.
+    /// The user's live files, oldest first (session snapshots are not files to them).
     pub async fn list(&self, user_id: &str) -> Result<Vec<FileRecord>, StoreError> {
         Self::check_user(user_id)?;
         let now = self.clock.now();
@@ -275,15 +313,18 @@ impl<M: Metadata> FileStore<M> {
             .list_user(user_id)
             .await?
             .into_iter()
-            .filter(|r| !r.is_expired(now))
+            .filter(|r| !r.is_expired(now) && r.origin != Origin::State)
             .collect())
     }
 
-    /// One of the user's live files; anyone else's, expired or unknown is "not found".
+    /// One of the user's live files; anyone else's, expired, unknown or a session snapshot
+    /// is "not found".
     pub async fn get(&self, user_id: &str, file_id: &str) -> Result<FileRecord, StoreError> {
         Self::check_user(user_id)?;
         match self.show(file_id).await? {
-            Some(record) if record.user_id == user_id => Ok(record),
+            Some(record) if record.user_id == user_id && record.origin != Origin::State => {
+                Ok(record)
+            }
             _ => Err(StoreError::NotFound {
                 file_id: file_id.to_string(),
             }),
@@ -297,6 +338,81 @@ impl<M: Metadata> FileStore<M> {
         }
         let now = self.clock.now();
         Ok(self.meta.get(file_id).await?.filter(|r| !r.is_expired(now)))
+    }
+
+    /// The saved state of one of the user's conversations, if any.
+    pub async fn session_state(
+        &self,
+        user_id: &str,
+        session: &str,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        Ok(self.session_states(user_id, session).await?.pop())
+    }
+
+    /// Every snapshot of the session, oldest first (one, but for a crash mid-replacement).
+    async fn session_states(
+        &self,
+        user_id: &str,
+        session: &str,
+    ) -> Result<Vec<FileRecord>, StoreError> {
+        Self::check_user(user_id)?;
+        let name = session_state_name(session);
+        let now = self.clock.now();
+        Ok(self
+            .meta
+            .list_user(user_id)
+            .await?
+            .into_iter()
+            .filter(|r| r.origin == Origin::State && r.filename == name && !r.is_expired(now))
+            .collect())
+    }
+
+    /// Keeps `source` as the session's state, replacing the one before.
+    pub async fn put_session_state(
+        &self,
+        user_id: &str,
+        session: &str,
+        source: &Path,
+    ) -> Result<FileRecord, StoreError> {
+        let previous = self.session_states(user_id, session).await?;
+        let name = session_state_name(session);
+        let added = self
+            .add_replacing(user_id, &name, source, Origin::State, &previous)
+            .await?;
+        Ok(added.record)
+    }
+
+    /// Forgets the session's state; true when there was one.
+    pub async fn forget_session_state(
+        &self,
+        user_id: &str,
+        session: &str,
+    ) -> Result<bool, StoreError> {
+        let states = self.session_states(user_id, session).await?;
+        let lock = self.user_lock(user_id);
+        let _guard = lock.lock().await;
+        for record in &states {
+            self.remove_record_and_file(record).await?;
+        }
+        Ok(!states.is_empty())
+    }
+
+    /// Forgets the state of every conversation of the user; how many there were.
+    pub async fn forget_all_session_states(&self, user_id: &str) -> Result<usize, StoreError> {
+        Self::check_user(user_id)?;
+        let states: Vec<FileRecord> = self
+            .meta
+            .list_user(user_id)
+            .await?
+            .into_iter()
+            .filter(|r| r.origin == Origin::State)
+            .collect();
+        let lock = self.user_lock(user_id);
+        let _guard = lock.lock().await;
+        for record in &states {
+            self.remove_record_and_file(record).await?;
+        }
+        Ok(states.len())
     }
 
     pub async fn delete(&self, user_id: &str, file_id: &str) -> Result<FileRecord, StoreError> {

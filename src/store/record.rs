@@ -10,6 +10,9 @@ pub enum Origin {
     Uploaded,
     /// Written by the user's code in a run.
     Generated,
+    /// A conversation's saved variables (a snapshot only a sandbox of the user ever
+    /// reads); hidden from the user's file list, counted against their byte quota.
+    State,
 }
 
 impl Origin {
@@ -17,6 +20,7 @@ impl Origin {
         match self {
             Origin::Uploaded => "uploaded",
             Origin::Generated => "generated",
+            Origin::State => "state",
         }
     }
 
@@ -24,6 +28,7 @@ impl Origin {
         match text {
             "uploaded" => Some(Origin::Uploaded),
             "generated" => Some(Origin::Generated),
+            "state" => Some(Origin::State),
             _ => None,
         }
     }

@@ -1,0 +1,244 @@
+"""State that persists between the runs of one user's conversation: the code's top-level
+variables saved after it ends, restored before the next run's code starts.
+
+Runs in the code's own process (its uid, its sandbox): a snapshot is untrusted data and is
+only ever unpickled here, inside a sandbox of the user it belongs to, never by the host.
+
+Snapshot layout (all integers big-endian):
+    MAGIC
+    u32 length + JSON header {"python": [major, minor], "modules": {alias: module},
+                              "imports": [top-level packages the values need]}
+    records, each: u64 length of the rest, u16 name length, name (UTF-8), pickle
+Every variable is its own record, so one that cannot be saved or restored costs only itself.
+"""
+
+import importlib
+import importlib.util
+import io
+import json
+import os
+import struct
+import sys
+import types
+
+MAGIC = b"CODEBOX-STATE\x01\n"
+PICKLE_PROTOCOL = 5
+MAX_LISTED = 200
+
+# Names the runner puts into every run's globals, and Python's own: never saved.
+INJECTED = frozenset(
+    ["load_file", "display", "__builtins__", "__name__", "__file__", "__doc__", "__loader__",
+     "__spec__", "__package__", "__annotations__", "__cached__", "_"]
+)
+# What the model is told when a name is not kept, by the value's type.
+KIND_BY_TYPE = {
+    "TextIOWrapper": "file",
+    "BufferedReader": "file",
+    "BufferedWriter": "file",
+    "BufferedRandom": "file",
+    "FileIO": "file",
+    "socket": "socket",
+    "generator": "generator",
+    "async_generator": "generator",
+    "coroutine": "coroutine",
+    "frame": "frame",
+    "Thread": "thread",
+    "Lock": "lock",
+    "RLock": "lock",
+    "Connection": "connection",
+}
+
+
+class _OverCap(Exception):
+    pass
+
+
+def _cloudpickle():
+    """cloudpickle (functions and classes the code defined are saved by value), loaded
+    from the copy joblib carries without importing joblib itself (a quarter of a second),
+    under a name of its own so a cloudpickle the code installs cannot clash with it."""
+    if "_codebox_cloudpickle" in sys.modules:
+        return sys.modules["_codebox_cloudpickle"]
+    try:
+        spec = importlib.util.find_spec("joblib")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        directory = os.path.join(list(spec.submodule_search_locations)[0], "externals", "cloudpickle")
+        init = os.path.join(directory, "__init__.py")
+        if not os.path.exists(init):
+            return None
+        module_spec = importlib.util.spec_from_file_location(
+            "_codebox_cloudpickle", init, submodule_search_locations=[directory]
+        )
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules["_codebox_cloudpickle"] = module
+        module_spec.loader.exec_module(module)
+        return module
+    except Exception:
+        sys.modules.pop("_codebox_cloudpickle", None)
+        return None
+
+
+def _pickler_class():
+    cloudpickle = _cloudpickle()
+    if cloudpickle is not None:
+        return cloudpickle.CloudPickler
+    import pickle
+
+    return pickle.Pickler
+
+
+def kind_of(value):
+    name = type(value).__name__
+    return KIND_BY_TYPE.get(name, name)
+
+
+def _top_level(module_name):
+    if not isinstance(module_name, str) or not module_name:
+        return None
+    top = module_name.split(".")[0]
+    if top in ("__main__", "builtins") or top in sys.stdlib_module_names:
+        return None
+    return top
+
+
+def _candidates(globals_):
+    for name, value in list(globals_.items()):
+        if name in INJECTED or name.startswith("__"):
+            continue
+        if getattr(value, "_codebox_injected", False):
+            continue
+        yield name, value
+
+
+def save(globals_, path, max_bytes):
+    """Writes the snapshot; returns what was kept and what was not (name and why)."""
+    kept, not_kept = [], []
+    modules, imports = {}, set()
+    values = []
+    for name, value in _candidates(globals_):
+        if isinstance(value, types.ModuleType):
+            modules[name] = value.__name__
+            top = _top_level(value.__name__)
+            if top:
+                imports.add(top)
+            continue
+        for module_name in (type(value).__module__, getattr(value, "__module__", None)):
+            top = _top_level(module_name)
+            if top:
+                imports.add(top)
+        if isinstance(value, io.IOBase):
+            # cloudpickle would save a file's contents; a handle never survives its process.
+            not_kept.append({"name": name, "reason": "file"})
+            continue
+        values.append((name, value))
+    header = json.dumps(
+        {"python": list(sys.version_info[:2]), "modules": modules, "imports": sorted(imports)}
+    ).encode()
+    pickler_class = _pickler_class()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w+b") as f:
+        f.write(MAGIC + struct.pack(">I", len(header)) + header)
+        if f.tell() > max_bytes:
+            raise _OverCap()
+        for name, value in values:
+            start = f.tell()
+            encoded = name.encode("utf-8", "replace")[:65535]
+            try:
+                f.write(struct.pack(">QH", 0, len(encoded)) + encoded)
+                pickler_class(f, protocol=PICKLE_PROTOCOL).dump(value)
+                end = f.tell()
+                if end > max_bytes:
+                    raise _OverCap()
+                f.seek(start)
+                f.write(struct.pack(">Q", end - start - 8))
+                f.seek(end)
+                kept.append(name)
+            except _OverCap:
+                f.seek(start)
+                f.truncate()
+                not_kept.append({"name": name, "reason": "over the %d MB cap" % (max_bytes >> 20)})
+            except OSError as exc:
+                f.seek(start)
+                f.truncate()
+                reason = "no space left for it" if exc.errno in (27, 28) else "cannot be written"
+                not_kept.append({"name": name, "reason": reason})
+            except Exception:
+                f.seek(start)
+                f.truncate()
+                not_kept.append({"name": name, "reason": kind_of(value)})
+    os.chmod(path, 0o644)
+    return {"kept": kept[:MAX_LISTED], "kept_count": len(kept), "not_kept": not_kept[:MAX_LISTED],
+            "not_kept_count": len(not_kept), "modules": sorted(modules)[:MAX_LISTED]}
+
+
+def _read_exact(f, n):
+    data = f.read(n)
+    if len(data) != n:
+        raise ValueError("the snapshot is cut short")
+    return data
+
+
+def restore(path, globals_, import_like_the_code):
+    """Puts the snapshot's names back into `globals_`. A name that cannot come back is
+    listed with the reason; a snapshot that cannot be read at all is an `error`, and the
+    code runs without it either way."""
+    import pickle
+
+    restored, not_restored = [], []
+    report = {"restored": restored, "not_restored": not_restored, "error": None}
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return report
+    except OSError as exc:
+        report["error"] = "the saved state could not be opened (%s)" % type(exc).__name__
+        return report
+    with f:
+        try:
+            total = os.fstat(f.fileno()).st_size
+            if f.read(len(MAGIC)) != MAGIC:
+                raise ValueError("not a codebox snapshot")
+            (length,) = struct.unpack(">I", _read_exact(f, 4))
+            header = json.loads(_read_exact(f, length))
+            for top in header.get("imports", []):
+                if isinstance(top, str) and top.isidentifier():
+                    import_like_the_code(top)
+            for alias, module_name in header.get("modules", {}).items():
+                try:
+                    globals_[alias] = importlib.import_module(module_name)
+                    restored.append(alias)
+                except Exception as exc:
+                    not_restored.append(
+                        {"name": alias, "reason": "module %s: %s" % (module_name, type(exc).__name__)}
+                    )
+            _cloudpickle()  # functions saved by value name its reconstructors
+            while True:
+                prefix = f.read(8)
+                if not prefix:
+                    break
+                if len(prefix) != 8:
+                    raise ValueError("the snapshot is cut short")
+                (size,) = struct.unpack(">Q", prefix)
+                record_end = f.tell() + size
+                if record_end > total:
+                    raise ValueError("the snapshot is cut short")
+                (name_length,) = struct.unpack(">H", _read_exact(f, 2))
+                name = _read_exact(f, name_length).decode("utf-8", "replace")
+                # Unpickled straight from the file: a large frame is never held twice.
+                try:
+                    globals_[name] = pickle.load(f)
+                    restored.append(name)
+                except Exception as exc:
+                    not_restored.append(
+                        {"name": name, "reason": "%s: %s" % (type(exc).__name__, str(exc)[:120])}
+                    )
+                f.seek(record_end)
+        except Exception as exc:
+            report["error"] = "the saved state could not be read (%s: %s)" % (
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+    report["restored"] = restored[:MAX_LISTED]
+    report["not_restored"] = not_restored[:MAX_LISTED]
+    return report
