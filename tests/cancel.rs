@@ -39,6 +39,7 @@ async fn a_cancelled_request_leaves_no_container() {
         input_dir: None,
         output_dir: None,
         files: Vec::new(),
+        session: None,
     };
     let task = {
         let executor = executor.clone();

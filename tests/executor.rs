@@ -28,6 +28,7 @@ fn request(code: &str, settings: &Settings) -> ExecutionRequest {
         input_dir: None,
         output_dir: None,
         files: Vec::new(),
+        session: None,
     }
 }
 
@@ -95,6 +96,7 @@ async fn startup_reaps_containers_of_dead_owners_only() {
         preload: false,
         pool_id: None,
         packages_dir: None,
+        state_mb: None,
     };
     let dead_id = format!("reaptest-dead-{}", std::process::id());
     let live_id = format!("reaptest-live-{}", std::process::id());

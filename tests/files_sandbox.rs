@@ -60,6 +60,7 @@ impl World {
                 limits: Limits::from_settings(&self.settings.sandbox),
                 file_ids: None,
                 output_dir: None,
+                session: None,
             },
         )
         .await
@@ -541,6 +542,7 @@ async fn another_users_files_are_invisible_inside_the_sandbox() {
             limits: Limits::from_settings(&world.settings.sandbox),
             file_ids: Some(vec![alice.clone()]),
             output_dir: None,
+            session: None,
         },
     )
     .await

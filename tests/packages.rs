@@ -82,6 +82,7 @@ impl Fixture {
                 input_dir: None,
                 output_dir: None,
                 files: Vec::new(),
+                session: None,
             })
             .await
             .unwrap()

@@ -33,6 +33,7 @@ fn request(code: &str, settings: &Settings) -> ExecutionRequest {
         input_dir: None,
         output_dir: None,
         files: Vec::new(),
+        session: None,
     }
 }
 

@@ -234,6 +234,7 @@ mod tests {
                     packages_installed: Vec::new(),
                     packages_cached: Vec::new(),
                     phases: Default::default(),
+                    session: None,
                     error: None,
                     output_files: vec![],
                     flags: vec![],

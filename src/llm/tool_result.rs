@@ -102,6 +102,7 @@ mod tests {
             packages_installed: Vec::new(),
             packages_cached: Vec::new(),
             phases: Default::default(),
+            session: None,
             error: Some(RunError {
                 kind: "ValueError".into(),
                 message: "bad".into(),

@@ -173,6 +173,7 @@ mod tests {
             preload: true,
             pool_id: None,
             packages_dir: None,
+            state_mb: None,
         };
         let mut live = launch(&engine, &retirer, &spec).await.unwrap();
         let ready = live.wait_ready(Duration::from_secs(5)).await;

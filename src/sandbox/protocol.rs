@@ -565,6 +565,7 @@ mod tests {
             max_output_total_bytes: 1,
             files: vec![],
             scan_imports: false,
+            session: None,
             auth: new_job_key(),
         };
         let line = job.to_line().unwrap();

@@ -342,6 +342,7 @@ mod tests {
             preload: false,
             pool_id: None,
             packages_dir: None,
+            state_mb: None,
         }
     }
 

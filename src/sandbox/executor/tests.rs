@@ -61,6 +61,7 @@ fn request(output_dir: &Path) -> ExecutionRequest {
         input_dir: None,
         output_dir: Some(output_dir.to_path_buf()),
         files: Vec::new(),
+        session: None,
     }
 }
 
