@@ -120,6 +120,7 @@ fn request(code: &str, settings: &Settings, inputs: &Path) -> ExecutionRequest {
             file_type: "csv".into(),
             path: "/mnt/inputs/data.csv".into(),
         }],
+        session: None,
     }
 }
 

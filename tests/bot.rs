@@ -857,3 +857,58 @@ async fn nothing_the_bot_sends_can_ping_anyone() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_uses_a_variable_from_its_last_call_and_the_user_gets_the_figure() {
+    let bot = Bot::start(&[("WARM_POOL_SIZE", "1")]).await;
+    let first = "import matplotlib.pyplot as plt\nx = 41\nplt.plot([1, 4, 9]); plt.show()";
+    bot.fake
+        .script_openai(200, completion_tool_call("call_1", json!({"code": first})));
+    bot.fake.script_openai(
+        200,
+        completion_tool_call("call_2", json!({"code": "print(x + 1)"})),
+    );
+    bot.fake.script_openai(
+        200,
+        completion_text("x plus one is 42, and here is the plot"),
+    );
+    bot.send("plot and remember");
+    let answer = bot.fake.wait_for_text("x plus one is 42", LONG).await;
+    assert_eq!(
+        answer.files.len(),
+        1,
+        "the figure from plt.show() is attached"
+    );
+    assert_eq!(answer.files[0].0, "figure_1.png");
+    assert_eq!(&answer.files[0].1[..8], b"\x89PNG\r\n\x1a\n");
+    let openai = bot.fake.openai_requests();
+    let shown = &tool_contents(&openai[1])[0];
+    assert_eq!(
+        shown["generated_files"][0]["filename"], "figure_1.png",
+        "{shown}"
+    );
+    let second = tool_contents(&openai[2]);
+    let second = second.last().unwrap();
+    assert_eq!(second["status"], "ok", "{second}");
+    assert_eq!(second["stdout"], "42\n", "{second}");
+    let tools = openai[0]["tools"][0]["function"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(tools.contains("persist across calls"), "{tools}");
+
+    // /reset forgets the variables with the history.
+    bot.fake
+        .dispatch("INTERACTION_CREATE", bot.fake.command("reset", json!([])));
+    bot.fake.wait_for_text("Variables forgotten", LONG).await;
+    bot.fake.script_openai(
+        200,
+        completion_tool_call("call_3", json!({"code": "print(x)"})),
+    );
+    bot.fake.script_openai(200, completion_text("x is gone"));
+    bot.send("what is x?");
+    bot.fake.wait_for_text("x is gone", LONG).await;
+    let last = bot.fake.openai_requests().last().unwrap().clone();
+    let after = tool_contents(&last);
+    let after = after.last().unwrap();
+    assert_eq!(after["error"]["type"], "NameError", "{after}");
+}

@@ -117,7 +117,7 @@ async fn stop(ctx: Context<'_>) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// Clear your conversation history
+/// Clear your conversation history and variables
 #[poise::command(slash_command)]
 async fn reset(
     ctx: Context<'_>,
@@ -132,6 +132,10 @@ async fn reset(
         None => "🧹 Conversation history cleared.".to_string(),
         Some(err) => format!("Could not clear the history: {err}"),
     };
+    match &report.state_error {
+        None => text.push_str(" Variables forgotten."),
+        Some(err) => text.push_str(&format!(" Could not forget your variables: {err}.")),
+    }
     match report.files_deleted {
         Some(deleted) => text.push_str(&format!(" Deleted {deleted} files.")),
         None => text.push_str(" Your files are kept."),

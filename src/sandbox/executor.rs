@@ -723,7 +723,7 @@ impl<E: Containers + 'static> Executor<E> {
             .session
             .take()
             .filter(|_| self.session_of(&request).is_some())
-            .map(|report| report.bounded().settle(transcript.snapshot_arrived));
+            .map(|report| (*report).bounded().settle(transcript.snapshot_arrived));
         if let Some(report) = &session {
             phases.restore_ms = report.restore_ms;
             phases.save_ms = report.save_ms;

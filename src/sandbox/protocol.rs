@@ -93,8 +93,9 @@ pub struct RunnerResult {
     pub stderr_truncated: bool,
     pub execution_ms: f64,
     pub error: Option<RunError>,
+    /// Boxed: most results have none, and it would triple every event's size.
     #[serde(default)]
-    pub session: Option<SessionReport>,
+    pub session: Option<Box<SessionReport>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
