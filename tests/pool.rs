@@ -327,3 +327,51 @@ async fn the_pool_refills_after_a_daemon_restart() {
     executor.shutdown().await;
     assert!(pool_containers(&executor).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_container_shows_figures_and_saves_then_restores_a_session() {
+    use codebox::sandbox::session::{STATE_RESTORE_NAME, SessionIo};
+    use std::os::unix::fs::PermissionsExt;
+
+    let data = tempfile::tempdir().unwrap();
+    let settings = settings(data.path(), 1);
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = common::executor(engine, &settings).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let io = |restore: bool| SessionIo {
+        restore,
+        save_to: state.path().join("snapshot"),
+        max_bytes: 16 * 1024 * 1024,
+    };
+
+    assert!(executor.wait_for_warm_pool(READY).await, "the pool fills");
+    let mut first = request(
+        "import matplotlib.pyplot as plt\nx = 41\nplt.plot([1, 2]); plt.show()\n'shown'",
+        &settings,
+    );
+    first.session = Some(io(false));
+    let saved = executor.execute(first).await.unwrap();
+    assert!(saved.phases.warm, "{saved:?}");
+    assert_eq!(saved.status, Status::Ok, "{saved:?}");
+    assert_eq!(saved.stdout, "'shown'\n");
+    let names: Vec<&str> = saved.output_files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["figure_1.png"]);
+    let report = saved.session.clone().unwrap();
+    assert!(report.saved, "{report:?}");
+    assert_eq!(report.kept, ["x"]);
+
+    let inputs = tempfile::tempdir().unwrap();
+    let staged = inputs.path().join(STATE_RESTORE_NAME);
+    std::fs::rename(state.path().join("snapshot"), &staged).unwrap();
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(inputs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(executor.wait_for_warm_pool(READY).await, "the pool refills");
+    let mut second = request("print(x + 1, plt.__name__)", &settings);
+    second.input_dir = Some(inputs.path().to_path_buf());
+    second.session = Some(io(true));
+    let restored = executor.execute(second).await.unwrap();
+    assert!(restored.phases.warm);
+    assert_eq!(restored.stdout, "42 matplotlib.pyplot\n", "{restored:?}");
+    assert!(restored.phases.restore_ms > 0.0);
+    executor.shutdown().await;
+}

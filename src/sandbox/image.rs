@@ -172,6 +172,9 @@ mod tests {
                 "runner.py",
                 "requirements.txt",
                 "codebox_files.py",
+                "codebox_display.py",
+                "codebox_backend.py",
+                "codebox_session.py",
                 "filetypes.json",
                 "install_packages.py"
             ]

@@ -1,0 +1,249 @@
+//! Benchmark: what keeping a conversation's variables costs.
+//!
+//! 1. W1 `print(1)` through the warm pool, without a session (today's path) and with an
+//!    empty session (nothing to restore, an empty snapshot saved): medians, p95 and the
+//!    difference; plain `docker run` of the same code in the same run for the ratio.
+//! 2. Save and restore of a DataFrame of about 1 MB, 100 MB and 500 MB (memory limit and
+//!    snapshot cap raised for the last): the runner's save and restore times, the
+//!    snapshot's size, and the whole request.
+//!
+//! Run with `bash bench/session.sh [RUNS]` (default 30).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use codebox::config::Settings;
+use codebox::sandbox::docker::DockerEngine;
+use codebox::sandbox::session::{STATE_RESTORE_NAME, SessionIo};
+use codebox::sandbox::{ExecutionRequest, ExecutionResult, Executor, Limits, Status};
+
+fn median_p95(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.95))
+}
+
+fn settings(data_dir: &Path, pool: usize, memory_mb: u64, state_mb: u64) -> Settings {
+    let mut settings =
+        Settings::load(&codebox::config::Sources::from_process(None)).expect("settings load");
+    settings.data_dir = data_dir.to_path_buf();
+    settings.pool.warm_pool_size = pool;
+    settings.sandbox.sandbox_memory_mb = memory_mb;
+    settings.sandbox.session_state_max_mb = state_mb;
+    settings
+}
+
+fn request(
+    code: &str,
+    settings: &Settings,
+    session: Option<SessionIo>,
+    inputs: Option<&Path>,
+) -> ExecutionRequest {
+    ExecutionRequest {
+        code: code.to_string(),
+        limits: Limits::from_settings(&settings.sandbox),
+        input_dir: inputs.map(Path::to_path_buf),
+        output_dir: None,
+        files: Vec::new(),
+        session,
+    }
+}
+
+fn session_io(dir: &Path, restore: bool, state_mb: u64) -> SessionIo {
+    SessionIo {
+        restore,
+        save_to: dir.join("snapshot"),
+        max_bytes: state_mb * 1024 * 1024,
+    }
+}
+
+fn ok(result: &ExecutionResult) {
+    assert_eq!(result.status, Status::Ok, "{result:?}");
+}
+
+fn docker_w1(image: &str) -> f64 {
+    let started = Instant::now();
+    let status = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+            image,
+            "-c",
+            "print(1)",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+async fn w1(
+    executor: &Executor<DockerEngine>,
+    settings: &Settings,
+    with_session: bool,
+    runs: usize,
+) -> (f64, f64, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut samples = Vec::new();
+    let mut warm = 0;
+    for _ in 0..runs {
+        executor.wait_for_warm_pool(Duration::from_secs(120)).await;
+        let session = with_session.then(|| session_io(dir.path(), false, 16));
+        let started = Instant::now();
+        let result = executor
+            .execute(request("print(1)", settings, session, None))
+            .await
+            .unwrap();
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        ok(&result);
+        warm += usize::from(result.phases.warm);
+        if with_session {
+            assert!(
+                result.session.as_ref().is_some_and(|s| s.saved),
+                "{result:?}"
+            );
+        }
+    }
+    let (median, p95) = median_p95(samples);
+    (median, p95, warm)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let runs: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(30);
+    let data = tempfile::tempdir().unwrap();
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+
+    // 1. W1 through the warm pool, with and without a session.
+    let base = settings(data.path(), 1, 1024, 256);
+    let image = base.sandbox.sandbox_image.clone();
+    println!(
+        "codebox session benchmark: {runs} runs, image {image}, runtime {}",
+        base.sandbox.sandbox_runtime.as_str()
+    );
+    let pooled = Executor::new(
+        engine.clone(),
+        &base.sandbox,
+        &base.pool,
+        &base.packages,
+        &base.data_dir,
+    )
+    .unwrap()
+    .removing_in_background();
+    pooled.wait_for_warm_pool(Duration::from_secs(120)).await;
+    let _ = docker_w1(&image);
+    let docker: Vec<f64> = (0..runs.min(10)).map(|_| docker_w1(&image)).collect();
+    let (docker_median, _) = median_p95(docker);
+    // Alternate the two so that drift on the machine hits both alike.
+    let mut plain = Vec::new();
+    let mut with_state = Vec::new();
+    let mut warm = (0, 0);
+    for _ in 0..runs {
+        let (m, _, w) = w1(&pooled, &base, false, 1).await;
+        plain.push(m);
+        warm.0 += w;
+        let (m, _, w) = w1(&pooled, &base, true, 1).await;
+        with_state.push(m);
+        warm.1 += w;
+    }
+    let (plain_median, plain_p95) = median_p95(plain);
+    let (state_median, state_p95) = median_p95(with_state);
+    println!("W1 print(1), warm pool, request to result (ms):");
+    println!("  plain docker run      median {docker_median:8.1}");
+    println!(
+        "  no session            median {plain_median:8.1}  p95 {plain_p95:8.1}  warm {}/{runs}",
+        warm.0
+    );
+    println!(
+        "  empty session         median {state_median:8.1}  p95 {state_p95:8.1}  warm {}/{runs}",
+        warm.1
+    );
+    println!(
+        "  added by the session  {:+.1} ms (median); docker run / session ratio {:.1}x",
+        state_median - plain_median,
+        docker_median / state_median
+    );
+    pooled.shutdown().await;
+
+    // 2. Save and restore of DataFrames.
+    println!("DataFrame state, fresh containers (ms):");
+    println!(
+        "  {:>8} {:>12} {:>10} {:>10} {:>12} {:>12}",
+        "target", "snapshot MB", "save", "restore", "save run", "restore run"
+    );
+    for (label, rows, memory_mb, state_mb) in [
+        ("1 MB", 65_536u64, 1024, 256),
+        ("100 MB", 6_553_600, 2048, 256),
+        ("500 MB", 32_768_000, 6144, 1024),
+    ] {
+        let settings = settings(data.path(), 0, memory_mb, state_mb);
+        let executor = Executor::new(
+            engine.clone(),
+            &settings.sandbox,
+            &settings.pool,
+            &settings.packages,
+            &settings.data_dir,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // Two float64 columns: 16 bytes a row.
+        let code = format!(
+            "import numpy as np, pandas as pd\ndf = pd.DataFrame({{'a': np.arange({rows}, dtype='float64'), 'b': np.random.rand({rows})}})"
+        );
+        let started = Instant::now();
+        let saved = executor
+            .execute(request(
+                &code,
+                &settings,
+                Some(session_io(dir.path(), false, state_mb)),
+                None,
+            ))
+            .await
+            .unwrap();
+        let save_total = started.elapsed().as_secs_f64() * 1000.0;
+        ok(&saved);
+        let report = saved.session.clone().unwrap();
+        assert!(report.saved, "{label}: {report:?}");
+        let snapshot = dir.path().join("snapshot");
+        let size = std::fs::metadata(&snapshot).unwrap().len() as f64 / 1048576.0;
+        let inputs = tempfile::tempdir().unwrap();
+        std::fs::rename(&snapshot, inputs.path().join(STATE_RESTORE_NAME)).unwrap();
+        std::fs::set_permissions(
+            inputs.path().join(STATE_RESTORE_NAME),
+            std::os::unix::fs::PermissionsExt::from_mode(0o444),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            inputs.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let restored = executor
+            .execute(request(
+                "print(len(df))",
+                &settings,
+                Some(session_io(dir.path(), true, state_mb)),
+                Some(inputs.path()),
+            ))
+            .await
+            .unwrap();
+        let restore_total = started.elapsed().as_secs_f64() * 1000.0;
+        ok(&restored);
+        assert_eq!(restored.stdout, format!("{rows}\n"));
+        println!(
+            "  {label:>8} {size:>12.1} {:>10.1} {:>10.1} {save_total:>12.1} {restore_total:>12.1}",
+            saved.phases.save_ms, restored.phases.restore_ms
+        );
+    }
+}
