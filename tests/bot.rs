@@ -736,11 +736,13 @@ async fn the_run_command_takes_the_message_path() {
     assert_eq!(result.files.len(), 1, "the output is attached");
     assert_eq!(result.files[0].0, "out.txt");
     assert_eq!(leftover_output_dirs(&bot), Vec::<String>::new());
-    assert_eq!(
-        std::fs::read_dir(bot.user_files_dir()).unwrap().count(),
-        1,
-        "and stored for the user"
-    );
+    // (Beside it on disk: the channel's saved variables, which are not a file to the user.)
+    let stored = std::fs::read_dir(bot.user_files_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path()).unwrap() == b"hi")
+        .count();
+    assert_eq!(stored, 1, "and stored for the user");
 
     // A running /run holds the user's turn (admission) and /stop cancels it.
     bot.fake.dispatch(

@@ -471,7 +471,7 @@ fn runs_under_gvisor_see_its_kernel() {
     let run = run_code(
         data.path(),
         &["--runtime", "runsc"],
-        "import os\nprint(os.uname().release)\nopen('x.txt', 'w').write('y')\n",
+        "import os\nprint(os.uname().release)\nwritten = open('x.txt', 'w').write('y')\n",
     );
     assert_eq!(run.status(), "ok", "{}", run.json);
     assert_eq!(run.stdout(), "4.4.0\n");
