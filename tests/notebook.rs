@@ -223,3 +223,48 @@ fn sessions_off_keep_nothing() {
     let second = run_with(cmd, &["--user", "hal", "--session", "s"], "print(x)");
     assert_eq!(second.json["error"]["type"], "NameError");
 }
+
+#[test]
+fn code_that_forges_its_end_is_stopped_as_a_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    // The phase pipe exists only in a session; forging `finished` there buys at most the
+    // save budget (here 5 s, the floor), then the run is stopped and called a timeout.
+    let forge = r#"
+import os, json, time
+for fd in range(3, 64):
+    try:
+        os.write(fd, b'{"phase": "finished", "exit_code": 0}\n')
+    except OSError:
+        pass
+time.sleep(30)
+"#;
+    let started = std::time::Instant::now();
+    let run = run_with(
+        codebox(data.path()),
+        &["--user", "ivy", "--session", "s", "--timeout", "2"],
+        forge,
+    );
+    assert_eq!(run.status(), "timeout", "{}", run.json);
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    assert_eq!(run.json["session"]["saved"], false);
+    // Without a session the code has no such pipe at all: plain timeout at its limit.
+    let started = std::time::Instant::now();
+    let plain = run_with(codebox(data.path()), &["--timeout", "2"], forge);
+    assert_eq!(plain.status(), "timeout");
+    assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_fifo_where_the_snapshot_goes_does_not_hang_the_run() {
+    let data = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let run = run_in_session(
+        data.path(),
+        "jay",
+        "s",
+        "import os, codebox_session\nos.mkfifo('/mnt/state/snapshot')\ncodebox_session.save = lambda *a, **k: {'kept': []}",
+    );
+    assert_eq!(run.status(), "ok", "{}", run.json);
+    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+    assert_eq!(run.json["session"]["saved"], false);
+}

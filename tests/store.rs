@@ -496,6 +496,61 @@ async fn mongo_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetada
     FileStore::with_clock(meta, &fx.data_dir(), limits, fx.clock.clock())
 }
 
+/// A conversation's snapshot: hidden from the user's files, replaced per session, never a
+/// reason to evict the user's files, forgotten on demand.
+async fn session_snapshots_are_hidden_replaced_and_never_evict_files<M: Metadata>(
+    store: FileStore<M>,
+    fx: Fixture,
+) {
+    let kept = add(&store, &fx, "u5", "data.csv", &[1u8; 60]).await;
+    let first = store
+        .put_session_state("u5", "chan-1", &fx.source("s", &[7u8; 20]))
+        .await
+        .unwrap();
+    assert_eq!(first.origin, Origin::State);
+    assert_eq!(
+        ids(&store.list("u5").await.unwrap()),
+        [kept.file_id.clone()]
+    );
+    assert!(matches!(
+        store.get("u5", &first.file_id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let second = store
+        .put_session_state("u5", "chan-1", &fx.source("s", &[8u8; 30]))
+        .await
+        .unwrap();
+    let current = store.session_state("u5", "chan-1").await.unwrap().unwrap();
+    assert_eq!(current.file_id, second.file_id, "replaced, not added");
+    assert!(store.session_state("u5", "chan-2").await.unwrap().is_none());
+    assert!(store.session_state("u6", "chan-1").await.unwrap().is_none());
+    // 60 + 50 > the 100-byte quota: refused rather than evicting data.csv.
+    let refused = store
+        .put_session_state("u5", "chan-1", &fx.source("s", &[9u8; 50]))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::FileTooLarge { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        ids(&store.list("u5").await.unwrap()),
+        [kept.file_id.clone()]
+    );
+    assert_eq!(
+        store
+            .session_state("u5", "chan-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id,
+        second.file_id,
+        "the previous snapshot survives a refused one"
+    );
+    assert_eq!(store.forget_all_session_states("u5").await.unwrap(), 1);
+    assert!(store.session_state("u5", "chan-1").await.unwrap().is_none());
+    assert_eq!(ids(&store.list("u5").await.unwrap()), [kept.file_id]);
+}
+
 fn limits_for(case: &str) -> StoreLimits {
     let base = limits();
     match case {
@@ -503,7 +558,8 @@ fn limits_for(case: &str) -> StoreLimits {
             max_files_per_user: 3,
             ..base
         },
-        "byte_quota_evicts_and_refuses" => StoreLimits {
+        "byte_quota_evicts_and_refuses"
+        | "session_snapshots_are_hidden_replaced_and_never_evict_files" => StoreLimits {
             max_bytes_per_user: 100,
             ..base
         },
@@ -564,6 +620,7 @@ suite!(
     metadata_contract,
     concurrent_adds_respect_the_limit,
     the_sweeper_really_runs,
+    session_snapshots_are_hidden_replaced_and_never_evict_files,
 );
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -332,7 +332,11 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    keep = sorted({report_w, ask_w, answer_r, phase_w})
+    # The phase pipe exists only for a session; without one the code must not hold it.
+    session = job.get("session")
+    if not session:
+        os.close(phase_w)
+    keep = sorted({report_w, ask_w, answer_r} | ({phase_w} if session else set()))
     low = 3
     for fd in keep:
         os.closerange(low, fd)
@@ -374,7 +378,6 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
         codebox_display = None
     if codebox_display is not None:
         globals_["display"] = codebox_display.display
-    session = job.get("session")
     if session:
         restore_session(session, globals_, phase_w)
     exit_code = 0
@@ -673,13 +676,19 @@ def run_job(job, forked):
         err_r: stderr.feed,
         report_r: report.extend,
         forked.ask_r: asks.feed,
-        forked.phase_r: phases.feed,
     }
+    if session:
+        sinks[forked.phase_r] = phases.feed
+    else:
+        os.close(forked.phase_r)
+    # Restore and save each get at most the budget, and never more than the code's own
+    # limit (5 s at least): a run can stretch to three times its limit, never more.
+    state_budget = min(STATE_BUDGET_S, max(5.0, timeout_s))
     # Stages: restoring the session's state, the code, saving the state. Only the code's
     # stage counts against its time limit; the others have a fixed budget of their own.
     stage = "restore" if session else "code"
     code_started = None if session else handed
-    deadline = handed + (STATE_BUDGET_S if session else timeout_s)
+    deadline = handed + (state_budget if session else timeout_s)
     code_paused = 0.0
     exit_status = None
     timed_out = False
@@ -726,7 +735,7 @@ def run_job(job, forked):
             deadline = code_started + timeout_s
         if stage == "code" and phases.finished_at is not None:
             stage, ended = "save", phases.finished_at
-            deadline = ended + STATE_BUDGET_S
+            deadline = ended + state_budget
         if exit_status is None:
             while True:
                 try:
@@ -764,10 +773,11 @@ def run_job(job, forked):
 
     oom_after = read_oom_kills()
     out_of_memory = oom_after is not None and oom_after > (oom_before or 0)
-    # A code that said it finished ended there: what happened while its state was saved
-    # (a kill, an overrun) is the save's failure, not the code's.
-    if phases.finished_at is not None and not timed_out:
-        exit_status = (phases.finished_exit & 0xFF) << 8
+    # A run still busy when its save budget ran out (a slow save, or code that forged its
+    # own `finished`) is stopped like code past its limit: its word on how it ended is
+    # never taken.
+    if save_timed_out:
+        timed_out = True
     error = None
     # The report comes from the code's own process, so it may only describe a failure that
     # really happened: the child exits 1 after an uncaught exception.
@@ -792,7 +802,12 @@ def run_job(job, forked):
         status, exit_code = "timeout", None
         error = {
             "type": "TimeoutError",
-            "message": "execution exceeded the time limit of %g s and was stopped" % timeout_s,
+            "message": (
+                "execution exceeded the time limit of %g s and was stopped" % timeout_s
+                if not save_timed_out
+                else "the run was still busy %g s after its code said it had finished, "
+                "and was stopped" % state_budget
+            ),
         }
     elif os.WIFSIGNALED(exit_status):
         sig = os.WTERMSIG(exit_status)
@@ -831,7 +846,7 @@ def run_job(job, forked):
             "error": error,
             "session": session_report(
                 session, phases, handed, code_started, left_at, timed_out, save_timed_out,
-                out_of_memory,
+                out_of_memory, state_budget,
             ),
         }
     )
@@ -842,17 +857,17 @@ def run_job(job, forked):
 
 
 def session_report(session, phases, handed, code_started, left_at, timed_out, save_timed_out,
-                   out_of_memory):
+                   out_of_memory, state_budget):
     """What became of the session's state in this run, for the host (which re-checks it)."""
     if not session:
         return None
     restore = phases.restore or {}
     saved = phases.saved or {}
     save_error = saved.get("error")
-    if timed_out:
+    if save_timed_out:
+        save_error = "saving took longer than %g s" % state_budget
+    elif timed_out:
         save_error = "the code was stopped at its time limit"
-    elif save_timed_out:
-        save_error = "saving took longer than %d s" % STATE_BUDGET_S
     elif phases.finished_at is None:
         save_error = "the code ended without finishing"
     elif phases.saved is None:
@@ -864,7 +879,7 @@ def session_report(session, phases, handed, code_started, left_at, timed_out, sa
         "restored": restore.get("restored", []),
         "not_restored": restore.get("not_restored", []),
         "restore_error": restore.get("error") or (
-            None if phases.restored_at is not None else "restoring took longer than %d s" % STATE_BUDGET_S
+            None if phases.restored_at is not None else "restoring took longer than %g s" % state_budget
         ),
         "save_ms": round(max(save_ms, 0.0), 3),
         "saved": save_error is None,
@@ -880,7 +895,8 @@ def open_snapshot(path, max_bytes):
     """The snapshot the code's process wrote, if it is what it should be: a regular file of
     the code's uid within the cap, never a link the code planted to something of ours."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # Non-blocking: a FIFO planted there must not hang this process on open.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     st = os.fstat(fd)
@@ -936,7 +952,8 @@ class SessionPhases:
     """The code's process's reports on the session's state: restored, finished, saved.
 
     The pipe belongs to the code, so each report is accepted once and in order, bounded;
-    a forged `finished` can only move the code's end earlier, into the save's own budget."""
+    a forged `finished` gives the code at most the save's budget (never more than its own
+    limit), after which the run is stopped and reported as timed out."""
 
     def __init__(self):
         self.buffer = b""

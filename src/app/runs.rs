@@ -261,14 +261,22 @@ async fn keep_session<M: Metadata>(
             Err(StoreError::FileTooLarge { size, limit, .. }) => {
                 report.saved = false;
                 report.save_error = Some(format!(
-                    "the variables take {size} bytes, more than the {limit} bytes of storage this user has"
+                    "the variables take {size} bytes, more than the {limit} bytes of storage this user has left"
                 ));
             }
-            Err(err) => return Err(err.into()),
+            // The run's outputs matter more than its variables: a store that failed here
+            // is a note, never a lost run.
+            Err(err) => {
+                tracing::warn!(user_id, error = %err, "cannot keep a session's snapshot");
+                report.saved = false;
+                report.save_error = Some(format!("the store failed: {err}"));
+            }
         }
     }
-    if report.restore_error.is_some() {
-        store.forget_session_state(user_id, key.name).await?;
+    if report.restore_error.is_some()
+        && let Err(err) = store.forget_session_state(user_id, key.name).await
+    {
+        tracing::warn!(user_id, error = %err, "cannot drop an unreadable snapshot");
     }
     Ok(())
 }

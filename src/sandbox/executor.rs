@@ -25,7 +25,7 @@ use super::protocol::{Item, Job, JobFile, OutdatedImage, RunnerEvent, SiteDirs, 
 use super::reaper;
 use super::result::{ExecutionResult, Flag, RunError, Status};
 use super::retirer::Retirer;
-use super::session::{STATE_BUDGET, SessionIo, SessionJob};
+use super::session::{SessionIo, SessionJob, state_budget};
 use super::spec::ContainerSpec;
 use super::{INPUT_DIR, OUTPUT_DIR};
 use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings};
@@ -411,7 +411,7 @@ impl<E: Containers + 'static> Executor<E> {
         );
         let session = self.session_of(request);
         if let Some(io) = session {
-            deadlines = deadlines.with_session(STATE_BUDGET);
+            deadlines = deadlines.with_session(state_budget(limits.timeout));
             decoder.accept_state(io.max_bytes);
         }
         let mut snapshot = SnapshotSpool::default();

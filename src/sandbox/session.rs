@@ -17,6 +17,13 @@ pub const STATE_SAVE_PATH: &str = "/mnt/state/snapshot";
 /// The runner's budget for each of restoring and saving (runner.py `STATE_BUDGET_S`);
 /// neither is the code's time, and the host's backstop allows for both.
 pub const STATE_BUDGET: Duration = Duration::from_secs(60);
+/// Pure: the budget of each of restore and save for a run with this time limit (the
+/// runner's rule): never more than `STATE_BUDGET`, nor than the limit itself (5 s at least),
+/// so a session run lasts at most about three times its limit.
+pub fn state_budget(timeout: Duration) -> Duration {
+    timeout.max(Duration::from_secs(5)).min(STATE_BUDGET)
+}
+
 /// Names listed per report; the runner caps them too.
 const MAX_LISTED: usize = 200;
 const MAX_NAME_CHARS: usize = 100;

@@ -249,15 +249,33 @@ impl<M: Metadata> FileStore<M> {
         let mut evicted = Vec::new();
         // Expired files go first, then the oldest, until the new file fits both quotas.
         existing.sort_by_key(|r| (!r.is_expired(now), r.created_at));
+        // A snapshot never pushes out the user's files: only expired records and older
+        // snapshots make room for one, and one that still does not fit is refused.
+        if origin == Origin::State {
+            let keeps: u64 = existing
+                .iter()
+                .filter(|r| !r.is_expired(now) && r.origin != Origin::State)
+                .map(|r| r.file_size)
+                .sum();
+            if keeps + size > self.limits.max_bytes_per_user {
+                let _ = fs::remove_file(&temp);
+                return Err(StoreError::FileTooLarge {
+                    filename: record.filename,
+                    size,
+                    limit: self.limits.max_bytes_per_user.saturating_sub(keeps),
+                });
+            }
+        }
         // Snapshots count against the byte quota only, never the number of files.
         let counted = |r: &FileRecord| r.origin != Origin::State;
         let mut count = existing.iter().filter(|r| counted(r)).count();
         let adds = usize::from(origin != Origin::State);
         let mut bytes: u64 = existing.iter().map(|r| r.file_size).sum();
         for old in existing {
+            let evictable = origin != Origin::State || old.origin == Origin::State;
             let must_go = old.is_expired(now)
                 || (counted(&old) && adds == 1 && count + 1 > self.limits.max_files_per_user)
-                || bytes + size > self.limits.max_bytes_per_user;
+                || (evictable && bytes + size > self.limits.max_bytes_per_user);
             if !must_go {
                 continue;
             }
