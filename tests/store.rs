@@ -503,15 +503,13 @@ async fn session_snapshots_are_hidden_replaced_and_never_evict_files<M: Metadata
     fx: Fixture,
 ) {
     let kept = add(&store, &fx, "u5", "data.csv", &[1u8; 60]).await;
+    let only_kept = vec![kept.file_id.clone()];
     let first = store
         .put_session_state("u5", "chan-1", &fx.source("s", &[7u8; 20]))
         .await
         .unwrap();
     assert_eq!(first.origin, Origin::State);
-    assert_eq!(
-        ids(&store.list("u5").await.unwrap()),
-        [kept.file_id.clone()]
-    );
+    assert_eq!(ids(&store.list("u5").await.unwrap()), only_kept);
     assert!(matches!(
         store.get("u5", &first.file_id).await,
         Err(StoreError::NotFound { .. })
@@ -532,10 +530,7 @@ async fn session_snapshots_are_hidden_replaced_and_never_evict_files<M: Metadata
         matches!(refused, Err(StoreError::FileTooLarge { .. })),
         "{refused:?}"
     );
-    assert_eq!(
-        ids(&store.list("u5").await.unwrap()),
-        [kept.file_id.clone()]
-    );
+    assert_eq!(ids(&store.list("u5").await.unwrap()), only_kept);
     assert_eq!(
         store
             .session_state("u5", "chan-1")
@@ -548,7 +543,7 @@ async fn session_snapshots_are_hidden_replaced_and_never_evict_files<M: Metadata
     );
     assert_eq!(store.forget_all_session_states("u5").await.unwrap(), 1);
     assert!(store.session_state("u5", "chan-1").await.unwrap().is_none());
-    assert_eq!(ids(&store.list("u5").await.unwrap()), [kept.file_id]);
+    assert_eq!(ids(&store.list("u5").await.unwrap()), only_kept);
 }
 
 fn limits_for(case: &str) -> StoreLimits {
