@@ -84,10 +84,7 @@ pub fn stage_records<M: Metadata>(
         let name = record.disk_name();
         let target = dir.path().join(&name);
         let source = store.path_of(record);
-        if fs::hard_link(&source, &target).is_err() {
-            // Another filesystem: a copy is as good, only slower.
-            fs::copy(&source, &target).map_err(staging(&source))?;
-        }
+        link_or_copy(&source, &target).map_err(staging(&source))?;
         files.push(JobFile {
             file_id: record.file_id.clone(),
             filename: record.filename.clone(),
@@ -96,6 +93,15 @@ pub fn stage_records<M: Metadata>(
         });
     }
     Ok(StagedFiles { dir, files })
+}
+
+/// A hard link to a stored file, so the run keeps its bytes even if it is deleted meanwhile;
+/// a copy when the store is on another filesystem (as good, only slower).
+fn link_or_copy(source: &Path, target: &Path) -> io::Result<()> {
+    if fs::hard_link(source, target).is_err() {
+        fs::copy(source, target)?;
+    }
+    Ok(())
 }
 
 pub struct UserRun<'a> {
@@ -220,12 +226,10 @@ async fn stage_session<M: Metadata>(
     if let Some(record) = &previous {
         let source = store.path_of(record);
         let target = staged.path().join(STATE_RESTORE_NAME);
-        if fs::hard_link(&source, &target).is_err() {
-            fs::copy(&source, &target).map_err(|source| UserRunError::Staging {
-                path: target.clone(),
-                source,
-            })?;
-        }
+        link_or_copy(&source, &target).map_err(|source| UserRunError::Staging {
+            path: target.clone(),
+            source,
+        })?;
     }
     let dir = crate::staging::run_directory(staging_root, "state")
         .map_err(|(path, source)| UserRunError::Staging { path, source })?;

@@ -407,12 +407,18 @@ impl<M: Metadata> FileStore<M> {
         session: &str,
     ) -> Result<bool, StoreError> {
         let states = self.session_states(user_id, session).await?;
+        self.remove_all(user_id, &states).await?;
+        Ok(!states.is_empty())
+    }
+
+    /// Removes `records` of one user, holding that user's lock like every other writer.
+    async fn remove_all(&self, user_id: &str, records: &[FileRecord]) -> Result<(), StoreError> {
         let lock = self.user_lock(user_id);
         let _guard = lock.lock().await;
-        for record in &states {
+        for record in records {
             self.remove_record_and_file(record).await?;
         }
-        Ok(!states.is_empty())
+        Ok(())
     }
 
     /// Forgets the state of every conversation of the user; how many there were.
@@ -425,11 +431,7 @@ impl<M: Metadata> FileStore<M> {
             .into_iter()
             .filter(|r| r.origin == Origin::State)
             .collect();
-        let lock = self.user_lock(user_id);
-        let _guard = lock.lock().await;
-        for record in &states {
-            self.remove_record_and_file(record).await?;
-        }
+        self.remove_all(user_id, &states).await?;
         Ok(states.len())
     }
 
