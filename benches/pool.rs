@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 
 #[path = "common/rss.rs"]
 mod rss;
+#[path = "common/settings.rs"]
+mod settings;
+#[path = "common/stats.rs"]
+mod stats;
 
 use codebox::config::Settings;
 use codebox::sandbox::docker::DockerEngine;
@@ -28,6 +32,8 @@ use codebox::sandbox::{
     ExecutionRequest, ExecutionResult, Executor, JobFile, Limits, OWNER_LABEL, Status,
 };
 use rss::rss_kib;
+use settings::bench_settings;
+use stats::{Stats, stats};
 
 const W1: &str = "print(1)";
 const W2_CODEBOX: &str = r#"
@@ -49,20 +55,6 @@ df["value"].head(500).plot()
 plt.savefig("/mnt/outputs/plot.png")
 "#;
 const BURST: usize = 20;
-
-struct Stats {
-    median: f64,
-    p95: f64,
-}
-
-fn stats(mut samples: Vec<f64>) -> Stats {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Stats {
-        median: at(0.5),
-        p95: at(0.95),
-    }
-}
 
 fn write_csv(dir: &Path) -> PathBuf {
     let path = dir.join("data.csv");
@@ -239,14 +231,6 @@ fn docker_burst(image: &str, inputs: &Path) -> (f64, usize) {
     (BURST as f64 / started.elapsed().as_secs_f64(), failures)
 }
 
-fn settings(data_dir: &Path, pool: usize) -> Settings {
-    let mut settings =
-        Settings::load(&codebox::config::Sources::from_process(None)).expect("settings load");
-    settings.data_dir = data_dir.to_path_buf();
-    settings.pool.warm_pool_size = pool;
-    settings
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     // `cargo bench --bench pool -- 50` runs 50 of each; cargo adds `--bench` itself.
@@ -257,7 +241,7 @@ async fn main() {
     let data = tempfile::tempdir().unwrap();
     let inputs = tempfile::tempdir().unwrap();
     write_csv(inputs.path());
-    let base = settings(data.path(), 0);
+    let base = bench_settings(data.path(), 0);
     // The configured pool (WARM_POOL_SIZE, default 2) for (c); a configured 0 still
     // benchmarks the default.
     let pool_size = match Settings::load(&codebox::config::Sources::from_process(None)) {
@@ -312,7 +296,7 @@ async fn main() {
     off.shutdown().await;
 
     // (c) codebox, pool on
-    let on_settings = settings(data.path(), pool_size);
+    let on_settings = bench_settings(data.path(), pool_size);
     let on = Arc::new(
         Executor::new(
             engine.clone(),
@@ -349,7 +333,7 @@ async fn main() {
 
     // (d) the same burst with a pool as large as the burst: what a deployment that expects
     // bursts can buy with memory.
-    let big_settings = settings(data.path(), BURST);
+    let big_settings = bench_settings(data.path(), BURST);
     let big = Arc::new(
         Executor::new(
             engine.clone(),

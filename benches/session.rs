@@ -14,22 +14,20 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/settings.rs"]
+mod settings;
+#[path = "common/stats.rs"]
+mod stats;
+
 use codebox::config::Settings;
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::session::{STATE_RESTORE_NAME, SessionIo};
 use codebox::sandbox::{ExecutionRequest, ExecutionResult, Executor, Limits, Status};
-
-fn median_p95(mut samples: Vec<f64>) -> (f64, f64) {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.5), at(0.95))
-}
+use settings::bench_settings;
+use stats::stats;
 
 fn settings(data_dir: &Path, pool: usize, memory_mb: u64, state_mb: u64) -> Settings {
-    let mut settings =
-        Settings::load(&codebox::config::Sources::from_process(None)).expect("settings load");
-    settings.data_dir = data_dir.to_path_buf();
-    settings.pool.warm_pool_size = pool;
+    let mut settings = bench_settings(data_dir, pool);
     settings.sandbox.sandbox_memory_mb = memory_mb;
     settings.sandbox.session_state_max_mb = state_mb;
     settings
@@ -111,7 +109,8 @@ async fn w1(
             );
         }
     }
-    let (median, p95) = median_p95(samples);
+    let stats = stats(samples);
+    let (median, p95) = (stats.median, stats.p95);
     (median, p95, warm)
 }
 
@@ -143,7 +142,7 @@ async fn main() {
     pooled.wait_for_warm_pool(Duration::from_secs(120)).await;
     let _ = docker_w1(&image);
     let docker: Vec<f64> = (0..runs.min(10)).map(|_| docker_w1(&image)).collect();
-    let (docker_median, _) = median_p95(docker);
+    let docker_median = stats(docker).median;
     // Alternate the two so that drift on the machine hits both alike.
     let mut plain = Vec::new();
     let mut with_state = Vec::new();
@@ -156,8 +155,10 @@ async fn main() {
         with_state.push(m);
         warm.1 += w;
     }
-    let (plain_median, plain_p95) = median_p95(plain);
-    let (state_median, state_p95) = median_p95(with_state);
+    let plain = stats(plain);
+    let (plain_median, plain_p95) = (plain.median, plain.p95);
+    let with_state = stats(with_state);
+    let (state_median, state_p95) = (with_state.median, with_state.p95);
     println!("W1 print(1), warm pool, request to result (ms):");
     println!("  plain docker run      median {docker_median:8.1}");
     println!(
