@@ -113,6 +113,7 @@ fn request(code: &str, settings: &Settings, inputs: &Path) -> ExecutionRequest {
             path: "/mnt/inputs/data.csv".into(),
         }],
         session: None,
+        watch: None,
     }
 }
 

@@ -46,6 +46,7 @@ fn request(
         output_dir: None,
         files: Vec::new(),
         session,
+        watch: None,
     }
 }
 

@@ -14,3 +14,4 @@ pub mod render;
 pub mod sandbox;
 pub mod staging;
 pub mod store;
+pub mod terminal;

@@ -9,11 +9,15 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use codebox::app::{App, CodeRun, Lifetime, Limits, Upload, UploadSource};
+use codebox::app::{App, CodeRun, Lifetime, Limits, Upload, UploadSource, watch};
 use codebox::config::{MAX_MEMORY_MB, MAX_TIMEOUT_S, Runtime, Settings, Sources};
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::image::{self, BuildOutcome, BuildRequest};
-use codebox::{doctor, render};
+use codebox::{doctor, render, terminal};
+use tokio::signal::unix::SignalKind;
+
+/// Events held for a terminal that is behind (it drops them, never slows the run).
+const LIVE_BACKLOG: usize = 1024;
 
 #[derive(Parser)]
 #[command(
@@ -473,41 +477,84 @@ async fn run_with(
     code: String,
     limits: Limits,
 ) -> anyhow::Result<ExitCode> {
+    // Installed before the run starts, so an early Ctrl-C cancels instead of killing us.
+    let mut interrupt = tokio::signal::unix::signal(SignalKind::interrupt())?;
+    let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
     app.reap_orphans().await?;
     app.remove_leftovers();
-    if let Some(user) = args.user {
-        let result = app
-            .run_code(CodeRun {
-                user_id: user,
-                code,
-                limits,
-                file_ids: (!args.file_ids.is_empty()).then_some(args.file_ids),
-                output_dir: args.out,
-                session: args.session,
-            })
-            .await?;
-        if args.json {
-            print_json(&result)?;
-        } else {
-            print!("{}", render::run_summary(&result.result));
-            for file in &result.generated_files {
-                println!(
-                    "stored {} as {} ({}, {} bytes)",
-                    file.filename, file.file_id, file.file_type, file.size
-                );
-            }
+    // In a terminal the code's output shows as it comes; --json prints one object at the end.
+    let (watch, printer) = if args.json {
+        (None, None)
+    } else {
+        let (watch, subscription) = watch(LIVE_BACKLOG);
+        (
+            Some(watch),
+            Some(tokio::spawn(terminal::print_live(subscription))),
+        )
+    };
+    let json = args.json;
+    let for_user = args.user.is_some();
+    let work = async {
+        match args.user {
+            Some(user) => app
+                .run_code(CodeRun {
+                    user_id: user,
+                    code,
+                    limits,
+                    file_ids: (!args.file_ids.is_empty()).then_some(args.file_ids),
+                    output_dir: args.out,
+                    session: args.session,
+                    watch,
+                })
+                .await
+                .map(|run| (run.result, run.generated_files)),
+            None => app
+                .run_anonymous(code, limits, &args.inputs, args.out, watch)
+                .await
+                .map(|result| (result, Vec::new())),
         }
+    };
+    // Dropping the run cancels it: its container goes to the retirer, which the caller's
+    // shutdown waits for, so nothing is left behind.
+    let (result, generated) = tokio::select! {
+        outcome = work => outcome?,
+        _ = interrupt.recv() => return Ok(interrupted("SIGINT", 130)),
+        _ = terminate.recv() => return Ok(interrupted("SIGTERM", 143)),
+    };
+    let streamed = match printer {
+        Some(printer) => Some(printer.await?),
+        None => None,
+    };
+    if json {
+        let mut value = serde_json::to_value(&result)?;
+        if let (Some(object), true) = (value.as_object_mut(), !for_user) {
+            object.insert("generated_files".into(), serde_json::to_value(&generated)?);
+        }
+        println!("{}", serde_json::to_string(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let result = app
-        .run_anonymous(code, limits, &args.inputs, args.out)
-        .await?;
-    if args.json {
-        println!("{}", serde_json::to_string(&result)?);
+    // Output already shown whole is not repeated; otherwise the capped copy follows.
+    let shown_whole = streamed.is_some_and(|s| !s.incomplete)
+        && !result.stdout_truncated
+        && !result.stderr_truncated;
+    if shown_whole {
+        print!("{}", render::run_summary_after_streaming(&result));
     } else {
         print!("{}", render::run_summary(&result));
     }
+    for file in &generated {
+        println!(
+            "stored {} as {} ({}, {} bytes)",
+            file.filename, file.file_id, file.file_type, file.size
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an interrupted run says before it exits with the shell's code for the signal.
+fn interrupted(signal: &str, code: u8) -> ExitCode {
+    eprintln!("codebox: {signal}: run cancelled; its container is removed before exit");
+    ExitCode::from(code)
 }
 
 async fn build_image(base: &str, tag: &str, if_changed: bool) -> anyhow::Result<ExitCode> {

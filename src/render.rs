@@ -1,6 +1,8 @@
 //! Pure rendering of results for people: the non-JSON `codebox run` output, and the texts
 //! front ends show (status lines, reports).
 
+pub mod live;
+
 use std::path::Path;
 
 use crate::sandbox::{ExecutionResult, Status};
@@ -206,6 +208,16 @@ pub fn file_details(record: &FileRecord, path: &Path) -> String {
 }
 
 pub fn run_summary(result: &ExecutionResult) -> String {
+    summary(result, true)
+}
+
+/// The summary after the output was already shown as it came (`codebox run` in a
+/// terminal): everything but stdout and stderr.
+pub fn run_summary_after_streaming(result: &ExecutionResult) -> String {
+    summary(result, false)
+}
+
+fn summary(result: &ExecutionResult, with_output: bool) -> String {
     let mut out = String::new();
     let verdict = match result.status {
         Status::Ok => "ok".to_string(),
@@ -233,8 +245,10 @@ pub fn run_summary(result: &ExecutionResult) -> String {
     if let Some(error) = &result.error {
         out.push_str(&format!("error: {}: {}\n", error.kind, error.message));
     }
-    section(&mut out, "stdout", &result.stdout, result.stdout_truncated);
-    section(&mut out, "stderr", &result.stderr, result.stderr_truncated);
+    if with_output {
+        section(&mut out, "stdout", &result.stdout, result.stdout_truncated);
+        section(&mut out, "stderr", &result.stderr, result.stderr_truncated);
+    }
     if let Some(session) = &result.session {
         out.push_str(&format!(
             "session: {} kept, restored {} (restore {:.0} ms, save {:.0} ms)\n",

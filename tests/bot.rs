@@ -92,6 +92,17 @@ impl Drop for Bot {
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// The custom ids of the buttons in a message's (or response's) components.
+fn custom_ids(message: &Value) -> Vec<String> {
+    message["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter_map(|button| button["custom_id"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// Sandbox containers owned by the bot process `pid`.
 async fn containers_of(pid: u32) -> Vec<codebox::sandbox::engine::ManagedContainer> {
     use codebox::sandbox::engine::Containers;
@@ -374,23 +385,48 @@ async fn files_and_delete_through_slash_commands() {
     assert_eq!(download.files[0].0, "notes.txt");
     assert_eq!(download.files[0].1, b"remember the milk\n");
 
+    // /delete asks with Confirm / Cancel buttons; only the file's owner can press them.
+    let ask = |fake: &Fake| {
+        fake.dispatch(
+            "INTERACTION_CREATE",
+            fake.command("delete", json!([{"name": "id", "type": 3, "value": id}])),
+        )
+    };
+    ask(&bot.fake);
+    let question = bot.fake.wait_for_text("for good?", LONG).await;
+    let buttons = custom_ids(&question.json["data"]);
+    assert_eq!(buttons.len(), 2, "{}", question.json);
+    let (confirm, cancel) = (buttons[0].clone(), buttons[1].clone());
+    assert!(confirm.starts_with("codebox-delete:"), "{confirm}");
     bot.fake.dispatch(
         "INTERACTION_CREATE",
         bot.fake
-            .command("delete", json!([{"name": "id", "type": 3, "value": id}])),
+            .button_press("700000000000000002", "910000000000000555", &confirm),
     );
-    bot.fake.wait_for_text("to confirm", LONG).await;
+    bot.fake
+        .wait_for_text("belongs to someone else", LONG)
+        .await;
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake
+            .button_press(USER_ID, "910000000000000555", &cancel),
+    );
+    let kept = bot.fake.wait_for_text("Kept `", LONG).await;
+    assert_eq!(
+        kept.json["type"], 7,
+        "the question is replaced: {}",
+        kept.json
+    );
+    assert_eq!(kept.json["data"]["components"], json!([]));
     assert_eq!(
         std::fs::read_dir(bot.user_files_dir()).unwrap().count(),
         1,
-        "not deleted yet"
+        "not deleted by a stranger or by Cancel"
     );
     bot.fake.dispatch(
         "INTERACTION_CREATE",
-        bot.fake.command(
-            "delete",
-            json!([{"name": "id", "type": 3, "value": id}, {"name": "confirm", "type": 5, "value": true}]),
-        ),
+        bot.fake
+            .button_press(USER_ID, "910000000000000555", &confirm),
     );
     bot.fake.wait_for_text("Deleted `notes.txt`", LONG).await;
     assert_eq!(std::fs::read_dir(bot.user_files_dir()).unwrap().count(), 0);
@@ -432,6 +468,170 @@ async fn stop_cancels_a_long_run_and_removes_its_container() {
     bot.fake.script_openai(200, completion_text("ready again"));
     bot.send("still there?");
     bot.fake.wait_for_text("ready again", LONG).await;
+}
+
+/// Every request that created or changed the status message `id`, in order.
+fn status_requests(fake: &Fake, id: &str) -> Vec<common::fake::Recorded> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/messages") || r.path.ends_with(&format!("/messages/{id}")))
+        .filter(|r| r.message_id.as_deref() == Some(id) || r.path.ends_with(id))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_shows_output_while_code_runs_within_discords_edit_rate() {
+    let bot = Bot::start(&[]).await;
+    let code =
+        "import time\nfor i in range(35):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.2)";
+    bot.fake.script_openai(
+        200,
+        completion_tool_call("call_live", json!({"code": code})),
+    );
+    bot.fake
+        .script_openai(200, completion_text("It ticked thirty-five times."));
+    // Discord answers the first edit with 429: the bot waits, it does not give up.
+    bot.fake.rate_limit_edits(1);
+    bot.send("tick for seven seconds");
+    let posted = bot.fake.wait_for_text("running code", LONG).await;
+    assert_eq!(posted.method, "POST");
+    let id = posted
+        .message_id
+        .clone()
+        .expect("the status message has an id");
+    assert_eq!(
+        custom_ids(&posted.json),
+        vec![format!("codebox-stop:{USER_ID}")],
+        "a Stop button from the start"
+    );
+    bot.fake
+        .wait_for_text("It ticked thirty-five times.", LONG)
+        .await;
+    let status = status_requests(&bot.fake, &id);
+    let last = status.last().unwrap();
+    assert!(
+        last.content().starts_with("✅ done in"),
+        "{}",
+        last.content()
+    );
+    assert_eq!(
+        custom_ids(&last.json),
+        Vec::<String>::new(),
+        "no Stop once ended"
+    );
+
+    let edits: Vec<_> = status.iter().filter(|r| r.method == "PATCH").collect();
+    let limited: Vec<_> = edits.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(limited.len(), 1, "the fake's 429 was met");
+    let with_output: Vec<_> = edits
+        .iter()
+        .filter(|r| r.status == 200 && r.content().contains("tick "))
+        .collect();
+    assert!(
+        with_output.len() >= 2,
+        "at least two edits with output before the final one: {:?}",
+        edits.iter().map(|r| r.content()).collect::<Vec<_>>()
+    );
+    for edit in &with_output {
+        let text = edit.content();
+        assert!(text.starts_with("⏳ running code… "), "{text}");
+        assert!(text.contains("```\n") && text.len() <= 2000, "{text}");
+        assert_eq!(custom_ids(&edit.json).len(), 1, "Stop stays while it runs");
+    }
+    let ticks_in = |text: String| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("tick ")?.parse::<u32>().ok())
+            .max()
+    };
+    let shown: Vec<u32> = with_output
+        .iter()
+        .filter_map(|r| ticks_in(r.content()))
+        .collect();
+    assert!(
+        shown.windows(2).all(|w| w[0] <= w[1]),
+        "in order: {shown:?}"
+    );
+    // At most one edit per 1.5 s, the rate-limited one and the final one included; after
+    // the 429 the next edit waited.
+    for pair in status.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(
+            gap >= Duration::from_millis(1450) || pair[0].method == "POST",
+            "edits {gap:?} apart"
+        );
+    }
+    let after_limit = status
+        .iter()
+        .position(|r| r.status == 429)
+        .map(|i| status[i + 1].at.duration_since(status[i].at))
+        .unwrap();
+    assert!(
+        after_limit >= Duration::from_millis(1900),
+        "{after_limit:?}"
+    );
+    assert!(
+        status.iter().all(|r| r.files.is_empty()),
+        "nothing is attached to the status"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stop_button_cancels_for_the_user_who_started_the_run_only() {
+    let bot = Bot::start(&[]).await;
+    bot.fake.script_openai(
+        200,
+        completion_tool_call("call_b", json!({"code": "import time\ntime.sleep(120)"})),
+    );
+    bot.send("sleep for two minutes");
+    let posted = bot.fake.wait_for_text("running code", LONG).await;
+    let id = posted.message_id.clone().unwrap();
+    let stop = custom_ids(&posted.json).remove(0);
+    let pid = bot.child.id();
+    assert_eq!(
+        wait_for_containers_of(pid, 1).await,
+        1,
+        "the run is under way"
+    );
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake.button_press("700000000000000002", &id, &stop),
+    );
+    let refused = bot
+        .fake
+        .wait_for_text("belongs to someone else", LONG)
+        .await;
+    assert_eq!(refused.json["data"]["flags"], 64, "told privately");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(containers_of(pid).await.len(), 1, "still running");
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake.button_press(USER_ID, &id, &stop),
+    );
+    bot.fake
+        .wait_for_text("Cancelled your running code", LONG)
+        .await;
+    let cancelled = bot.fake.wait_for_text("🛑 cancelled", LONG).await;
+    assert_eq!(
+        cancelled.path,
+        format!(
+            "/api/v10/channels/{}/messages/{id}",
+            common::fake::DM_CHANNEL
+        )
+    );
+    assert_eq!(custom_ids(&cancelled.json), Vec::<String>::new());
+    assert_eq!(
+        wait_for_containers_of(pid, 0).await,
+        0,
+        "the cancelled run's container is gone"
+    );
+    // A press on the old status after the run ended stops nothing.
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        bot.fake.button_press(USER_ID, &id, &stop),
+    );
+    bot.fake.wait_for_text("already ended", LONG).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -732,7 +932,12 @@ async fn the_run_command_takes_the_message_path() {
             json!([{"name": "code", "type": 3, "value": "open('out.txt','w').write('hi')\nprint('wrote')"}]),
         ),
     );
-    let result = bot.fake.wait_for_text("wrote", LONG).await;
+    let result = bot
+        .fake
+        .wait_for("the /run answer", LONG, |r| {
+            r.path.contains("/webhooks/") && r.content().contains("wrote")
+        })
+        .await;
     assert_eq!(result.files.len(), 1, "the output is attached");
     assert_eq!(result.files[0].0, "out.txt");
     assert_eq!(leftover_output_dirs(&bot), Vec::<String>::new());

@@ -40,6 +40,7 @@ async fn a_cancelled_request_leaves_no_container() {
         output_dir: None,
         files: Vec::new(),
         session: None,
+        watch: None,
     };
     let task = {
         let executor = executor.clone();

@@ -29,6 +29,7 @@ fn request(code: &str, settings: &Settings) -> ExecutionRequest {
         output_dir: None,
         files: Vec::new(),
         session: None,
+        watch: None,
     }
 }
 

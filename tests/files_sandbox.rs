@@ -61,6 +61,7 @@ impl World {
                 file_ids: None,
                 output_dir: None,
                 session: None,
+                watch: None,
             },
         )
         .await
@@ -543,6 +544,7 @@ async fn another_users_files_are_invisible_inside_the_sandbox() {
             file_ids: Some(vec![alice.clone()]),
             output_dir: None,
             session: None,
+            watch: None,
         },
     )
     .await

@@ -83,6 +83,7 @@ impl Fixture {
                 output_dir: None,
                 files: Vec::new(),
                 session: None,
+                watch: None,
             })
             .await
             .unwrap()

@@ -13,6 +13,12 @@ directory. Protocol on stdout (the only channel the host reads):
                                              is stopped (SIGSTOP) and its clock paused
                                              until the host answers with one stdin line
                                              {"site_dirs": [...]} or {"error": "..."}
+    MAC {"event": "output", "stream": "stdout"|"stderr", "text": T, "skipped": N}
+                                             while the code runs, only when the job has
+                                             `live`: what the code wrote since the last one
+                                             (its newest `max_event_chars`, N older chars
+                                             skipped), at most one per stream per
+                                             `interval_ms`, `max_total_chars` per stream
     MAC {"event": "result", ..., "session": {...} or null}
     MAC {"event": "outputs", "bytes": N, "sha256": H}   then exactly N bytes of tar
     MAC {"event": "state", "bytes": N, "sha256": H}     then exactly N bytes of snapshot,
@@ -56,7 +62,7 @@ import time
 import traceback
 
 PROTOCOL_OUT = sys.stdout.buffer
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 PR_SET_DUMPABLE = 4
 READ_CHUNK = 65536
 # The uid:gid the user's code runs as (the image's `sandbox` user); never this process's.
@@ -279,6 +285,70 @@ class CappedText:
         tail = tail[-self.tail_budget:] if self.tail_budget else ""
         dropped = self.total_chars - len(head) - len(tail)
         return head + "\n[... %d characters truncated ...]\n" % dropped + tail
+
+
+class LiveOutput:
+    """What the code writes, relayed to the host while it runs (`output` events).
+
+    The host forwards it to whoever watches the run; the result still carries the capped
+    stdout and stderr. Events are coalesced per interval and each carries only the newest
+    text, so a flood costs the protocol stream at most one bounded event per stream per
+    interval, and the total is capped: after it, nothing more is relayed live.
+    """
+
+    def __init__(self, spec):
+        self.max_event = max(1, int(spec.get("max_event_chars", 4096)))
+        self.max_total = max(0, int(spec.get("max_total_chars", 0)))
+        self.interval = max(0.01, float(spec.get("interval_ms", 100)) / 1000.0)
+        self.decoders = {}
+        self.pending = {}
+        self.skipped = {}
+        self.sent = {}
+        self.unsent = {}
+        self.next_flush = 0.0
+
+    def feed(self, stream, data, final=False):
+        decoder = self.decoders.setdefault(
+            stream, codecs.getincrementaldecoder("utf-8")(errors="replace")
+        )
+        text = decoder.decode(data, final)
+        if not text:
+            return
+        pending = self.pending.get(stream, "") + text
+        if len(pending) > self.max_event:
+            self.skipped[stream] = self.skipped.get(stream, 0) + len(pending) - self.max_event
+            pending = pending[-self.max_event:]
+        self.pending[stream] = pending
+
+    def due(self, now):
+        """Seconds until the next flush is worth doing, or None when nothing waits."""
+        if not any(self.pending.values()):
+            return None
+        return max(0.0, self.next_flush - now)
+
+    def flush(self, now, force=False):
+        if not force and now < self.next_flush:
+            return
+        for stream in ("stdout", "stderr"):
+            text = self.pending.pop(stream, "")
+            skipped = self.skipped.pop(stream, 0)
+            if not text:
+                continue
+            room = self.max_total - self.sent.get(stream, 0)
+            if room <= 0:
+                # Past the budget: only counted, and said once at the end.
+                self.unsent[stream] = self.unsent.get(stream, 0) + skipped + len(text)
+                continue
+            if len(text) > room:
+                skipped += len(text) - room
+                text = text[-room:]
+            self.sent[stream] = self.sent.get(stream, 0) + len(text)
+            emit({"event": "output", "stream": stream, "text": text, "skipped": skipped})
+        if force:
+            for stream, unsent in sorted(self.unsent.items()):
+                emit({"event": "output", "stream": stream, "text": "", "skipped": unsent})
+            self.unsent = {}
+        self.next_flush = now + self.interval
 
 
 def read_oom_kills():
@@ -668,12 +738,24 @@ def run_job(job, forked):
 
     stdout = CappedText(max_chars)
     stderr = CappedText(max_chars)
+    live = LiveOutput(job["live"]) if isinstance(job.get("live"), dict) else None
     report = bytearray()
     asks = PackageRequests(forked.answer_w)
     phases = SessionPhases()
+
+    def relayed(capped, stream):
+        if live is None:
+            return capped.feed
+
+        def feed(data):
+            capped.feed(data)
+            live.feed(stream, data)
+
+        return feed
+
     sinks = {
-        out_r: stdout.feed,
-        err_r: stderr.feed,
+        out_r: relayed(stdout, "stdout"),
+        err_r: relayed(stderr, "stderr"),
         report_r: report.extend,
         forked.ask_r: asks.feed,
     }
@@ -710,6 +792,9 @@ def run_job(job, forked):
         if exit_status is not None and (not sinks or now >= drain_until):
             break
         wait = (deadline if exit_status is None else drain_until) - now
+        flush_in = live.due(now) if live is not None else None
+        if flush_in is not None:
+            wait = min(wait, flush_in)
         readable, _, _ = select.select(list(sinks) + [wake_r], [], [], max(wait, 0))
         for fd in readable:
             if fd == wake_r:
@@ -725,6 +810,8 @@ def run_job(job, forked):
             else:
                 os.close(fd)
                 del sinks[fd]
+        if live is not None:
+            live.flush(time.monotonic())
         # Time spent waiting for the host's packages is never the code's.
         paused = asks.take_paused()
         deadline += paused
@@ -770,6 +857,10 @@ def run_job(job, forked):
         os.close(fd)
     stdout.feed(b"", final=True)
     stderr.feed(b"", final=True)
+    if live is not None:
+        live.feed("stdout", b"", final=True)
+        live.feed("stderr", b"", final=True)
+        live.flush(time.monotonic(), force=True)
 
     oom_after = read_oom_kills()
     out_of_memory = oom_after is not None and oom_after > (oom_before or 0)

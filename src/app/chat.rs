@@ -13,6 +13,7 @@ use crate::llm::pricing;
 use crate::llm::tokens::encoding_for;
 use crate::llm::tool_result::{Budget, redact};
 use crate::sandbox::Limits;
+use crate::sandbox::watch::RunWatch;
 use crate::store::FileRecord;
 
 /// A user's message to answer.
@@ -42,7 +43,12 @@ struct UserCodeRunner<'a> {
 }
 
 impl CodeRunner for UserCodeRunner<'_> {
-    async fn run(&self, code: String, timeout: Duration) -> Result<UserRunResult, String> {
+    async fn run(
+        &self,
+        code: String,
+        timeout: Duration,
+        watch: Option<RunWatch>,
+    ) -> Result<UserRunResult, String> {
         let mut limits = self.limits.clone();
         limits.timeout = timeout.min(limits.timeout);
         self.app
@@ -53,6 +59,7 @@ impl CodeRunner for UserCodeRunner<'_> {
                 file_ids: None,
                 output_dir: None,
                 session: Some(self.channel_id.to_string()),
+                watch,
             })
             .await
             .map_err(|e| redact(&e.to_string(), self.app.secrets()))

@@ -32,6 +32,7 @@ use crate::store::{
 
 pub use crate::conversations::UsageTotals;
 pub use crate::llm::conversation::Progress;
+pub use crate::sandbox::watch::{RunEvent, RunWatch, Subscription, Watched, watch};
 pub use crate::sandbox::{Limits, Status};
 pub use crate::store::FileRecord;
 pub use admission::{Admission, Refusal, Ticket};
@@ -104,6 +105,8 @@ pub struct CodeRun {
     /// The conversation (a channel, a CLI session name) whose variables persist between
     /// runs; None, or SESSION_STATE=off, runs the code with a fresh namespace.
     pub session: Option<String>,
+    /// Who watches the run as it happens (live output); None relays nothing.
+    pub watch: Option<RunWatch>,
 }
 
 /// What `reset` did.
@@ -344,6 +347,7 @@ impl App {
                 file_ids: run.file_ids,
                 output_dir: run.output_dir.as_deref().map(absolute),
                 session: self.session_key(run.session.as_deref()),
+                watch: run.watch,
             },
         )
         .await?)
@@ -357,6 +361,7 @@ impl App {
         limits: Limits,
         inputs: &[PathBuf],
         output_dir: Option<PathBuf>,
+        watch: Option<RunWatch>,
     ) -> Result<ExecutionResult, AppError> {
         let staged = if inputs.is_empty() {
             None
@@ -372,6 +377,7 @@ impl App {
                 output_dir: output_dir.as_deref().map(absolute),
                 files: Vec::new(),
                 session: None,
+                watch,
             })
             .await?;
         drop(staged);

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::config::absolute;
 use crate::sandbox::engine::Containers;
 use crate::sandbox::session::{STATE_RESTORE_NAME, SessionIo};
+use crate::sandbox::watch::RunWatch;
 use crate::sandbox::{
     ExecutionRequest, ExecutionResult, Executor, ExecutorError, Flag, INPUT_DIR, JobFile, Limits,
     Status,
@@ -113,6 +114,8 @@ pub struct UserRun<'a> {
     pub output_dir: Option<PathBuf>,
     /// The conversation whose variables the run restores and keeps; None keeps nothing.
     pub session: Option<SessionKey<'a>>,
+    /// Who watches the run as it happens.
+    pub watch: Option<RunWatch>,
 }
 
 /// One conversation's state: its key (a channel, a CLI session name) and the cap of its
@@ -160,6 +163,7 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
             ),
             files: staged.files.clone(),
             session: session.as_ref().map(|s| s.io.clone()),
+            watch: run.watch,
         })
         .await;
     drop(staged);
@@ -375,6 +379,7 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
             output_dir: Some(run_dir.path().to_path_buf()),
             files: staged.files.clone(),
             session: None,
+            watch: None,
         })
         .await?;
     drop(run_dir);

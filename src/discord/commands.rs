@@ -5,11 +5,14 @@
 use std::sync::Arc;
 
 use poise::CreateReply;
-use serenity::all::CreateAttachment;
+use serenity::all::{ButtonStyle, CreateActionRow, CreateAttachment, CreateButton};
 
+use super::buttons::Button;
 use super::events::{self, outgoing, refusal_text};
+use super::progress::follow_run;
 use super::reply;
 use super::state::BotState;
+use super::status::StatusMessage;
 use crate::app::CodeRun;
 use crate::render;
 
@@ -81,34 +84,50 @@ async fn files(
     Ok(())
 }
 
-/// Delete one of your files
+/// Delete one of your files (asks to confirm)
 #[poise::command(slash_command)]
 async fn delete(
     ctx: Context<'_>,
     #[description = "File id"] id: String,
-    #[description = "Set to True to really delete"] confirm: Option<bool>,
 ) -> Result<(), CommandError> {
     let app = &ctx.data().app;
-    let user = user_id(ctx);
-    let text = match app.get_file(&user, &id).await {
-        Err(_) => format!("You have no file `{id}`."),
-        Ok((record, _)) if confirm != Some(true) => format!(
-            "This deletes `{}` (`{}`) for good. Run `/delete id:{} confirm:True` to confirm.",
-            record.filename, record.file_id, record.file_id
-        ),
-        Ok((record, _)) => match app.delete_file(&user, &record.file_id).await {
-            Ok(_) => format!("🗑️ Deleted `{}` (`{}`).", record.filename, record.file_id),
-            Err(err) => format!("Could not delete `{id}`: {err}"),
-        },
+    let owner = ctx.author().id;
+    let Ok((record, _)) = app.get_file(&owner.to_string(), &id).await else {
+        ctx.send(private(format!("You have no file `{id}`.")))
+            .await?;
+        return Ok(());
     };
-    ctx.send(private(text)).await?;
+    let confirm = Button::ConfirmDelete {
+        owner,
+        file_id: record.file_id.clone(),
+    };
+    let cancel = Button::CancelDelete {
+        owner,
+        file_id: record.file_id.clone(),
+    };
+    let buttons = CreateActionRow::Buttons(vec![
+        CreateButton::new(confirm.custom_id())
+            .style(ButtonStyle::Danger)
+            .label("Confirm"),
+        CreateButton::new(cancel.custom_id())
+            .style(ButtonStyle::Secondary)
+            .label("Cancel"),
+    ]);
+    ctx.send(
+        private(format!(
+            "Delete `{}` (`{}`) for good?",
+            record.filename, record.file_id
+        ))
+        .components(vec![buttons]),
+    )
+    .await?;
     Ok(())
 }
 
 /// Cancel your running code
 #[poise::command(slash_command)]
 async fn stop(ctx: Context<'_>) -> Result<(), CommandError> {
-    let text = if ctx.data().cancel_user(ctx.http(), &user_id(ctx)).await {
+    let text = if ctx.data().cancel_user(&user_id(ctx)).await {
         "🛑 Cancelled your running code; its sandbox was removed."
     } else {
         "Nothing of yours is running."
@@ -225,12 +244,21 @@ async fn run(
         .app
         .limits_for(ctx.guild_id().map(|g| g.to_string()).as_deref())
         .await;
+    // The run shows itself as it goes, with a Stop button, like a message's runs.
+    let status = Arc::new(StatusMessage::new(
+        ctx.serenity_context().http.clone(),
+        ctx.channel_id(),
+        ctx.author().id,
+    ));
+    state.track_status(&user, status.clone());
     let work = {
         let app = state.app.clone();
         let user = user.clone();
         // /run shares the channel's variables with the model's runs there.
         let channel = ctx.channel_id().to_string();
+        let status = status.clone();
         async move {
+            let watch = follow_run(&status, 1).await;
             let outcome = app
                 .run_code(CodeRun {
                     user_id: user,
@@ -239,13 +267,21 @@ async fn run(
                     file_ids: None,
                     output_dir: None,
                     session: Some(channel),
+                    watch: Some(watch),
                 })
                 .await;
             drop(ticket);
+            let ended = match &outcome {
+                Ok(run) => render::status_line(Ok(run)),
+                Err(err) => render::status_line(Err(&app.redact(&err.to_string()))),
+            };
+            status.run_ended(ended).await;
             outcome
         }
     };
-    let (text, files) = match state.app.run_cancellable(&user, work).await {
+    let outcome = state.app.run_cancellable(&user, work).await;
+    state.forget_status(&user, &status);
+    let (text, files) = match outcome {
         None => ("🛑 cancelled".to_string(), Vec::new()),
         Some(Ok(run)) => (
             render::run_for_discord(&run),

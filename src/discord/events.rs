@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use serenity::all::{ChannelId, Context, CreateAttachment, CreateMessage, Http, Message, UserId};
-use tokio::sync::Mutex;
 
-use super::progress::{DiscordProgress, StatusSlot};
+use super::progress::DiscordProgress;
 use super::reply::{self, Attachment, OutgoingFile, no_mentions};
 use super::state::BotState;
+use super::status::StatusMessage;
 use crate::app::{Admission, App, ChatTurn, GeneratedFile, Refusal, Ticket, Upload, UploadSource};
 use crate::render;
 
@@ -97,7 +97,11 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
             return;
         }
     };
-    let status: StatusSlot = Arc::new(Mutex::new(None));
+    let status = Arc::new(StatusMessage::new(
+        ctx.http.clone(),
+        msg.channel_id,
+        msg.author.id,
+    ));
     state.track_status(&user_id, status.clone());
     let turn = ChatTurn {
         user_id: user_id.clone(),
@@ -112,11 +116,7 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
         let status = status.clone();
         async move {
             let _typing = channel.start_typing(&http);
-            let progress = DiscordProgress {
-                http: http.clone(),
-                channel,
-                slot: status,
-            };
+            let progress = DiscordProgress { status };
             let reply = app.chat_turn(turn, &progress).await;
             // Free the user before the answer is visible, so a quick follow-up is not
             // refused as "still being worked on".

@@ -2,11 +2,14 @@
 //! attachments and questions become use cases of the application core, shown as they go.
 //! This layer keeps only Discord: events, replies, commands, progress.
 
+pub mod buttons;
 pub mod commands;
 pub mod events;
+pub mod interactions;
 pub mod progress;
 pub mod reply;
 pub mod state;
+pub mod status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -126,6 +129,14 @@ async fn on_event(
         let msg = new_message.clone();
         // Events are dispatched one at a time: a turn runs on its own task.
         tokio::spawn(events::handle_message(state, ctx, msg));
+    }
+    if let FullEvent::InteractionCreate {
+        interaction: serenity::all::Interaction::Component(press),
+    } = event
+    {
+        let state = framework.user_data.clone();
+        let http = framework.serenity_context.http.clone();
+        tokio::spawn(interactions::handle_press(state, http, press.clone()));
     }
     Ok(())
 }

@@ -1,85 +1,76 @@
-//! The status message a user sees while code runs: posted when the first run starts,
-//! edited as runs finish ("done in 1.2 s", "timed out", "failed").
+//! A run shown as it happens: each run gets a watch whose events (the code's output, a
+//! package install) keep the status message current, within its edit spacing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use serenity::all::{ChannelId, CreateMessage, EditMessage, Http, MessageId};
-use tokio::sync::Mutex;
+use tokio::time::Instant;
 
-use super::reply::no_mentions;
-use crate::app::{Progress, UserRunResult};
+use super::status::{EDIT_SPACING, StatusMessage};
+use crate::app::{Progress, RunWatch, Subscription, UserRunResult, watch};
+use crate::render::live::{OutputTail, running_status};
 use crate::render::status_line;
 
-/// Where the status message is, shared with /stop so it can say "cancelled".
-pub type StatusSlot = Arc<Mutex<Option<(ChannelId, MessageId)>>>;
+/// Events held for a status that is behind (it drops, never slows the run, when full).
+const WATCH_CAPACITY: usize = 64;
+/// Without new output, the elapsed time is refreshed this often.
+const ELAPSED_REFRESH: Duration = Duration::from_secs(5);
 
 pub struct DiscordProgress {
-    pub http: Arc<Http>,
-    pub channel: ChannelId,
-    pub slot: StatusSlot,
+    pub status: Arc<StatusMessage>,
 }
 
-impl DiscordProgress {
-    async fn show(&self, text: String) {
-        let mut slot = self.slot.lock().await;
-        match *slot {
-            Some((channel, message)) => {
-                if let Err(err) = channel
-                    .edit_message(
-                        &self.http,
-                        message,
-                        EditMessage::new()
-                            .content(text)
-                            .allowed_mentions(no_mentions()),
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %err, "cannot edit the status message");
-                }
-            }
-            None => match self
-                .channel
-                .send_message(
-                    &self.http,
-                    CreateMessage::new()
-                        .content(text)
-                        .allowed_mentions(no_mentions()),
-                )
-                .await
-            {
-                Ok(message) => *slot = Some((self.channel, message.id)),
-                Err(err) => tracing::warn!(error = %err, "cannot post the status message"),
+/// Shows that run `round` starts and follows it; the returned watch is the run's.
+pub async fn follow_run(status: &Arc<StatusMessage>, round: usize) -> RunWatch {
+    let started = Instant::now();
+    let run = status
+        .run_started(running_status(
+            round,
+            Duration::ZERO,
+            &OutputTail::default(),
+        ))
+        .await;
+    let (watch, subscription) = watch(WATCH_CAPACITY);
+    tokio::spawn(show_live(status.clone(), run, round, started, subscription));
+    watch
+}
+
+/// Keeps the status current until the run's watch is dropped (the run ended).
+async fn show_live(
+    status: Arc<StatusMessage>,
+    run: u64,
+    round: usize,
+    started: Instant,
+    mut subscription: Subscription,
+) {
+    let mut tail = OutputTail::default();
+    let mut next_show = Instant::now() + EDIT_SPACING;
+    let mut last_shown = Instant::now();
+    loop {
+        tokio::select! {
+            watched = subscription.recv() => match watched {
+                Some(watched) => tail.apply(&watched),
+                None => return,
             },
+            _ = tokio::time::sleep_until(next_show) => {
+                if tail.take_changed() || last_shown.elapsed() >= ELAPSED_REFRESH {
+                    status
+                        .show_live(run, running_status(round, started.elapsed(), &tail))
+                        .await;
+                    last_shown = Instant::now();
+                }
+                next_show = Instant::now() + EDIT_SPACING;
+            }
         }
     }
 }
 
-/// Edits a status message to say the run was cancelled.
-pub async fn show_cancelled(http: &Http, slot: &StatusSlot) {
-    if let Some((channel, message)) = *slot.lock().await {
-        let _ = channel
-            .edit_message(
-                http,
-                message,
-                EditMessage::new()
-                    .content("🛑 cancelled")
-                    .allowed_mentions(no_mentions()),
-            )
-            .await;
-    }
-}
-
 impl Progress for DiscordProgress {
-    async fn run_started(&self, round: usize) {
-        let text = if round <= 1 {
-            "⏳ running code…".to_string()
-        } else {
-            format!("⏳ running code (step {round})…")
-        };
-        self.show(text).await;
+    async fn run_started(&self, round: usize) -> Option<RunWatch> {
+        Some(follow_run(&self.status, round).await)
     }
 
     async fn run_finished(&self, result: Result<&UserRunResult, &str>) {
-        self.show(status_line(result)).await;
+        self.status.run_ended(status_line(result)).await;
     }
 }

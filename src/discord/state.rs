@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use serenity::all::{Http, Message, UserId};
+use serenity::all::{Message, UserId};
 
-use super::progress::StatusSlot;
+use super::status::StatusMessage;
 use crate::app::App;
 use crate::config::DiscordSettings;
 
@@ -16,8 +16,9 @@ pub struct BotState {
     pub discord: DiscordSettings,
     bot_user: OnceLock<UserId>,
     shutting_down: AtomicBool,
-    /// The status message of each user's running turn, so /stop can say "cancelled".
-    statuses: Mutex<HashMap<String, StatusSlot>>,
+    /// The status message of each user's running work, so /stop and its Stop button can
+    /// say "cancelled".
+    statuses: Mutex<HashMap<String, Arc<StatusMessage>>>,
 }
 
 impl BotState {
@@ -65,11 +66,16 @@ impl BotState {
         self.discord.discord_upload_limit_mb * 1024 * 1024
     }
 
-    pub fn track_status(&self, user_id: &str, slot: StatusSlot) {
+    pub fn track_status(&self, user_id: &str, slot: Arc<StatusMessage>) {
         self.lock_statuses().insert(user_id.to_string(), slot);
     }
 
-    pub fn forget_status(&self, user_id: &str, slot: &StatusSlot) {
+    /// The status message of the user's running work, if any.
+    pub fn status_of(&self, user_id: &str) -> Option<Arc<StatusMessage>> {
+        self.lock_statuses().get(user_id).cloned()
+    }
+
+    pub fn forget_status(&self, user_id: &str, slot: &Arc<StatusMessage>) {
         let mut statuses = self.lock_statuses();
         if statuses
             .get(user_id)
@@ -79,17 +85,17 @@ impl BotState {
         }
     }
 
-    /// Cancels the user's running work; the status message of a turn says so.
-    pub async fn cancel_user(&self, http: &Http, user_id: &str) -> bool {
+    /// Cancels the user's running work; its status message says so.
+    pub async fn cancel_user(&self, user_id: &str) -> bool {
         let cancelled = self.app.cancel(user_id);
         let slot = self.lock_statuses().remove(user_id);
         if cancelled && let Some(slot) = slot {
-            super::progress::show_cancelled(http, &slot).await;
+            slot.close("🛑 cancelled".to_string()).await;
         }
         cancelled
     }
 
-    fn lock_statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, StatusSlot>> {
+    fn lock_statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<StatusMessage>>> {
         self.statuses.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -13,6 +13,7 @@ use super::tokens::Encoding;
 use super::tool::{self, TOOL_NAME};
 use super::tool_result::{self, Budget};
 use crate::app::runs::UserRunResult;
+use crate::sandbox::watch::RunWatch;
 
 /// Runs code for the user the conversation belongs to.
 pub trait CodeRunner: Send + Sync {
@@ -20,12 +21,14 @@ pub trait CodeRunner: Send + Sync {
         &self,
         code: String,
         timeout: Duration,
+        watch: Option<RunWatch>,
     ) -> impl Future<Output = Result<UserRunResult, String>> + Send;
 }
 
-/// Told about each run as it starts and ends (the Discord status message).
+/// Told about each run as it starts and ends (the Discord status message). A progress that
+/// shows the run as it happens returns the watch the run publishes to.
 pub trait Progress: Send + Sync {
-    fn run_started(&self, round: usize) -> impl Future<Output = ()> + Send;
+    fn run_started(&self, round: usize) -> impl Future<Output = Option<RunWatch>> + Send;
     fn run_finished(&self, result: Result<&UserRunResult, &str>)
     -> impl Future<Output = ()> + Send;
 }
@@ -140,8 +143,8 @@ pub async fn run_turn<M: ChatModel, R: CodeRunner, P: Progress>(
                 match tool::parse_arguments(&call.arguments, settings.max_timeout) {
                     Err(err) => format!("{{\"error\": {}}}", serde_json::json!(err.to_string())),
                     Ok(args) => {
-                        progress.run_started(rounds).await;
-                        match runner.run(args.code, args.timeout).await {
+                        let watch = progress.run_started(rounds).await;
+                        match runner.run(args.code, args.timeout, watch).await {
                             Ok(result) => {
                                 progress.run_finished(Ok(&result)).await;
                                 let text = tool_result::render(
@@ -215,7 +218,12 @@ mod tests {
     }
 
     impl CodeRunner for EchoRunner {
-        async fn run(&self, code: String, timeout: Duration) -> Result<UserRunResult, String> {
+        async fn run(
+            &self,
+            code: String,
+            timeout: Duration,
+            _: Option<RunWatch>,
+        ) -> Result<UserRunResult, String> {
             self.runs.lock().unwrap().push((code.clone(), timeout));
             if code.contains("unrunnable") {
                 return Err("the sandbox is unavailable".into());
@@ -247,7 +255,9 @@ mod tests {
 
     struct Quiet;
     impl Progress for Quiet {
-        async fn run_started(&self, _: usize) {}
+        async fn run_started(&self, _: usize) -> Option<RunWatch> {
+            None
+        }
         async fn run_finished(&self, _: Result<&UserRunResult, &str>) {}
     }
 

@@ -21,12 +21,15 @@ use super::order;
 use super::outputs::{self, OutputCaps, OutputError};
 use super::pool::{PoolError, PoolStatus};
 use super::pool::{WarmContainer, WarmPool};
-use super::protocol::{Item, Job, JobFile, OutdatedImage, RunnerEvent, SiteDirs, check_ready};
+use super::protocol::{
+    Item, Job, JobFile, LiveJob, OutdatedImage, RunnerEvent, SiteDirs, check_ready,
+};
 use super::reaper;
 use super::result::{ExecutionResult, Flag, RunError, Status};
 use super::retirer::Retirer;
 use super::session::{SessionIo, SessionJob, state_budget};
 use super::spec::ContainerSpec;
+use super::watch::{RunEvent, RunWatch};
 use super::{INPUT_DIR, OUTPUT_DIR};
 use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings};
 use crate::packages::{PackageManager, PackagesError, Prepared, Resolution};
@@ -81,6 +84,9 @@ pub struct ExecutionRequest {
     /// Restore a session's state before the code and save it after (ignored when the
     /// executor has session state turned off).
     pub session: Option<SessionIo>,
+    /// Who watches the run as it happens (the code's output while it runs); None relays
+    /// nothing before the result.
+    pub watch: Option<RunWatch>,
 }
 
 pub struct Executor<E: Containers + 'static> {
@@ -378,6 +384,7 @@ impl<E: Containers + 'static> Executor<E> {
     ) -> Result<Session, ExecutorError> {
         let handoff_started = Instant::now();
         let run_id = live.run_id.clone();
+        let watch = request.watch.as_ref().filter(|watch| !watch.is_closed());
         let id = live.id.clone();
         let job = Job {
             code: request.code.clone(),
@@ -394,6 +401,7 @@ impl<E: Containers + 'static> Executor<E> {
             session: self
                 .session_of(request)
                 .map(|io| SessionJob::for_io(io, INPUT_DIR)),
+            live: watch.map(|_| LiveJob::for_limits(limits)),
             auth: (self.job_keys)(),
         };
         let attached = &mut live.attached;
@@ -479,6 +487,7 @@ impl<E: Containers + 'static> Executor<E> {
                     outputs_announced,
                     state_announced: snapshot.announced,
                     session: session.is_some(),
+                    live: watch.is_some(),
                 };
                 if let Err(reason) = order::check(&item, phase, progress) {
                     self.engine.kill(&id).await?;
@@ -499,6 +508,11 @@ impl<E: Containers + 'static> Executor<E> {
                     }
                     Item::Event(RunnerEvent::Missing { modules }) => {
                         installs_requested += 1;
+                        if let Some(watch) = watch {
+                            watch.publish(RunEvent::Installing {
+                                modules: modules.clone(),
+                            });
+                        }
                         let install_started = tokio::time::Instant::now();
                         let resolved = self.resolve_packages(&modules).await;
                         // The code is stopped meanwhile; the host's deadlines wait too.
@@ -538,6 +552,22 @@ impl<E: Containers + 'static> Executor<E> {
                         transcript.phases.handoff_ms = elapsed_ms(handoff_started);
                         phase = Phase::Running;
                         code_started = Some(Instant::now());
+                        if let Some(watch) = watch {
+                            watch.publish(RunEvent::Started);
+                        }
+                    }
+                    Item::Event(RunnerEvent::Output {
+                        stream,
+                        text,
+                        skipped,
+                    }) => {
+                        if let Some(watch) = watch {
+                            watch.publish(RunEvent::Output {
+                                stream,
+                                text,
+                                skipped_chars: skipped,
+                            });
+                        }
                     }
                     Item::Event(RunnerEvent::Result(result)) => {
                         phase = Phase::Collecting;

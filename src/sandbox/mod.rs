@@ -26,6 +26,7 @@ pub mod retirer;
 pub(crate) mod scripted;
 pub mod session;
 pub mod spec;
+pub mod watch;
 
 pub use executor::{ExecutionRequest, Executor, ExecutorError};
 pub use limits::Limits;

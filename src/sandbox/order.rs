@@ -16,6 +16,8 @@ pub struct Progress {
     pub state_announced: bool,
     /// The job asked for the session's state to be saved.
     pub session: bool,
+    /// The job asked for output while the code runs.
+    pub live: bool,
 }
 
 /// The runner relays at most this many package requests per run (as many as its own cap).
@@ -32,6 +34,9 @@ pub fn check(item: &Item, phase: Phase, progress: Progress) -> Result<(), Protoc
         ),
         Item::Event(RunnerEvent::Started) => {
             ("started", phase == Phase::Starting && progress.job_handed)
+        }
+        Item::Event(RunnerEvent::Output { .. }) => {
+            ("output", phase == Phase::Running && progress.live)
         }
         Item::Event(RunnerEvent::Result(_)) => ("result", phase == Phase::Running),
         Item::Event(RunnerEvent::Outputs { .. }) => (
@@ -118,6 +123,28 @@ mod tests {
             ..after_outputs
         };
         assert!(check(&state, Phase::Collecting, unasked).is_err());
+    }
+
+    #[test]
+    fn live_output_comes_only_while_the_code_runs_and_only_when_asked_for() {
+        let output = Item::Event(RunnerEvent::Output {
+            stream: crate::sandbox::protocol::OutputStream::Stdout,
+            text: "x".into(),
+            skipped: 0,
+        });
+        let live = Progress {
+            job_handed: true,
+            live: true,
+            ..Progress::default()
+        };
+        assert!(check(&output, Phase::Running, live).is_ok());
+        assert!(check(&output, Phase::Starting, live).is_err());
+        assert!(check(&output, Phase::Collecting, live).is_err());
+        let unasked = Progress {
+            live: false,
+            ..live
+        };
+        assert!(check(&output, Phase::Running, unasked).is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::session::{SessionJob, SessionReport};
 /// and runner stop understanding each other; an image whose runner speaks another version
 /// must be rebuilt, and says so instead of failing in odd ways. Runners before versions
 /// existed announce none (they spoke version 1).
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// One job, written as a single JSON line to the runner's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,8 +45,43 @@ pub struct Job {
     /// the code with nothing before it and keeps nothing.
     #[serde(default)]
     pub session: Option<SessionJob>,
+    /// Relay what the code writes while it runs (`output` events); None sends nothing
+    /// before the result (nobody watches).
+    #[serde(default)]
+    pub live: Option<LiveJob>,
     /// The job's one-time key (`new_job_key`); the runner keeps it from the code.
     pub auth: String,
+}
+
+/// Bounds of the output relayed while the code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveJob {
+    /// One event carries at most this many characters (the newest; older ones are skipped).
+    pub max_event_chars: usize,
+    /// At most this many characters per stream are relayed in a run.
+    pub max_total_chars: usize,
+    /// At most one event per stream per interval.
+    pub interval_ms: u64,
+}
+
+impl LiveJob {
+    /// Bounds for a run whose captured output is capped at `max_output_chars` per stream:
+    /// ten events a second of at most 4,096 characters, and four times the cap in all.
+    pub fn for_limits(limits: &Limits) -> LiveJob {
+        LiveJob {
+            max_event_chars: 4096,
+            max_total_chars: limits.max_output_chars.saturating_mul(4),
+            interval_ms: 100,
+        }
+    }
+}
+
+/// Which of the code's streams a piece of live output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +147,14 @@ pub enum RunnerEvent {
         modules: Vec<String>,
     },
     Started,
+    /// What the code wrote since the last such event (only for a job with `live`).
+    Output {
+        stream: OutputStream,
+        text: String,
+        /// Older characters written since the last event and not relayed.
+        #[serde(default)]
+        skipped: u64,
+    },
     Result(RunnerResult),
     Outputs {
         bytes: u64,
@@ -567,6 +610,7 @@ mod tests {
             files: vec![],
             scan_imports: false,
             session: None,
+            live: None,
             auth: new_job_key(),
         };
         let line = job.to_line().unwrap();

@@ -30,6 +30,12 @@ pub struct Recorded {
     pub json: Value,
     /// Uploaded files: (filename, bytes).
     pub files: Vec<(String, Vec<u8>)>,
+    /// The HTTP status the fake answered with.
+    pub status: u16,
+    /// When the fake received it.
+    pub at: Instant,
+    /// The id of the message it created or edited, if any.
+    pub message_id: Option<String>,
 }
 
 impl Recorded {
@@ -50,6 +56,8 @@ struct Inner {
     openai_times: Vec<Instant>,
     gateway: Option<mpsc::UnboundedSender<(String, Value)>>,
     cdn: HashMap<String, Vec<u8>>,
+    /// Message edits still to answer with 429 Too Many Requests.
+    rate_limited_edits: usize,
 }
 
 #[derive(Clone)]
@@ -127,6 +135,26 @@ impl Fake {
 
     pub fn next_id(&self) -> String {
         self.ids.fetch_add(1, Ordering::SeqCst).to_string()
+    }
+
+    /// The next `count` message edits are answered with 429 (Discord's rate limit).
+    pub fn rate_limit_edits(&self, count: usize) {
+        self.inner.lock().unwrap().rate_limited_edits = count;
+    }
+
+    /// A press of a button (custom id) on message `message_id` by `user` in the DM channel.
+    pub fn button_press(&self, user: &str, message_id: &str, custom_id: &str) -> Value {
+        let mut message = message_json(&self.ids, DM_CHANNEL, "", &[]);
+        message["id"] = json!(message_id);
+        json!({
+            "id": self.next_id(), "application_id": APP_ID, "type": 3,
+            "data": {"custom_id": custom_id, "component_type": 2},
+            "channel_id": DM_CHANNEL,
+            "channel": {"id": DM_CHANNEL, "type": 1},
+            "user": self.user(user), "token": format!("token-{}", self.next_id()),
+            "version": 1, "message": message, "locale": "en-US", "app_permissions": "0",
+            "entitlements": [], "context": 1, "authorizing_integration_owners": {}
+        })
     }
 
     /// Waits until the bot has identified and registered its slash commands.
@@ -442,32 +470,63 @@ async fn rest(State((inner, ids, _)): State<Shared>, request: Request) -> Respon
         let bytes = Bytes::from_request(request, &()).await.unwrap_or_default();
         json_body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     }
+    let parts: Vec<&str> = path.trim_start_matches("/api/v10/").split('/').collect();
+    let file_meta: Vec<(String, usize)> = files.iter().map(|(n, d)| (n.clone(), d.len())).collect();
+    let content = json_body["content"].as_str().unwrap_or("").to_string();
+    let (response, message_id) = answer(&ids, &method, &parts, &content, &file_meta, &inner);
     let recorded = Recorded {
         method: method.to_string(),
         path: path.clone(),
         json: json_body.clone(),
         files: files.clone(),
+        status: response.status().as_u16(),
+        at: Instant::now(),
+        message_id,
     };
     inner.lock().unwrap().requests.push(recorded);
+    response
+}
 
-    let parts: Vec<&str> = path.trim_start_matches("/api/v10/").split('/').collect();
-    let file_meta: Vec<(String, usize)> = files.iter().map(|(n, d)| (n.clone(), d.len())).collect();
-    let content = json_body["content"].as_str().unwrap_or("").to_string();
-    match (method, parts.as_slice()) {
+fn answer(
+    ids: &AtomicU64,
+    method: &Method,
+    parts: &[&str],
+    content: &str,
+    file_meta: &[(String, usize)],
+    inner: &Mutex<Inner>,
+) -> (Response, Option<String>) {
+    let content = content.to_string();
+    let response = match (method.clone(), parts) {
         (Method::POST, ["channels", channel, "typing"]) => {
             let _ = channel;
             StatusCode::NO_CONTENT.into_response()
         }
         (Method::POST, ["channels", channel, "messages"]) => {
-            Json(message_json(&ids, channel, &content, &file_meta)).into_response()
+            let message = message_json(ids, channel, &content, file_meta);
+            let id = message["id"].as_str().map(str::to_string);
+            return (Json(message).into_response(), id);
         }
-        (Method::PATCH, ["channels", channel, "messages", _]) => {
-            Json(message_json(&ids, channel, &content, &file_meta)).into_response()
+        (Method::PATCH, ["channels", channel, "messages", id]) => {
+            {
+                let mut inner = inner.lock().unwrap();
+                if inner.rate_limited_edits > 0 {
+                    inner.rate_limited_edits -= 1;
+                    let limited = (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "1")],
+                        Json(json!({"message": "You are being rate limited.", "retry_after": 1.0, "global": false, "code": 0})),
+                    );
+                    return (limited.into_response(), None);
+                }
+            }
+            let mut message = message_json(ids, channel, &content, file_meta);
+            message["id"] = json!(id);
+            return (Json(message).into_response(), Some(id.to_string()));
         }
         (Method::PUT, ["applications", _, "commands"]) => Json(json!([])).into_response(),
         (Method::POST, ["interactions", _, _, "callback"]) => StatusCode::NO_CONTENT.into_response(),
         (Method::PATCH, ["webhooks", _, _, "messages", _]) | (Method::POST, ["webhooks", _, _]) => {
-            Json(message_json(&ids, DM_CHANNEL, &content, &file_meta)).into_response()
+            Json(message_json(ids, DM_CHANNEL, &content, file_meta)).into_response()
         }
         (Method::GET, ["users", "@me"]) => Json(json!({"id": BOT_ID, "username": "codebox", "discriminator": "0", "avatar": null, "bot": true})).into_response(),
         _ => (
@@ -475,5 +534,6 @@ async fn rest(State((inner, ids, _)): State<Shared>, request: Request) -> Respon
             Json(json!({"message": "Unknown route in fake", "code": 0})),
         )
             .into_response(),
-    }
+    };
+    (response, None)
 }

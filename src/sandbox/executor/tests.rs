@@ -62,6 +62,7 @@ fn request(output_dir: &Path) -> ExecutionRequest {
         output_dir: Some(output_dir.to_path_buf()),
         files: Vec::new(),
         session: None,
+        watch: None,
     }
 }
 
