@@ -153,7 +153,8 @@ impl Fake {
             "channel": {"id": DM_CHANNEL, "type": 1},
             "user": self.user(user), "token": format!("token-{}", self.next_id()),
             "version": 1, "message": message, "locale": "en-US", "app_permissions": "0",
-            "entitlements": [], "context": 1, "authorizing_integration_owners": {}
+            "entitlements": [], "context": 1, "authorizing_integration_owners": {},
+            "attachment_size_limit": 10485760
         })
     }
 
