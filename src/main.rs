@@ -527,7 +527,7 @@ async fn run_with(
     };
     if json {
         let mut value = serde_json::to_value(&result)?;
-        if let (Some(object), true) = (value.as_object_mut(), !for_user) {
+        if let (Some(object), true) = (value.as_object_mut(), for_user) {
             object.insert("generated_files".into(), serde_json::to_value(&generated)?);
         }
         println!("{}", serde_json::to_string(&value)?);

@@ -6,7 +6,7 @@ line from stdin, runs the user's code once in a forked child, enforces the time 
 every other process in the container, and streams back one result plus a tar of the output
 directory. Protocol on stdout (the only channel the host reads):
 
-    {"event": "ready", "protocol": 4}
+    {"event": "ready", "protocol": 6}
     MAC {"event": "started"}
     MAC {"event": "missing", "modules": [name]}   while the code runs, when an import in the
                                              code really fails; every process of the code

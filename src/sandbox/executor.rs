@@ -728,12 +728,12 @@ impl<E: Containers + 'static> Executor<E> {
         let mut phases = std::mem::take(&mut transcript.phases);
         // Kept until the run is reported: their leases spare the packages from eviction.
         let packages = std::mem::take(&mut transcript.packages);
-        let install_ms = packages.iter().map(|p| p.install_ms).sum::<f64>()
-            + transcript
-                .refusals
-                .iter()
-                .map(|r| r.install_ms)
-                .sum::<f64>();
+        // Folded from +0.0: an empty f64 sum is -0.0, which prints as "-0 ms".
+        let install_ms = packages
+            .iter()
+            .map(|p| p.install_ms)
+            .chain(transcript.refusals.iter().map(|r| r.install_ms))
+            .fold(0.0, |total, ms| total + ms);
         let packages_installed: Vec<String> =
             packages.iter().flat_map(|p| p.installed.clone()).collect();
         let packages_cached: Vec<String> = packages.iter().flat_map(|p| p.cached.clone()).collect();
