@@ -202,13 +202,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command, settings)) {
+    let code = match runtime.block_on(dispatch(cli.command, settings)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("codebox: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // A thread still writing to a terminal nobody reads must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    code
 }
 
 fn init_logging(filter: &str) {
@@ -489,7 +492,9 @@ async fn run_with(
         let (watch, subscription) = watch(LIVE_BACKLOG);
         (
             Some(watch),
-            Some(tokio::spawn(terminal::print_live(subscription))),
+            Some(tokio::task::spawn_blocking(move || {
+                terminal::print_live(subscription)
+            })),
         )
     };
     let json = args.json;

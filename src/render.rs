@@ -41,16 +41,19 @@ pub fn upload_confirmation(r: &FileRecord) -> String {
     );
     if let Some(summary) = &r.summary {
         let summary: String = summary.chars().take(800).collect();
-        out.push_str(&format!(
-            "```\n{}\n```\n",
-            summary.replace("```", FENCE_STANDIN)
-        ));
+        out.push_str(&format!("```\n{}\n```\n", defuse_fences(&summary)));
     }
     out
 }
 
 /// What a code fence inside untrusted text becomes, so it cannot close our block.
 const FENCE_STANDIN: &str = "'''";
+
+/// Untrusted text made safe inside a code block: replacing every run of three backticks
+/// leaves at most two in a row, whatever the length of the run.
+pub fn defuse_fences(text: &str) -> String {
+    text.replace("```", FENCE_STANDIN)
+}
 
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
@@ -93,10 +96,7 @@ pub fn run_for_discord(run: &crate::app::runs::UserRunResult) -> String {
             .chars()
             .take(1500)
             .collect();
-        out.push_str(&format!(
-            "```\n{}\n```\n",
-            text.replace("```", FENCE_STANDIN)
-        ));
+        out.push_str(&format!("```\n{}\n```\n", defuse_fences(&text)));
     }
     for (title, text, cut) in [
         ("stdout", &r.stdout, r.stdout_truncated),
@@ -118,7 +118,7 @@ pub fn run_for_discord(run: &crate::app::runs::UserRunResult) -> String {
             };
             out.push_str(&format!(
                 "{title}{note}:\n```\n{}\n```\n",
-                tail.replace("```", FENCE_STANDIN)
+                defuse_fences(&tail)
             ));
         }
     }
@@ -126,10 +126,7 @@ pub fn run_for_discord(run: &crate::app::runs::UserRunResult) -> String {
     let notes = r.session.as_ref().map(|s| s.notes()).unwrap_or_default();
     if !notes.is_empty() {
         let text: String = notes.join("\n").chars().take(800).collect();
-        out.push_str(&format!(
-            "session:\n```\n{}\n```\n",
-            text.replace("```", FENCE_STANDIN)
-        ));
+        out.push_str(&format!("session:\n```\n{}\n```\n", defuse_fences(&text)));
     }
     for g in &run.generated_files {
         out.push_str(&format!("📎 `{}` stored as `{}`\n", g.filename, g.file_id));

@@ -15,13 +15,14 @@ pub struct Streamed {
     pub empty: bool,
 }
 
-/// Prints the run's events until it ends.
-pub async fn print_live(mut subscription: Subscription) -> Streamed {
+/// Prints the run's events until it ends. It blocks (a terminal or pipe that is not read
+/// blocks its writer): run it on a thread of its own, never on an async worker.
+pub fn print_live(mut subscription: Subscription) -> Streamed {
     let mut streamed = Streamed {
         incomplete: false,
         empty: true,
     };
-    while let Some(watched) = subscription.recv().await {
+    while let Some(watched) = subscription.blocking_recv() {
         if watched.missed_before > 0 {
             streamed.incomplete = true;
             note(&format!(

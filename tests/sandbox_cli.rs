@@ -522,11 +522,17 @@ fn readable_summary_without_json() {
     // The code's output streams first (stderr to stderr), then the summary, which does not
     // repeat what was already shown whole.
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.starts_with("hi\nstatus: error (exit code 1)"), "{text}");
+    assert!(
+        text.starts_with("hi\nstatus: error (exit code 1)"),
+        "{text}"
+    );
     assert!(text.contains("error: KeyError: 'k'"), "{text}");
     assert!(!text.contains("--- stdout ---"), "{text}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("Traceback") && stderr.contains("KeyError: 'k'"), "{stderr}");
+    assert!(
+        stderr.contains("Traceback") && stderr.contains("KeyError: 'k'"),
+        "{stderr}"
+    );
 }
 
 #[test]

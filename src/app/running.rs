@@ -54,13 +54,15 @@ impl Running {
         }
     }
 
+    /// Cancels the user's work; false when there is none or it has just finished (its
+    /// result stands: a late Stop must not relabel a finished run).
     pub fn cancel(&self, user_id: &str) -> bool {
         match self.lock().remove(user_id) {
-            Some((_, handle)) => {
+            Some((_, handle)) if !handle.is_finished() => {
                 handle.abort();
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 

@@ -127,7 +127,7 @@ async fn delete(
 /// Cancel your running code
 #[poise::command(slash_command)]
 async fn stop(ctx: Context<'_>) -> Result<(), CommandError> {
-    let text = if ctx.data().cancel_user(&user_id(ctx)).await {
+    let text = if ctx.data().cancel_user(&user_id(ctx)) {
         "🛑 Cancelled your running code; its sandbox was removed."
     } else {
         "Nothing of yours is running."
@@ -258,7 +258,7 @@ async fn run(
         let channel = ctx.channel_id().to_string();
         let status = status.clone();
         async move {
-            let watch = follow_run(&status, 1).await;
+            let watch = follow_run(&status, 1, app.clone()).await;
             let outcome = app
                 .run_code(CodeRun {
                     user_id: user,

@@ -116,7 +116,10 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
         let status = status.clone();
         async move {
             let _typing = channel.start_typing(&http);
-            let progress = DiscordProgress { status };
+            let progress = DiscordProgress {
+                status,
+                app: app.clone(),
+            };
             let reply = app.chat_turn(turn, &progress).await;
             // Free the user before the answer is visible, so a quick follow-up is not
             // refused as "still being worked on".

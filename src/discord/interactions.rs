@@ -52,11 +52,10 @@ async fn answer(
         Button::Stop { .. } => {
             // Only the work this status message belongs to: an old message's button must
             // not stop a newer run.
-            let current = match state.status_of(&user) {
-                Some(status) => status.message_id().await == Some(press.message.id),
-                None => false,
-            };
-            if current && state.cancel_user(&user).await {
+            let current = state
+                .status_of(&user)
+                .is_some_and(|status| status.message_id() == Some(press.message.id));
+            if current && state.cancel_user(&user) {
                 private("🛑 Cancelled your running code; its sandbox was removed.")
             } else {
                 private("This run has already ended.")

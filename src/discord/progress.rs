@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::status::{EDIT_SPACING, StatusMessage};
-use crate::app::{Progress, RunWatch, Subscription, UserRunResult, watch};
+use crate::app::{App, Progress, RunWatch, Subscription, UserRunResult, watch};
 use crate::render::live::{OutputTail, running_status};
 use crate::render::status_line;
 
@@ -18,10 +18,12 @@ const ELAPSED_REFRESH: Duration = Duration::from_secs(5);
 
 pub struct DiscordProgress {
     pub status: Arc<StatusMessage>,
+    /// Redacts what the code printed before it is shown.
+    pub app: Arc<App>,
 }
 
 /// Shows that run `round` starts and follows it; the returned watch is the run's.
-pub async fn follow_run(status: &Arc<StatusMessage>, round: usize) -> RunWatch {
+pub async fn follow_run(status: &Arc<StatusMessage>, round: usize, app: Arc<App>) -> RunWatch {
     let started = Instant::now();
     let run = status
         .run_started(running_status(
@@ -31,7 +33,14 @@ pub async fn follow_run(status: &Arc<StatusMessage>, round: usize) -> RunWatch {
         ))
         .await;
     let (watch, subscription) = watch(WATCH_CAPACITY);
-    tokio::spawn(show_live(status.clone(), run, round, started, subscription));
+    tokio::spawn(show_live(
+        status.clone(),
+        run,
+        round,
+        started,
+        subscription,
+        app,
+    ));
     watch
 }
 
@@ -42,6 +51,7 @@ async fn show_live(
     round: usize,
     started: Instant,
     mut subscription: Subscription,
+    app: Arc<App>,
 ) {
     let mut tail = OutputTail::default();
     let mut next_show = Instant::now() + EDIT_SPACING;
@@ -54,9 +64,9 @@ async fn show_live(
             },
             _ = tokio::time::sleep_until(next_show) => {
                 if tail.take_changed() || last_shown.elapsed() >= ELAPSED_REFRESH {
-                    status
-                        .show_live(run, running_status(round, started.elapsed(), &tail))
-                        .await;
+                    // Redacted whole, so a secret split across two events is still caught.
+                    let text = app.redact(&running_status(round, started.elapsed(), &tail));
+                    status.show_live(run, text).await;
                     last_shown = Instant::now();
                 }
                 next_show = Instant::now() + EDIT_SPACING;
@@ -67,7 +77,7 @@ async fn show_live(
 
 impl Progress for DiscordProgress {
     async fn run_started(&self, round: usize) -> Option<RunWatch> {
-        Some(follow_run(&self.status, round).await)
+        Some(follow_run(&self.status, round, self.app.clone()).await)
     }
 
     async fn run_finished(&self, result: Result<&UserRunResult, &str>) {

@@ -85,12 +85,13 @@ impl BotState {
         }
     }
 
-    /// Cancels the user's running work; its status message says so.
-    pub async fn cancel_user(&self, user_id: &str) -> bool {
+    /// Cancels the user's running work at once; its status message says so shortly after
+    /// (an edit may have to wait its turn), so a button press is answered in time.
+    pub fn cancel_user(&self, user_id: &str) -> bool {
         let cancelled = self.app.cancel(user_id);
         let slot = self.lock_statuses().remove(user_id);
         if cancelled && let Some(slot) = slot {
-            slot.close("🛑 cancelled".to_string()).await;
+            tokio::spawn(async move { slot.close("🛑 cancelled".to_string()).await });
         }
         cancelled
     }

@@ -3,7 +3,7 @@
 //! of one message is at least EDIT_SPACING after the last (Discord allows 5 edits per 5 s
 //! per channel), and a 429 is waited out, never a failure.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serenity::all::{
@@ -29,6 +29,8 @@ pub struct StatusMessage {
     channel: ChannelId,
     /// Who started the work: the only one its Stop button answers.
     owner: UserId,
+    /// Set once posted; read without waiting for an edit in progress (a Stop press).
+    posted: OnceLock<MessageId>,
     inner: Mutex<Inner>,
 }
 
@@ -49,13 +51,14 @@ impl StatusMessage {
             http,
             channel,
             owner,
+            posted: OnceLock::new(),
             inner: Mutex::new(Inner::default()),
         }
     }
 
     /// The posted message, once there is one (a Stop press names it).
-    pub async fn message_id(&self) -> Option<MessageId> {
-        self.inner.lock().await.message
+    pub fn message_id(&self) -> Option<MessageId> {
+        self.posted.get().copied()
     }
 
     /// A new run starts: its text is shown with a Stop button; returns the run's number for
@@ -139,7 +142,10 @@ impl StatusMessage {
                             .allowed_mentions(no_mentions()),
                     )
                     .await
-                    .map(|message| inner.message = Some(message.id)),
+                    .map(|message| {
+                        inner.message = Some(message.id);
+                        let _ = self.posted.set(message.id);
+                    }),
             };
             inner.last_edit = Some(Instant::now());
             match sent {
@@ -150,6 +156,11 @@ impl StatusMessage {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot show the status message");
+                    if inner.message.is_none() {
+                        // Not allowed to post here (a 403): every later try would fail
+                        // the same way and count against Discord's invalid-request limit.
+                        inner.closed = true;
+                    }
                     return;
                 }
             }

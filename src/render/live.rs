@@ -21,6 +21,8 @@ pub struct OutputTail {
     started: bool,
     /// Something changed since `take_changed` was last asked.
     changed: bool,
+    /// The last character was a carriage return whose meaning the next one decides.
+    carriage_return: bool,
 }
 
 impl OutputTail {
@@ -47,14 +49,17 @@ impl OutputTail {
     }
 
     fn push(&mut self, text: &str) {
-        for piece in text.split_inclusive(['\r', '\n']) {
-            if let Some(rest) = piece.strip_suffix('\r') {
-                self.text.push_str(rest);
-                // Back to the start of the line: what follows replaces it.
+        for c in text.chars() {
+            if std::mem::take(&mut self.carriage_return) && c != '\n' {
+                // Back to the start of the line: what follows replaces it (progress bars);
+                // "\r\n" is only a line end.
                 let line_start = self.text.rfind('\n').map_or(0, |i| i + 1);
                 self.text.truncate(line_start);
+            }
+            if c == '\r' {
+                self.carriage_return = true;
             } else {
-                self.text.push_str(piece);
+                self.text.push(c);
             }
         }
         if self.text.chars().count() > 2 * TAIL_CHARS {
@@ -101,7 +106,7 @@ pub fn running_status(round: usize, elapsed: Duration, tail: &OutputTail) -> Str
     let mut text = match &tail.installing {
         Some(modules) => format!(
             "📦 installing packages for {}{step}… {} s",
-            modules.join(", "),
+            bounded(&modules.join(", "), 200),
             elapsed.as_secs()
         ),
         None if tail.started => format!("⏳ running code{step}… {} s", elapsed.as_secs()),
@@ -111,7 +116,7 @@ pub fn running_status(round: usize, elapsed: Duration, tail: &OutputTail) -> Str
     let lines = tail.lines();
     if !lines.is_empty() {
         // Output is the code's: it must not close the block early or format anything.
-        let mut safe = lines.replace("```", "`\u{200b}`\u{200b}`");
+        let mut safe = super::defuse_fences(&lines);
         let count = safe.chars().count();
         if count > TAIL_CHARS {
             safe = safe.chars().skip(count - TAIL_CHARS).collect();
@@ -119,6 +124,16 @@ pub fn running_status(round: usize, elapsed: Duration, tail: &OutputTail) -> Str
         text.push_str(&format!("\n```\n{safe}\n```"));
     }
     text
+}
+
+/// `text` cut to `max` characters, marked when cut.
+fn bounded(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max).collect();
+    cut.push('…');
+    cut
 }
 
 #[cfg(test)]
@@ -166,20 +181,35 @@ mod tests {
         tail.apply(&output("start\n10%\r"));
         tail.apply(&output("50%\r100%\ndone\n"));
         assert_eq!(tail.lines(), "start\n100%\ndone");
+        // The last state of a progress line stays shown until something replaces it.
+        tail.apply(&output("1/3\r2/3\r"));
+        assert_eq!(tail.lines(), "start\n100%\ndone\n2/3");
+        tail.apply(&output("3/3\r"));
+        assert_eq!(tail.lines(), "start\n100%\ndone\n3/3");
+        // "\r\n" ends a line like "\n" (csv's default), even split across two events.
+        let mut csv = OutputTail::default();
+        csv.apply(&output("a,b\r"));
+        csv.apply(&output("\n1,2\r\n"));
+        assert_eq!(csv.lines(), "a,b\n1,2");
     }
 
     #[test]
     fn a_flood_stays_within_one_message_and_cannot_break_the_block() {
         let mut tail = OutputTail::default();
         tail.apply(&started());
-        let fence = "```".repeat(2000);
-        tail.apply(&output(&format!("{}\n{fence}", "é".repeat(100_000))));
+        tail.apply(&output(&format!("{}\n", "é".repeat(100_000))));
+        // Runs of every length, 3k+2 included, and fences split across events.
+        for run in 1..=11 {
+            tail.apply(&output(&format!("{}x\n", "`".repeat(run))));
+        }
+        tail.apply(&output("`"));
+        tail.apply(&output("``[link](https://evil.example)\n"));
         let text = running_status(3, Duration::from_secs(1), &tail);
         assert!(text.chars().count() <= 2000, "{}", text.chars().count());
         assert_eq!(
             text.matches("```").count(),
             2,
-            "only the block's own fences"
+            "only the block's own fences: {text}"
         );
         assert!(text.contains("(step 3)"));
     }
@@ -221,5 +251,12 @@ mod tests {
             running_status(1, Duration::from_secs(4), &tail),
             "📦 installing packages for sklearn… 4 s"
         );
+        tail.apply(&Watched {
+            event: RunEvent::Installing {
+                modules: vec!["m".repeat(70_000)],
+            },
+            missed_before: 0,
+        });
+        assert!(running_status(1, Duration::ZERO, &tail).chars().count() < 300);
     }
 }

@@ -509,8 +509,13 @@ impl<E: Containers + 'static> Executor<E> {
                     Item::Event(RunnerEvent::Missing { modules }) => {
                         installs_requested += 1;
                         if let Some(watch) = watch {
+                            // Names come from the code's pipe: bounded before anyone shows them.
                             watch.publish(RunEvent::Installing {
-                                modules: modules.clone(),
+                                modules: modules
+                                    .iter()
+                                    .take(10)
+                                    .map(|m| m.chars().take(100).collect())
+                                    .collect(),
                             });
                         }
                         let install_started = tokio::time::Instant::now();

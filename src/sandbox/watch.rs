@@ -111,6 +111,11 @@ impl Subscription {
         self.receiver.recv().await
     }
 
+    /// The next event, waiting on this thread (never call it on an async worker).
+    pub fn blocking_recv(&mut self) -> Option<Watched> {
+        self.receiver.blocking_recv()
+    }
+
     /// Events this subscriber did not get because it was behind, in all so far.
     pub fn missed(&self) -> u64 {
         self.counts.missed.load(Ordering::Acquire)
