@@ -12,6 +12,7 @@ pub mod llm;
 pub mod packages;
 pub mod render;
 pub mod sandbox;
+pub mod service;
 pub mod staging;
 pub mod store;
 pub mod terminal;

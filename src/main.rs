@@ -44,6 +44,12 @@ enum Command {
     },
     /// Run the Discord bot (needs DISCORD_TOKEN and OPENAI_API_KEY).
     Bot,
+    /// Serve this host's sandboxes over HTTP to bots and CLIs elsewhere (EXECUTOR_URLS).
+    Executor {
+        /// Address to listen on (default EXECUTOR_LISTEN, 127.0.0.1:8090).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Check the Docker daemon, runtimes, image and data directory.
     Doctor,
     /// Manage users' stored files.
@@ -191,7 +197,7 @@ fn main() -> ExitCode {
     // CLI commands print their own results and one-line errors; logs there would be noise.
     let default_filter = match cli.command {
         Command::Run(_) => "error",
-        Command::Bot => "info,serenity=warn",
+        Command::Bot | Command::Executor { .. } => "info,serenity=warn",
         _ => "warn",
     };
     init_logging(settings.rust_log.as_deref().unwrap_or(default_filter));
@@ -243,6 +249,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
         }
         Command::Doctor => run_doctor(settings).await,
         Command::Bot => bot(settings).await,
+        Command::Executor { listen } => executor(settings, listen).await,
         Command::Files { command } => files(command, settings).await,
         Command::Packages { command } => packages(command, settings),
     }
@@ -260,6 +267,28 @@ async fn bot(settings: Settings) -> anyhow::Result<ExitCode> {
     let app = Arc::new(App::new(settings, Lifetime::Service));
     app.start().await?;
     let outcome = codebox::discord::run(app.clone(), discord, wait_for_shutdown_signal()).await;
+    app.shutdown().await;
+    outcome?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn executor(
+    settings: Settings,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let addr = match listen {
+        Some(addr) => addr,
+        None => settings.executor.listen_addr()?,
+    };
+    let token = settings.executor.executor_token.clone();
+    // Refused before anything starts: no pool warmed for a service that cannot be safe.
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Err(codebox::service::ServiceError::NoToken { addr }.into());
+    }
+    let app = Arc::new(App::new(settings, Lifetime::Service));
+    app.start().await?;
+    let outcome =
+        codebox::service::serve(app.clone(), addr, token, wait_for_shutdown_signal()).await;
     app.shutdown().await;
     outcome?;
     Ok(ExitCode::SUCCESS)

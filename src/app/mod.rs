@@ -6,6 +6,7 @@
 pub mod admission;
 mod chat;
 pub mod leftovers;
+pub mod remote;
 mod running;
 pub mod runs;
 mod uploads;
@@ -58,6 +59,8 @@ pub enum AppError {
     Packages(#[from] PackagesError),
     #[error(transparent)]
     Limits(#[from] LimitError),
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
     #[error("OPENAI_API_KEY is not set: chat needs an OpenAI-compatible API key")]
     NoModel,
     #[error("cannot create {path}: {source}")]
@@ -90,6 +93,8 @@ pub struct App {
     running: running::Running,
     sweeper: std::sync::Mutex<Option<SweeperHandle>>,
     secrets: Vec<String>,
+    /// Executors elsewhere that run the code (EXECUTOR_URLS); None runs it here.
+    remote: Option<remote::RemoteExecutors>,
 }
 
 /// A piece of code to run for a user, with their stored files.
@@ -136,6 +141,7 @@ impl App {
             settings.chat.max_queued_messages,
         );
         let secrets = settings.secrets();
+        let remote = remote::RemoteExecutors::from_settings(&settings.executor);
         App {
             settings,
             lifetime,
@@ -148,6 +154,7 @@ impl App {
             running: running::Running::default(),
             sweeper: std::sync::Mutex::new(None),
             secrets,
+            remote,
         }
     }
 
@@ -173,10 +180,13 @@ impl App {
             path: self.settings.data_dir.clone(),
             source,
         })?;
-        let executor = self.executor().await?;
-        let reaped = executor.reap_orphans().await?;
-        if reaped > 0 {
-            tracing::info!(reaped, "removed sandbox containers left by a previous run");
+        // With executors elsewhere this host needs no Docker engine at all.
+        if self.remote.is_none() {
+            let executor = self.executor().await?;
+            let reaped = executor.reap_orphans().await?;
+            if reaped > 0 {
+                tracing::info!(reaped, "removed sandbox containers left by a previous run");
+            }
         }
         let store = self.store().await?;
         tracing::info!(backend = store.metadata().kind(), "file store ready");
@@ -333,6 +343,9 @@ impl App {
     /// Runs code for a user: their files staged read-only, every output stored for them
     /// (paired by record), the run's own output directory removed.
     pub async fn run_code(&self, run: CodeRun) -> Result<UserRunResult, AppError> {
+        if let Some(remote) = &self.remote {
+            return self.run_remotely(remote, run).await;
+        }
         let executor = self.executor().await?;
         let store = self.store().await?;
         Ok(runs::run_for_user(
@@ -351,6 +364,35 @@ impl App {
             },
         )
         .await?)
+    }
+
+    /// A run on an executor elsewhere; its files are found again in this process's view of
+    /// the same store (the stored copies' paths are the executor's).
+    async fn run_remotely(
+        &self,
+        remote: &remote::RemoteExecutors,
+        run: CodeRun,
+    ) -> Result<UserRunResult, AppError> {
+        let operator = self.operator_limits();
+        let narrowed =
+            run.limits.timeout < operator.timeout || run.limits.memory_mb < operator.memory_mb;
+        let request = crate::service::api::RunRequest {
+            user_id: run.user_id.clone(),
+            code: run.code,
+            conversation: run.session,
+            timeout_s: narrowed.then_some(run.limits.timeout.as_secs_f64()),
+            memory_mb: narrowed.then_some(run.limits.memory_mb),
+            file_ids: run.file_ids,
+            events: true,
+        };
+        let mut result = remote.run(request, run.watch.as_ref()).await?;
+        let store = self.store().await?;
+        for file in &mut result.generated_files {
+            if let Ok(record) = store.get(&run.user_id, &file.file_id).await {
+                file.path = store.path_of(&record);
+            }
+        }
+        Ok(result)
     }
 
     /// Runs code with no user: host files copied read-only to /mnt/inputs, outputs kept in
@@ -427,6 +469,13 @@ impl App {
 
     pub fn max_files_per_user(&self) -> usize {
         self.settings.store.max_files_per_user
+    }
+
+    /// The warm pool's state, once the executor is open and has a pool.
+    pub fn pool_status(&self) -> Option<crate::sandbox::pool::PoolStatus> {
+        self.executor
+            .get()
+            .and_then(|executor| executor.pool_status())
     }
 
     /// The shared package cache (listing and pruning).

@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::absolute;
 use crate::sandbox::engine::Containers;
@@ -34,7 +34,7 @@ pub enum UserRunError {
 
 /// A file the run wrote, now in the store: paired with its output by the store's record,
 /// never by name (the store cleans names).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GeneratedFile {
     pub file_id: String,
     pub filename: String,
@@ -44,7 +44,7 @@ pub struct GeneratedFile {
     pub path: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserRunResult {
     #[serde(flatten)]
     pub result: ExecutionResult,
@@ -323,7 +323,7 @@ impl Drop for RunDirectory {
 
 /// One JSON line per file, each bounded (escaping included) so that one file's summary can
 /// never push another's out of the output cap, and non-ASCII text is not inflated by escapes.
-const SUMMARY_CODE: &str = r#"import json, codebox_files
+pub(crate) const SUMMARY_CODE: &str = r#"import json, codebox_files
 for f in codebox_files.list_files():
     try:
         s = codebox_files.summarize(f["file_id"])
@@ -383,11 +383,21 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
         })
         .await?;
     drop(run_dir);
+    keep_summaries(store, records, &result).await
+}
+
+/// Stores the summaries a summary run printed for `records`.
+pub(crate) async fn keep_summaries<M: Metadata>(
+    store: &FileStore<M>,
+    records: &[FileRecord],
+    result: &ExecutionResult,
+) -> Result<HashMap<String, String>, UserRunError> {
     let summaries = parse_summaries(&result.stdout, records);
     if summaries.is_empty() && result.status != Status::Ok {
         return Err(UserRunError::Summary {
             reason: result
                 .error
+                .as_ref()
                 .map(|e| format!("{}: {}", e.kind, e.message))
                 .unwrap_or_else(|| result.status.as_str().to_string()),
         });

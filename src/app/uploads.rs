@@ -78,17 +78,40 @@ impl App {
             }
         }
         if summarize && !report.stored.is_empty() {
-            let executor = self.executor().await?;
-            match runs::summarize(
-                &executor,
-                &store,
-                &self.staging_root(),
-                &self.outputs_root(),
-                &report.stored,
-                self.operator_limits(),
-            )
-            .await
-            {
+            let summaries = match &self.remote {
+                Some(remote) => {
+                    // On an executor elsewhere, as one of the user's runs of these files.
+                    let request = crate::service::api::RunRequest {
+                        user_id: user_id.to_string(),
+                        code: runs::SUMMARY_CODE.to_string(),
+                        conversation: None,
+                        timeout_s: None,
+                        memory_mb: None,
+                        file_ids: Some(report.stored.iter().map(|r| r.file_id.clone()).collect()),
+                        events: true,
+                    };
+                    match remote.run(request, None).await {
+                        Ok(run) => runs::keep_summaries(&store, &report.stored, &run.result)
+                            .await
+                            .map_err(AppError::from),
+                        Err(err) => Err(err.into()),
+                    }
+                }
+                None => {
+                    let executor = self.executor().await?;
+                    runs::summarize(
+                        &executor,
+                        &store,
+                        &self.staging_root(),
+                        &self.outputs_root(),
+                        &report.stored,
+                        self.operator_limits(),
+                    )
+                    .await
+                    .map_err(AppError::from)
+                }
+            };
+            match summaries {
                 Ok(summaries) => {
                     for record in &mut report.stored {
                         record.summary = summaries.get(&record.file_id).cloned();

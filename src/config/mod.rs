@@ -8,6 +8,7 @@
 
 mod chat;
 mod discord;
+mod executor;
 mod packages;
 mod sandbox;
 mod store;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use chat::ChatSettings;
 pub use discord::DiscordSettings;
+pub use executor::ExecutorSettings;
 pub use packages::{PackagePolicy, PackageSettings};
 pub use sandbox::{
     MAX_MEMORY_MB, MAX_TIMEOUT_S, PoolSettings, Runtime, SandboxSettings, SessionState,
@@ -84,6 +86,7 @@ pub struct Settings {
     pub store: StoreSettings,
     pub chat: ChatSettings,
     pub discord: DiscordSettings,
+    pub executor: ExecutorSettings,
 }
 
 impl Default for Settings {
@@ -98,6 +101,7 @@ impl Default for Settings {
             store: StoreSettings::default(),
             chat: ChatSettings::default(),
             discord: DiscordSettings::default(),
+            executor: ExecutorSettings::default(),
         }
     }
 }
@@ -196,6 +200,7 @@ impl Settings {
             store: extract(&figment)?,
             chat: extract(&figment)?,
             discord: extract(&figment)?,
+            executor: extract(&figment)?,
         };
         settings.validate()?;
         Ok(settings)
@@ -208,7 +213,8 @@ impl Settings {
         self.packages.validate()?;
         self.store.validate()?;
         self.chat.validate()?;
-        self.discord.validate()
+        self.discord.validate()?;
+        self.executor.validate()
     }
 
     /// Values that must never appear in anything the bot sends or logs.
@@ -217,6 +223,7 @@ impl Settings {
             &self.discord.discord_token,
             &self.chat.openai_api_key,
             &self.store.mongodb_uri,
+            &self.executor.executor_token,
         ]
         .into_iter()
         .flatten()
@@ -246,6 +253,7 @@ pub fn setting_names() -> BTreeSet<String> {
         keys_of::<StoreSettings>(),
         keys_of::<ChatSettings>(),
         keys_of::<DiscordSettings>(),
+        keys_of::<ExecutorSettings>(),
     ]
     .into_iter()
     .flatten()
@@ -293,6 +301,9 @@ const TEXT_SETTINGS: &[&str] = &[
     "MONGODB_DATABASE",
     "DISCORD_TOKEN",
     "DISCORD_API_BASE",
+    "EXECUTOR_URLS",
+    "EXECUTOR_TOKEN",
+    "EXECUTOR_LISTEN",
     "BOT_CHANNELS",
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
