@@ -478,6 +478,11 @@ impl App {
             .and_then(|executor| executor.pool_status())
     }
 
+    /// Waits until this process's warm pool is full (benchmarks measure the warm path).
+    pub async fn wait_for_warm_pool(&self, timeout: Duration) -> Result<bool, AppError> {
+        Ok(self.executor().await?.wait_for_warm_pool(timeout).await)
+    }
+
     /// The shared package cache (listing and pruning).
     pub fn package_cache(&self) -> Result<PackageCache, AppError> {
         Ok(PackageCache::open(&self.settings.data_dir)?)

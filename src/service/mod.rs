@@ -17,6 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures_util::Stream;
 
@@ -82,6 +83,13 @@ pub async fn serve(
         .route(HEALTH_PATH, get(health))
         .route(METRICS_PATH, get(metrics))
         .with_state(service);
+    // Answers are streamed in small lines: Nagle's algorithm would hold each one back for
+    // the peer's delayed ACK (tens of milliseconds per run).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
