@@ -571,7 +571,7 @@ async fn stored_files_are_read_only_inside_the_sandbox() {
     );
     let record = world.store.get("writer", &id).await.unwrap();
     assert_eq!(
-        std::fs::read(world.store.path_of(&record)).unwrap(),
+        std::fs::read(world.store.local_path(&record).await.unwrap()).unwrap(),
         b"original"
     );
 }

@@ -3,12 +3,15 @@
 //! names it, default mongodb://127.0.0.1:27017). A missing server fails these tests.
 //! Every store reads a manual clock: expiry is tested by moving it, never by sleeping.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration as StdDuration, SystemTime};
 
 use chrono::{Duration, DurationRound, Utc};
 use codebox::store::ManualClock;
+use codebox::store::blobs::{AnyBlobs, Blobs};
+use codebox::store::gridfs::GridFsBlobs;
 use codebox::store::mongo::MongoMetadata;
 use codebox::store::sqlite::SqliteMetadata;
 use codebox::store::{
@@ -88,7 +91,7 @@ async fn upload_list_delete<M: Metadata>(store: FileStore<M>, fx: Fixture) {
         ids(&store.list("alice").await.unwrap()),
         [a.file_id.clone(), b.file_id.clone()]
     );
-    let path = store.path_of(&a);
+    let path = store.local_path(&a).await.unwrap();
     assert_eq!(fs::read(&path).unwrap(), b"a,b\n1,2\n");
     assert_eq!(store.get("alice", &a.file_id).await.unwrap(), a);
 
@@ -144,7 +147,7 @@ async fn eviction_takes_the_oldest_first<M: Metadata>(store: FileStore<M>, fx: F
         ]
     );
     for gone in &added[..2] {
-        assert!(!store.path_of(gone).exists());
+        assert!(!store.blobs().has(gone).await.unwrap());
         assert!(store.metadata().get(&gone.file_id).await.unwrap().is_none());
     }
 }
@@ -194,7 +197,7 @@ async fn byte_quota_evicts_and_refuses<M: Metadata>(store: FileStore<M>, fx: Fix
         2,
         "nothing evicted for a refused file"
     );
-    let leftovers: Vec<_> = fs::read_dir(fx.data_dir().join("user_files/u2"))
+    let leftovers: Vec<_> = fs::read_dir(store.blobs().incoming_dir("u2"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -242,7 +245,7 @@ async fn expiry_hides_then_sweep_removes<M: Metadata>(store: FileStore<M>, fx: F
             .is_some(),
         "still there until the sweep"
     );
-    assert!(store.path_of(&short).exists());
+    assert!(store.blobs().has(&short).await.unwrap());
     let report = store.sweep(store.clock().now()).await.unwrap();
     assert_eq!(report.removed, vec![short.file_id.clone()]);
     assert!(
@@ -253,7 +256,7 @@ async fn expiry_hides_then_sweep_removes<M: Metadata>(store: FileStore<M>, fx: F
             .unwrap()
             .is_none()
     );
-    assert!(!store.path_of(&short).exists());
+    assert!(!store.blobs().has(&short).await.unwrap());
     assert!(
         store
             .sweep(fx.clock.now())
@@ -294,7 +297,7 @@ async fn an_add_drops_expired_files_without_calling_them_evicted<M: Metadata>(
         vec![fresh.record.file_id.clone()]
     );
     for gone in [&old, &older] {
-        assert!(!store.path_of(gone).exists());
+        assert!(!store.blobs().has(gone).await.unwrap());
         assert!(store.metadata().get(&gone.file_id).await.unwrap().is_none());
     }
 }
@@ -311,7 +314,7 @@ async fn never_expiring_files_stay<M: Metadata>(store: FileStore<M>, fx: Fixture
 async fn reconcile_removes_orphans_on_both_sides<M: Metadata>(store: FileStore<M>, fx: Fixture) {
     let kept = add(&store, &fx, "u5", "kept.txt", b"k").await;
     let lost = add(&store, &fx, "u5", "lost.txt", b"l").await;
-    fs::remove_file(store.path_of(&lost)).unwrap();
+    fs::remove_file(store.local_path(&lost).await.unwrap()).unwrap();
     let user_dir = fx.data_dir().join("user_files/u5");
     let old_orphan = user_dir.join("AAAAAAAAAAAAAAAA.txt");
     fs::write(&old_orphan, "orphan").unwrap();
@@ -332,7 +335,7 @@ async fn reconcile_removes_orphans_on_both_sides<M: Metadata>(store: FileStore<M
         young_orphan.exists(),
         "young files are left for their add to finish"
     );
-    assert!(store.path_of(&kept).exists());
+    assert!(store.blobs().has(&kept).await.unwrap());
     assert_eq!(
         ids(&store.list("u5").await.unwrap()),
         vec![kept.file_id.clone()]
@@ -351,12 +354,11 @@ async fn users_are_isolated<M: Metadata>(store: FileStore<M>, fx: Fixture) {
             other => panic!("bob reached alice's file: {other:?}"),
         }
     }
-    assert!(store.path_of(&secret).exists());
+    assert!(store.blobs().has(&secret).await.unwrap());
     assert_eq!(store.get("alice", &secret.file_id).await.unwrap(), secret);
 }
 
 async fn odd_names_never_become_paths<M: Metadata>(store: FileStore<M>, fx: Fixture) {
-    let user_dir = fx.data_dir().join("user_files/u6");
     for (name, shown) in [
         ("../../../etc/passwd", "passwd"),
         ("..", "file"),
@@ -367,8 +369,10 @@ async fn odd_names_never_become_paths<M: Metadata>(store: FileStore<M>, fx: Fixt
     ] {
         let record = add(&store, &fx, "u6", name, b"content").await;
         assert_eq!(record.filename, shown, "{name:?}");
-        let path = store.path_of(&record);
-        assert_eq!(path.parent().unwrap(), user_dir);
+        // The local copy (the stored file on disk, or GridFS's cached copy) is named by id.
+        let path = store.local_path(&record).await.unwrap();
+        assert!(path.starts_with(fx.data_dir()), "{}", path.display());
+        assert_eq!(path.parent().unwrap().file_name().unwrap(), "u6");
         assert_eq!(
             path.file_name().unwrap().to_string_lossy(),
             format!("{}.{}", record.file_id, record.file_type)
@@ -400,7 +404,14 @@ async fn types_come_from_content_when_the_name_lies<M: Metadata>(store: FileStor
     let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";
     let record = add(&store, &fx, "u7", "table.csv", png).await;
     assert_eq!(record.file_type, "png");
-    assert!(store.path_of(&record).to_string_lossy().ends_with(".png"));
+    assert!(
+        store
+            .local_path(&record)
+            .await
+            .unwrap()
+            .to_string_lossy()
+            .ends_with(".png")
+    );
     let none = add(&store, &fx, "u7", "README", b"plain words\n").await;
     assert_eq!(none.file_type, "txt");
 }
@@ -448,7 +459,7 @@ async fn concurrent_adds_respect_the_limit<M: Metadata + 'static>(
         task.await.unwrap();
     }
     assert_eq!(store.list("u9").await.unwrap().len(), 5);
-    let on_disk = fs::read_dir(fx.data_dir().join("user_files/u9"))
+    let on_disk = fs::read_dir(store.blobs().incoming_dir("u9"))
         .unwrap()
         .count();
     assert_eq!(on_disk, 5);
@@ -456,14 +467,13 @@ async fn concurrent_adds_respect_the_limit<M: Metadata + 'static>(
 
 async fn the_sweeper_really_runs<M: Metadata + 'static>(store: FileStore<M>, fx: Fixture) {
     let record = add(&store, &fx, "u10", "soon.txt", b"gone soon").await;
-    let path = store.path_of(&record);
     fx.clock.advance(Duration::hours(48));
     let store = std::sync::Arc::new(store);
     let handle = codebox::store::sweeper::spawn(store.clone(), StdDuration::from_millis(200));
     // Only the background task's own pace is waited for; the expiry itself is the clock's.
     let mut gone = false;
     for _ in 0..50 {
-        if !path.exists()
+        if !store.blobs().has(&record).await.unwrap()
             && store
                 .metadata()
                 .get(&record.file_id)
@@ -477,7 +487,7 @@ async fn the_sweeper_really_runs<M: Metadata + 'static>(store: FileStore<M>, fx:
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     }
     drop(handle);
-    assert!(gone, "the periodic sweep removed disk file and metadata");
+    assert!(gone, "the periodic sweep removed bytes and metadata");
 }
 
 fn sqlite_store(fx: &Fixture, limits: StoreLimits) -> FileStore<SqliteMetadata> {
@@ -494,6 +504,22 @@ async fn mongo_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetada
         .await
         .unwrap_or_else(|err| panic!("MongoDB-compatible server at {uri}: {err}"));
     FileStore::with_clock(meta, &fx.data_dir(), limits, fx.clock.clock())
+}
+
+/// MongoDB for the records and GridFS for the bytes, as when MONGODB_URI is set.
+async fn gridfs_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetadata> {
+    let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
+        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
+    let database = format!("codebox_test_{}", codebox::store::ids::new_file_id());
+    let meta = MongoMetadata::connect(&uri, &database)
+        .await
+        .unwrap_or_else(|err| panic!("MongoDB-compatible server at {uri}: {err}"));
+    let db = codebox::store::db::connect_mongo(&uri, &database)
+        .await
+        .unwrap();
+    FileStore::with_clock(meta, &fx.data_dir(), limits, fx.clock.clock()).with_blobs(
+        AnyBlobs::GridFs(GridFsBlobs::new(&db, &fx.data_dir(), 1024 * 1024 * 1024)),
+    )
 }
 
 /// A conversation's snapshot: hidden from the user's files, replaced per session, never a
@@ -601,6 +627,23 @@ macro_rules! suite {
     };
 }
 
+/// The same cases with the bytes in GridFS (reconcile has a GridFS case of its own below).
+macro_rules! gridfs_suite {
+    ($($case:ident),* $(,)?) => {
+        mod gridfs {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let fx = Fixture::new();
+                    let store = gridfs_store(&fx, limits_for(stringify!($case))).await;
+                    super::$case(store, fx).await;
+                }
+            )*
+        }
+    };
+}
+
 suite!(
     upload_list_delete,
     eviction_takes_the_oldest_first,
@@ -617,6 +660,64 @@ suite!(
     the_sweeper_really_runs,
     session_snapshots_are_hidden_replaced_and_never_evict_files,
 );
+
+gridfs_suite!(
+    upload_list_delete,
+    eviction_takes_the_oldest_first,
+    byte_quota_evicts_and_refuses,
+    expiry_hides_then_sweep_removes,
+    an_add_drops_expired_files_without_calling_them_evicted,
+    never_expiring_files_stay,
+    users_are_isolated,
+    odd_names_never_become_paths,
+    types_come_from_content_when_the_name_lies,
+    metadata_contract,
+    concurrent_adds_respect_the_limit,
+    the_sweeper_really_runs,
+    session_snapshots_are_hidden_replaced_and_never_evict_files,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gridfs_bytes_are_fetched_verified_and_reconciled() {
+    let fx = Fixture::new();
+    let store = gridfs_store(&fx, limits()).await;
+    let kept = add(&store, &fx, "u5", "kept.txt", b"kept bytes").await;
+    let lost = add(&store, &fx, "u5", "lost.txt", b"lost bytes").await;
+    // The bytes are in the database: a host without the local copy fetches them.
+    let local = store.local_path(&kept).await.unwrap();
+    fs::remove_file(&local).unwrap();
+    let fetched = store.local_path(&kept).await.unwrap();
+    assert_eq!(fs::read(&fetched).unwrap(), b"kept bytes");
+    // A local copy that is not what the record vouches for is never served.
+    let mut forged = kept.clone();
+    forged.sha256 = sha256_hex(b"something else");
+    fs::remove_file(&fetched).unwrap();
+    assert!(store.local_path(&forged).await.is_err());
+    assert!(!fetched.exists(), "no half-checked copy stays behind");
+    // Bytes gone from GridFS: reconcile drops the record; young orphans are left alone.
+    store.blobs().remove(&lost).await.unwrap();
+    let orphan = fx.source("orphan.txt", b"an add in progress");
+    if let AnyBlobs::GridFs(gridfs) = store.blobs() {
+        gridfs.upload("ZZZZZZZZZZZZZZZZ", &orphan).await.unwrap();
+        let report = store.reconcile().await.unwrap();
+        assert_eq!(report.orphan_records, vec![lost.file_id.clone()]);
+        assert!(report.orphan_files.is_empty(), "{:?}", report.orphan_files);
+        assert!(gridfs.contains("ZZZZZZZZZZZZZZZZ").await.unwrap());
+    }
+    let known: HashSet<String> = [kept.file_id.clone()].into();
+    assert!(
+        store
+            .blobs()
+            .remove_orphans(&known)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(&store.list("u5").await.unwrap()),
+        vec![kept.file_id.clone()]
+    );
+}
 
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;

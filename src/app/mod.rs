@@ -26,6 +26,8 @@ use crate::sandbox::engine::EngineError;
 use crate::sandbox::limits::LimitError;
 use crate::sandbox::{ExecutionRequest, ExecutionResult, Executor, ExecutorError};
 use crate::staging::{self, StagingError};
+use crate::store::blobs::AnyBlobs;
+use crate::store::gridfs::GridFsBlobs;
 use crate::store::sweeper::{self, SweeperHandle};
 use crate::store::{
     AnyMetadata, FileStore, MetadataError, ReconcileReport, StoreError, StoreLimits, SweepReport,
@@ -268,14 +270,25 @@ impl App {
         let store = self
             .store
             .get_or_try_init(|| async {
-                let meta =
-                    AnyMetadata::from_settings(&self.settings.store, &self.settings.data_dir)
-                        .await?;
-                Ok::<_, AppError>(Arc::new(FileStore::new(
+                let settings = &self.settings.store;
+                let meta = AnyMetadata::from_settings(settings, &self.settings.data_dir).await?;
+                let mut store = FileStore::new(
                     meta,
                     &self.settings.data_dir,
-                    StoreLimits::from_settings(&self.settings.store),
-                )))
+                    StoreLimits::from_settings(settings),
+                );
+                // With MongoDB the bytes live there too: any executor can stage them.
+                if let Some(uri) = &settings.mongodb_uri {
+                    let database =
+                        crate::store::db::connect_mongo(uri.expose(), &settings.mongodb_database)
+                            .await?;
+                    store = store.with_blobs(AnyBlobs::GridFs(GridFsBlobs::new(
+                        &database,
+                        &self.settings.data_dir,
+                        settings.file_cache_max_mb * 1024 * 1024,
+                    )));
+                }
+                Ok::<_, AppError>(Arc::new(store))
             })
             .await?;
         Ok(store.clone())
@@ -389,7 +402,7 @@ impl App {
         let store = self.store().await?;
         for file in &mut result.generated_files {
             if let Ok(record) = store.get(&run.user_id, &file.file_id).await {
-                file.path = store.path_of(&record);
+                file.path = store.local_path(&record).await?;
             }
         }
         Ok(result)
@@ -438,7 +451,7 @@ impl App {
     ) -> Result<(FileRecord, PathBuf), AppError> {
         let store = self.store().await?;
         let record = store.get(user_id, file_id).await?;
-        let path = store.path_of(&record);
+        let path = store.local_path(&record).await?;
         Ok((record, path))
     }
 
@@ -448,10 +461,13 @@ impl App {
         file_id: &str,
     ) -> Result<Option<(FileRecord, PathBuf)>, AppError> {
         let store = self.store().await?;
-        Ok(store.show(file_id).await?.map(|record| {
-            let path = store.path_of(&record);
-            (record, path)
-        }))
+        match store.show(file_id).await? {
+            Some(record) => {
+                let path = store.local_path(&record).await?;
+                Ok(Some((record, path)))
+            }
+            None => Ok(None),
+        }
     }
 
     pub async fn delete_file(&self, user_id: &str, file_id: &str) -> Result<FileRecord, AppError> {

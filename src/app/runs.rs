@@ -66,7 +66,7 @@ impl StagedFiles {
 /// Links `records` into a fresh directory under `staging_root`, named by id: the mount then
 /// shows exactly these files, and a file evicted or deleted meanwhile stays readable to
 /// the run that already started.
-pub fn stage_records<M: Metadata>(
+pub async fn stage_records<M: Metadata>(
     store: &FileStore<M>,
     staging_root: &Path,
     records: &[FileRecord],
@@ -84,7 +84,7 @@ pub fn stage_records<M: Metadata>(
     for record in records {
         let name = record.disk_name();
         let target = dir.path().join(&name);
-        let source = store.path_of(record);
+        let source = store.local_path(record).await?;
         link_or_copy(&source, &target).map_err(staging(&source))?;
         files.push(JobFile {
             file_id: record.file_id.clone(),
@@ -143,7 +143,7 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
         }
         None => store.list(run.user_id).await?,
     };
-    let staged = stage_records(store, staging_root, &records)?;
+    let staged = stage_records(store, staging_root, &records).await?;
     let session = match run.session {
         Some(key) => Some(stage_session(store, staging_root, run.user_id, key, &staged).await?),
         None => None,
@@ -181,7 +181,13 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
             .await
         {
             Ok(added) => {
-                let stored = store.path_of(&added.record);
+                let stored = match store.local_path(&added.record).await {
+                    Ok(stored) => stored,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "a stored output has no local copy");
+                        output.path.clone()
+                    }
+                };
                 if !keep_outputs {
                     output.path = stored.clone();
                 }
@@ -228,7 +234,7 @@ async fn stage_session<M: Metadata>(
 ) -> Result<StagedSession, UserRunError> {
     let previous = store.session_state(user_id, key.name).await?;
     if let Some(record) = &previous {
-        let source = store.path_of(record);
+        let source = store.local_path(record).await?;
         let target = staged.path().join(STATE_RESTORE_NAME);
         link_or_copy(&source, &target).map_err(|source| UserRunError::Staging {
             path: target.clone(),
@@ -367,7 +373,7 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
     if records.is_empty() {
         return Ok(HashMap::new());
     }
-    let staged = stage_records(store, staging_root, records)?;
+    let staged = stage_records(store, staging_root, records).await?;
     let run_dir = RunDirectory::new(outputs_root, true);
     limits.timeout = limits.timeout.min(Duration::from_secs(60));
     limits.max_output_chars = limits.max_output_chars.max(records.len() * 2000 + 1000);

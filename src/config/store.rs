@@ -20,6 +20,9 @@ pub struct StoreSettings {
     pub file_expiration_hours: f64,
     /// Minutes between two sweeps of expired files in long-running processes.
     pub cleanup_interval_minutes: f64,
+    /// With MONGODB_URI, file bytes live in GridFS and runs use local copies: this bounds
+    /// those copies on each host, in MB (least recently used go first).
+    pub file_cache_max_mb: u64,
 }
 
 impl Default for StoreSettings {
@@ -32,6 +35,7 @@ impl Default for StoreSettings {
             max_bytes_per_user: 500 * 1024 * 1024,
             file_expiration_hours: 48.0,
             cleanup_interval_minutes: 60.0,
+            file_cache_max_mb: 2048,
         }
     }
 }

@@ -1,7 +1,7 @@
-//! The file store: disk layout, limits, expiry, sweep and reconcile over a `Metadata`.
+//! The file store: limits, expiry, sweep and reconcile over a `Metadata` (the records) and
+//! `Blobs` (the bytes: this host's disk, or GridFS).
 //!
-//! Disk: `<root>/<user_id>/<file_id>.<file_type>`; nothing of the user's file name reaches
-//! a path. A user only ever sees their own files: lookups by id check the owner and answer
+//! A user only ever sees their own files: lookups by id check the owner and answer
 //! "not found" for anyone else's, so ids of other users cannot even be confirmed.
 
 use std::collections::{HashMap, HashSet};
@@ -10,12 +10,14 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration as StdDuration, SystemTime};
+use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sha2::{Digest, Sha256};
 
+use super::blobs::{AnyBlobs, Blobs};
 use super::clock::Clock;
+use super::disk::DiskBlobs;
 use super::ids::{is_valid_file_id, is_valid_user_id, new_file_id};
 use super::metadata::{Metadata, MetadataError};
 use super::names::sanitize_filename;
@@ -99,11 +101,11 @@ pub struct ReconcileReport {
 
 /// Files younger than this are never treated as orphans: an add in progress writes the
 /// file before its metadata.
-const RECONCILE_GRACE: StdDuration = StdDuration::from_secs(300);
+pub const RECONCILE_GRACE: StdDuration = StdDuration::from_secs(300);
 
 pub struct FileStore<M: Metadata> {
     meta: M,
-    root: PathBuf,
+    blobs: AnyBlobs,
     limits: StoreLimits,
     clock: Clock,
     /// One writer per user at a time, so limits hold under concurrent adds.
@@ -119,11 +121,21 @@ impl<M: Metadata> FileStore<M> {
     pub fn with_clock(meta: M, data_dir: &Path, limits: StoreLimits, clock: Clock) -> FileStore<M> {
         FileStore {
             meta,
-            root: data_dir.join("user_files"),
+            blobs: AnyBlobs::Disk(DiskBlobs::new(data_dir)),
             limits,
             clock,
             user_locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same store with its bytes in `blobs` (GridFS when MongoDB is configured).
+    pub fn with_blobs(mut self, blobs: AnyBlobs) -> FileStore<M> {
+        self.blobs = blobs;
+        self
+    }
+
+    pub fn blobs(&self) -> &AnyBlobs {
+        &self.blobs
     }
 
     pub fn limits(&self) -> &StoreLimits {
@@ -139,8 +151,9 @@ impl<M: Metadata> FileStore<M> {
         &self.clock
     }
 
-    pub fn path_of(&self, record: &FileRecord) -> PathBuf {
-        self.root.join(&record.user_id).join(record.disk_name())
+    /// A path on this host with the record's bytes (fetched first when they live in GridFS).
+    pub async fn local_path(&self, record: &FileRecord) -> Result<PathBuf, StoreError> {
+        self.blobs.local_path(record).await
     }
 
     fn user_lock(&self, user_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -204,7 +217,7 @@ impl<M: Metadata> FileStore<M> {
                 limit,
             });
         }
-        let user_dir = self.root.join(user_id);
+        let user_dir = self.blobs.incoming_dir(user_id);
         let (file_type, sha256, size, temp) = {
             let source = source.to_path_buf();
             let dir = user_dir.clone();
@@ -289,10 +302,12 @@ impl<M: Metadata> FileStore<M> {
             }
         }
 
-        let final_path = self.path_of(&record);
-        fs::rename(&temp, &final_path).map_err(io_at(&final_path))?;
+        if let Err(err) = self.blobs.put(&record, &temp).await {
+            let _ = fs::remove_file(&temp);
+            return Err(err);
+        }
         if let Err(err) = self.meta.insert(&record).await {
-            let _ = fs::remove_file(&final_path);
+            let _ = self.blobs.remove(&record).await;
             return Err(err.into());
         }
         for old in replaces {
@@ -311,15 +326,10 @@ impl<M: Metadata> FileStore<M> {
     }
 
     async fn remove_record_and_file(&self, record: &FileRecord) -> Result<(), StoreError> {
-        // Metadata first: the file is invisible at once; a failed unlink leaves an orphan
-        // that the reconcile pass removes.
+        // Metadata first: the file is invisible at once; bytes left behind by a failure are
+        // an orphan that the reconcile pass removes.
         self.meta.delete(&record.file_id).await?;
-        let path = self.path_of(record);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Io { path, source }),
-        }
+        self.blobs.remove(record).await
     }
 
     /// The user's live files, oldest first (session snapshots are not files to them).
@@ -461,55 +471,19 @@ impl<M: Metadata> FileStore<M> {
         Ok(report)
     }
 
-    /// Removes files on disk that no record names, and records whose file is gone.
+    /// Removes stored bytes that no record names, and records whose bytes are gone.
     pub async fn reconcile(&self) -> Result<ReconcileReport, StoreError> {
         let mut report = ReconcileReport::default();
         let records = self.meta.all().await?;
-        let mut known: HashSet<PathBuf> = HashSet::new();
+        let mut known: HashSet<String> = HashSet::new();
         for record in &records {
-            let path = self.path_of(record);
-            if path.is_file() {
-                known.insert(path);
+            if self.blobs.has(record).await? {
+                known.insert(record.file_id.clone());
             } else if self.meta.delete(&record.file_id).await? {
                 report.orphan_records.push(record.file_id.clone());
             }
         }
-        let users = match fs::read_dir(&self.root) {
-            Ok(users) => users,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(report),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: self.root.clone(),
-                    source,
-                });
-            }
-        };
-        // The wall clock, not the store's: the grace is measured against file times the
-        // filesystem stamped with the wall clock.
-        let now = SystemTime::now();
-        for user in users.flatten() {
-            let Ok(entries) = fs::read_dir(user.path()) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if known.contains(&path) {
-                    continue;
-                }
-                let young = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|modified| now.duration_since(modified).ok())
-                    .is_none_or(|age| age < RECONCILE_GRACE);
-                if young {
-                    continue;
-                }
-                if fs::remove_file(&path).is_ok() {
-                    report.orphan_files.push(path);
-                }
-            }
-        }
+        report.orphan_files = self.blobs.remove_orphans(&known).await?;
         if !report.orphan_files.is_empty() || !report.orphan_records.is_empty() {
             tracing::info!(
                 orphan_files = report.orphan_files.len(),

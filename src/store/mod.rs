@@ -1,11 +1,15 @@
-//! The per-user file store: files on disk under `DATA_DIR/user_files/<user_id>/`, their
-//! metadata behind the `Metadata` trait (MongoDB, or the embedded SQLite default), limits,
-//! expiry, the sweeper and the reconcile pass.
+//! The per-user file store: bytes behind the `Blobs` trait (disk under
+//! `DATA_DIR/user_files/<user_id>/`, or MongoDB GridFS), metadata behind the `Metadata` trait
+//! (MongoDB, or the embedded SQLite default), limits, expiry, the sweeper and the reconcile
+//! pass.
 
 pub mod backend;
+pub mod blobs;
 pub mod clock;
 pub mod db;
+pub mod disk;
 pub mod files;
+pub mod gridfs;
 pub mod ids;
 pub mod metadata;
 pub mod mongo;
