@@ -121,6 +121,11 @@ enum FilesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move file bytes from DATA_DIR into MongoDB GridFS (with MONGODB_URI set).
+    Migrate {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -431,6 +436,19 @@ async fn files_with(app: &App, command: FilesCommand) -> anyhow::Result<ExitCode
                 print_json(&record)?;
             } else {
                 println!("deleted {} ({})", record.file_id, record.filename);
+            }
+        }
+        FilesCommand::Migrate { json } => {
+            let report = app.migrate_files().await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "moved {} files into GridFS; {} were there already; {} had no bytes anywhere",
+                    report.moved.len(),
+                    report.already.len(),
+                    report.missing.len()
+                );
             }
         }
         FilesCommand::Sweep { json } => {

@@ -29,7 +29,15 @@ struct Executor {
 
 impl Executor {
     fn start(data: &Path) -> Executor {
-        let mut child = codebox(data)
+        Executor::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, env: &[(&str, &str)]) -> Executor {
+        let mut cmd = codebox(data);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .args(["executor", "--listen", "127.0.0.1:0"])
             .env("EXECUTOR_TOKEN", TOKEN)
             .env("WARM_POOL_SIZE", "0")
@@ -367,4 +375,116 @@ async fn clients_pick_a_healthy_executor_and_never_rerun_started_code() {
         stderr.contains("no executor of http://127.0.0.1:9/ is reachable"),
         "{stderr}"
     );
+}
+
+/// MONGODB_URI and a database of this test's own.
+fn mongo_env() -> [(&'static str, String); 2] {
+    let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
+        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
+    let database = format!("codebox_test_{}", codebox::store::ids::new_file_id());
+    [("MONGODB_URI", uri), ("MONGODB_DATABASE", database)]
+}
+
+fn cli(data: &Path, env: &[(&str, &str)], args: &[&str]) -> Value {
+    let mut cmd = codebox(data);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd.args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mongodb_files_reach_every_executor_and_a_disk_store_migrates() {
+    let mongo = mongo_env();
+    let env: Vec<(&str, &str)> = mongo.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // A store from before GridFS: records in MongoDB, bytes on this host's disk.
+    let old_host = tempfile::tempdir().unwrap();
+    let source = old_host.path().join("old.csv");
+    std::fs::write(&source, "n\n1\n2\n").unwrap();
+    let old_id = {
+        let meta = codebox::store::mongo::MongoMetadata::connect(&mongo[0].1, &mongo[1].1)
+            .await
+            .unwrap();
+        let limits = codebox::store::StoreLimits::from_settings(&Default::default());
+        let store = codebox::store::FileStore::new(meta, old_host.path(), limits);
+        let added = store
+            .add("u1", "old.csv", &source, codebox::store::Origin::Uploaded)
+            .await
+            .unwrap();
+        added.record.file_id
+    };
+    let on_disk = old_host.path().join(format!("user_files/u1/{old_id}.csv"));
+    assert!(on_disk.exists());
+    let migrated = cli(old_host.path(), &env, &["files", "migrate", "--json"]);
+    assert_eq!(migrated["moved"], json!([old_id]), "{migrated}");
+    assert!(!on_disk.exists(), "the disk copy goes once GridFS holds it");
+    let again = cli(old_host.path(), &env, &["files", "migrate", "--json"]);
+    assert_eq!(again["already"], json!([old_id]), "safe to run again");
+
+    // Two executors that share nothing but the database, and a client on a third host.
+    let (one, two, client) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let first = Executor::start_with(one.path(), &env);
+    let second = Executor::start_with(two.path(), &env);
+    fn through<'a>(env: &[(&'a str, &'a str)], executor: &'a Executor) -> Vec<(&'a str, &'a str)> {
+        let mut env = env.to_vec();
+        env.push(("EXECUTOR_URLS", executor.url.as_str()));
+        env.push(("EXECUTOR_TOKEN", TOKEN));
+        env
+    }
+    // Uploaded from the client; its summary computed on the first executor.
+    let upload = client.path().join("new.csv");
+    std::fs::write(&upload, "m\n10\n20\n").unwrap();
+    let uploaded = cli(
+        client.path(),
+        &through(&env, &first),
+        &[
+            "files",
+            "upload",
+            "--user",
+            "u1",
+            "--json",
+            upload.to_str().unwrap(),
+        ],
+    );
+    let new_id = uploaded[0]["file_id"].as_str().unwrap().to_string();
+    assert!(
+        uploaded[0]["summary"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "summarized on the first executor: {uploaded}"
+    );
+    // Loaded on the second one, which never saw either file on its disk.
+    let code = format!(
+        "a = load_file({old_id:?})\nb = load_file({new_id:?})\nprint(int(a.n.sum()), int(b.m.sum()))\nb.to_csv('out.csv')"
+    );
+    let run = cli(
+        client.path(),
+        &through(&env, &second),
+        &["run", "--user", "u1", "--json", "-c", &code],
+    );
+    assert_eq!(run["stdout"], "3 30\n", "{run}");
+    let out = &run["generated_files"][0];
+    let path = Path::new(out["path"].as_str().unwrap());
+    assert!(
+        path.starts_with(client.path()),
+        "the client fetched its own copy: {}",
+        path.display()
+    );
+    assert!(std::fs::read_to_string(path).unwrap().contains("20"));
+    assert!(
+        !two.path().join("user_files").exists(),
+        "no bytes on the executor's disk"
+    );
+    drop((first, second));
 }

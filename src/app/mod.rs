@@ -65,6 +65,8 @@ pub enum AppError {
     Remote(#[from] remote::RemoteError),
     #[error("OPENAI_API_KEY is not set: chat needs an OpenAI-compatible API key")]
     NoModel,
+    #[error("file bytes move into GridFS only when MONGODB_URI is set")]
+    NoGridFs,
     #[error("cannot create {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -481,6 +483,16 @@ impl App {
         let swept = store.sweep(store.clock().now()).await?;
         let reconciled = store.reconcile().await?;
         Ok((swept, reconciled, self.remove_leftovers()))
+    }
+
+    /// Moves the bytes of a disk store into GridFS (MONGODB_URI must be set).
+    pub async fn migrate_files(&self) -> Result<crate::store::migrate::MigrateReport, AppError> {
+        let store = self.store().await?;
+        let AnyBlobs::GridFs(gridfs) = store.blobs() else {
+            return Err(AppError::NoGridFs);
+        };
+        let disk = crate::store::disk::DiskBlobs::new(&self.settings.data_dir);
+        Ok(crate::store::migrate::disk_to_gridfs(&store, &disk, gridfs).await?)
     }
 
     pub fn max_files_per_user(&self) -> usize {

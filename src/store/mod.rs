@@ -12,6 +12,7 @@ pub mod files;
 pub mod gridfs;
 pub mod ids;
 pub mod metadata;
+pub mod migrate;
 pub mod mongo;
 pub mod names;
 pub mod record;
