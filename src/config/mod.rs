@@ -183,10 +183,8 @@ impl Settings {
             let pairs = read_dotenv(path)?;
             figment = figment.merge(Serialized::defaults(as_setting_values(pairs, &names)));
         }
-        figment = figment.merge(Serialized::defaults(as_setting_values(
-            sources.environment.iter().cloned(),
-            &names,
-        )));
+        let environment = with_file_values(&sources.environment, &names)?;
+        figment = figment.merge(Serialized::defaults(as_setting_values(environment, &names)));
         let general: General = extract(&figment)?;
         if general.data_dir.as_os_str().is_empty() {
             invalid("DATA_DIR", "must be a path")?;
@@ -260,6 +258,33 @@ pub fn setting_names() -> BTreeSet<String> {
     .filter(|key| !TOML_ONLY.contains(&key.as_str()))
     .map(|key| key.to_uppercase())
     .collect()
+}
+
+/// `NAME_FILE=/path` sets NAME to the file's content (trailing newline dropped): how Docker
+/// and Swarm secrets (`/run/secrets/...`) reach settings without the value in the
+/// environment. A value given directly wins.
+fn with_file_values(
+    environment: &[(String, String)],
+    names: &BTreeSet<String>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut pairs = environment.to_vec();
+    for (key, path) in environment {
+        let Some(name) = key.strip_suffix("_FILE") else {
+            continue;
+        };
+        if !names.contains(name) || environment.iter().any(|(k, _)| k == name) {
+            continue;
+        }
+        let value = std::fs::read_to_string(path).map_err(|err| ConfigError::Unreadable {
+            path: PathBuf::from(path),
+            reason: format!("{key}: {err}"),
+        })?;
+        pairs.push((
+            name.to_string(),
+            value.trim_end_matches(['\r', '\n']).to_string(),
+        ));
+    }
+    Ok(pairs)
 }
 
 fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
@@ -474,5 +499,36 @@ mod tests {
             documented, expected,
             "README settings table (left) vs settings structs (right)"
         );
+    }
+
+    #[test]
+    fn a_setting_can_come_from_a_file_like_a_swarm_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("executor_token");
+        std::fs::write(&secret, "from-a-file\n").unwrap();
+        let sources = Sources {
+            environment: env(&[("EXECUTOR_TOKEN_FILE", secret.to_str().unwrap())]),
+            ..Sources::default()
+        };
+        let settings = Settings::load(&sources).unwrap();
+        assert_eq!(
+            settings.executor.executor_token.unwrap().expose(),
+            "from-a-file"
+        );
+        let direct = Sources {
+            environment: env(&[
+                ("EXECUTOR_TOKEN", "direct"),
+                ("EXECUTOR_TOKEN_FILE", secret.to_str().unwrap()),
+            ]),
+            ..Sources::default()
+        };
+        let settings = Settings::load(&direct).unwrap();
+        assert_eq!(settings.executor.executor_token.unwrap().expose(), "direct");
+        let missing = Sources {
+            environment: env(&[("DISCORD_TOKEN_FILE", "/nonexistent/secret")]),
+            ..Sources::default()
+        };
+        let err = Settings::load(&missing).unwrap_err().to_string();
+        assert!(err.contains("DISCORD_TOKEN_FILE"), "{err}");
     }
 }
