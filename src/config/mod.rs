@@ -272,7 +272,8 @@ fn with_file_values(
         let Some(name) = key.strip_suffix("_FILE") else {
             continue;
         };
-        if !names.contains(name) || environment.iter().any(|(k, _)| k == name) {
+        // An empty path means unset (an override file can clear a base file's secret).
+        if path.is_empty() || !names.contains(name) || environment.iter().any(|(k, _)| k == name) {
             continue;
         }
         let value = std::fs::read_to_string(path).map_err(|err| ConfigError::Unreadable {
