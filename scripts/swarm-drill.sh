@@ -52,7 +52,7 @@ services:
   executor:
     environment:
       # The drill's store is the embedded one, shared with the CLI on this host.
-      MONGODB_URI_FILE: ""
+      MONGODB_URI_FILE: /dev/null
       # No warm pool: every sandbox on the host is then a run's, easy to account for.
       WARM_POOL_SIZE: "0"
     ports:

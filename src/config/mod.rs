@@ -272,7 +272,7 @@ fn with_file_values(
         let Some(name) = key.strip_suffix("_FILE") else {
             continue;
         };
-        // An empty path means unset (an override file can clear a base file's secret).
+        // An empty path means unset.
         if path.is_empty() || !names.contains(name) || environment.iter().any(|(k, _)| k == name) {
             continue;
         }
@@ -280,10 +280,11 @@ fn with_file_values(
             path: PathBuf::from(path),
             reason: format!("{key}: {err}"),
         })?;
-        pairs.push((
-            name.to_string(),
-            value.trim_end_matches(['\r', '\n']).to_string(),
-        ));
+        let value = value.trim_end_matches(['\r', '\n']);
+        // An empty file too means unset (`/dev/null` clears a base file's secret).
+        if !value.is_empty() {
+            pairs.push((name.to_string(), value.to_string()));
+        }
     }
     Ok(pairs)
 }
