@@ -338,6 +338,11 @@ async fn clients_pick_a_healthy_executor_and_never_rerun_started_code() {
         })
     };
 
+    // An executor's staging dir as a client sharing DATA_DIR sees it: owned by a process
+    // of another PID namespace, which looks dead from here. Clients must leave it alone.
+    let executors_dir = data.path().join("staging/run-1-1-AbCdEf");
+    std::fs::create_dir_all(&executors_dir).unwrap();
+
     // A dead address and a run that breaks before its code started: the real one runs it.
     let urls = format!(
         "http://127.0.0.1:9, http://{before_start}, {}",
@@ -347,6 +352,10 @@ async fn clients_pick_a_healthy_executor_and_never_rerun_started_code() {
     assert!(output.status.success(), "{output:?}");
     let run: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(run["stdout"], "ran once\n", "{run}");
+    assert!(
+        executors_dir.exists(),
+        "a client removed an executor's staging dir"
+    );
     let text = metrics(&executor.url).await;
     assert_eq!(sample(&text, "codebox_runs_total{status=\"ok\"}"), 1.0);
 

@@ -322,7 +322,13 @@ impl App {
         self.settings.data_dir.join("outputs")
     }
 
+    /// Where runs of this process leave directories. None when runs happen on executors:
+    /// staging and outputs then belong to them, and a client sharing DATA_DIR with one
+    /// (another PID namespace, where its owner looks dead) must never remove them.
     fn leftover_roots(&self) -> Vec<PathBuf> {
+        if self.remote.is_some() {
+            return Vec::new();
+        }
         vec![self.staging_root(), self.outputs_root()]
     }
 
@@ -352,6 +358,10 @@ impl App {
     /// Removes containers left by codebox processes that died (one-shot commands call it
     /// before their run).
     pub async fn reap_orphans(&self) -> Result<usize, AppError> {
+        // Containers belong to the executors when runs happen there.
+        if self.remote.is_some() {
+            return Ok(0);
+        }
         Ok(self.executor().await?.reap_orphans().await?)
     }
 
