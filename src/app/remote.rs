@@ -226,7 +226,9 @@ impl RemoteExecutors {
             let chunk = match tokio::time::timeout(SILENCE, body.next()).await {
                 Err(_) => return failed(started, "the executor went silent".to_string()),
                 Ok(None) => return failed(started, "the answer ended without a result".into()),
-                Ok(Some(Err(err))) => return failed(started, err.to_string()),
+                Ok(Some(Err(err))) => {
+                    return failed(started, format!("the connection broke ({err})"));
+                }
                 Ok(Some(Ok(chunk))) => chunk,
             };
             buffer.extend_from_slice(&chunk);
