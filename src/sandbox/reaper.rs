@@ -21,20 +21,52 @@ pub fn current_owner() -> String {
     )
 }
 
-/// This process as a tag for host directories it creates (`<pid>-<start ticks>`), so a later
+/// This process as a tag for host directories it creates (`<pid>-<start ticks>-<host mark>`), so a later
 /// sweep can tell a dead owner's leftovers from a live run's.
 pub fn owner_tag() -> String {
     let pid = std::process::id();
-    format!("{pid}-{}", process_start_ticks(pid).unwrap_or(0))
+    format!(
+        "{pid}-{}-{}",
+        process_start_ticks(pid).unwrap_or(0),
+        host_mark(&hostname())
+    )
+}
+
+/// Eight hex digits naming a host (a container, a node): processes of other PID namespaces
+/// that share a DATA_DIR (executors of a Swarm on one machine, a bot beside its executor)
+/// must never judge each other's pids.
+fn host_mark(host: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(host.as_bytes()))[..8].to_string()
 }
 
 /// Whether the process a tag names (`<pid>-<start ticks>...`, anything may follow) is still
 /// alive on this host; None when the text does not start with a tag.
 pub fn tag_owner_alive(text: &str) -> Option<bool> {
+    tag_owner_alive_on(text, &host_mark(&hostname()), process_alive)
+}
+
+/// Pure: `tag_owner_alive` seen from the host marked `mine`. A tag of another host counts as
+/// alive (its directories go only by age); tags from before host marks are judged here.
+pub fn tag_owner_alive_on(
+    text: &str,
+    mine: &str,
+    alive: impl Fn(u32, u64) -> bool,
+) -> Option<bool> {
     let mut parts = text.splitn(3, '-');
     let pid = parts.next()?.parse::<u32>().ok()?;
     let ticks = parts.next()?.parse::<u64>().ok()?;
-    Some(process_alive(pid, ticks))
+    let mark = parts.next().and_then(|rest| rest.split('-').next());
+    if let Some(mark) = mark
+        && mark.len() == 8
+        && mark
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && mark != mine
+    {
+        return Some(true);
+    }
+    Some(alive(pid, ticks))
 }
 
 fn hostname() -> String {
@@ -111,6 +143,31 @@ mod tests {
         assert!(is_orphan(None, "h", alive), "no owner");
         assert!(is_orphan(Some("garbage"), "h", alive));
         assert!(!is_orphan(Some("my:host:10:99"), "my:host", alive));
+    }
+
+    #[test]
+    fn a_tag_of_another_host_is_never_judged_here() {
+        let dead = |_: u32, _: u64| false;
+        assert_eq!(
+            tag_owner_alive_on("1-5-aaaaaaaa-Xy12Zq", "bbbbbbbb", dead),
+            Some(true)
+        );
+        assert_eq!(
+            tag_owner_alive_on("1-5-bbbbbbbb-Xy12Zq", "bbbbbbbb", dead),
+            Some(false)
+        );
+        // Before host marks: the random suffix is six characters, judged here.
+        assert_eq!(
+            tag_owner_alive_on("1-5-Xy12Zq", "bbbbbbbb", dead),
+            Some(false)
+        );
+        assert_eq!(tag_owner_alive_on("garbage", "bbbbbbbb", dead), None);
+        let tag = owner_tag();
+        assert_eq!(
+            tag_owner_alive(&format!("{tag}-abcdef")),
+            Some(true),
+            "{tag}"
+        );
     }
 
     #[test]
