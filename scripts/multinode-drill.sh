@@ -200,9 +200,13 @@ log "starting node 2 again"
 start_node2
 for _ in $(seq 1 180); do [ "$(health "$two")" = ready ] && break; sleep 1; done
 [ "$(health "$two")" = ready ] || fail "node 2's executor did not come back"
-sleep 3
-runs1=$(docker ps -aq --filter label=codebox.managed=true | wc -l)
-runs2=$($N2 ps -aq --filter label=codebox.managed=true | wc -l)
+# Used containers are removed in the background; warm pools refill to 2 each.
+for _ in $(seq 1 60); do
+  runs1=$(docker ps -aq --filter label=codebox.managed=true | wc -l)
+  runs2=$($N2 ps -aq --filter label=codebox.managed=true | wc -l)
+  [ "$runs1" -le 2 ] && [ "$runs2" -le 2 ] && break
+  sleep 1
+done
 log "managed containers now: node 1 $runs1 (warm pool), node 2 $runs2 (warm pool)"
 [ "$runs1" -le 2 ] && [ "$runs2" -le 2 ] || fail "containers left behind: node 1 $runs1, node 2 $runs2"
 client "$two" run --user drill --json -c "print('back')" | grep -q '"stdout":"back\\n"' || fail "no run on node 2 after its restart"
