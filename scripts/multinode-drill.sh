@@ -31,7 +31,7 @@ start_node2() {
   nsenter --net=/var/run/netns/$ns unshare --uts sh -c \
     "hostname node2; exec dockerd --data-root /var/lib/docker-node2 --exec-root /var/run/docker-node2 -H unix://$n2sock --pidfile /var/run/docker-node2.pid" \
     >>/var/log/dockerd-node2.log 2>&1 &
-  for _ in $(seq 1 60); do $N2 info >/dev/null 2>&1 && return 0; sleep 0.5; done
+  for _ in $(seq 1 360); do $N2 info >/dev/null 2>&1 && return 0; sleep 0.5; done
   fail "node 2's daemon did not start: $(tail -3 /var/log/dockerd-node2.log)"
 }
 stop_node2() {
