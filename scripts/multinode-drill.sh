@@ -52,7 +52,12 @@ if ! ip netns list | grep -qw $ns; then
   ip netns exec $ns ip route add default via 10.213.0.1
 fi
 mkdir -p /var/lib/docker-node2 /var/run/docker-node2
-$N2 info >/dev/null 2>&1 || { log "starting node 2's daemon"; start_node2; }
+if ! $N2 info >/dev/null 2>&1; then
+  log "starting node 2's daemon"
+  # A membership left by an earlier, interrupted drill would refuse the join.
+  rm -rf /var/lib/docker-node2/swarm
+  start_node2
+fi
 log "loading the images on node 2 (no registry)"
 docker save codebox:latest codebox-sandbox:latest | $N2 load >/dev/null
 
@@ -62,6 +67,7 @@ if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
   created_swarm=1
 fi
 if [ "$($N2 info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
+  $N2 swarm leave --force >/dev/null 2>&1 || true
   $N2 swarm join --token "$(docker swarm join-token -q worker)" --advertise-addr 10.213.0.2 10.213.0.1:2377 >/dev/null
 fi
 for node in $(docker node ls --format '{{.ID}}'); do
