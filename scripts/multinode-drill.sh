@@ -35,8 +35,19 @@ start_node2() {
   fail "node 2's daemon did not start: $(tail -3 /var/log/dockerd-node2.log)"
 }
 stop_node2() {
-  [ -f /var/run/docker-node2.pid ] && kill "$(cat /var/run/docker-node2.pid)" 2>/dev/null || true
-  for _ in $(seq 1 60); do $N2 info >/dev/null 2>&1 || return 0; sleep 0.5; done
+  local pid
+  pid="$(cat /var/run/docker-node2.pid 2>/dev/null || true)"
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  # Gone for good, its containerd too: a new daemon cannot start beside them.
+  for _ in $(seq 1 120); do
+    { [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; } || break
+    sleep 0.5
+  done
+  for _ in $(seq 1 60); do
+    pgrep -f "docker-node2/containerd/containerd.toml" >/dev/null || return 0
+    sleep 0.5
+  done
+  pkill -9 -f "docker-node2/containerd/containerd.toml" || true
 }
 
 if ! ip netns list | grep -qw $ns; then
