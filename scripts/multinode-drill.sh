@@ -28,8 +28,18 @@ log "building the codebox image"
 deploy/build-image.sh codebox:latest
 
 start_node2() {
-  nsenter --net=/var/run/netns/$ns unshare --uts sh -c \
-    "hostname node2; exec dockerd --data-root /var/lib/docker-node2 --exec-root /var/run/docker-node2 -H unix://$n2sock --pidfile /var/run/docker-node2.pid" \
+  # Its own network, hostname and mount namespace. In the latter /run/docker.sock is node 2's
+  # own socket: the executor there mounts /var/run/docker.sock, which on a real node is that
+  # node's daemon, and here must not be this machine's.
+  nsenter --net=/var/run/netns/$ns unshare --uts --mount sh -c "
+    hostname node2
+    rm -f $n2sock
+    dockerd --data-root /var/lib/docker-node2 --exec-root /var/run/docker-node2 \
+      -H unix://$n2sock --pidfile /var/run/docker-node2.pid &
+    daemon=\$!
+    for _ in \$(seq 1 600); do [ -S $n2sock ] && break; sleep 0.2; done
+    mount --bind $n2sock /run/docker.sock
+    wait \$daemon" \
     >>/var/log/dockerd-node2.log 2>&1 &
   for _ in $(seq 1 360); do $N2 info >/dev/null 2>&1 && return 0; sleep 0.5; done
   fail "node 2's daemon did not start: $(tail -3 /var/log/dockerd-node2.log)"
