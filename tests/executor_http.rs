@@ -307,7 +307,8 @@ async fn flaky_executor(after_start: bool) -> SocketAddr {
         let body = if after_start {
             "{\"event\":\"started\"}\n{\"event\":\"output\",\"stream\":\"stdout\",\"text\":\"half\",\"skipped_chars\":0,\"missed_before\":0}\n"
         } else {
-            "{\"event\":\"alive\"}\n"
+            // Its own engine failed before the code started: another executor may run it.
+            "{\"event\":\"alive\"}\n{\"event\":\"error\",\"message\":\"Docker create failed\",\"code_started\":false,\"retry\":true}\n"
         };
         // The answer ends without a result: the connection broke.
         ([("content-type", "application/x-ndjson")], body)

@@ -246,7 +246,14 @@ impl RemoteExecutors {
                 match line {
                     RunLine::Started => started = true,
                     RunLine::Result { result } => return Attempt::Done(result),
-                    RunLine::Error { message, .. } => {
+                    RunLine::Error {
+                        message,
+                        code_started,
+                        retry,
+                    } => {
+                        if retry && !code_started && !started {
+                            return Attempt::BeforeStart(message);
+                        }
                         return Attempt::Final(RemoteError::Run { message });
                     }
                     _ => {}

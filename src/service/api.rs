@@ -55,10 +55,14 @@ pub enum RunLine {
     Result {
         result: Box<UserRunResult>,
     },
-    /// The end: no result. `code_started` says whether the code may have run.
+    /// The end: no result. `code_started` says whether the code may have run; `retry`
+    /// that this executor failed on its own side (its Docker engine, its sandbox) before
+    /// the code started, so another executor may take the run.
     Error {
         message: String,
         code_started: bool,
+        #[serde(default)]
+        retry: bool,
     },
 }
 

@@ -196,7 +196,11 @@ async fn run(
                 Ok(run) => service.metrics.run_finished(run),
                 Err(_) => service.metrics.run_failed(),
             }
-            outcome.map_err(|err| service.app.redact(&err.to_string()))
+            outcome.map_err(|err| Failure {
+                // This host's engine or sandbox, not the request: another host may do better.
+                ours: matches!(err, AppError::Engine(_) | AppError::Executor(_)),
+                message: service.app.redact(&err.to_string()),
+            })
         }
     };
     let answer = Answer {
@@ -220,7 +224,13 @@ async fn run(
         .into_response()
 }
 
-type Work = Pin<Box<dyn std::future::Future<Output = Result<UserRunResult, String>> + Send>>;
+/// Why a run has no result.
+struct Failure {
+    ours: bool,
+    message: String,
+}
+
+type Work = Pin<Box<dyn std::future::Future<Output = Result<UserRunResult, Failure>> + Send>>;
 
 /// One run's answer as it is produced. Dropped when the client goes: the run is dropped
 /// with it, which removes its container.
@@ -288,19 +298,21 @@ impl Answer {
         }
     }
 
-    fn last(&self, outcome: Result<UserRunResult, String>) -> Bytes {
+    fn last(&self, outcome: Result<UserRunResult, Failure>) -> Bytes {
         match (outcome, self.events) {
             (Ok(run), true) => ndjson(&RunLine::Result {
                 result: Box::new(run),
             }),
             (Ok(run), false) => json_bytes(&run),
-            (Err(message), true) => ndjson(&RunLine::Error {
-                message,
+            (Err(failure), true) => ndjson(&RunLine::Error {
+                message: failure.message,
                 code_started: self.code_started,
+                retry: failure.ours && !self.code_started,
             }),
-            (Err(message), false) => json_bytes(&serde_json::json!({
-                "error": message,
+            (Err(failure), false) => json_bytes(&serde_json::json!({
+                "error": failure.message,
                 "code_started": self.code_started,
+                "retry": failure.ours && !self.code_started,
             })),
         }
     }
