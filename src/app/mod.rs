@@ -74,6 +74,20 @@ pub enum AppError {
     },
 }
 
+impl AppError {
+    /// A failure of this host's engine or sandbox rather than of the request: on another
+    /// host the same run may succeed.
+    pub fn is_host_failure(&self) -> bool {
+        matches!(
+            self,
+            AppError::Engine(_)
+                | AppError::Executor(_)
+                | AppError::Run(runs::UserRunError::Executor(_))
+                | AppError::Run(runs::UserRunError::Staging { .. })
+        )
+    }
+}
+
 /// How long the process lives decides what is worth starting ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifetime {

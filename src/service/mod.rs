@@ -198,7 +198,7 @@ async fn run(
             }
             outcome.map_err(|err| Failure {
                 // This host's engine or sandbox, not the request: another host may do better.
-                ours: matches!(err, AppError::Engine(_) | AppError::Executor(_)),
+                ours: err.is_host_failure(),
                 message: service.app.redact(&err.to_string()),
             })
         }
