@@ -339,9 +339,9 @@ async fn clients_pick_a_healthy_executor_and_never_rerun_started_code() {
         })
     };
 
-    // An executor's staging dir as a client sharing DATA_DIR sees it: owned by a process
-    // of another PID namespace, which looks dead from here. Clients must leave it alone.
-    let executors_dir = data.path().join("staging/run-1-1-AbCdEf");
+    // A staging dir of an executor on another host (its mark) sharing DATA_DIR: its pid
+    // means nothing here. Neither this executor nor a client may remove it.
+    let executors_dir = data.path().join("staging/run-1-1-0badcafe-AbCdEf");
     std::fs::create_dir_all(&executors_dir).unwrap();
 
     // A dead address and a run that breaks before its code started: the real one runs it.
@@ -374,6 +374,14 @@ async fn clients_pick_a_healthy_executor_and_never_rerun_started_code() {
         1.0,
         "the real executor was not asked to run it again"
     );
+
+    // A name is every address it resolves to (Swarm's tasks.<service>): localhost is
+    // 127.0.0.1, where the executor listens, and perhaps ::1, where nothing does.
+    let by_name = executor.url.replace("127.0.0.1", "localhost");
+    let output = client_run(by_name, "print('by name')").await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let run: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(run["stdout"], "by name\n", "{run}");
 
     // None healthy: a clear error naming them.
     let output = client_run("http://127.0.0.1:9".into(), "print(1)")
