@@ -678,6 +678,41 @@ gridfs_suite!(
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_copies_of_gridfs_files_stay_within_their_bound() {
+    let fx = Fixture::new();
+    let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
+        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
+    let database = format!("codebox_test_{}", codebox::store::ids::new_file_id());
+    let meta = MongoMetadata::connect(&uri, &database).await.unwrap();
+    let db = codebox::store::db::connect_mongo(&uri, &database)
+        .await
+        .unwrap();
+    // Room for two 1,000-byte copies, not three.
+    let store = FileStore::with_clock(meta, &fx.data_dir(), limits(), fx.clock.clock()).with_blobs(
+        AnyBlobs::GridFs(GridFsBlobs::new(&db, &fx.data_dir(), 2500)),
+    );
+    let mut records = Vec::new();
+    for n in 0..3u8 {
+        records.push(add(&store, &fx, "u8", "f.bin", &[n; 1000]).await);
+    }
+    let cache = fx.data_dir().join("file_cache/u8");
+    let copies = || {
+        fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    assert_eq!(copies(), 2, "the least recently used copy went");
+    // Every file is still there: a missing copy is fetched again (and another one goes).
+    for (n, record) in records.iter().enumerate() {
+        let path = store.local_path(record).await.unwrap();
+        assert_eq!(fs::read(&path).unwrap(), vec![n as u8; 1000]);
+        assert!(copies() <= 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gridfs_bytes_are_fetched_verified_and_reconciled() {
     let fx = Fixture::new();
     let store = gridfs_store(&fx, limits()).await;
