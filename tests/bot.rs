@@ -1119,3 +1119,125 @@ async fn the_model_uses_a_variable_from_its_last_call_and_the_user_gets_the_figu
     let after = after.last().unwrap();
     assert_eq!(after["error"]["type"], "NameError", "{after}");
 }
+
+/// `codebox executor` in its own data directory, sharing only MongoDB with the bot.
+struct RemoteExecutor {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for RemoteExecutor {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..150 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_runs_code_on_an_executor_elsewhere_and_shows_it_live() {
+    use std::io::BufRead;
+    const TOKEN: &str = "bot-executor-token";
+    let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
+        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
+    let database = format!("codebox_test_{}", codebox::store::ids::new_file_id());
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codebox"));
+    for name in codebox::config::setting_names() {
+        cmd.env_remove(name);
+    }
+    let mut child = cmd
+        .args(["executor", "--listen", "127.0.0.1:0"])
+        .env("DATA_DIR", data.path())
+        .env("EXECUTOR_TOKEN", TOKEN)
+        .env("MONGODB_URI", &uri)
+        .env("MONGODB_DATABASE", &database)
+        .env("WARM_POOL_SIZE", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .trim_start_matches("codebox executor listening on ")
+        .to_string();
+    let executor = RemoteExecutor {
+        child,
+        url: url.clone(),
+        _data: data,
+    };
+
+    let bot = Bot::start(&[
+        ("EXECUTOR_URLS", &url),
+        ("EXECUTOR_TOKEN", TOKEN),
+        ("MONGODB_URI", &uri),
+        ("MONGODB_DATABASE", &database),
+    ])
+    .await;
+    let csv = b"a,b\n1,2\n2,4\n3,9\n";
+    let cdn = bot.fake.add_cdn_file("data.csv", csv);
+    let code = "import time, codebox_files\nimport matplotlib.pyplot as plt\nfid = codebox_files.list_files()[0]['file_id']\ndf = load_file(fid)\nfor i in range(12):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.3)\ndf.plot(x='a', y='b'); plt.show()\nprint('b sums to', df.b.sum())";
+    bot.fake
+        .script_openai(200, completion_tool_call("call_r", json!({"code": code})));
+    bot.fake
+        .script_openai(200, completion_text("Plotted remotely; b sums to 15."));
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake.message("plot it", &[("data.csv", cdn, csv.len())]),
+    );
+    let stored = bot.fake.wait_for_text("Stored `data.csv`", LONG).await;
+    assert!(
+        stored.content().contains("3 rows x 2 columns"),
+        "summarized on the executor: {}",
+        stored.content()
+    );
+    let answer = bot.fake.wait_for_text("Plotted remotely", LONG).await;
+    assert_eq!(
+        answer.files.len(),
+        1,
+        "the figure from plt.show() is attached"
+    );
+    assert_eq!(answer.files[0].0, "figure_1.png");
+    assert!(answer.files[0].1.starts_with(b"\x89PNG"));
+    let live = bot
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.content().contains("tick "))
+        .count();
+    assert!(
+        live >= 1,
+        "the status showed the remote run's output as it came"
+    );
+    let tool = tool_contents(&bot.fake.openai_requests()[1]);
+    assert!(
+        tool.iter().any(|t| t.to_string().contains("b sums to 15")),
+        "{tool:?}"
+    );
+    // The code ran on the executor: the bot created no container and keeps no bytes.
+    assert_eq!(containers_of(bot.child.id()).await.len(), 0);
+    assert!(!bot.user_files_dir().exists(), "file bytes are in GridFS");
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", executor.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("codebox_runs_total{status=\"ok\"} 2"),
+        "the summary and the model's run ran there: {metrics}"
+    );
+}
