@@ -172,11 +172,16 @@ client() {
   DATA_DIR="$client_data" MONGODB_URI="$uri" MONGODB_DATABASE="$database" \
     EXECUTOR_URLS="$1" EXECUTOR_TOKEN="$token" target/release/codebox "${@:2}"
 }
-burst() { # URLS TAG -> seconds; every run must print its number
-  local urls="$1" tag="$2" started pids=() ok=0
+W2='import pandas as pd, numpy as np, matplotlib.pyplot as plt
+df = pd.DataFrame({"x": np.arange(20000), "y": np.random.rand(20000)})
+df["y"].head(500).plot(); plt.savefig("plot.png")
+print(len(df.describe()) and N)'
+burst() { # URLS TAG [W2] -> seconds; every run must print its number
+  local urls="$1" tag="$2" code started pids=() ok=0
   started=$(date +%s.%N)
   for n in $(seq 1 "$runs"); do
-    client "$urls" run --user drill --json -c "print($n)" >"/tmp/mdrill-$tag-$n.json" 2>&1 &
+    if [ "${3:-}" = W2 ]; then code="${W2//N/$n}"; else code="print($n)"; fi
+    client "$urls" run --user drill --json -c "$code" >"/tmp/mdrill-$tag-$n.json" 2>&1 &
     pids+=($!)
   done
   for n in $(seq 1 "$runs"); do
@@ -197,6 +202,11 @@ settle "$one" "$two"
 on1=$(( $(runs_on "$one") - after1 )); on2=$(( $(runs_on "$two") - before2 ))
 log "W1 burst of $runs: one executor ${t1}s ($(python3 -c "print(round($runs/$t1,1))") runs/s); two executors ${t2}s ($(python3 -c "print(round($runs/$t2,1))") runs/s), ratio $(python3 -c "print(round($t1/$t2,2))")x; node 1 ran $on1, node 2 ran $on2"
 [ "$on1" -gt 0 ] && [ "$on2" -gt 0 ] || fail "the burst was not spread over both nodes"
+w1=$(burst "$one" w2one W2)
+settle "$one"
+w2=$(burst "$one,$two" w2both W2)
+settle "$one" "$two"
+log "W2 (pandas + a PNG) burst of $runs: one executor ${w1}s, two executors ${w2}s, ratio $(python3 -c "print(round($w1/$w2,2))")x"
 
 printf 'n\n1\n2\n3\n' >"$client_data/numbers.csv"
 id=$(client "$one" files upload --user drill --no-summary --json "$client_data/numbers.csv" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['file_id'])")
