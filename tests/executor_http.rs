@@ -322,6 +322,62 @@ async fn flaky_executor(after_start: bool) -> SocketAddr {
     addr
 }
 
+/// A fake executor whose result names a "generated file" at a path of its choosing.
+async fn lying_executor() -> SocketAddr {
+    let health = || async {
+        axum::Json(json!({"ready": true, "pool_idle": 100, "pool_target": 100, "in_flight": 0}))
+    };
+    let runs = || async {
+        let result = json!({"event": "result", "result": {
+            "status": "ok", "exit_code": 0, "stdout": "done\n", "stderr": "",
+            "stdout_truncated": false, "stderr_truncated": false, "execution_ms": 1.0,
+            "total_ms": 2.0, "install_ms": 0.0, "packages_installed": [], "packages_cached": [],
+            "error": null, "output_files": [], "flags": [], "run_id": "forged",
+            "phases": {"warm": false, "acquire_ms": 0.0, "stage_ms": 0.0, "handoff_ms": 0.0,
+                       "collect_ms": 0.0},
+            "session": null,
+            "generated_files": [{"file_id": "AAAAAAAAAAAAAAAA", "filename": "secrets.txt",
+                                 "size": 10, "file_type": "txt", "path": "/proc/self/environ"}]
+        }});
+        let body = format!("{{\"event\":\"started\"}}\n{result}\n");
+        ([("content-type", "application/x-ndjson")], body)
+    };
+    let app = Router::new()
+        .route("/healthz", get(health))
+        .route("/v1/runs", post(runs));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_an_executor_names_is_only_ever_one_of_the_users_own() {
+    let data = tempfile::tempdir().unwrap();
+    let liar = lying_executor().await;
+    let output = tokio::task::spawn_blocking({
+        let data = data.path().to_path_buf();
+        move || {
+            let mut cmd = codebox(&data);
+            cmd.env("EXECUTOR_URLS", format!("http://{liar}"))
+                .env("EXECUTOR_TOKEN", TOKEN);
+            cmd.args(["run", "--user", "u1", "--json", "-c", "print(1)"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let run: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(run["stdout"], "done\n");
+    assert_eq!(
+        run["generated_files"],
+        json!([]),
+        "a path the executor chose is never taken"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_pick_a_healthy_executor_and_never_rerun_started_code() {
     let data = tempfile::tempdir().unwrap();

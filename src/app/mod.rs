@@ -426,11 +426,25 @@ impl App {
         };
         let mut result = remote.run(request, run.watch.as_ref()).await?;
         let store = self.store().await?;
-        for file in &mut result.generated_files {
-            if let Ok(record) = store.get(&run.user_id, &file.file_id).await {
-                file.path = store.local_path(&record).await?;
+        // The executor's word on a file is only its id: name, size and the bytes sent on come
+        // from this user's own record, and an id that is not one is dropped (a forged path
+        // would otherwise be read and attached, secrets and all).
+        let mut generated = Vec::with_capacity(result.generated_files.len());
+        for file in std::mem::take(&mut result.generated_files) {
+            match store.get(&run.user_id, &file.file_id).await {
+                Ok(record) => generated.push(runs::GeneratedFile {
+                    path: store.local_path(&record).await?,
+                    file_id: record.file_id,
+                    filename: record.filename,
+                    size: record.file_size,
+                    file_type: record.file_type,
+                }),
+                Err(err) => {
+                    tracing::warn!(file_id = %file.file_id, error = %err, "an executor named a file this user does not have; dropped");
+                }
             }
         }
+        result.generated_files = generated;
         Ok(result)
     }
 

@@ -19,6 +19,23 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_LINE: usize = 16 * 1024 * 1024;
 /// Silence longer than this (the executor sends a line every second) is a dead executor.
 const SILENCE: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest health answer or refusal read from an executor.
+const MAX_SMALL_BODY: usize = 64 * 1024;
+
+/// A response body up to `limit` bytes; longer ones are cut there.
+async fn small_body(response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    body
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -63,10 +80,16 @@ impl RemoteExecutors {
         if urls.is_empty() {
             return None;
         }
+        // Never redirected: a 307 would re-send the user's code to wherever it points.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .ok()?;
         Some(RemoteExecutors {
             urls,
             token: settings.executor_token.clone(),
-            http: reqwest::Client::new(),
+            http,
         })
     }
 
@@ -119,7 +142,7 @@ impl RemoteExecutors {
     }
 
     async fn health(&self, endpoint: &Url) -> Option<Health> {
-        let url = endpoint.join(HEALTH_PATH).ok()?;
+        let url = endpoint.join(HEALTH_PATH.trim_start_matches('/')).ok()?;
         let response = self
             .authorized(self.http.get(url))
             .timeout(HEALTH_TIMEOUT)
@@ -129,7 +152,10 @@ impl RemoteExecutors {
         if !response.status().is_success() {
             return None;
         }
-        let health: Health = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+        let body = tokio::time::timeout(HEALTH_TIMEOUT, small_body(response, MAX_SMALL_BODY))
+            .await
+            .ok()?;
+        let health: Health = serde_json::from_slice(&body).ok()?;
         health.ready.then_some(health)
     }
 
@@ -180,7 +206,7 @@ impl RemoteExecutors {
         request: &RunRequest,
         watch: Option<&RunWatch>,
     ) -> Attempt {
-        let url = match endpoint.join(RUNS_PATH) {
+        let url = match endpoint.join(RUNS_PATH.trim_start_matches('/')) {
             Ok(url) => url,
             Err(err) => return Attempt::BeforeStart(err.to_string()),
         };
@@ -192,15 +218,18 @@ impl RemoteExecutors {
             .authorized(self.http.post(url))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(err) => return Attempt::BeforeStart(err.to_string()),
+            .send();
+        let response = match tokio::time::timeout(SILENCE, sent).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => return Attempt::BeforeStart(err.to_string()),
+            Err(_) => return Attempt::BeforeStart("no answer from the executor".to_string()),
         };
         let status = response.status();
         if status.is_client_error() {
-            let reason = response.text().await.unwrap_or_default();
+            let body = tokio::time::timeout(SILENCE, small_body(response, MAX_SMALL_BODY))
+                .await
+                .unwrap_or_default();
+            let reason = String::from_utf8_lossy(&body).into_owned();
             return Attempt::Final(RemoteError::Refused {
                 url: endpoint.to_string(),
                 reason: format!("{status}: {reason}"),

@@ -25,6 +25,8 @@ use super::metadata::MetadataError;
 use super::record::FileRecord;
 
 pub const BUCKET: &str = "codebox_files";
+/// Copies used this recently are never trimmed (a run may be linking them).
+const CACHE_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct GridFsBlobs {
     bucket: GridFsBucket,
@@ -145,6 +147,8 @@ impl GridFsBlobs {
     /// Keeps the cache within its bound, oldest use first, sparing `keep`.
     fn trim_cache(&self, keep: &Path) {
         let mut entries: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+        // Fresh copies count against the bound but are never the ones removed.
+        let mut fresh_bytes: u64 = 0;
         let Ok(users) = fs::read_dir(&self.cache) else {
             return;
         };
@@ -153,13 +157,25 @@ impl GridFsBlobs {
                 continue;
             };
             for file in files.flatten() {
+                // In-progress copies (.incoming, .fetching) are another operation's.
+                if file.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
                 if let Ok(meta) = file.metadata() {
                     let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    entries.push((used, meta.len(), file.path()));
+                    // A copy just handed to a run may not be linked into its staging yet.
+                    let fresh = SystemTime::now()
+                        .duration_since(used)
+                        .is_ok_and(|age| age < CACHE_GRACE);
+                    if fresh {
+                        fresh_bytes += meta.len();
+                    } else {
+                        entries.push((used, meta.len(), file.path()));
+                    }
                 }
             }
         }
-        let mut total: u64 = entries.iter().map(|(_, size, _)| size).sum();
+        let mut total: u64 = fresh_bytes + entries.iter().map(|(_, size, _)| size).sum::<u64>();
         entries.sort();
         for (_, size, path) in entries {
             if total <= self.cache_max_bytes {
