@@ -13,11 +13,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/docker.rs"]
+mod docker;
 #[path = "common/stats.rs"]
 mod stats;
 
 use codebox::app::{App, CodeRun, Lifetime};
 use codebox::config::{Settings, Sources};
+use docker::docker_w1;
 use stats::stats;
 
 const TOKEN: &str = "bench-executor-token";
@@ -49,28 +52,6 @@ fn w1(user: &str) -> CodeRun {
         session: None,
         watch: None,
     }
-}
-
-fn docker_w1(image: &str) -> f64 {
-    let started = Instant::now();
-    let ok = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "python3",
-            image,
-            "-c",
-            "print(1)",
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .expect("docker")
-        .success();
-    assert!(ok, "docker run failed");
-    started.elapsed().as_secs_f64() * 1000.0
 }
 
 async fn pool_full(url: &str) {

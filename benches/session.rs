@@ -10,10 +10,11 @@
 //! Run with `bash bench/session.sh [RUNS]` (default 30).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/docker.rs"]
+mod docker;
 #[path = "common/settings.rs"]
 mod settings;
 #[path = "common/stats.rs"]
@@ -23,6 +24,7 @@ use codebox::config::Settings;
 use codebox::sandbox::docker::DockerEngine;
 use codebox::sandbox::session::{STATE_RESTORE_NAME, SessionIo};
 use codebox::sandbox::{ExecutionRequest, ExecutionResult, Executor, Limits, Status};
+use docker::docker_w1;
 use settings::bench_settings;
 use stats::stats;
 
@@ -60,27 +62,6 @@ fn session_io(dir: &Path, restore: bool, state_mb: u64) -> SessionIo {
 
 fn ok(result: &ExecutionResult) {
     assert_eq!(result.status, Status::Ok, "{result:?}");
-}
-
-fn docker_w1(image: &str) -> f64 {
-    let started = Instant::now();
-    let status = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "python3",
-            image,
-            "-c",
-            "print(1)",
-        ])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    started.elapsed().as_secs_f64() * 1000.0
 }
 
 async fn w1(

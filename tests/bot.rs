@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::containers_of;
+use common::executor::ExecutorProcess;
 use common::fake::{Fake, USER_ID, completion_text, completion_tool_call};
 use serde_json::{Value, json};
 
@@ -100,25 +102,6 @@ fn custom_ids(message: &Value) -> Vec<String> {
         .flatten()
         .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
         .filter_map(|button| button["custom_id"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// Sandbox containers owned by the bot process `pid`.
-async fn containers_of(pid: u32) -> Vec<codebox::sandbox::engine::ManagedContainer> {
-    use codebox::sandbox::engine::Containers;
-    let engine = codebox::sandbox::docker::DockerEngine::connect()
-        .await
-        .unwrap();
-    engine
-        .list_managed()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|c| {
-            c.labels
-                .get(codebox::sandbox::OWNER_LABEL)
-                .is_some_and(|owner| owner.contains(&format!(":{pid}:")))
-        })
         .collect()
 }
 
@@ -1120,62 +1103,20 @@ async fn the_model_uses_a_variable_from_its_last_call_and_the_user_gets_the_figu
     assert_eq!(after["error"]["type"], "NameError", "{after}");
 }
 
-/// `codebox executor` in its own data directory, sharing only MongoDB with the bot.
-struct RemoteExecutor {
-    child: Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for RemoteExecutor {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        for _ in 0..150 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bot_runs_code_on_an_executor_elsewhere_and_shows_it_live() {
-    use std::io::BufRead;
     const TOKEN: &str = "bot-executor-token";
     let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
         .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
     let database = format!("codebox_test_{}", codebox::store::ids::new_file_id());
+    // In its own data directory, sharing only MongoDB with the bot.
     let data = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codebox"));
-    for name in codebox::config::setting_names() {
-        cmd.env_remove(name);
-    }
-    let mut child = cmd
-        .args(["executor", "--listen", "127.0.0.1:0"])
-        .env("DATA_DIR", data.path())
-        .env("EXECUTOR_TOKEN", TOKEN)
-        .env("MONGODB_URI", &uri)
-        .env("MONGODB_DATABASE", &database)
-        .env("WARM_POOL_SIZE", "0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .trim_start_matches("codebox executor listening on ")
-        .to_string();
-    let executor = RemoteExecutor {
-        child,
-        url: url.clone(),
-        _data: data,
-    };
+    let executor = ExecutorProcess::start(
+        data.path(),
+        TOKEN,
+        &[("MONGODB_URI", &uri), ("MONGODB_DATABASE", &database)],
+    );
+    let url = executor.url.clone();
 
     let bot = Bot::start(&[
         ("EXECUTOR_URLS", &url),

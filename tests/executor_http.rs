@@ -6,75 +6,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use codebox::sandbox::OWNER_LABEL;
-use codebox::sandbox::docker::DockerEngine;
-use codebox::sandbox::engine::Containers;
 use common::codebox;
+use common::executor::ExecutorProcess;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "executor-test-token-1f2e";
-
-struct Executor {
-    child: Child,
-    url: String,
-}
-
-impl Executor {
-    fn start(data: &Path) -> Executor {
-        Executor::start_with(data, &[])
-    }
-
-    fn start_with(data: &Path, env: &[(&str, &str)]) -> Executor {
-        let mut cmd = codebox(data);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .args(["executor", "--listen", "127.0.0.1:0"])
-            .env("EXECUTOR_TOKEN", TOKEN)
-            .env("WARM_POOL_SIZE", "0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("codebox executor listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
-        Executor { child, url }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Executor {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        for _ in 0..150 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-    }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::new()
@@ -88,19 +30,7 @@ fn post_json(url: &str, body: &Value) -> reqwest::RequestBuilder {
 }
 
 async fn containers_of(pid: u32) -> usize {
-    DockerEngine::connect()
-        .await
-        .unwrap()
-        .list_managed()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|c| {
-            c.labels
-                .get(OWNER_LABEL)
-                .is_some_and(|owner| owner.contains(&format!(":{pid}:")))
-        })
-        .count()
+    common::containers_of(pid).await.len()
 }
 
 async fn metrics(url: &str) -> String {
@@ -125,7 +55,7 @@ fn sample(text: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_right_token_nothing_runs() {
     let data = tempfile::tempdir().unwrap();
-    let executor = Executor::start(data.path());
+    let executor = ExecutorProcess::start(data.path(), TOKEN, &[]);
     let run = json!({"user_id": "u1", "code": "print(1)"});
     for auth in [None, Some("wrong-token"), Some("")] {
         let mut request = post_json(&format!("{}/v1/runs", executor.url), &run);
@@ -181,7 +111,7 @@ fn cli_run(data: &Path, urls: Option<&str>, args: &[&str], code: &str) -> Value 
 async fn a_run_through_http_equals_the_in_process_run() {
     let here = tempfile::tempdir().unwrap();
     let there = tempfile::tempdir().unwrap();
-    let executor = Executor::start(there.path());
+    let executor = ExecutorProcess::start(there.path(), TOKEN, &[]);
     let cases: [(&str, &[&str], &str); 5] = [
         ("ok", &[], "print(6 * 7)"),
         (
@@ -253,7 +183,7 @@ async fn a_run_through_http_equals_the_in_process_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_cancels_its_run_and_its_container() {
     let data = tempfile::tempdir().unwrap();
-    let executor = Executor::start(data.path());
+    let executor = ExecutorProcess::start(data.path(), TOKEN, &[]);
     let mut response = post_json(
         &format!("{}/v1/runs", executor.url),
         &json!({"user_id": "u1", "code": "import time\nprint('up', flush=True)\ntime.sleep(120)", "events": true}),
@@ -381,7 +311,7 @@ async fn a_file_an_executor_names_is_only_ever_one_of_the_users_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_pick_a_healthy_executor_and_never_rerun_started_code() {
     let data = tempfile::tempdir().unwrap();
-    let executor = Executor::start(data.path());
+    let executor = ExecutorProcess::start(data.path(), TOKEN, &[]);
     let before_start = flaky_executor(false).await;
     let after_start = flaky_executor(true).await;
     let client_run = |urls: String, code: &'static str| {
@@ -508,9 +438,12 @@ async fn with_mongodb_files_reach_every_executor_and_a_disk_store_migrates() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let first = Executor::start_with(one.path(), &env);
-    let second = Executor::start_with(two.path(), &env);
-    fn through<'a>(env: &[(&'a str, &'a str)], executor: &'a Executor) -> Vec<(&'a str, &'a str)> {
+    let first = ExecutorProcess::start(one.path(), TOKEN, &env);
+    let second = ExecutorProcess::start(two.path(), TOKEN, &env);
+    fn through<'a>(
+        env: &[(&'a str, &'a str)],
+        executor: &'a ExecutorProcess,
+    ) -> Vec<(&'a str, &'a str)> {
         let mut env = env.to_vec();
         env.push(("EXECUTOR_URLS", executor.url.as_str()));
         env.push(("EXECUTOR_TOKEN", TOKEN));

@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use codebox::config::{Runtime, Settings};
 use codebox::sandbox::docker::DockerEngine;
-use codebox::sandbox::engine::Containers;
 use codebox::sandbox::watch::{OutputStream, RunEvent, Subscription, watch};
-use codebox::sandbox::{ExecutionRequest, Executor, Limits, OWNER_LABEL, Status};
+use codebox::sandbox::{ExecutionRequest, Executor, Limits, Status};
 use common::codebox;
 
 const TICKS: &str =
@@ -235,19 +234,7 @@ fn a_cli_run_shows_output_as_it_comes_and_says_the_summary_once() {
 }
 
 async fn containers_of(pid: u32) -> usize {
-    DockerEngine::connect()
-        .await
-        .unwrap()
-        .list_managed()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|c| {
-            c.labels
-                .get(OWNER_LABEL)
-                .is_some_and(|owner| owner.contains(&format!(":{pid}:")))
-        })
-        .count()
+    common::containers_of(pid).await.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bridge;
+pub mod executor;
 pub mod fake;
 pub mod index;
 
@@ -144,4 +145,20 @@ pub fn assert_container_gone(run_id: &str) {
         !runtime.block_on(run_container_exists(run_id)),
         "container of run {run_id} still exists"
     );
+}
+
+/// Sandbox containers owned by the codebox process `pid` (its owner label names the pid).
+pub async fn containers_of(pid: u32) -> Vec<codebox::sandbox::engine::ManagedContainer> {
+    let engine = DockerEngine::connect().await.expect("docker daemon");
+    engine
+        .list_managed()
+        .await
+        .expect("list containers")
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .get(codebox::sandbox::OWNER_LABEL)
+                .is_some_and(|owner| owner.contains(&format!(":{pid}:")))
+        })
+        .collect()
 }
