@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fake::{Fake, completion_text, completion_tool_call};
+use fake::{Fake, code_running_model, completion_text, completion_tool_call};
 use rss::rss_kib;
 use serde_json::json;
 
@@ -57,20 +57,34 @@ async fn main() {
         .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after_first = rss_kib(&pid);
-
-    // Every conversation asks the model first, so the 20 tool calls are taken first; the
-    // answers after the runs are the 20 texts.
-    for i in 0..USERS {
+    // One user at a time, a warm container each: message in to answer out.
+    let mut single = Vec::new();
+    for i in 0..5 {
         fake.script_openai(
             200,
-            completion_tool_call(&format!("call_{i}"), json!({"code": "print(1)"})),
+            completion_tool_call(&format!("call_one_{i}"), json!({"code": "print(1)"})),
         );
+        fake.script_openai(200, completion_text(&format!("single {i} done")));
+        let sent = Instant::now();
+        fake.dispatch(
+            "MESSAGE_CREATE",
+            fake.message_from("699999999999999998", "once"),
+        );
+        fake.wait_for_text(&format!("single {i} done"), Duration::from_secs(60))
+            .await;
+        single.push(sent.elapsed());
+        // The pool refills and the status's last edit goes out before the next.
+        tokio::time::sleep(Duration::from_secs(4)).await;
     }
-    // Spare texts: a conversation whose second request overtakes another's first gets a
-    // second tool call, and then still finds a text.
-    for _ in 0..2 * USERS {
-        fake.script_openai(200, completion_text("bench done"));
-    }
+    single.sort();
+    println!(
+        "one message running print(1) on a warm container, message to answer: median {} ms (of {:?} ms)",
+        single[2].as_millis(),
+        single.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
+
+    // From here the fake model answers each request from its content, whatever the order.
+    fake.model(code_running_model);
     let peak = Arc::new(AtomicU64::new(after_first));
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
@@ -85,14 +99,17 @@ async fn main() {
     let started = Instant::now();
     for i in 0..USERS {
         let user = format!("7000000000000{i:05}");
-        fake.dispatch("MESSAGE_CREATE", fake.message_from(&user, "run print(1)"));
+        fake.dispatch(
+            "MESSAGE_CREATE",
+            fake.message_from(&user, &format!("run [[u{i}]] print(1)")),
+        );
     }
     let mut answered = 0;
     while started.elapsed() < Duration::from_secs(120) {
         answered = fake
             .requests()
             .iter()
-            .filter(|r| r.content().contains("bench done"))
+            .filter(|r| r.content().starts_with("answer [[u"))
             .count();
         if answered >= USERS {
             break;

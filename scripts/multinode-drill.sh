@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Two-node Swarm drill on one machine: a second Docker daemon in its own network namespace
 # (veth 10.213.0.1 <-> 10.213.0.2, its own --data-root, --exec-root, socket, bridge and
-# hostname), joined to this machine's daemon in one Swarm; the stack deployed with an executor
-# on each node and MongoDB (a MongoDB-compatible server on 10.213.0.1:27018) for records and
-# file bytes (GridFS). Then:
-#   1. bursts of RUNS W1 runs from the CLI (a client like the bot) through one executor and
-#      through both: throughput of each, and runs per node (each must have run some);
-#   2. a file uploaded from the client is loaded on either node;
-#   3. node 2's daemon stopped mid-burst: every run completes on node 1 or reports a clear
-#      error; after node 2 is back, no sandbox container is left on either node.
+# hostname), joined to this machine's daemon in one Swarm; deploy/stack.yml deployed with an
+# executor on each node, the bot as a Swarm task finding them through tasks.executor, and
+# MongoDB (a MongoDB-compatible server on 10.213.0.1:27018) for records and file bytes
+# (GridFS). Then:
+#   1. a file uploaded from a client loads on either node;
+#   2. the ignored test tests/swarm.rs drives the bot through a fake Discord and model on
+#      10.213.0.1: bursts of RUNS messages (W1, W2) with two executor nodes and with one
+#      (node 2 taken out by its label), each burst of two spread over both nodes, figures
+#      printed; then node 2's daemon stopped mid-burst: every message answered with its
+#      result or a clear error;
+#   3. node 2 started again: its executor is back and no sandbox container is left on
+#      either node.
 # Everything it set up is removed at the end (KEEP=1 keeps it for a look).
-# Usage: bash scripts/multinode-drill.sh [RUNS]   (default 20)
+# Usage: bash scripts/multinode-drill.sh [RUNS]   (default 20; CI runs 6)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-20}"
@@ -39,6 +43,8 @@ start_node2() {
     daemon=\$!
     for _ in \$(seq 1 600); do [ -S $n2sock ] && break; sleep 0.2; done
     mount --bind $n2sock /run/docker.sock
+    # Its own disk for the executor's DATA_DIR, as a real node has.
+    mount --bind /var/lib/codebox-node2 /var/lib/codebox
     wait \$daemon" \
     >>/var/log/dockerd-node2.log 2>&1 &
   for _ in $(seq 1 360); do $N2 info >/dev/null 2>&1 && return 0; sleep 0.5; done
@@ -72,7 +78,7 @@ if ! ip netns list | grep -qw $ns; then
   ip netns exec $ns ip link set lo up
   ip netns exec $ns ip route add default via 10.213.0.1
 fi
-mkdir -p /var/lib/docker-node2 /var/run/docker-node2
+mkdir -p /var/lib/docker-node2 /var/run/docker-node2 /var/lib/codebox /var/lib/codebox-node2
 if ! $N2 info >/dev/null 2>&1; then
   log "starting node 2's daemon"
   # A membership left by an earlier, interrupted drill would refuse the join.
@@ -135,8 +141,15 @@ services:
         published: $port
         mode: host
   bot:
+    environment:
+      MONGODB_DATABASE: $database
+      RATE_LIMIT_PER_MINUTE: "1000"
+      MAX_QUEUED_MESSAGES: "500"
     deploy:
+      # Started by the test once its fake Discord listens; on node 1, whose daemon stays up.
       replicas: 0
+      placement:
+        constraints: [node.role == manager]
 YML
 log "deploying the stack"
 docker stack deploy -c deploy/stack.yml -c "$override" codebox >/dev/null
@@ -153,14 +166,6 @@ except Exception:
     print("down")
 PY
 }
-runs_on() {
-  python3 - "$1" "$token" <<'PY'
-import sys, urllib.request
-req = urllib.request.Request(sys.argv[1] + "/metrics", headers={"Authorization": "Bearer " + sys.argv[2]})
-text = urllib.request.urlopen(req, timeout=5).read().decode()
-print(int(sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("codebox_runs_total{"))))
-PY
-}
 for url in "$one" "$two"; do
   for _ in $(seq 1 180); do [ "$(health "$url")" = ready ] && break; sleep 1; done
   [ "$(health "$url")" = ready ] || fail "the executor at $url is not ready"
@@ -172,42 +177,6 @@ client() {
   DATA_DIR="$client_data" MONGODB_URI="$uri" MONGODB_DATABASE="$database" \
     EXECUTOR_URLS="$1" EXECUTOR_TOKEN="$token" target/release/codebox "${@:2}"
 }
-W2='import pandas as pd, numpy as np, matplotlib.pyplot as plt
-df = pd.DataFrame({"x": np.arange(20000), "y": np.random.rand(20000)})
-df["y"].head(500).plot(); plt.savefig("plot.png")
-print(len(df.describe()) and N)'
-burst() { # URLS TAG [W2] -> seconds; every run must print its number
-  local urls="$1" tag="$2" code started pids=() ok=0
-  started=$(date +%s.%N)
-  for n in $(seq 1 "$runs"); do
-    if [ "${3:-}" = W2 ]; then code="${W2//N/$n}"; else code="print($n)"; fi
-    client "$urls" run --user drill --json -c "$code" >"/tmp/mdrill-$tag-$n.json" 2>&1 &
-    pids+=($!)
-  done
-  for n in $(seq 1 "$runs"); do
-    wait "${pids[$((n-1))]}" || true
-    grep -q "\"stdout\":\"$n\\\\n\"" "/tmp/mdrill-$tag-$n.json" && ok=$((ok + 1))
-  done
-  [ "$ok" = "$runs" ] || fail "$tag: $ok/$runs ok: $(grep -L '"status":"ok"' /tmp/mdrill-$tag-*.json | head -1 | xargs cat)"
-  python3 -c "import time; print(round(time.time() - $started, 2))"
-}
-settle() { for url in "$@"; do for _ in $(seq 1 120); do [ "$(health "$url")" = ready ] && break; sleep 0.5; done; done; }
-
-before1=$(runs_on "$one"); before2=$(runs_on "$two")
-t1=$(burst "$one" one)
-settle "$one"
-after1=$(runs_on "$one")
-t2=$(burst "$one,$two" both)
-settle "$one" "$two"
-on1=$(( $(runs_on "$one") - after1 )); on2=$(( $(runs_on "$two") - before2 ))
-log "W1 burst of $runs: one executor ${t1}s ($(python3 -c "print(round($runs/$t1,1))") runs/s); two executors ${t2}s ($(python3 -c "print(round($runs/$t2,1))") runs/s), ratio $(python3 -c "print(round($t1/$t2,2))")x; node 1 ran $on1, node 2 ran $on2"
-[ "$on1" -gt 0 ] && [ "$on2" -gt 0 ] || fail "the burst was not spread over both nodes"
-w1=$(burst "$one" w2one W2)
-settle "$one"
-w2=$(burst "$one,$two" w2both W2)
-settle "$one" "$two"
-log "W2 (pandas + a PNG) burst of $runs: one executor ${w1}s, two executors ${w2}s, ratio $(python3 -c "print(round($w1/$w2,2))")x"
-
 printf 'n\n1\n2\n3\n' >"$client_data/numbers.csv"
 id=$(client "$one" files upload --user drill --no-summary --json "$client_data/numbers.csv" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['file_id'])")
 for url in "$one" "$two"; do
@@ -216,23 +185,13 @@ for url in "$one" "$two"; do
 done
 log "a file uploaded from the client loads on both nodes (bytes in GridFS)"
 
-log "stopping node 2's daemon mid-burst"
-pids=()
-for n in $(seq 1 "$runs"); do
-  client "$one,$two" run --user drill --json -c "import time; time.sleep(2); print($n)" >"/tmp/mdrill-fault-$n.json" 2>"/tmp/mdrill-fault-$n.err" &
-  pids+=($!)
-done
-sleep 1
+log "the bot in the Swarm: bursts over one and two executor nodes, then node 2 stopped mid-burst"
+CODEBOX_DRILL_FAKE_ADDR=10.213.0.1:0 CODEBOX_DRILL_EXECUTORS="$one,$two" CODEBOX_DRILL_TOKEN="$token" \
+  CODEBOX_DRILL_RUNS="$runs" CODEBOX_DRILL_NODE2=node2 CODEBOX_DRILL_NODE2_PID_FILE=/var/run/docker-node2.pid \
+  CODEBOX_DRILL_BOT_SERVICE=codebox_bot \
+  cargo test --quiet --test swarm -- --ignored --nocapture --test-threads 1 2>&1 | grep -v "^$" \
+  || fail "the bot's bursts (tests/swarm.rs)"
 stop_node2
-completed=0; failed_clearly=0; other=0
-for n in $(seq 1 "$runs"); do
-  wait "${pids[$((n-1))]}" || true
-  if grep -q "\"stdout\":\"$n\\\\n\"" "/tmp/mdrill-fault-$n.json"; then completed=$((completed + 1))
-  elif grep -q "failed after the code started\|the connection broke\|no executor" "/tmp/mdrill-fault-$n.err"; then failed_clearly=$((failed_clearly + 1))
-  else other=$((other + 1)); fi
-done
-log "with node 2 stopped: $completed completed, $failed_clearly reported a clear error, $other otherwise"
-[ "$other" = 0 ] || fail "runs ended without a result or a clear error: $(cat /tmp/mdrill-fault-*.err | head -5)"
 log "starting node 2 again"
 start_node2
 for _ in $(seq 1 180); do [ "$(health "$two")" = ready ] && break; sleep 1; done

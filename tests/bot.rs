@@ -490,6 +490,8 @@ async fn the_status_shows_output_while_code_runs_within_discords_edit_rate() {
     bot.fake
         .wait_for_text("It ticked thirty-five times.", LONG)
         .await;
+    // The last edit keeps its spacing; the answer did not wait for it.
+    bot.fake.wait_for_text("✅ done in", LONG).await;
     let status = status_requests(&bot.fake, &id);
     let last = status.last().unwrap();
     assert!(

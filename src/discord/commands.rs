@@ -258,7 +258,7 @@ async fn run(
         let channel = ctx.channel_id().to_string();
         let status = status.clone();
         async move {
-            let watch = follow_run(&status, 1, app.clone()).await;
+            let watch = follow_run(&status, 1, app.clone());
             let outcome = app
                 .run_code(CodeRun {
                     user_id: user,
@@ -275,7 +275,7 @@ async fn run(
                 Ok(run) => render::status_line(Ok(run)),
                 Err(err) => render::status_line(Err(&app.redact(&err.to_string()))),
             };
-            status.run_ended(ended).await;
+            status.run_ended(ended);
             outcome
         }
     };

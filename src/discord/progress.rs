@@ -23,15 +23,13 @@ pub struct DiscordProgress {
 }
 
 /// Shows that run `round` starts and follows it; the returned watch is the run's.
-pub async fn follow_run(status: &Arc<StatusMessage>, round: usize, app: Arc<App>) -> RunWatch {
+pub fn follow_run(status: &Arc<StatusMessage>, round: usize, app: Arc<App>) -> RunWatch {
     let started = Instant::now();
-    let run = status
-        .run_started(running_status(
-            round,
-            Duration::ZERO,
-            &OutputTail::default(),
-        ))
-        .await;
+    let run = status.run_started(running_status(
+        round,
+        Duration::ZERO,
+        &OutputTail::default(),
+    ));
     let (watch, subscription) = watch(WATCH_CAPACITY);
     tokio::spawn(show_live(
         status.clone(),
@@ -66,7 +64,7 @@ async fn show_live(
                 if tail.take_changed() || last_shown.elapsed() >= ELAPSED_REFRESH {
                     // Redacted whole, so a secret split across two events is still caught.
                     let text = app.redact(&running_status(round, started.elapsed(), &tail));
-                    status.show_live(run, text).await;
+                    status.show_live(run, text);
                     last_shown = Instant::now();
                 }
                 next_show = Instant::now() + EDIT_SPACING;
@@ -77,10 +75,10 @@ async fn show_live(
 
 impl Progress for DiscordProgress {
     async fn run_started(&self, round: usize) -> Option<RunWatch> {
-        Some(follow_run(&self.status, round, self.app.clone()).await)
+        Some(follow_run(&self.status, round, self.app.clone()))
     }
 
     async fn run_finished(&self, result: Result<&UserRunResult, &str>) {
-        self.status.run_ended(status_line(result)).await;
+        self.status.run_ended(status_line(result));
     }
 }

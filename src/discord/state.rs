@@ -91,7 +91,7 @@ impl BotState {
         let cancelled = self.app.cancel(user_id);
         let slot = self.lock_statuses().remove(user_id);
         if cancelled && let Some(slot) = slot {
-            tokio::spawn(async move { slot.close("🛑 cancelled".to_string()).await });
+            slot.close("🛑 cancelled".to_string());
         }
         cancelled
     }

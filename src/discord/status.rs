@@ -10,7 +10,7 @@ use serenity::all::{
     ButtonStyle, ChannelId, CreateActionRow, CreateButton, CreateMessage, EditMessage, Http,
     MessageId, UserId,
 };
-use tokio::sync::Mutex;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::buttons::Button;
@@ -24,20 +24,20 @@ const RATE_LIMITED_WAIT: Duration = Duration::from_secs(2);
 /// Attempts of one edit that keeps being rate limited.
 const ATTEMPTS: usize = 4;
 
+/// The status message of one piece of work. Updates only say what should be shown; a
+/// task of its own shows the latest of them, so neither the code nor the answer ever
+/// waits for an edit's turn, and texts overtaken while waiting are never sent.
 pub struct StatusMessage {
-    http: Arc<Http>,
-    channel: ChannelId,
-    /// Who started the work: the only one its Stop button answers.
-    owner: UserId,
     /// Set once posted; read without waiting for an edit in progress (a Stop press).
-    posted: OnceLock<MessageId>,
-    inner: Mutex<Inner>,
+    posted: Arc<OnceLock<MessageId>>,
+    wanted: watch::Sender<Wanted>,
 }
 
-#[derive(Default)]
-struct Inner {
-    message: Option<MessageId>,
-    last_edit: Option<Instant>,
+#[derive(Debug, Clone, Default)]
+struct Wanted {
+    /// None until the first run starts: nothing to show.
+    text: Option<String>,
+    with_stop: bool,
     /// The run whose live output may still be shown; None after its end was shown.
     live_run: Option<u64>,
     runs: u64,
@@ -45,15 +45,29 @@ struct Inner {
     closed: bool,
 }
 
+/// Where the worker shows the status, and whose Stop button it carries.
+struct Target {
+    http: Arc<Http>,
+    channel: ChannelId,
+    /// Who started the work: the only one its Stop button answers.
+    owner: UserId,
+    posted: Arc<OnceLock<MessageId>>,
+}
+
 impl StatusMessage {
+    /// Must be called within the bot's runtime: it starts the task that shows the status,
+    /// which ends once the work closed or this value is dropped and the last text shown.
     pub fn new(http: Arc<Http>, channel: ChannelId, owner: UserId) -> StatusMessage {
-        StatusMessage {
+        let posted = Arc::new(OnceLock::new());
+        let (wanted, seen) = watch::channel(Wanted::default());
+        let target = Target {
             http,
             channel,
             owner,
-            posted: OnceLock::new(),
-            inner: Mutex::new(Inner::default()),
-        }
+            posted: posted.clone(),
+        };
+        tokio::spawn(keep_shown(target, seen));
+        StatusMessage { posted, wanted }
     }
 
     /// The posted message, once there is one (a Stop press names it).
@@ -63,110 +77,159 @@ impl StatusMessage {
 
     /// A new run starts: its text is shown with a Stop button; returns the run's number for
     /// `show_live`.
-    pub async fn run_started(&self, text: String) -> u64 {
-        let mut inner = self.inner.lock().await;
-        inner.runs += 1;
-        let run = inner.runs;
-        inner.live_run = Some(run);
-        self.show(&mut inner, text, true).await;
+    pub fn run_started(&self, text: String) -> u64 {
+        let mut run = 0;
+        self.wanted.send_modify(|w| {
+            w.runs += 1;
+            run = w.runs;
+            w.live_run = Some(run);
+            if !w.closed {
+                w.text = Some(text);
+                w.with_stop = true;
+            }
+        });
         run
     }
 
     /// Live text of run `run`: shown only while that run is still the live one.
-    pub async fn show_live(&self, run: u64, text: String) {
-        let mut inner = self.inner.lock().await;
-        if inner.live_run == Some(run) && !inner.closed {
-            self.show(&mut inner, text, true).await;
-        }
+    pub fn show_live(&self, run: u64, text: String) {
+        self.wanted.send_if_modified(|w| {
+            let live = w.live_run == Some(run) && !w.closed;
+            if live {
+                w.text = Some(text);
+                w.with_stop = true;
+            }
+            live
+        });
     }
 
     /// How a run ended; later live text of it is not shown, and the Stop button goes.
-    pub async fn run_ended(&self, text: String) {
-        let mut inner = self.inner.lock().await;
-        inner.live_run = None;
-        if !inner.closed {
-            self.show(&mut inner, text, false).await;
-        }
+    pub fn run_ended(&self, text: String) {
+        self.wanted.send_modify(|w| {
+            w.live_run = None;
+            if !w.closed {
+                w.text = Some(text);
+                w.with_stop = false;
+            }
+        });
     }
 
-    /// The last word: nothing changes the message afterwards (a cancelled turn).
-    pub async fn close(&self, text: String) {
-        let mut inner = self.inner.lock().await;
-        inner.live_run = None;
-        if inner.closed || inner.message.is_none() {
-            inner.closed = true;
+    /// The last word: nothing changes the message afterwards (a cancelled turn). Nothing
+    /// is posted for work that had shown nothing yet.
+    pub fn close(&self, text: String) {
+        self.wanted.send_modify(|w| {
+            w.live_run = None;
+            if !w.closed && w.text.is_some() {
+                w.text = Some(text);
+                w.with_stop = false;
+            }
+            w.closed = true;
+        });
+    }
+}
+
+/// Shows the latest wanted text, each edit at least EDIT_SPACING after the one before.
+async fn keep_shown(target: Target, mut seen: watch::Receiver<Wanted>) {
+    let mut message: Option<MessageId> = None;
+    let mut last_sent: Option<Instant> = None;
+    while seen.changed().await.is_ok() {
+        if let (Some(_), Some(last)) = (message, last_sent) {
+            // Updates arriving meanwhile are folded into the one shown next.
+            tokio::time::sleep_until(last + EDIT_SPACING).await;
+        }
+        let wanted = seen.borrow_and_update().clone();
+        let Some(text) = wanted.text else {
+            if wanted.closed {
+                return;
+            }
+            continue;
+        };
+        match show(&target, &mut message, text, wanted.with_stop).await {
+            Shown::Sent | Shown::Skipped => last_sent = Some(Instant::now()),
+            Shown::Refused => return,
+        }
+        if wanted.closed {
             return;
         }
-        self.show(&mut inner, text, false).await;
-        inner.closed = true;
     }
+}
 
-    fn components(&self, with_stop: bool) -> Vec<CreateActionRow> {
-        if !with_stop {
-            return Vec::new();
+enum Shown {
+    Sent,
+    /// Still rate limited after every attempt: the next update may fare better.
+    Skipped,
+    /// Not allowed to post here (a 403): every later try would fail the same way and
+    /// count against Discord's invalid-request limit.
+    Refused,
+}
+
+fn components(owner: UserId, with_stop: bool) -> Vec<CreateActionRow> {
+    if !with_stop {
+        return Vec::new();
+    }
+    let stop = Button::Stop { owner };
+    vec![CreateActionRow::Buttons(vec![
+        CreateButton::new(stop.custom_id())
+            .style(ButtonStyle::Danger)
+            .label("Stop"),
+    ])]
+}
+
+async fn show(
+    target: &Target,
+    message: &mut Option<MessageId>,
+    text: String,
+    with_stop: bool,
+) -> Shown {
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(RATE_LIMITED_WAIT).await;
         }
-        let stop = Button::Stop { owner: self.owner };
-        vec![CreateActionRow::Buttons(vec![
-            CreateButton::new(stop.custom_id())
-                .style(ButtonStyle::Danger)
-                .label("Stop"),
-        ])]
-    }
-
-    async fn show(&self, inner: &mut Inner, text: String, with_stop: bool) {
-        for _ in 0..ATTEMPTS {
-            let sent = match inner.message {
-                Some(message) => {
-                    if let Some(last) = inner.last_edit {
-                        tokio::time::sleep_until(last + EDIT_SPACING).await;
-                    }
-                    self.channel
-                        .edit_message(
-                            &self.http,
-                            message,
-                            EditMessage::new()
-                                .content(text.clone())
-                                .components(self.components(with_stop))
-                                .allowed_mentions(no_mentions()),
-                        )
-                        .await
-                        .map(|_| ())
-                }
-                None => self
-                    .channel
-                    .send_message(
-                        &self.http,
-                        CreateMessage::new()
-                            .content(text.clone())
-                            .components(self.components(with_stop))
-                            .allowed_mentions(no_mentions()),
-                    )
-                    .await
-                    .map(|message| {
-                        inner.message = Some(message.id);
-                        let _ = self.posted.set(message.id);
-                    }),
-            };
-            inner.last_edit = Some(Instant::now());
-            match sent {
-                Ok(()) => return,
-                Err(err) if is_rate_limited(&err) => {
-                    tracing::debug!("status message rate limited; waiting");
-                    tokio::time::sleep(RATE_LIMITED_WAIT).await;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot show the status message");
-                    if inner.message.is_none() {
-                        // Not allowed to post here (a 403): every later try would fail
-                        // the same way and count against Discord's invalid-request limit.
-                        inner.closed = true;
-                    }
-                    return;
-                }
+        let sent = match *message {
+            Some(id) => target
+                .channel
+                .edit_message(
+                    &target.http,
+                    id,
+                    EditMessage::new()
+                        .content(text.clone())
+                        .components(components(target.owner, with_stop))
+                        .allowed_mentions(no_mentions()),
+                )
+                .await
+                .map(|_| ()),
+            None => target
+                .channel
+                .send_message(
+                    &target.http,
+                    CreateMessage::new()
+                        .content(text.clone())
+                        .components(components(target.owner, with_stop))
+                        .allowed_mentions(no_mentions()),
+                )
+                .await
+                .map(|posted| {
+                    *message = Some(posted.id);
+                    let _ = target.posted.set(posted.id);
+                }),
+        };
+        match sent {
+            Ok(()) => return Shown::Sent,
+            Err(err) if is_rate_limited(&err) => {
+                tracing::debug!("status message rate limited; waiting");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot show the status message");
+                return if message.is_none() {
+                    Shown::Refused
+                } else {
+                    Shown::Skipped
+                };
             }
         }
-        tracing::warn!("status message still rate limited; this update is skipped");
     }
+    tracing::warn!("status message still rate limited; this update is skipped");
+    Shown::Skipped
 }
 
 fn is_rate_limited(err: &serenity::Error) -> bool {

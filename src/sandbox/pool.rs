@@ -100,10 +100,11 @@ impl<E: Containers + 'static> WarmPool<E> {
         max_age: Duration,
         startup_timeout: Duration,
     ) -> Result<WarmPool<E>, PoolError> {
-        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
-        // Directories of a previous process's containers are stale: those containers are
-        // reaped with their dead owner.
-        let _ = std::fs::remove_dir_all(&root);
+        let shared = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        remove_dead_pools(&shared);
+        // Several processes may share a DATA_DIR (executors of two nodes on one disk, a bot
+        // beside an executor): each pool keeps its containers' directories in its own.
+        let root = shared.join(super::reaper::owner_tag());
         std::fs::create_dir_all(&root).map_err(|source| PoolError::Directory {
             path: root.clone(),
             source,
@@ -334,6 +335,20 @@ async fn warm_up<E: Containers + 'static>(inner: &Inner<E>) -> Result<WarmContai
 
 /// Keeps the pool at its size: drops dead and old containers, warms replacements, backs off
 /// while the daemon is unreachable and refills once it answers again.
+/// Removes the pool directories of dead processes (their containers are reaped with
+/// them) and those of versions before per-process directories, keeping live pools'.
+fn remove_dead_pools(shared: &Path) {
+    let Ok(entries) = std::fs::read_dir(shared) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if super::reaper::tag_owner_alive(&name) != Some(true) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -442,5 +457,30 @@ async fn drop_stale<E: Containers + 'static>(inner: &Inner<E>) {
 impl<E: Containers + 'static> WarmContainer<E> {
     fn is_usable(&mut self, max_age: Duration) -> bool {
         self.born.elapsed() < max_age && self.live.is_alive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_removes_dead_and_legacy_pool_directories_and_keeps_live_ones() {
+        let shared = tempfile::tempdir().unwrap();
+        let live = super::super::reaper::owner_tag();
+        let (_, rest) = live.split_once('-').unwrap();
+        // Beyond the kernel's largest pid: never alive.
+        let dead = format!("4194305-{rest}");
+        let legacy = "1b80f9dd68a2449aadb1d17209d40cd7";
+        for name in [live.as_str(), dead.as_str(), legacy] {
+            std::fs::create_dir_all(shared.path().join(name).join("inputs")).unwrap();
+        }
+        remove_dead_pools(shared.path());
+        let mut left: Vec<String> = std::fs::read_dir(shared.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![live]);
     }
 }

@@ -58,7 +58,12 @@ struct Inner {
     cdn: HashMap<String, Vec<u8>>,
     /// Message edits still to answer with 429 Too Many Requests.
     rate_limited_edits: usize,
+    /// Answers model requests when the scripted queue is empty.
+    model: Option<Model>,
 }
+
+/// A model computed from each request (for traffic too concurrent for a scripted queue).
+type Model = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Fake {
@@ -71,7 +76,12 @@ type Shared = (Arc<Mutex<Inner>>, Arc<AtomicU64>, SocketAddr);
 
 impl Fake {
     pub async fn start() -> Fake {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Fake::start_on("127.0.0.1:0").await
+    }
+
+    /// Listening on `addr`, for a bot that is not on this host's loopback (in a container).
+    pub async fn start_on(addr: &str) -> Fake {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let inner = Arc::new(Mutex::new(Inner::default()));
         let ids = Arc::new(AtomicU64::new(910_000_000_000_000_000));
@@ -109,6 +119,11 @@ impl Fake {
             .unwrap()
             .openai_queue
             .push_back((status, body, delay));
+    }
+
+    /// Model requests that find the scripted queue empty are answered by `model`.
+    pub fn model(&self, model: impl Fn(&Value) -> Value + Send + Sync + 'static) {
+        self.inner.lock().unwrap().model = Some(Arc::new(model));
     }
 
     /// When each model request arrived.
@@ -312,6 +327,42 @@ pub fn completion_tool_call(call_id: &str, arguments: Value) -> Value {
     })
 }
 
+/// A model that does what the user says: `run [[TAG]] CODE` is answered with a tool call
+/// running CODE, and the tool's result with `answer [[TAG]]: RESULT` (the first 1,500
+/// characters), so each reply names the message it answers, however runs interleave.
+pub fn code_running_model(request: &Value) -> Value {
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    let text = |m: &Value| match &m["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    };
+    let asked = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(text)
+        .unwrap_or_default();
+    let (tag, code) = match asked
+        .split_once("run [[")
+        .and_then(|(_, rest)| rest.split_once("]]"))
+    {
+        Some((tag, code)) => (tag.to_string(), code.trim().to_string()),
+        None => return completion_text("answer [[?]]: nothing to run"),
+    };
+    match messages.last() {
+        Some(last) if last["role"] == "tool" => {
+            let result: String = text(last).chars().take(1500).collect();
+            completion_text(&format!("answer [[{tag}]]: {result}"))
+        }
+        _ => completion_tool_call(&format!("call_{tag}"), json!({"code": code})),
+    }
+}
+
 pub fn api_error(status: u16) -> Value {
     json!({"error": {"message": format!("fake error {status}"), "type": "server_error", "param": null, "code": null}})
 }
@@ -333,10 +384,18 @@ async fn openai(State((inner, _, _)): State<Shared>, Json(body): Json<Value>) ->
         let mut inner = inner.lock().unwrap();
         inner.openai_requests.push(body);
         inner.openai_times.push(Instant::now());
-        inner
-            .openai_queue
-            .pop_front()
-            .unwrap_or((500, api_error(500), Duration::ZERO))
+        let model = inner.model.clone();
+        match inner.openai_queue.pop_front() {
+            Some(scripted) => scripted,
+            None => match model {
+                Some(model) => (
+                    200,
+                    model(inner.openai_requests.last().unwrap()),
+                    Duration::ZERO,
+                ),
+                None => (500, api_error(500), Duration::ZERO),
+            },
+        }
     };
     tokio::time::sleep(delay).await;
     (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
