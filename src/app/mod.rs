@@ -75,6 +75,16 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// A failure of the storage (database down, disk full) rather than of the request.
+    pub fn storage_trouble(&self) -> Option<crate::store::StorageTrouble> {
+        match self {
+            AppError::Store(err) | AppError::Run(runs::UserRunError::Store(err)) => err.trouble(),
+            AppError::Metadata(err) => err.trouble(),
+            AppError::DataDir { source, .. } => crate::store::StorageTrouble::of_io(source),
+            _ => None,
+        }
+    }
+
     /// A failure of this host's engine or sandbox rather than of the request: on another
     /// host the same run may succeed.
     pub fn is_host_failure(&self) -> bool {

@@ -54,9 +54,13 @@ impl App {
                     spooled = match self.spool(bytes) {
                         Ok(file) => file,
                         Err(err) => {
-                            report
-                                .refused
-                                .push((upload.filename, format!("cannot be saved: {err}")));
+                            report.refused.push((
+                                upload.filename,
+                                match crate::store::StorageTrouble::of_io(&err) {
+                                    Some(trouble) => trouble.sentence().to_string(),
+                                    None => format!("cannot be saved: {err}"),
+                                },
+                            ));
                             continue;
                         }
                     };
@@ -74,7 +78,7 @@ impl App {
                 Err(StoreError::InvalidUser { user_id }) => {
                     return Err(StoreError::InvalidUser { user_id }.into());
                 }
-                Err(err) => report.refused.push((upload.filename, err.to_string())),
+                Err(err) => report.refused.push((upload.filename, err.user_reason())),
             }
         }
         if summarize && !report.stored.is_empty() {

@@ -143,12 +143,12 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
         }
         Some(Err(err)) => {
             tracing::warn!(error = %err, "chat turn failed");
-            say(
-                &ctx.http,
-                msg.channel_id,
-                "❌ Something went wrong on the bot's side (storage or sandbox unavailable); please try again shortly.",
-            )
-            .await;
+            let text = match err.storage_trouble() {
+                Some(trouble) => format!("⚠️ Sorry: {}.", trouble.sentence()),
+                None => "❌ Something went wrong on the bot's side; please try again shortly."
+                    .to_string(),
+            };
+            say(&ctx.http, msg.channel_id, &text).await;
         }
     }
 }
@@ -214,7 +214,10 @@ async fn store_attachments(state: &BotState, http: &Http, msg: &Message, user_id
                     problems.push(format!("`{filename}` was not stored: {why}."));
                 }
             }
-            Err(err) => problems.push(format!("Your files could not be stored ({err}).")),
+            Err(err) => problems.push(match err.storage_trouble() {
+                Some(trouble) => format!("Your files were not stored: {}.", trouble.sentence()),
+                None => format!("Your files could not be stored ({err})."),
+            }),
         }
     }
     for problem in problems {

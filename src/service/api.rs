@@ -110,6 +110,12 @@ impl RunLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub ready: bool,
+    /// Runs may fail for a reason outside this executor (its store does not answer, the
+    /// disk is full); `storage` says which.
+    #[serde(default)]
+    pub degraded: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
     pub pool_idle: usize,
     pub pool_target: usize,
     pub in_flight: u64,

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod metrics;
+pub mod storage_probe;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use crate::app::{App, AppError, CodeRun, UserRunResult, watch};
 use crate::config::Secret;
 use api::{HEALTH_PATH, HEARTBEAT, Health, METRICS_PATH, RUNS_PATH, RunLine, RunRequest};
 use metrics::{Metrics, MetricsError};
+use storage_probe::StorageProbe;
 
 /// Events held for a client that reads slowly (it drops them, never slows the run).
 const CLIENT_BACKLOG: usize = 256;
@@ -52,6 +54,7 @@ struct Service {
     app: Arc<App>,
     token: Option<Secret>,
     metrics: Metrics,
+    storage: StorageProbe,
 }
 
 /// Serves until `shutdown` completes. `app` must be started.
@@ -74,6 +77,7 @@ pub async fn serve(
     println!("codebox executor listening on http://{local}");
     tracing::info!(%local, "executor listening");
     let service = Arc::new(Service {
+        storage: StorageProbe::start(app.clone()),
         app,
         token,
         metrics: Metrics::new()?,
@@ -131,8 +135,11 @@ async fn health(State(service): State<Arc<Service>>, headers: HeaderMap) -> Resp
         return refused();
     }
     let pool = service.app.pool_status();
+    let trouble = service.storage.trouble();
     Json(Health {
         ready: true,
+        degraded: trouble.is_some(),
+        storage: trouble.map(|t| t.sentence().to_string()),
         pool_idle: pool.as_ref().map_or(0, |p| p.idle),
         pool_target: pool.as_ref().map_or(0, |p| p.target),
         in_flight: service.metrics.in_flight(),

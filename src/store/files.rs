@@ -65,6 +65,25 @@ pub enum StoreError {
     Metadata(#[from] MetadataError),
 }
 
+impl StoreError {
+    /// A failure of the storage itself (rather than of the request), as a user hears it.
+    pub fn trouble(&self) -> Option<super::StorageTrouble> {
+        match self {
+            StoreError::Metadata(err) => err.trouble(),
+            StoreError::Io { source, .. } => super::StorageTrouble::of_io(source),
+            _ => None,
+        }
+    }
+
+    /// What a user is told when their file is not stored.
+    pub fn user_reason(&self) -> String {
+        match self.trouble() {
+            Some(trouble) => trouble.sentence().to_string(),
+            None => self.to_string(),
+        }
+    }
+}
+
 /// The stored name of a session's snapshot: a digest of the session's key, so any key
 /// (a channel id, a CLI session name) maps to one safe, fixed-length name.
 pub fn session_state_name(session: &str) -> String {
@@ -229,6 +248,15 @@ impl<M: Metadata> FileStore<M> {
                     source: io::Error::other(err.to_string()),
                 })??
         };
+        // Removed on every way out (a database that fails mid-add included) unless the
+        // blob store has moved it into place.
+        let temp = tempfile::TempPath::try_from_path(&temp).map_err(|source| {
+            let _ = fs::remove_file(&temp);
+            StoreError::Io {
+                path: temp.clone(),
+                source,
+            }
+        })?;
 
         let lock = self.user_lock(user_id);
         let _guard = lock.lock().await;
@@ -271,7 +299,6 @@ impl<M: Metadata> FileStore<M> {
                 .map(|r| r.file_size)
                 .sum();
             if keeps + size > self.limits.max_bytes_per_user {
-                let _ = fs::remove_file(&temp);
                 return Err(StoreError::FileTooLarge {
                     filename: record.filename,
                     size,
@@ -302,10 +329,7 @@ impl<M: Metadata> FileStore<M> {
             }
         }
 
-        if let Err(err) = self.blobs.put(&record, &temp).await {
-            let _ = fs::remove_file(&temp);
-            return Err(err);
-        }
+        self.blobs.put(&record, &temp).await?;
         if let Err(err) = self.meta.insert(&record).await {
             let _ = self.blobs.remove(&record).await;
             return Err(err.into());

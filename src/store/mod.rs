@@ -22,5 +22,5 @@ pub mod sweeper;
 pub use backend::AnyMetadata;
 pub use clock::{Clock, ManualClock};
 pub use files::{AddOutcome, FileStore, ReconcileReport, StoreError, StoreLimits, SweepReport};
-pub use metadata::{Metadata, MetadataError};
+pub use metadata::{Metadata, MetadataError, StorageTrouble};
 pub use record::{FileRecord, Origin};

@@ -2,6 +2,7 @@
 //! `codebox` binary; scripts/test.sh prepares both.
 #![allow(dead_code)]
 
+pub mod bot;
 pub mod bridge;
 pub mod executor;
 pub mod fake;
