@@ -227,3 +227,175 @@ async fn a_database_outage_gets_a_clear_sentence_loses_nothing_and_heals_without
     );
     drop(executor);
 }
+
+/// A tmpfs of `mb` megabytes mounted on a fresh directory: a disk that fills up.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mb: u64) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount a tmpfs (the tests run as root)");
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn cli(data: &Path, args: &[&str]) -> std::process::Output {
+    common::codebox(data).args(args).output().unwrap()
+}
+
+fn listed(data: &Path, user: &str) -> Vec<serde_json::Value> {
+    let out = cli(data, &["files", "list", "--user", user, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_full_disk_refuses_new_bytes_clearly_keeps_what_is_stored_and_recovers_after_deleting() {
+    let disk = SmallDisk::mount(40);
+    let data = disk.path();
+    let sources = tempfile::tempdir().unwrap();
+    let user = "diskfull";
+    let keep = sources.path().join("keep.csv");
+    std::fs::write(&keep, "a\n1\n2\n3\n").unwrap();
+    let out = common::codebox(data)
+        .args(["files", "upload", "--user", user, "--no-summary", "--json"])
+        .arg(&keep)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let kept_id = kept[0]["file_id"].as_str().unwrap().to_string();
+
+    // 6 MB files until the disk says no.
+    let mut refusal = None;
+    for i in 0..12 {
+        let big = sources.path().join(format!("big{i}.bin"));
+        let bytes: Vec<u8> = (0..6 * 1024 * 1024u32)
+            .map(|n| (n.wrapping_mul(2_654_435_761).wrapping_add(i) >> 13) as u8)
+            .collect();
+        std::fs::write(&big, bytes).unwrap();
+        let out = common::codebox(data)
+            .args(["files", "upload", "--user", user, "--no-summary", "--json"])
+            .arg(&big)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            refusal = Some(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            break;
+        }
+    }
+    let refusal = refusal.expect("a 40 MB disk refuses the 7th file of 6 MB");
+    assert!(refusal.contains("storage is full"), "{refusal}");
+    let records = listed(data, user);
+    let on_disk: Vec<PathBuf> = files_under(&data.join("user_files"));
+    assert_eq!(
+        on_disk.len(),
+        records.len(),
+        "every file on disk is a record's, nothing half-written: {on_disk:?}"
+    );
+    assert!(
+        !on_disk
+            .iter()
+            .any(|p| p.to_string_lossy().contains(".incoming")),
+        "{on_disk:?}"
+    );
+
+    // A run whose output does not fit: a clear word, nothing half-stored.
+    let before = records.len();
+    let run = common::run_code(
+        data,
+        &["--user", user],
+        "data = bytes(12 * 1024 * 1024)\nwith open('huge.bin', 'wb') as f:\n    f.write(data)\nprint('written')",
+    );
+    assert_eq!(run.status(), "ok", "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        "written\n",
+        "the run's own result still counts"
+    );
+    let flags = run.flags();
+    assert!(
+        flags.iter().any(
+            |(flag, name)| flag.contains("storage_full") && name.as_deref() == Some("huge.bin")
+        ),
+        "the file left out is named, with why: {flags:?}"
+    );
+    let records = listed(data, user);
+    assert_eq!(
+        records.len(),
+        before,
+        "no output record for a file that did not fit"
+    );
+    assert!(
+        files_under(&data.join("outputs")).is_empty(),
+        "no output left behind: {:?}",
+        files_under(&data.join("outputs"))
+    );
+
+    // What is stored stays loadable, on the full disk.
+    let run = common::run_code(
+        data,
+        &["--user", user],
+        &format!("print(int(load_file('{kept_id}').a.sum()))"),
+    );
+    assert_eq!(run.stdout(), "6\n", "{}", run.stderr());
+
+    // Space freed by a deletion is usable again.
+    let victim = records
+        .iter()
+        .find(|r| r["filename"].as_str().unwrap().starts_with("big"))
+        .unwrap()["file_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = cli(data, &["files", "delete", "--user", user, &victim]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = sources.path().join("again.bin");
+    std::fs::write(&again, vec![7u8; 5 * 1024 * 1024]).unwrap();
+    let out = common::codebox(data)
+        .args(["files", "upload", "--user", user, "--no-summary", "--json"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "after a deletion: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

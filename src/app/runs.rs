@@ -18,7 +18,7 @@ use crate::sandbox::{
     ExecutionRequest, ExecutionResult, Executor, ExecutorError, Flag, INPUT_DIR, JobFile, Limits,
     Status,
 };
-use crate::store::{FileRecord, FileStore, Metadata, Origin, StoreError};
+use crate::store::{FileRecord, FileStore, Metadata, Origin, StorageTrouble, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserRunError {
@@ -204,6 +204,19 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
                 result
                     .flags
                     .push(Flag::named("not_stored_too_large", &output.name));
+                if keep_outputs {
+                    kept_outputs.push(output);
+                }
+            }
+            // The run happened: a store that is full or down costs its files, not its
+            // result.
+            Err(err) if err.trouble().is_some() => {
+                let flag = match err.trouble() {
+                    Some(StorageTrouble::Full) => "not_stored_storage_full",
+                    _ => "not_stored_storage_unavailable",
+                };
+                tracing::warn!(error = %err, "an output file was not stored");
+                result.flags.push(Flag::named(flag, &output.name));
                 if keep_outputs {
                     kept_outputs.push(output);
                 }

@@ -137,6 +137,10 @@ pub fn extract<R: Read>(
                 flags.push(Flag::named("duplicate_name", &raw_name));
                 continue;
             }
+            Err(err) if no_room(&err) => {
+                flags.push(Flag::named("not_kept_storage_full", &raw_name));
+                continue;
+            }
             Err(source) => {
                 return Err(OutputError::Write {
                     path: target,
@@ -145,12 +149,25 @@ pub fn extract<R: Read>(
             }
         };
         // Never trust the header's size for the copy either.
-        let written = io::copy(&mut (&mut entry).take(caps.max_file_bytes), &mut out)
+        let written = match io::copy(&mut (&mut entry).take(caps.max_file_bytes), &mut out)
             .and_then(|n| out.flush().map(|_| n))
-            .map_err(|source| OutputError::Write {
-                path: target.clone(),
-                source,
-            })?;
+        {
+            Ok(written) => written,
+            // The host's disk is full: this file is left out (not half-kept), the run's
+            // other results still count.
+            Err(err) if no_room(&err) => {
+                drop(out);
+                let _ = fs::remove_file(&target);
+                flags.push(Flag::named("not_kept_storage_full", &raw_name));
+                continue;
+            }
+            Err(source) => {
+                return Err(OutputError::Write {
+                    path: target.clone(),
+                    source,
+                });
+            }
+        };
         total += written;
         files.push(OutputFile {
             name: rel.to_string_lossy().into_owned(),
@@ -159,6 +176,14 @@ pub fn extract<R: Read>(
         });
     }
     Ok((files, flags))
+}
+
+/// No room left on the host's disk (ENOSPC) or in the operator's quota (EDQUOT).
+fn no_room(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Creates `dir` (inside `root`) refusing to pass through anything that is not a plain
