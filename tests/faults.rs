@@ -399,3 +399,70 @@ fn a_full_disk_refuses_new_bytes_clearly_keeps_what_is_stored_and_recovers_after
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_resumes_after_the_gateway_drops_and_waits_out_rate_limits() {
+    let bot = Bot::start(&[]).await;
+    bot.fake.model(code_running_model);
+    bot.send("run [[one]] print('ran one.')");
+    bot.fake.wait_for_text("answer [[one]]", LONG).await;
+
+    bot.fake.drop_gateway();
+    let start = Instant::now();
+    while bot.fake.gateway_sessions().1 == 0 {
+        assert!(
+            start.elapsed() < LONG,
+            "the bot never resumed: {:?}",
+            bot.fake.gateway_sessions()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        bot.fake.gateway_sessions(),
+        (1, 1),
+        "one session, resumed rather than identified anew"
+    );
+    bot.send("run [[two]] print('ran two.')");
+    let answer = bot.fake.wait_for_text("answer [[two]]", LONG).await;
+    assert!(
+        answer.content().contains("ran two."),
+        "{}",
+        answer.content()
+    );
+
+    // Discord answers the next two message creations (the status, then the answer) with
+    // 429 and retry_after 1 s: both are waited out, neither is lost.
+    bot.fake.rate_limit_creates(2);
+    bot.send("run [[three]] print('ran three.')");
+    let answer = bot
+        .fake
+        .wait_for("the answer, delivered", LONG, |r| {
+            r.status == 200 && r.content().contains("answer [[three]]")
+        })
+        .await;
+    assert!(
+        answer.content().contains("ran three."),
+        "{}",
+        answer.content()
+    );
+    let creates: Vec<_> = bot
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/messages"))
+        .collect();
+    let limited: Vec<_> = creates.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(limited.len(), 2, "the fake's two 429s were met");
+    let last_limited = limited.last().unwrap().at;
+    let retried = creates
+        .iter()
+        .filter(|r| r.status == 200 && r.at > last_limited)
+        .map(|r| r.at.duration_since(last_limited))
+        .min()
+        .unwrap();
+    assert!(
+        retried >= Duration::from_millis(950),
+        "retried {retried:?} after a retry_after of 1 s"
+    );
+    bot.fake.wait_for_text("✅ done in", LONG).await;
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serenity::all::{ChannelId, Context, CreateAttachment, CreateMessage, Http, Message, UserId};
 
 use super::progress::DiscordProgress;
+use super::rate_limit;
 use super::reply::{self, Attachment, OutgoingFile, no_mentions};
 use super::state::BotState;
 use super::status::StatusMessage;
@@ -13,15 +14,10 @@ use crate::app::{Admission, App, ChatTurn, GeneratedFile, Refusal, Ticket, Uploa
 use crate::render;
 
 pub async fn say(http: &Http, channel: ChannelId, text: &str) {
-    if let Err(err) = channel
-        .send_message(
-            http,
-            CreateMessage::new()
-                .content(text)
-                .allowed_mentions(no_mentions()),
-        )
-        .await
-    {
+    let message = CreateMessage::new()
+        .content(text)
+        .allowed_mentions(no_mentions());
+    if let Err(err) = rate_limit::send_message(http, channel, message).await {
         tracing::warn!(error = %err, "cannot send a message");
     }
 }
@@ -260,7 +256,7 @@ pub async fn send_plan(http: &Http, channel: ChannelId, plan: Vec<reply::Outgoin
                 builder = builder.add_file(file);
             }
         }
-        if let Err(err) = channel.send_message(http, builder).await {
+        if let Err(err) = rate_limit::send_message(http, channel, builder).await {
             tracing::warn!(error = %err, "cannot send a reply");
         }
     }

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod events;
 pub mod interactions;
 pub mod progress;
+pub mod rate_limit;
 pub mod reply;
 pub mod state;
 pub mod status;

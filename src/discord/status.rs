@@ -14,15 +14,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::buttons::Button;
+use super::rate_limit::{ATTEMPTS, RATE_LIMITED_WAIT, is_rate_limited};
 use super::reply::no_mentions;
 
 /// The least time between two edits of one status message.
 pub const EDIT_SPACING: Duration = Duration::from_millis(1500);
-/// How long a 429 is waited out when Discord does not say (serenity with its own rate
-/// limiter off, as against a proxy, does not pass `retry_after` on).
-const RATE_LIMITED_WAIT: Duration = Duration::from_secs(2);
-/// Attempts of one edit that keeps being rate limited.
-const ATTEMPTS: usize = 4;
 
 /// The status message of one piece of work. Updates only say what should be shown; a
 /// task of its own shows the latest of them, so neither the code nor the answer ever
@@ -230,12 +226,4 @@ async fn show(
     }
     tracing::warn!("status message still rate limited; this update is skipped");
     Shown::Skipped
-}
-
-fn is_rate_limited(err: &serenity::Error) -> bool {
-    matches!(
-        err,
-        serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(response))
-            if response.status_code.as_u16() == 429
-    )
 }

@@ -60,7 +60,17 @@ struct Inner {
     rate_limited_edits: usize,
     /// Answers model requests when the scripted queue is empty.
     model: Option<Model>,
+    /// Message creations still to answer with 429 Too Many Requests.
+    rate_limited_creates: usize,
+    /// Gateway sessions begun with IDENTIFY, and resumed with RESUME.
+    identifies: usize,
+    resumes: usize,
+    /// The gateway's last sequence number, carried over a resumed session.
+    seq: u64,
 }
+
+/// Sent down the gateway channel instead of an event: close the connection (resumable).
+const CLOSE_GATEWAY: &str = "__close__";
 
 /// A model computed from each request (for traffic too concurrent for a scripted queue).
 type Model = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
@@ -150,6 +160,25 @@ impl Fake {
 
     pub fn next_id(&self) -> String {
         self.ids.fetch_add(1, Ordering::SeqCst).to_string()
+    }
+
+    /// The next `count` message creations are answered with 429 and a `retry_after`.
+    pub fn rate_limit_creates(&self, count: usize) {
+        self.inner.lock().unwrap().rate_limited_creates = count;
+    }
+
+    /// Closes the gateway connection with a resumable code (4000), as Discord does when
+    /// its side fails; the bot is expected to reconnect and RESUME.
+    pub fn drop_gateway(&self) {
+        let inner = self.inner.lock().unwrap();
+        let tx = inner.gateway.as_ref().expect("gateway connected");
+        tx.send((CLOSE_GATEWAY.to_string(), Value::Null)).unwrap();
+    }
+
+    /// (IDENTIFYs, RESUMEs) the gateway has seen.
+    pub fn gateway_sessions(&self) -> (usize, usize) {
+        let inner = self.inner.lock().unwrap();
+        (inner.identifies, inner.resumes)
     }
 
     /// The next `count` message edits are answered with 429 (Discord's rate limit).
@@ -421,12 +450,18 @@ async fn gateway_session(mut socket: WebSocket, (inner, _, addr): Shared) {
     {
         return;
     }
-    // Wait for IDENTIFY.
+    // Wait for IDENTIFY, or RESUME of the session a dropped connection had.
+    let resumed;
     loop {
         match socket.recv().await {
             Some(Ok(WsMessage::Text(text))) => {
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 if v["op"] == 2 {
+                    resumed = false;
+                    break;
+                }
+                if v["op"] == 6 && v["d"]["session_id"] == "fake-session" {
+                    resumed = true;
                     break;
                 }
                 if v["op"] == 1 {
@@ -442,17 +477,22 @@ async fn gateway_session(mut socket: WebSocket, (inner, _, addr): Shared) {
         "guilds": [], "session_id": "fake-session", "resume_gateway_url": format!("ws://{addr}/gateway"),
         "shard": [0, 1], "application": {"id": APP_ID, "flags": 0}, "private_channels": [], "relationships": []
     });
-    if !send(
-        &mut socket,
-        json!({"op": 0, "t": "READY", "s": 1, "d": ready}),
-    )
-    .await
-    {
+    let first = if resumed {
+        let mut inner = inner.lock().unwrap();
+        inner.resumes += 1;
+        inner.seq += 1;
+        json!({"op": 0, "t": "RESUMED", "s": inner.seq, "d": {}})
+    } else {
+        let mut inner = inner.lock().unwrap();
+        inner.identifies += 1;
+        inner.seq = 1;
+        json!({"op": 0, "t": "READY", "s": 1, "d": ready})
+    };
+    if !send(&mut socket, first).await {
         return;
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     inner.lock().unwrap().gateway = Some(tx);
-    let mut seq = 1;
     loop {
         tokio::select! {
             incoming = socket.recv() => match incoming {
@@ -466,8 +506,22 @@ async fn gateway_session(mut socket: WebSocket, (inner, _, addr): Shared) {
                 Some(Ok(_)) => {}
             },
             event = rx.recv() => match event {
+                Some((name, _)) if name == CLOSE_GATEWAY => {
+                    inner.lock().unwrap().gateway = None;
+                    let _ = socket
+                        .send(WsMessage::Close(Some(axum::extract::ws::CloseFrame {
+                            code: 4000,
+                            reason: "fake: unknown error, reconnect".into(),
+                        })))
+                        .await;
+                    return;
+                }
                 Some((name, data)) => {
-                    seq += 1;
+                    let seq = {
+                        let mut inner = inner.lock().unwrap();
+                        inner.seq += 1;
+                        inner.seq
+                    };
                     if !send(&mut socket, json!({"op": 0, "t": name, "s": seq, "d": data})).await {
                         return;
                     }
@@ -562,6 +616,18 @@ fn answer(
             StatusCode::NO_CONTENT.into_response()
         }
         (Method::POST, ["channels", channel, "messages"]) => {
+            {
+                let mut inner = inner.lock().unwrap();
+                if inner.rate_limited_creates > 0 {
+                    inner.rate_limited_creates -= 1;
+                    let limited = (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "1")],
+                        Json(json!({"message": "You are being rate limited.", "retry_after": 1.0, "global": false, "code": 0})),
+                    );
+                    return (limited.into_response(), None);
+                }
+            }
             let message = message_json(ids, channel, &content, file_meta);
             let id = message["id"].as_str().map(str::to_string);
             return (Json(message).into_response(), id);
