@@ -466,3 +466,174 @@ async fn the_bot_resumes_after_the_gateway_drops_and_waits_out_rate_limits() {
     );
     bot.fake.wait_for_text("✅ done in", LONG).await;
 }
+
+/// Waits until `check` holds, or fails saying `what`.
+async fn eventually(what: &str, limit: Duration, check: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_bot_restarts_clean_with_its_interrupted_turn_marked() {
+    let bot = Bot::start(&[]).await;
+    bot.fake.model(code_running_model);
+    let csv = b"a\n1\n2\n";
+    let cdn = bot.fake.add_cdn_file("in.csv", csv);
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake.message("", &[("in.csv", cdn, csv.len())]),
+    );
+    bot.fake.wait_for_text("Stored `in.csv`", LONG).await;
+    bot.send("run [[slow]] import time; print('begun', flush=True); time.sleep(120)");
+    bot.fake.wait_for_text("begun", LONG).await;
+    let staging = bot.data.path().join("staging");
+    assert!(
+        !files_under(&staging).is_empty(),
+        "the run in flight has its files staged"
+    );
+
+    let (data, pid) = bot.crash();
+    assert!(
+        !common::containers_of(pid).await.is_empty(),
+        "the crash left the run's container behind"
+    );
+    let bot = Bot::start_in(data, &[]).await;
+    bot.fake.model(code_running_model);
+    // The new process reaps the dead one's container and cleans its directories.
+    let start = Instant::now();
+    while !common::containers_of(pid).await.is_empty() {
+        assert!(
+            start.elapsed() < LONG,
+            "the dead bot's container is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let data = bot.data.path().to_path_buf();
+    eventually("staging and outputs cleaned", LONG, || {
+        files_under(&data.join("staging")).is_empty()
+            && files_under(&data.join("outputs")).is_empty()
+    })
+    .await;
+    let swept = cli(&data, &["files", "sweep", "--json"]);
+    assert!(
+        swept.status.success(),
+        "{}",
+        String::from_utf8_lossy(&swept.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&swept.stdout).unwrap();
+    assert_eq!(
+        report["orphan_files_removed"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    assert_eq!(
+        report["orphan_records_removed"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    assert_eq!(
+        report["dead_run_dirs_removed"].as_array().map(Vec::len),
+        Some(0),
+        "the restarted bot had cleaned them already: {report}"
+    );
+
+    // The conversation goes on, with the cut-short turn asked and marked unanswered.
+    bot.send("run [[next]] print('ran next.')");
+    let answer = bot.fake.wait_for_text("answer [[next]]", LONG).await;
+    assert!(
+        answer.content().contains("ran next."),
+        "{}",
+        answer.content()
+    );
+    let first = &bot.fake.openai_requests()[0];
+    let messages = first["messages"].as_array().unwrap();
+    let slow = messages
+        .iter()
+        .position(|m| m["role"] == "user" && m["content"].to_string().contains("[[slow]]"))
+        .expect("the interrupted message is in the history");
+    let after = &messages[slow + 1];
+    assert_eq!(after["role"], "assistant", "{messages:?}");
+    assert!(
+        after["content"].to_string().contains("cut short"),
+        "{after}"
+    );
+    assert!(
+        after
+            .get("tool_calls")
+            .is_none_or(|c| c.as_array().is_none_or(Vec::is_empty)),
+        "no half-written tool call: {after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_executor_restarts_clean_and_its_client_hears_why() {
+    let data = tempfile::tempdir().unwrap();
+    let executor = ExecutorProcess::start(data.path(), "crash-token", &[]);
+    let url = executor.url.clone();
+    let client_data = tempfile::tempdir().unwrap();
+    let mut client = common::codebox(client_data.path())
+        .env("EXECUTOR_URLS", &url)
+        .env("EXECUTOR_TOKEN", "crash-token")
+        .args(["run", "--json", "--user", "crashdrill", "-c"])
+        .arg("import time; print('begun', flush=True); time.sleep(120)")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = executor.pid();
+    let start = Instant::now();
+    while common::containers_of(pid).await.is_empty() {
+        assert!(start.elapsed() < LONG, "the run never started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || client.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("failed after the code started"),
+        "the client says the run was lost, not re-run: {said}"
+    );
+    assert!(
+        !common::containers_of(pid).await.is_empty(),
+        "the crash left the run's container behind"
+    );
+    drop(executor);
+
+    let executor = ExecutorProcess::start(data.path(), "crash-token", &[]);
+    let start = Instant::now();
+    while !common::containers_of(pid).await.is_empty() {
+        assert!(
+            start.elapsed() < LONG,
+            "the dead executor's container is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let dir = data.path().to_path_buf();
+    eventually("the dead executor's directories cleaned", LONG, || {
+        files_under(&dir.join("staging")).is_empty() && files_under(&dir.join("outputs")).is_empty()
+    })
+    .await;
+    let run = common::run_with(
+        {
+            let mut cmd = common::codebox(client_data.path());
+            cmd.env("EXECUTOR_URLS", &executor.url)
+                .env("EXECUTOR_TOKEN", "crash-token");
+            cmd
+        },
+        &["--user", "crashdrill"],
+        "print('again')",
+    );
+    assert_eq!(run.stdout(), "again\n");
+}

@@ -66,6 +66,23 @@ impl CodeRunner for UserCodeRunner<'_> {
     }
 }
 
+/// What the history holds while a turn is under way, and keeps if it never ends.
+pub const INTERRUPTED_NOTE: &str =
+    "(No answer: this turn was cut short, by /stop or a restart of the bot, before it ended.)";
+
+/// Pure: the user's message and the note that it went unanswered.
+pub fn interrupted_turn(text: &str) -> [ChatMessage; 2] {
+    [
+        ChatMessage::User {
+            content: text.to_string(),
+        },
+        ChatMessage::Assistant {
+            content: Some(INTERRUPTED_NOTE.to_string()),
+            tool_calls: Vec::new(),
+        },
+    ]
+}
+
 /// The system prompt: what the assistant is, and the user's files for `load_file`.
 pub fn system_prompt(files: &[FileRecord]) -> String {
     let mut prompt = String::from(
@@ -130,6 +147,16 @@ impl App {
             channel_id: &turn.channel_id,
             limits,
         };
+        // Written before the turn, replaced after it: a turn cut short (a crash, a restart,
+        // /stop) stays in the history as asked and marked unanswered, never half-written.
+        let mut marked = history.clone();
+        marked.extend(interrupted_turn(&turn.text));
+        if let Err(err) = conversations
+            .save_history(&turn.user_id, &turn.channel_id, &marked)
+            .await
+        {
+            tracing::warn!(error = %err, "cannot mark the turn as begun");
+        }
         let outcome = run_turn(model, &runner, progress, &settings, &prompt, &turn.text).await;
 
         history.extend(outcome.new_messages.iter().cloned());

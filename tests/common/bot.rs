@@ -18,8 +18,12 @@ pub struct Bot {
 
 impl Bot {
     pub async fn start(extra_env: &[(&str, &str)]) -> Bot {
+        Bot::start_in(tempfile::tempdir().unwrap(), extra_env).await
+    }
+
+    /// In `data`: a bot started again where one left off.
+    pub async fn start_in(data: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Bot {
         let fake = Fake::start().await;
-        let data = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_codebox"));
         for name in codebox::config::setting_names() {
             cmd.env_remove(name);
@@ -56,6 +60,16 @@ impl Bot {
             .dispatch("MESSAGE_CREATE", self.fake.message(content, &[]));
     }
 
+    /// SIGKILL, as a crash or the OOM killer would: nothing is cleaned up. Returns the
+    /// bot's data directory (kept) and its pid.
+    pub fn crash(mut self) -> (tempfile::TempDir, u32) {
+        let pid = self.child.id();
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().unwrap());
+        (data, pid)
+    }
+
     pub fn stop(mut self) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -72,6 +86,9 @@ impl Bot {
 
 impl Drop for Bot {
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         // A graceful stop lets the bot remove its used containers (it removes them after
         // replying); SIGKILL only when it does not stop.
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
