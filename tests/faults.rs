@@ -574,7 +574,7 @@ async fn a_crashed_executor_restarts_clean_and_its_client_hears_why() {
     let executor = ExecutorProcess::start(data.path(), "crash-token", &[]);
     let url = executor.url.clone();
     let client_data = tempfile::tempdir().unwrap();
-    let mut client = common::codebox(client_data.path())
+    let client = common::codebox(client_data.path())
         .env("EXECUTOR_URLS", &url)
         .env("EXECUTOR_TOKEN", "crash-token")
         .args(["run", "--json", "--user", "crashdrill", "-c"])
