@@ -51,15 +51,7 @@ start_dockerd() {
     fi
     return 0
   fi
-  log "starting dockerd"
-  as_root sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
-  for _ in $(seq 1 60); do
-    docker_ok && return 0
-    sleep 0.5
-  done
-  echo "dockerd did not come up; last log lines:" >&2
-  tail -n 20 /var/log/dockerd.log >&2 || true
-  exit 1
+  bash scripts/dockerd.sh start
 }
 
 apt_install docker.io runsc debootstrap ca-certificates python3 python3-pip

@@ -637,3 +637,65 @@ async fn a_crashed_executor_restarts_clean_and_its_client_hears_why() {
     );
     assert_eq!(run.stdout(), "again\n");
 }
+
+/// Restarts this machine's Docker daemon: every test using it at the same time would fail,
+/// so this drill is ignored in the suite and run alone by scripts/fault-drills.sh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts the Docker daemon: run alone by scripts/fault-drills.sh"]
+async fn a_docker_daemon_restart_mid_run_is_reported_and_the_bot_recovers() {
+    let bot = Bot::start(&[("WARM_POOL_SIZE", "1")]).await;
+    bot.fake.model(code_running_model);
+    let pid = bot.child.id();
+    let start = Instant::now();
+    while common::containers_of(pid).await.is_empty() {
+        assert!(start.elapsed() < LONG, "the warm pool never filled");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bot.send("run [[long]] import time; print('begun', flush=True); time.sleep(50)");
+    bot.fake.wait_for_text("begun", LONG).await;
+    let sent = Instant::now();
+    let restarted = tokio::task::spawn_blocking(|| {
+        Command::new("bash")
+            .args(["scripts/dockerd.sh", "restart"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(restarted.success(), "scripts/dockerd.sh restart");
+    let answer = bot
+        .fake
+        .wait_for_text("answer [[long]]", Duration::from_secs(120))
+        .await
+        .content();
+    println!(
+        "daemon restart mid-run: answered {:.1} s after the restart began: {answer}",
+        sent.elapsed().as_secs_f64()
+    );
+    assert!(
+        answer.contains("the Docker daemon went away during run")
+            || answer.contains("the sandbox stopped before reporting"),
+        "a run whose daemon went away is reported as such, never ok: {answer}"
+    );
+    // The pool refills and nothing else of this bot's is left on the new daemon.
+    let start = Instant::now();
+    loop {
+        let mine = common::containers_of(pid).await;
+        if mine.len() == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < LONG,
+            "containers of the bot after the restart: {mine:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bot.send("run [[after]] print('ran after.')");
+    let answer = bot.fake.wait_for_text("answer [[after]]", LONG).await;
+    assert!(
+        answer.content().contains("ran after."),
+        "{}",
+        answer.content()
+    );
+}

@@ -57,6 +57,7 @@ fn api_error(operation: &'static str) -> impl Fn(BollardError) -> EngineError {
         },
         BollardError::IOError { .. }
         | BollardError::HyperResponseError { .. }
+        | BollardError::HyperLegacyError { .. }
         | BollardError::RequestTimeoutError
         | BollardError::SocketNotFoundError(_) => unavailable(err),
         other => EngineError::Api {
