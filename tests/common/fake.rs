@@ -149,6 +149,17 @@ impl Fake {
         self.inner.lock().unwrap().requests.clone()
     }
 
+    /// How many requests were recorded so far: a mark for `requests_since`.
+    pub fn request_count(&self) -> usize {
+        self.inner.lock().unwrap().requests.len()
+    }
+
+    /// The requests recorded after `mark` (a long run need not copy them all each time).
+    pub fn requests_since(&self, mark: usize) -> Vec<Recorded> {
+        let inner = self.inner.lock().unwrap();
+        inner.requests.get(mark..).unwrap_or_default().to_vec()
+    }
+
     pub fn add_cdn_file(&self, name: &str, bytes: &[u8]) -> String {
         self.inner
             .lock()
