@@ -140,7 +140,7 @@ impl Traffic {
                     .await
             }
             Action::Timeout => {
-                ask("import time; time.sleep(60)");
+                ask("# timeout=3\nimport time; time.sleep(60)");
                 self.wait(mark, |r| answered(r) && r.content().contains("timeout"))
                     .await
             }
@@ -193,12 +193,23 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-fn managed_containers() -> usize {
+/// Sandbox containers of the bot with this pid (its owner label), whatever else runs here.
+fn containers_of(pid: u32) -> usize {
     let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", "label=codebox.managed=true"])
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            "label=codebox.managed=true",
+            "--format",
+            "{{.Label \"codebox.owner\"}}",
+        ])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().count()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|owner| owner.contains(&format!(":{pid}:")))
+        .count()
 }
 
 /// Stored files on disk (not the store's temporary or hidden ones).
@@ -241,7 +252,6 @@ async fn main() {
         .env("OPENAI_BASE_URL", fake.openai_base())
         .env("WARM_POOL_SIZE", "2")
         .env("RATE_LIMIT_PER_MINUTE", "1000")
-        .env("CODE_EXECUTION_TIMEOUT", "3")
         .env("PIP_INDEX_URL", &index.url)
         .env("PACKAGE_ALLOWLIST", "cbx-soak")
         .env("RUST_LOG", "error")
@@ -262,7 +272,7 @@ async fn main() {
         0.0,
         rss_kib(&pid.to_string()),
         open_fds(pid),
-        managed_containers(),
+        containers_of(pid),
     )];
     let mut users = Vec::new();
     for u in 0..USERS {
@@ -291,7 +301,7 @@ async fn main() {
                 started.elapsed().as_secs_f64(),
                 rss_kib(&pid.to_string()),
                 open_fds(pid),
-                managed_containers(),
+                containers_of(pid),
             ));
         }
         samples
@@ -375,7 +385,7 @@ async fn main() {
     );
     let _ = bot.wait();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let left = managed_containers();
+    let left = containers_of(pid);
     let on_disk = stored_files(&data.path().join("user_files"));
     let records: i64 = rusqlite::Connection::open(data.path().join("codebox.sqlite3"))
         .and_then(|db| db.query_row("SELECT COUNT(*) FROM user_files", [], |row| row.get(0)))

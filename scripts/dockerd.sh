@@ -19,10 +19,19 @@ start() {
   exit 1
 }
 
+# Where systemd runs the daemon (a usual Debian host), it is asked; here (no init system)
+# the daemon of /var/run/docker.pid is signalled, never another one (a drill's second daemon).
+systemd_owns_docker() {
+  [ -d /run/systemd/system ] && systemctl is-enabled docker >/dev/null 2>&1
+}
+
 stop() {
-  as_root pkill -TERM -x dockerd || true
+  local pid
+  pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
+  [ -n "$pid" ] || return 0
+  as_root kill -TERM "$pid" 2>/dev/null || return 0
   for _ in $(seq 1 120); do
-    pgrep -x dockerd >/dev/null || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
     sleep 0.5
   done
   echo "dockerd did not stop within 60 s" >&2
@@ -30,7 +39,11 @@ stop() {
 }
 
 case "${1:-start}" in
-  start) start ;;
-  restart) stop; start ;;
+  start)
+    if systemd_owns_docker && ! docker_ok; then as_root systemctl start docker; fi
+    start ;;
+  restart)
+    if systemd_owns_docker; then as_root systemctl restart docker; else stop; fi
+    start ;;
   *) echo "usage: $0 start|restart" >&2; exit 2 ;;
 esac

@@ -28,6 +28,7 @@ log() { printf '==> %s\n' "$*"; }
 fail() { echo "DRILL FAILED: $*" >&2; exit 1; }
 
 bash scripts/setup.sh >/dev/null
+bash scripts/install-secantusd.sh
 log "building the codebox image"
 deploy/build-image.sh codebox:latest
 
@@ -117,6 +118,12 @@ cleanup() {
   done
   $N2 swarm leave --force >/dev/null 2>&1 || true
   [ "$created_swarm" = 1 ] && docker swarm leave --force >/dev/null 2>&1 || true
+  # A Swarm that was here before keeps running: node 2's entry goes from it.
+  if [ "$created_swarm" = 0 ]; then
+    for id in $(docker node ls -q --filter name=node2 2>/dev/null); do
+      docker node rm --force "$id" >/dev/null 2>&1 || true
+    done
+  fi
   stop_node2
   ip netns del $ns 2>/dev/null || true
   ip link del veth-cbx0 2>/dev/null || true

@@ -10,13 +10,7 @@ bash scripts/setup.sh
 mongo_port="${CODEBOX_TEST_MONGODB_PORT:-27017}"
 port_open() { python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" "$1" 2>/dev/null; }
 if ! port_open "$mongo_port"; then
-  if ! command -v secantusd-py >/dev/null; then
-    echo "==> installing SecantusDB (MongoDB wire-compatible test server)"
-    # Debian's own python3 refuses system-wide pip installs (PEP 668) unless told.
-    python3 -m pip install --quiet SecantusDB==0.7.0b3 \
-      || python3 -m pip install --quiet --break-system-packages SecantusDB==0.7.0b3
-    command -v pyenv >/dev/null && pyenv rehash || true
-  fi
+  bash scripts/install-secantusd.sh
   echo "==> starting secantusd-py on port $mongo_port"
   mongo_dir="$(mktemp -d /var/tmp/codebox-test-mongo.XXXXXX)"
   nohup secantusd-py --host 127.0.0.1 --port "$mongo_port" --storage-path "$mongo_dir" \

@@ -453,17 +453,18 @@ async fn the_bot_resumes_after_the_gateway_drops_and_waits_out_rate_limits() {
         .collect();
     let limited: Vec<_> = creates.iter().filter(|r| r.status == 429).collect();
     assert_eq!(limited.len(), 2, "the fake's two 429s were met");
-    let last_limited = limited.last().unwrap().at;
-    let retried = creates
-        .iter()
-        .filter(|r| r.status == 200 && r.at > last_limited)
-        .map(|r| r.at.duration_since(last_limited))
-        .min()
-        .unwrap();
-    assert!(
-        retried >= Duration::from_millis(950),
-        "retried {retried:?} after a retry_after of 1 s"
-    );
+    // Each limited message went out again, the same text, after its retry_after.
+    for refused in limited {
+        let retried = creates
+            .iter()
+            .find(|r| r.status == 200 && r.at > refused.at && r.content() == refused.content())
+            .unwrap_or_else(|| panic!("never sent again: {}", refused.content()));
+        let waited = retried.at.duration_since(refused.at);
+        assert!(
+            waited >= Duration::from_millis(950),
+            "retried {waited:?} after a retry_after of 1 s"
+        );
+    }
     bot.fake.wait_for_text("✅ done in", LONG).await;
 }
 
@@ -584,12 +585,21 @@ async fn a_crashed_executor_restarts_clean_and_its_client_hears_why() {
         .spawn()
         .unwrap();
     let pid = executor.pid();
+    // The code has started once its output is in the container's stream.
     let start = Instant::now();
-    while common::containers_of(pid).await.is_empty() {
-        assert!(start.elapsed() < LONG, "the run never started");
+    loop {
+        let begun = common::containers_of(pid).await.iter().any(|c| {
+            Command::new("docker")
+                .args(["logs", &c.id])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("begun"))
+        });
+        if begun {
+            break;
+        }
+        assert!(start.elapsed() < LONG, "the code never started");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,

@@ -87,12 +87,24 @@ impl Drill {
             .sum::<f64>() as u64
     }
 
+    /// The node 2 that is up (an earlier drill's, now down, may still be listed).
     fn node2_id(&self) -> String {
-        docker(&["node", "ls", "--format", "{{.ID}} {{.Hostname}}"])
-            .lines()
-            .find_map(|l| l.strip_suffix(&format!(" {}", self.node2)))
-            .unwrap_or_else(|| panic!("no Swarm node named {}", self.node2))
-            .to_string()
+        docker(&[
+            "node",
+            "ls",
+            "--format",
+            "{{.ID}} {{.Hostname}} {{.Status}}",
+        ])
+        .lines()
+        .find_map(|l| l.strip_suffix(&format!(" {} Ready", self.node2)))
+        .unwrap_or_else(|| panic!("no Swarm node named {} is ready", self.node2))
+        .to_string()
+    }
+
+    async fn in_flight_on(&self, url: &str) -> u64 {
+        let body = self.get(url, "/healthz").await.unwrap_or_default();
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        health["in_flight"].as_u64().unwrap_or(0)
     }
 
     /// One executor node (node 2 out of the executor placement) or two; returns once the
@@ -280,16 +292,26 @@ async fn a_burst_through_the_bot_is_spread_over_the_swarm_and_survives_a_node_st
 
     // Node 2's daemon stopped a second into a burst of runs that take two seconds.
     drill.executor_nodes(2).await;
+    let in_flight_on_node2 = std::sync::atomic::AtomicU64::new(0);
     let fault = drill
         .burst(
             "f",
             "import time; time.sleep(2); print('ran TAG.')",
             async || {
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                in_flight_on_node2.store(
+                    drill.in_flight_on(&drill.executors[1]).await,
+                    std::sync::atomic::Ordering::SeqCst,
+                );
                 drill.stop_node2_daemon();
             },
         )
         .await;
+    let in_flight_on_node2 = in_flight_on_node2.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        in_flight_on_node2 > 0,
+        "node 2 was stopped with runs of the burst under way"
+    );
     let (mut completed, mut clear) = (0, 0);
     for (i, answer) in fault.answers.iter().enumerate() {
         if answer.contains(&format!("ran f-{i}.")) {
@@ -304,7 +326,7 @@ async fn a_burst_through_the_bot_is_spread_over_the_swarm_and_survives_a_node_st
         }
     }
     println!(
-        "node 2's daemon stopped mid-burst: {completed} of {runs} messages answered with their result, {clear} with a clear error, none lost"
+        "node 2's daemon stopped mid-burst ({in_flight_on_node2} runs under way there): {completed} of {runs} messages answered with their result, {clear} with a clear error, none lost"
     );
     docker(&["service", "scale", "--detach", &format!("{bot}=0")]);
 }

@@ -119,13 +119,16 @@ impl App {
         let encoding = encoding_for(&chat.openai_model);
         let files = self.list_files(&turn.user_id).await?;
         let conversations = self.conversations().await?;
-        let mut history = match conversations.history(&turn.user_id, &turn.channel_id).await {
-            Ok(history) => history,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot load history");
-                Vec::new()
-            }
-        };
+        // A history that cannot be read is not overwritten: this turn goes without it, and
+        // is not saved either.
+        let (mut history, keep_history) =
+            match conversations.history(&turn.user_id, &turn.channel_id).await {
+                Ok(history) => (history, true),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot load history; this turn is not kept");
+                    (Vec::new(), false)
+                }
+            };
         trim_to_budget(encoding, &mut history, chat.history_token_budget);
         let mut prompt = vec![ChatMessage::System {
             content: system_prompt(&files),
@@ -151,9 +154,10 @@ impl App {
         // /stop) stays in the history as asked and marked unanswered, never half-written.
         let mut marked = history.clone();
         marked.extend(interrupted_turn(&turn.text));
-        if let Err(err) = conversations
-            .save_history(&turn.user_id, &turn.channel_id, &marked)
-            .await
+        if keep_history
+            && let Err(err) = conversations
+                .save_history(&turn.user_id, &turn.channel_id, &marked)
+                .await
         {
             tracing::warn!(error = %err, "cannot mark the turn as begun");
         }
@@ -161,9 +165,10 @@ impl App {
 
         history.extend(outcome.new_messages.iter().cloned());
         trim_to_budget(encoding, &mut history, chat.history_token_budget);
-        if let Err(err) = conversations
-            .save_history(&turn.user_id, &turn.channel_id, &history)
-            .await
+        if keep_history
+            && let Err(err) = conversations
+                .save_history(&turn.user_id, &turn.channel_id, &history)
+                .await
         {
             tracing::warn!(error = %err, "cannot save history");
         }

@@ -174,8 +174,20 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
 
     let mut generated_files = Vec::new();
     let mut kept_outputs = Vec::new();
+    // Once the database is found unavailable the other files are not tried: each try
+    // would wait for the database as long again.
+    let mut unavailable = false;
     for mut output in std::mem::take(&mut result.output_files) {
         let display_name = output.name.replace('/', "_");
+        if unavailable {
+            result
+                .flags
+                .push(Flag::named("not_stored_storage_unavailable", &output.name));
+            if keep_outputs {
+                kept_outputs.push(output);
+            }
+            continue;
+        }
         match store
             .add(run.user_id, &display_name, &output.path, Origin::Generated)
             .await
@@ -213,7 +225,10 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
             Err(err) if err.trouble().is_some() => {
                 let flag = match err.trouble() {
                     Some(StorageTrouble::Full) => "not_stored_storage_full",
-                    _ => "not_stored_storage_unavailable",
+                    _ => {
+                        unavailable = true;
+                        "not_stored_storage_unavailable"
+                    }
                 };
                 tracing::warn!(error = %err, "an output file was not stored");
                 result.flags.push(Flag::named(flag, &output.name));

@@ -142,6 +142,8 @@ async fn reset(
     ctx: Context<'_>,
     #[description = "Also delete all your files"] files: Option<bool>,
 ) -> Result<(), CommandError> {
+    // A turn still under way would write back the history and variables it started with.
+    let stopped = ctx.data().cancel_user(&user_id(ctx));
     let report = ctx
         .data()
         .app
@@ -151,6 +153,9 @@ async fn reset(
         None => "🧹 Conversation history cleared.".to_string(),
         Some(err) => format!("Could not clear the history: {err}"),
     };
+    if stopped {
+        text.push_str(" Your running code was stopped.");
+    }
     match &report.state_error {
         None => text.push_str(" Variables forgotten."),
         Some(err) => text.push_str(&format!(" Could not forget your variables: {err}.")),

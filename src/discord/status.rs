@@ -128,6 +128,7 @@ impl StatusMessage {
 async fn keep_shown(target: Target, mut seen: watch::Receiver<Wanted>) {
     let mut message: Option<MessageId> = None;
     let mut last_sent: Option<Instant> = None;
+    let mut skipped_in_a_row = 0;
     while seen.changed().await.is_ok() {
         if let (Some(_), Some(last)) = (message, last_sent) {
             // Updates arriving meanwhile are folded into the one shown next.
@@ -140,24 +141,46 @@ async fn keep_shown(target: Target, mut seen: watch::Receiver<Wanted>) {
             }
             continue;
         };
-        match show(&target, &mut message, text, wanted.with_stop).await {
-            Shown::Sent | Shown::Skipped => last_sent = Some(Instant::now()),
+        let shown = show(&target, &mut message, text, wanted.with_stop).await;
+        last_sent = Some(Instant::now());
+        match shown {
+            Shown::Sent if wanted.closed => return,
+            Shown::Sent => skipped_in_a_row = 0,
             Shown::Refused => return,
-        }
-        if wanted.closed {
-            return;
+            // Shown again (the latest text by then), so that the work's last word is not
+            // lost to a 429 and a status never stays "running" with a Stop button.
+            Shown::Skipped => {
+                skipped_in_a_row += 1;
+                if skipped_in_a_row >= SKIPS_BEFORE_GIVING_UP {
+                    tracing::warn!("the status message keeps failing; given up");
+                    return;
+                }
+                seen.mark_changed();
+            }
         }
     }
 }
 
 enum Shown {
     Sent,
-    /// Still rate limited after every attempt: the next update may fare better.
+    /// Still rate limited after every attempt, or a passing failure: the next try may
+    /// fare better.
     Skipped,
-    /// Not allowed to post here (a 403): every later try would fail the same way and
-    /// count against Discord's invalid-request limit.
+    /// Not allowed to post here (403), or the message is gone (404): every later try would
+    /// fail the same way and count against Discord's invalid-request limit.
     Refused,
 }
+
+fn is_refused(err: &serenity::Error) -> bool {
+    matches!(
+        err,
+        serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(response))
+            if matches!(response.status_code.as_u16(), 403 | 404)
+    )
+}
+
+/// Failed showings in a row (each after ATTEMPTS tries) before the status is given up.
+const SKIPS_BEFORE_GIVING_UP: usize = 5;
 
 fn components(owner: UserId, with_stop: bool) -> Vec<CreateActionRow> {
     if !with_stop {
@@ -214,13 +237,13 @@ async fn show(
             Err(err) if is_rate_limited(&err) => {
                 tracing::debug!("status message rate limited; waiting");
             }
+            Err(err) if is_refused(&err) => {
+                tracing::warn!(error = %err, "the status message may not be shown here");
+                return Shown::Refused;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot show the status message");
-                return if message.is_none() {
-                    Shown::Refused
-                } else {
-                    Shown::Skipped
-                };
+                return Shown::Skipped;
             }
         }
     }

@@ -125,7 +125,14 @@ pub fn extract<R: Read>(
         }
         let target = dest.join(&rel);
         if let Some(parent) = target.parent() {
-            create_dirs_within(dest, parent)?;
+            match create_dirs_within(dest, parent) {
+                Ok(()) => {}
+                Err(OutputError::CreateDir { source, .. }) if no_room(&source) => {
+                    flags.push(Flag::named("not_kept_storage_full", &raw_name));
+                    continue;
+                }
+                Err(err) => return Err(err),
+            }
         }
         let mut out = match OpenOptions::new()
             .write(true)

@@ -101,7 +101,7 @@ impl<E: Containers + 'static> WarmPool<E> {
         startup_timeout: Duration,
     ) -> Result<WarmPool<E>, PoolError> {
         let shared = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
-        remove_dead_pools(&shared);
+        remove_dead_pools(&shared, (3 * max_age).max(Duration::from_secs(3600)));
         // Several processes may share a DATA_DIR (executors of two nodes on one disk, a bot
         // beside an executor): each pool keeps its containers' directories in its own.
         let root = shared.join(super::reaper::owner_tag());
@@ -333,22 +333,30 @@ async fn warm_up<E: Containers + 'static>(inner: &Inner<E>) -> Result<WarmContai
     })
 }
 
-/// Keeps the pool at its size: drops dead and old containers, warms replacements, backs off
-/// while the daemon is unreachable and refills once it answers again.
 /// Removes the pool directories of dead processes (their containers are reaped with
-/// them) and those of versions before per-process directories, keeping live pools'.
-fn remove_dead_pools(shared: &Path) {
+/// them), those of versions before per-process directories, and any untouched for longer
+/// than `stale` (an owner on another host, whose pid cannot be judged from here: a live
+/// pool replaces its containers, and so touches its directory, at least every max age).
+fn remove_dead_pools(shared: &Path, stale: Duration) {
     let Ok(entries) = std::fs::read_dir(shared) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if super::reaper::tag_owner_alive(&name) != Some(true) {
+        let untouched = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default();
+        if super::reaper::tag_owner_alive(&name) != Some(true) || untouched > stale {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
 
+/// Keeps the pool at its size: drops dead and old containers, warms replacements, backs off
+/// while the daemon is unreachable and refills once it answers again.
 async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -472,10 +480,17 @@ mod tests {
         // Beyond the kernel's largest pid: never alive.
         let dead = format!("4194305-{rest}");
         let legacy = "1b80f9dd68a2449aadb1d17209d40cd7";
-        for name in [live.as_str(), dead.as_str(), legacy] {
+        // Another host's pool, left for two hours: its owner is out of sight, so age decides.
+        let elsewhere = "1-2-0badcafe";
+        for name in [live.as_str(), dead.as_str(), legacy, elsewhere] {
             std::fs::create_dir_all(shared.path().join(name).join("inputs")).unwrap();
         }
-        remove_dead_pools(shared.path());
+        let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::open(shared.path().join(elsewhere))
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        remove_dead_pools(shared.path(), Duration::from_secs(3600));
         let mut left: Vec<String> = std::fs::read_dir(shared.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -110,8 +110,8 @@ impl RunLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub ready: bool,
-    /// Runs may fail for a reason outside this executor (its store does not answer, the
-    /// disk is full); `storage` says which.
+    /// Runs may fail for a reason outside this executor (its store does not answer);
+    /// `storage` says what is wrong.
     #[serde(default)]
     pub degraded: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

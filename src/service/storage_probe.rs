@@ -14,17 +14,24 @@ const PATIENCE: Duration = Duration::from_secs(3);
 /// A user id that never has files: listing it is one cheap round trip on either backend.
 const PROBE_USER: &str = "codebox-health-probe";
 
-#[derive(Clone, Default)]
+/// Stops probing when dropped (with the service).
 pub struct StorageProbe {
     last: Arc<Mutex<Option<StorageTrouble>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StorageProbe {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl StorageProbe {
-    /// Starts probing `app`'s store until the runtime ends.
+    /// Starts probing `app`'s store until dropped.
     pub fn start(app: Arc<App>) -> StorageProbe {
-        let probe = StorageProbe::default();
-        let last = probe.last.clone();
-        tokio::spawn(async move {
+        let last = Arc::new(Mutex::new(None));
+        let seen = last.clone();
+        let task = tokio::spawn(async move {
             loop {
                 let trouble = match tokio::time::timeout(PATIENCE, app.list_files(PROBE_USER)).await
                 {
@@ -35,7 +42,7 @@ impl StorageProbe {
                     Err(_) => Some(StorageTrouble::Unavailable),
                 };
                 let changed = {
-                    let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut last = seen.lock().unwrap_or_else(|p| p.into_inner());
                     std::mem::replace(&mut *last, trouble) != trouble
                 };
                 if changed {
@@ -47,7 +54,7 @@ impl StorageProbe {
                 tokio::time::sleep(EVERY).await;
             }
         });
-        probe
+        StorageProbe { last, task }
     }
 
     /// The trouble seen by the last probe, if any.

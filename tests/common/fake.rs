@@ -368,7 +368,7 @@ pub fn completion_tool_call(call_id: &str, arguments: Value) -> Value {
 }
 
 /// A model that does what the user says: `run [[TAG]] CODE` is answered with a tool call
-/// running CODE, and the tool's result with `answer [[TAG]]: RESULT` (the first 1,500
+/// running CODE (with a `timeout` when CODE has a line `# timeout=N`), and the tool's result with `answer [[TAG]]: RESULT` (the first 1,500
 /// characters), so each reply names the message it answers, however runs interleave.
 pub fn code_running_model(request: &Value) -> Value {
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
@@ -399,7 +399,18 @@ pub fn code_running_model(request: &Value) -> Value {
             let result: String = text(last).chars().take(1500).collect();
             completion_text(&format!("answer [[{tag}]]: {result}"))
         }
-        _ => completion_tool_call(&format!("call_{tag}"), json!({"code": code})),
+        _ => {
+            // A line `# timeout=N` in the code asks for that time limit, as a model may.
+            let mut arguments = json!({"code": code});
+            if let Some(seconds) = code
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("# timeout="))
+                .and_then(|n| n.trim().parse::<f64>().ok())
+            {
+                arguments["timeout"] = json!(seconds);
+            }
+            completion_tool_call(&format!("call_{tag}"), arguments)
+        }
     }
 }
 
