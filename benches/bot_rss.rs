@@ -3,18 +3,21 @@
 //! async-openai talking to the local fake of Discord and OpenAI the bot tests use.
 //! Prints figures; asserts nothing about them. Run with `cargo bench --bench bot_rss`.
 
+#[path = "../tests/common/bot.rs"]
+#[allow(dead_code)]
+mod bot;
 #[path = "../tests/common/fake.rs"]
 #[allow(dead_code)]
 mod fake;
 #[path = "common/rss.rs"]
 mod rss;
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fake::{Fake, code_running_model, completion_text, completion_tool_call};
+use bot::Bot;
+use fake::{code_running_model, completion_text, completion_tool_call};
 use rss::rss_kib;
 use serde_json::json;
 
@@ -22,23 +25,13 @@ const USERS: usize = 20;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let fake = Fake::start().await;
-    let data = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codebox"));
-    cmd.arg("bot")
-        .env("DATA_DIR", data.path())
-        .env("DISCORD_TOKEN", "bench-discord-token")
-        .env("OPENAI_API_KEY", "bench-openai-key")
-        .env("DISCORD_API_BASE", fake.api_base())
-        .env("OPENAI_BASE_URL", fake.openai_base())
-        .env("WARM_POOL_SIZE", "2")
-        .env("RATE_LIMIT_PER_MINUTE", "1000")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn codebox bot");
-    let pid = child.id().to_string();
-    fake.wait_ready().await;
+    let mut bot = Bot::start(&[
+        ("WARM_POOL_SIZE", "2"),
+        ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ("RUST_LOG", "warn"),
+    ])
+    .await;
+    let (fake, pid) = (bot.fake.clone(), bot.child.id().to_string());
     // Time for the pool's two containers to warm (about 2 s each here).
     tokio::time::sleep(Duration::from_secs(10)).await;
     let idle = rss_kib(&pid);
@@ -122,10 +115,10 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = rss_kib(&pid);
     let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(bot.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
-    let _ = child.wait();
+    let _ = bot.child.wait();
     println!(
         "codebox bot RSS: idle with a full pool (WARM_POOL_SIZE=2) {:.1} MiB; after one conversation {:.1} MiB; peak during {USERS} users' print(1) at once {:.1} MiB; 5 s after {:.1} MiB; {answered}/{USERS} answered in {burst_s:.1} s",
         idle as f64 / 1024.0,

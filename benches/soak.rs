@@ -6,6 +6,9 @@
 //! (a lost message, a leaked container, files and records that disagree).
 //! Usage: `cargo bench --bench soak -- SECONDS` (bench/soak.sh; default 1800).
 
+#[path = "../tests/common/bot.rs"]
+#[allow(dead_code)]
+mod bot;
 #[path = "../tests/common/bridge.rs"]
 #[allow(dead_code)]
 mod bridge;
@@ -20,10 +23,11 @@ mod rss;
 #[path = "common/stats.rs"]
 mod stats;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bot::Bot;
 use fake::{Fake, Recorded, USER_ID, code_running_model};
 use index::{LocalIndex, build_wheel};
 use rss::rss_kib;
@@ -234,33 +238,22 @@ async fn main() {
         .unwrap_or(1800);
     let length = Duration::from_secs(seconds);
     let window = length / 6;
-    let fake = Fake::start().await;
-    fake.model(code_running_model);
     let wheels = tempfile::tempdir().unwrap();
     let index = LocalIndex::start().await;
     index.add_wheel(
         "cbx-soak",
         build_wheel(wheels.path(), "cbx_soak", "1.0", "VALUE = 42\n"),
     );
-    let data = tempfile::tempdir().unwrap();
-    let mut bot = Command::new(env!("CARGO_BIN_EXE_codebox"))
-        .arg("bot")
-        .env("DATA_DIR", data.path())
-        .env("DISCORD_TOKEN", "soak-discord-token")
-        .env("OPENAI_API_KEY", "soak-openai-key")
-        .env("DISCORD_API_BASE", fake.api_base())
-        .env("OPENAI_BASE_URL", fake.openai_base())
-        .env("WARM_POOL_SIZE", "2")
-        .env("RATE_LIMIT_PER_MINUTE", "1000")
-        .env("PIP_INDEX_URL", &index.url)
-        .env("PACKAGE_ALLOWLIST", "cbx-soak")
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn codebox bot");
-    let pid = bot.id();
-    fake.wait_ready().await;
+    let mut bot = Bot::start(&[
+        ("WARM_POOL_SIZE", "2"),
+        ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ("PIP_INDEX_URL", &index.url),
+        ("PACKAGE_ALLOWLIST", "cbx-soak"),
+        ("RUST_LOG", "error"),
+    ])
+    .await;
+    let (fake, pid) = (bot.fake.clone(), bot.child.id());
+    fake.model(code_running_model);
     tokio::time::sleep(Duration::from_secs(5)).await;
     let traffic = Arc::new(Traffic {
         fake: fake.clone(),
@@ -383,11 +376,11 @@ async fn main() {
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
-    let _ = bot.wait();
+    let _ = bot.child.wait();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let left = containers_of(pid);
-    let on_disk = stored_files(&data.path().join("user_files"));
-    let records: i64 = rusqlite::Connection::open(data.path().join("codebox.sqlite3"))
+    let on_disk = stored_files(&bot.data.path().join("user_files"));
+    let records: i64 = rusqlite::Connection::open(bot.data.path().join("codebox.sqlite3"))
         .and_then(|db| db.query_row("SELECT COUNT(*) FROM user_files", [], |row| row.get(0)))
         .unwrap_or(-1);
     println!(

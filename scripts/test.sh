@@ -27,11 +27,5 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "==> cargo test"
 cargo test --quiet -- --test-threads "${TEST_THREADS:-4}"
 
-# A leaked container is a failed run even when every test passed.
-leaked="$(docker ps -aq --filter label=codebox.managed=true)"
-if [ -n "$leaked" ]; then
-  echo "containers with label codebox.managed=true remain after the suite:" >&2
-  docker ps -a --filter label=codebox.managed=true >&2
-  exit 1
-fi
+bash scripts/check-no-leaks.sh "the suite"
 echo "==> all checks passed"

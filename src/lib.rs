@@ -9,6 +9,7 @@ pub mod discord;
 pub mod doctor;
 pub mod filetypes;
 pub mod llm;
+pub mod no_room;
 pub mod packages;
 pub mod render;
 pub mod sandbox;

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::bot::Bot;
+use common::eventually;
 use common::executor::ExecutorProcess;
 use common::fake::code_running_model;
 
@@ -408,15 +409,10 @@ async fn the_bot_resumes_after_the_gateway_drops_and_waits_out_rate_limits() {
     bot.fake.wait_for_text("answer [[one]]", LONG).await;
 
     bot.fake.drop_gateway();
-    let start = Instant::now();
-    while bot.fake.gateway_sessions().1 == 0 {
-        assert!(
-            start.elapsed() < LONG,
-            "the bot never resumed: {:?}",
-            bot.fake.gateway_sessions()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the bot to resume its session", LONG, async || {
+        bot.fake.gateway_sessions().1 > 0
+    })
+    .await;
     assert_eq!(
         bot.fake.gateway_sessions(),
         (1, 1),
@@ -468,15 +464,6 @@ async fn the_bot_resumes_after_the_gateway_drops_and_waits_out_rate_limits() {
     bot.fake.wait_for_text("✅ done in", LONG).await;
 }
 
-/// Waits until `check` holds, or fails saying `what`.
-async fn eventually(what: &str, limit: Duration, check: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_bot_restarts_clean_with_its_interrupted_turn_marked() {
     let bot = Bot::start(&[]).await;
@@ -504,16 +491,12 @@ async fn a_crashed_bot_restarts_clean_with_its_interrupted_turn_marked() {
     let bot = Bot::start_in(data, &[]).await;
     bot.fake.model(code_running_model);
     // The new process reaps the dead one's container and cleans its directories.
-    let start = Instant::now();
-    while !common::containers_of(pid).await.is_empty() {
-        assert!(
-            start.elapsed() < LONG,
-            "the dead bot's container is still there"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually("the dead bot's container to go", LONG, async || {
+        common::containers_of(pid).await.is_empty()
+    })
+    .await;
     let data = bot.data.path().to_path_buf();
-    eventually("staging and outputs cleaned", LONG, || {
+    eventually("staging and outputs cleaned", LONG, async || {
         files_under(&data.join("staging")).is_empty()
             && files_under(&data.join("outputs")).is_empty()
     })
@@ -586,20 +569,15 @@ async fn a_crashed_executor_restarts_clean_and_its_client_hears_why() {
         .unwrap();
     let pid = executor.pid();
     // The code has started once its output is in the container's stream.
-    let start = Instant::now();
-    loop {
-        let begun = common::containers_of(pid).await.iter().any(|c| {
+    eventually("the code to start", LONG, async || {
+        common::containers_of(pid).await.iter().any(|c| {
             Command::new("docker")
                 .args(["logs", &c.id])
                 .output()
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("begun"))
-        });
-        if begun {
-            break;
-        }
-        assert!(start.elapsed() < LONG, "the code never started");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        })
+    })
+    .await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -622,18 +600,19 @@ async fn a_crashed_executor_restarts_clean_and_its_client_hears_why() {
     drop(executor);
 
     let executor = ExecutorProcess::start(data.path(), "crash-token", &[]);
-    let start = Instant::now();
-    while !common::containers_of(pid).await.is_empty() {
-        assert!(
-            start.elapsed() < LONG,
-            "the dead executor's container is still there"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let dir = data.path().to_path_buf();
-    eventually("the dead executor's directories cleaned", LONG, || {
-        files_under(&dir.join("staging")).is_empty() && files_under(&dir.join("outputs")).is_empty()
+    eventually("the dead executor's container to go", LONG, async || {
+        common::containers_of(pid).await.is_empty()
     })
+    .await;
+    let dir = data.path().to_path_buf();
+    eventually(
+        "the dead executor's directories cleaned",
+        LONG,
+        async || {
+            files_under(&dir.join("staging")).is_empty()
+                && files_under(&dir.join("outputs")).is_empty()
+        },
+    )
     .await;
     let run = common::run_with(
         {
@@ -656,11 +635,10 @@ async fn a_docker_daemon_restart_mid_run_is_reported_and_the_bot_recovers() {
     let bot = Bot::start(&[("WARM_POOL_SIZE", "1")]).await;
     bot.fake.model(code_running_model);
     let pid = bot.child.id();
-    let start = Instant::now();
-    while common::containers_of(pid).await.is_empty() {
-        assert!(start.elapsed() < LONG, "the warm pool never filled");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually("the warm pool to fill", LONG, async || {
+        !common::containers_of(pid).await.is_empty()
+    })
+    .await;
     bot.send("run [[long]] import time; print('begun', flush=True); time.sleep(50)");
     bot.fake.wait_for_text("begun", LONG).await;
     let sent = Instant::now();

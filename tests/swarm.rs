@@ -11,6 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::eventually;
 use common::fake::{Fake, code_running_model};
 
 const W2: &str = "import pandas as pd, numpy as np, matplotlib.pyplot as plt\ndf = pd.DataFrame({'x': np.arange(20000), 'y': np.random.rand(20000)})\ndf['y'].head(500).plot(); plt.savefig('plot.png')\nprint(len(df.describe()) and 'ran TAG.')";
@@ -23,6 +24,18 @@ struct Drill {
     node2: String,
     node2_pid_file: String,
     http: reqwest::Client,
+}
+
+/// One executor node's burst against two nodes', as printed.
+fn one_against_two(one: &Burst, two: &Burst) -> String {
+    format!(
+        "one executor node {:.2} s (median answer {} ms), two {:.2} s (median {} ms): {:.2}x",
+        one.seconds,
+        one.median_answer.as_millis(),
+        two.seconds,
+        two.median_answer.as_millis(),
+        one.seconds / two.seconds
+    )
 }
 
 fn setting(name: &str) -> String {
@@ -71,14 +84,6 @@ impl Drill {
         health["ready"] == true && health["pool_idle"] == health["pool_target"]
     }
 
-    async fn wait_until(&self, what: &str, limit: Duration, check: impl AsyncFn() -> bool) {
-        let start = Instant::now();
-        while !check().await {
-            assert!(start.elapsed() < limit, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
     async fn runs_on(&self, url: &str) -> u64 {
         let text = self.get(url, "/metrics").await.unwrap_or_default();
         text.lines()
@@ -119,7 +124,7 @@ impl Drill {
                 "codebox.executor=true",
                 &id,
             ]);
-            self.wait_until(
+            eventually(
                 "node 2's executor to be warm",
                 Duration::from_secs(240),
                 async || self.warm(&self.executors[1]).await,
@@ -127,7 +132,7 @@ impl Drill {
             .await;
         } else if self.get(&self.executors[1], "/healthz").await.is_some() {
             docker(&["node", "update", "--label-rm", "codebox.executor", &id]);
-            self.wait_until(
+            eventually(
                 "node 2's executor to be gone",
                 Duration::from_secs(120),
                 async || self.get(&self.executors[1], "/healthz").await.is_none(),
@@ -136,7 +141,7 @@ impl Drill {
             // Swarm's DNS drops the task's address once the task is removed.
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
-        self.wait_until(
+        eventually(
             "node 1's executor to be warm",
             Duration::from_secs(120),
             async || self.warm(&self.executors[0]).await,
@@ -161,6 +166,7 @@ impl Drill {
         during().await;
         let mut answers = Vec::new();
         let mut latencies = Vec::new();
+        let mut last = started;
         for (tag, at) in &sent {
             let needle = format!("answer [[{tag}]]");
             let found = self
@@ -168,21 +174,9 @@ impl Drill {
                 .wait_for_text(&needle, Duration::from_secs(300))
                 .await;
             latencies.push(found.at.duration_since(*at));
+            last = last.max(found.at);
             answers.push(found.content());
         }
-        let last = sent
-            .iter()
-            .map(|(tag, _)| {
-                let needle = format!("answer [[{tag}]]");
-                self.fake
-                    .requests()
-                    .into_iter()
-                    .find(|r| r.content().contains(&needle))
-                    .map(|r| r.at)
-                    .unwrap()
-            })
-            .max()
-            .unwrap();
         latencies.sort();
         Burst {
             seconds: last.duration_since(started).as_secs_f64(),
@@ -240,13 +234,12 @@ async fn a_burst_through_the_bot_is_spread_over_the_swarm_and_survives_a_node_st
     ]);
     drill.fake.wait_ready().await;
     for url in &drill.executors {
-        drill
-            .wait_until(
-                "the executors to be warm",
-                Duration::from_secs(240),
-                async || drill.warm(url).await,
-            )
-            .await;
+        eventually(
+            "the executors to be warm",
+            Duration::from_secs(240),
+            async || drill.warm(url).await,
+        )
+        .await;
     }
     let runs = drill.runs;
 
@@ -274,20 +267,12 @@ async fn a_burst_through_the_bot_is_spread_over_the_swarm_and_survives_a_node_st
     let w2_one = drill.burst("d", W2, async || {}).await;
     drill.all_ran("d", &w2_one);
     println!(
-        "through the bot, bursts of {runs} messages: W1 one executor node {:.2} s (median answer {} ms), two {:.2} s (median {} ms): {:.2}x; node 1 ran {on1} and node 2 ran {on2} of the two-node W1 burst",
-        w1_one.seconds,
-        w1_one.median_answer.as_millis(),
-        w1_two.seconds,
-        w1_two.median_answer.as_millis(),
-        w1_one.seconds / w1_two.seconds
+        "through the bot, bursts of {runs} messages: W1 {}; node 1 ran {on1} and node 2 ran {on2} of the two-node W1 burst",
+        one_against_two(&w1_one, &w1_two)
     );
     println!(
-        "through the bot, bursts of {runs} messages: W2 one executor node {:.2} s (median answer {} ms), two {:.2} s (median {} ms): {:.2}x",
-        w2_one.seconds,
-        w2_one.median_answer.as_millis(),
-        w2_two.seconds,
-        w2_two.median_answer.as_millis(),
-        w2_one.seconds / w2_two.seconds
+        "through the bot, bursts of {runs} messages: W2 {}",
+        one_against_two(&w2_one, &w2_two)
     );
 
     // Node 2's daemon stopped a second into a burst of runs that take two seconds.

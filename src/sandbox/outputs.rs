@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use super::result::{Flag, OutputFile};
+use crate::no_room::is_no_room;
 
 #[derive(Debug, Clone, Copy)]
 pub struct OutputCaps {
@@ -127,7 +128,7 @@ pub fn extract<R: Read>(
         if let Some(parent) = target.parent() {
             match create_dirs_within(dest, parent) {
                 Ok(()) => {}
-                Err(OutputError::CreateDir { source, .. }) if no_room(&source) => {
+                Err(OutputError::CreateDir { source, .. }) if is_no_room(&source) => {
                     flags.push(Flag::named("not_kept_storage_full", &raw_name));
                     continue;
                 }
@@ -144,7 +145,7 @@ pub fn extract<R: Read>(
                 flags.push(Flag::named("duplicate_name", &raw_name));
                 continue;
             }
-            Err(err) if no_room(&err) => {
+            Err(err) if is_no_room(&err) => {
                 flags.push(Flag::named("not_kept_storage_full", &raw_name));
                 continue;
             }
@@ -162,7 +163,7 @@ pub fn extract<R: Read>(
             Ok(written) => written,
             // The host's disk is full: this file is left out (not half-kept), the run's
             // other results still count.
-            Err(err) if no_room(&err) => {
+            Err(err) if is_no_room(&err) => {
                 drop(out);
                 let _ = fs::remove_file(&target);
                 flags.push(Flag::named("not_kept_storage_full", &raw_name));
@@ -183,14 +184,6 @@ pub fn extract<R: Read>(
         });
     }
     Ok((files, flags))
-}
-
-/// No room left on the host's disk (ENOSPC) or in the operator's quota (EDQUOT).
-fn no_room(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-    )
 }
 
 /// Creates `dir` (inside `root`) refusing to pass through anything that is not a plain

@@ -83,10 +83,7 @@ impl StorageTrouble {
     }
 
     pub fn of_io(err: &std::io::Error) -> Option<StorageTrouble> {
-        // ENOSPC, and EDQUOT (a quota): both mean no room for the bytes.
-        (err.kind() == std::io::ErrorKind::StorageFull
-            || err.kind() == std::io::ErrorKind::QuotaExceeded)
-            .then_some(StorageTrouble::Full)
+        crate::no_room::is_no_room(err).then_some(StorageTrouble::Full)
     }
 }
 

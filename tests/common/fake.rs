@@ -623,6 +623,16 @@ async fn rest(State((inner, ids, _)): State<Shared>, request: Request) -> Respon
     response
 }
 
+/// Discord's 429: wait a second.
+fn rate_limited() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [("retry-after", "1")],
+        Json(json!({"message": "You are being rate limited.", "retry_after": 1.0, "global": false, "code": 0})),
+    )
+        .into_response()
+}
+
 fn answer(
     ids: &AtomicU64,
     method: &Method,
@@ -642,12 +652,7 @@ fn answer(
                 let mut inner = inner.lock().unwrap();
                 if inner.rate_limited_creates > 0 {
                     inner.rate_limited_creates -= 1;
-                    let limited = (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        [("retry-after", "1")],
-                        Json(json!({"message": "You are being rate limited.", "retry_after": 1.0, "global": false, "code": 0})),
-                    );
-                    return (limited.into_response(), None);
+                    return (rate_limited(), None);
                 }
             }
             let message = message_json(ids, channel, &content, file_meta);
@@ -659,12 +664,7 @@ fn answer(
                 let mut inner = inner.lock().unwrap();
                 if inner.rate_limited_edits > 0 {
                     inner.rate_limited_edits -= 1;
-                    let limited = (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        [("retry-after", "1")],
-                        Json(json!({"message": "You are being rate limited.", "retry_after": 1.0, "global": false, "code": 0})),
-                    );
-                    return (limited.into_response(), None);
+                    return (rate_limited(), None);
                 }
             }
             let mut message = message_json(ids, channel, &content, file_meta);

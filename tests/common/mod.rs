@@ -163,3 +163,12 @@ pub async fn containers_of(pid: u32) -> Vec<codebox::sandbox::engine::ManagedCon
         })
         .collect()
 }
+
+/// Waits until `check` holds, polling every 200 ms, or fails saying `what`.
+pub async fn eventually(what: &str, limit: std::time::Duration, check: impl AsyncFn() -> bool) {
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
