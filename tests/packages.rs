@@ -555,9 +555,10 @@ async fn a_name_the_index_lacks_is_remembered_so_retries_start_no_installer() {
 }
 
 /// The cache is shared by every user: a `.pth` file in a cached wheel must never run (it
-/// could replace `load_file` for everyone), and a run cannot list what others installed.
+/// could replace `load_file` for everyone), and a run can neither list nor guess what others
+/// installed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cached_wheels_pth_never_runs_and_the_cache_cannot_be_listed() {
+async fn a_cached_wheels_pth_never_runs_and_the_cache_cannot_be_listed_or_probed() {
     let f = fixture().await;
     let wheels = tempfile::tempdir().unwrap();
     f.index.add_wheel(
@@ -587,8 +588,29 @@ except PermissionError:
         assert!(run.stdout.contains("pth ran False"), "{}", run.stdout);
         assert!(run.stdout.contains("listing refused"), "{}", run.stdout);
     }
+    // A run that has the cache mounted for its own import cannot probe for what others
+    // installed by guessing names: the directories have keyed names.
+    let probe = f
+        .run(
+            r#"
+import os, sys
+import cbx_alpha
+mine = [p for p in sys.path if p.startswith("/opt/codebox-packages/")]
+print("mine", len(mine), all(os.path.isdir(p) for p in mine))
+for guess in ["cbx-hooked", "cbx_hooked", "cbx-alpha", "cbx_alpha"]:
+    for tail in ["", "/site", "/.last_used"]:
+        if os.path.exists("/opt/codebox-packages/" + guess + tail):
+            print("found", guess + tail)
+"#,
+        )
+        .await;
+    assert_eq!(probe.status, Status::Ok, "{probe:?}");
+    assert_eq!(probe.stdout.trim(), "mine 1 True", "{probe:?}");
     // Not a vacuous pass: the hook file is really in the shared cache.
-    let site = f.settings.data_dir.join("packages/cbx-hooked/site");
+    let site = codebox::packages::PackageCache::open(&f.settings.data_dir)
+        .unwrap()
+        .entry_path("cbx-hooked")
+        .join("site");
     assert!(
         site.join("cbx_hooked-hook.pth").is_file(),
         "{:?}",

@@ -1,5 +1,7 @@
 //! The shared package cache on the host: one directory per distribution,
-//! `<root>/<distribution>/site`, mounted read-only into every run container.
+//! `<root>/<keyed name>/site` (see `entry_names`), mounted read-only into every run
+//! container. Each directory also holds `.distribution` (its name, for listing and
+//! eviction) and `.last_used`.
 //!
 //! The installer copies finished installations into a fresh staging directory of its own
 //! (within its size budget); each is moved into the cache with one rename, so a run never
@@ -10,16 +12,19 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::PackagesError;
+use super::entry_names::EntryNames;
 use super::eviction::CacheEntry;
 
 /// Where the cache is visible inside run containers.
 pub const PACKAGES_MOUNT: &str = "/opt/codebox-packages";
 const LAST_USED: &str = ".last_used";
+const DISTRIBUTION: &str = ".distribution";
 
 #[derive(Debug, Clone)]
 pub struct PackageCache {
     root: PathBuf,
     staging_root: PathBuf,
+    names: EntryNames,
 }
 
 /// A directory the installer may write into; removed when dropped.
@@ -33,9 +38,9 @@ impl Staging {
         &self.path
     }
 
-    /// What one staged distribution will take in the cache, counted as `entries` counts.
+    /// What one staged distribution will take in the cache (its `site`), counted as `entries` counts.
     pub fn bytes_of(&self, distribution: &str) -> u64 {
-        tree_size(&self.path.join(distribution))
+        tree_size(&self.path.join(distribution).join("site"))
     }
 }
 
@@ -57,13 +62,18 @@ impl PackageCache {
     /// so adopting an installation is a rename.
     pub fn open(data_dir: &Path) -> Result<PackageCache, PackagesError> {
         let data_dir = std::path::absolute(data_dir).map_err(|e| io_error(data_dir, e))?;
-        let cache = PackageCache {
-            root: data_dir.join("packages"),
-            staging_root: data_dir.join("packages-staging"),
-        };
-        for dir in [&cache.root, &cache.staging_root] {
+        let root = data_dir.join("packages");
+        let staging_root = data_dir.join("packages-staging");
+        for dir in [&root, &staging_root] {
             std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         }
+        let names = EntryNames::open(&data_dir).map_err(|e| io_error(&data_dir, e))?;
+        let cache = PackageCache {
+            root,
+            staging_root,
+            names,
+        };
+        cache.rename_legacy_entries()?;
         // Runs see the cache read-only and reach their packages by exact path; without read
         // permission they cannot list it, so one user's run does not learn which packages
         // others installed, or when they last used them.
@@ -77,17 +87,22 @@ impl PackageCache {
     }
 
     /// The directory the runner adds to `sys.path` for one distribution.
-    pub fn site_in_sandbox(distribution: &str) -> String {
-        format!("{PACKAGES_MOUNT}/{distribution}/site")
+    pub fn site_in_sandbox(&self, distribution: &str) -> String {
+        format!("{PACKAGES_MOUNT}/{}/site", self.names.name_of(distribution))
+    }
+
+    /// Where one distribution is, or would be, on the host.
+    pub fn entry_path(&self, distribution: &str) -> PathBuf {
+        self.root.join(self.names.name_of(distribution))
     }
 
     pub fn contains(&self, distribution: &str) -> bool {
-        self.root.join(distribution).join("site").is_dir()
+        self.entry_path(distribution).join("site").is_dir()
     }
 
     /// Records a use, for least-recently-used eviction.
     pub fn touch(&self, distribution: &str) -> Result<(), PackagesError> {
-        let marker = self.root.join(distribution).join(LAST_USED);
+        let marker = self.entry_path(distribution).join(LAST_USED);
         std::fs::File::create(&marker)
             .and_then(|file| file.set_modified(SystemTime::now()))
             .map_err(|e| io_error(&marker, e))
@@ -115,7 +130,10 @@ impl PackageCache {
                 log: "the installer reported success but left no site directory".to_string(),
             });
         }
-        let target = self.root.join(distribution);
+        // Written by the host after the installer finished: whatever the installer left
+        // under that name (a link, say) is removed, never written through.
+        write_new(&source.join(DISTRIBUTION), distribution)?;
+        let target = self.entry_path(distribution);
         match std::fs::rename(&source, &target) {
             Ok(()) => Ok(true),
             Err(_) if self.contains(distribution) => Ok(false),
@@ -136,13 +154,18 @@ impl PackageCache {
             if !meta.is_dir() {
                 continue;
             }
+            let Ok(distribution) = std::fs::read_to_string(path.join(DISTRIBUTION)) else {
+                // Unnamed, it could never be found or evicted: a leftover, removed.
+                self.discard(&path)?;
+                continue;
+            };
             let last_used = std::fs::metadata(path.join(LAST_USED))
                 .and_then(|m| m.modified())
                 .or_else(|_| meta.modified())
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             entries.push(CacheEntry {
-                distribution: item.file_name().to_string_lossy().into_owned(),
-                bytes: tree_size(&path),
+                distribution,
+                bytes: tree_size(&path.join("site")),
                 last_used,
             });
         }
@@ -167,13 +190,53 @@ impl PackageCache {
     /// Removes one distribution: renamed out of the cache first, so a run never finds half
     /// of it, then deleted.
     pub fn remove(&self, distribution: &str) -> Result<(), PackagesError> {
-        let source = self.root.join(distribution);
+        self.discard(&self.entry_path(distribution))
+    }
+
+    fn discard(&self, source: &Path) -> Result<(), PackagesError> {
         let trash = self
             .staging_root
             .join(format!("trash-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::rename(&source, &trash).map_err(|e| io_error(&source, e))?;
+        std::fs::rename(source, &trash).map_err(|e| io_error(source, e))?;
         std::fs::remove_dir_all(&trash).map_err(|e| io_error(&trash, e))
     }
+
+    /// Directories of a codebox that named them after their distribution get keyed names
+    /// (or go, if the keyed one exists), so none stays where a run could guess it.
+    fn rename_legacy_entries(&self) -> Result<(), PackagesError> {
+        let dir = std::fs::read_dir(&self.root).map_err(|e| io_error(&self.root, e))?;
+        for item in dir.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            let path = item.path();
+            let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+            if !is_dir || EntryNames::is_entry_name(&name) {
+                continue;
+            }
+            if self.contains(&name) || !path.join("site").is_dir() {
+                self.discard(&path)?;
+                continue;
+            }
+            write_new(&path.join(DISTRIBUTION), &name)?;
+            let target = self.entry_path(&name);
+            std::fs::rename(&path, &target).map_err(|e| io_error(&target, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates `path` afresh with `text`, after removing whatever was there (never following it).
+fn write_new(path: &Path, text: &str) -> Result<(), PackagesError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io_error(path, err)),
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
+        .map_err(|e| io_error(path, e))
 }
 
 /// Bytes under a directory; symlinks are counted as links, never followed.
@@ -251,6 +314,50 @@ mod tests {
         std::fs::create_dir_all(&site).unwrap();
         assert!(!cache.adopt(&second, "alpha").unwrap());
         assert_eq!(cache.entries().unwrap()[0].bytes, 5);
+    }
+
+    #[test]
+    fn entries_have_keyed_names_and_are_listed_by_distribution() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = PackageCache::open(dir.path()).unwrap();
+        let staging = cache.staging().unwrap();
+        fake_install(&cache, &staging, "pandas", 10);
+        assert!(
+            !dir.path().join("packages/pandas").exists(),
+            "no guessable name"
+        );
+        let entry = cache.entry_path("pandas");
+        assert!(entry.join("site/mod.py").is_file());
+        let name = entry.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(
+            cache.site_in_sandbox("pandas"),
+            format!("{PACKAGES_MOUNT}/{name}/site")
+        );
+        assert_eq!(cache.entries().unwrap()[0].distribution, "pandas");
+    }
+
+    #[test]
+    fn directories_named_after_their_distribution_are_renamed_and_leftovers_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join("packages/requests/site");
+        std::fs::create_dir_all(&legacy).unwrap();
+        std::fs::write(legacy.join("requests.py"), "x").unwrap();
+        std::fs::create_dir_all(dir.path().join("packages/half-done")).unwrap();
+        let cache = PackageCache::open(dir.path()).unwrap();
+        assert!(cache.contains("requests"));
+        assert!(!dir.path().join("packages/requests").exists());
+        assert!(!dir.path().join("packages/half-done").exists());
+        std::fs::create_dir_all(dir.path().join("packages/0123456789abcdef0123456789abcdef"))
+            .unwrap();
+        let entries = cache.entries().unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0].distribution, "requests");
+        assert!(
+            !dir.path()
+                .join("packages/0123456789abcdef0123456789abcdef")
+                .exists(),
+            "an unnamed directory is a leftover"
+        );
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl<E: Containers + 'static> PackageManager<E> {
         Ok(Resolution::Ready(Prepared {
             site_dirs: distributions
                 .iter()
-                .map(|d| PackageCache::site_in_sandbox(d))
+                .map(|d| self.cache.site_in_sandbox(d))
                 .collect(),
             install_ms,
             cached: distributions

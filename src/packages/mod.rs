@@ -8,6 +8,7 @@
 
 pub mod allowlist;
 pub mod cache;
+pub mod entry_names;
 pub mod eviction;
 pub mod failure;
 pub mod installer;
