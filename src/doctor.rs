@@ -27,6 +27,16 @@ impl Check {
         }
     }
 
+    /// Works, with a way to do better.
+    fn hint(name: &str, detail: impl Into<String>, hint: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            ok: true,
+            detail: detail.into(),
+            fix: Some(hint.into()),
+        }
+    }
+
     fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
         Check {
             name: name.into(),
@@ -102,6 +112,7 @@ pub async fn run_checks<E: Images + System + Containers>(
         )),
     }
     checks.push(data_dir_check(&settings.data_dir));
+    checks.push(host_paths_check(settings));
     checks.push(pool_check(settings, engine).await);
     checks.push(packages_check(settings));
     checks
@@ -206,6 +217,45 @@ fn index_host(url: &str) -> &str {
     authority.rsplit('@').next().unwrap_or(authority)
 }
 
+/// What a run learns of the host's paths from its own `/proc/self/mountinfo`.
+fn host_paths_check(settings: &Settings) -> Check {
+    const NAME: &str = "host paths";
+    if settings.sandbox.sandbox_runtime == Runtime::Runsc {
+        return Check::pass(
+            NAME,
+            "runs under runsc see no host path in /proc/self/mountinfo",
+        );
+    }
+    let seen = std::fs::canonicalize(&settings.data_dir).and_then(|dir| {
+        let table = std::fs::read_to_string("/proc/self/mountinfo")?;
+        Ok(crate::sandbox::mount_view::path_seen_by_runc(&dir, &table))
+    });
+    match seen {
+        Ok(Some(seen)) if crate::sandbox::mount_view::reveals_nothing(&seen) => Check::pass(
+            NAME,
+            "DATA_DIR is the root of its own file system: runs under runc see none of its host path in /proc/self/mountinfo (only Docker's own)",
+        ),
+        Ok(Some(seen)) => Check::hint(
+            NAME,
+            format!(
+                "runs under runc see DATA_DIR as {} in /proc/self/mountinfo (and Docker's own paths)",
+                seen.display()
+            ),
+            "put DATA_DIR on a file system of its own, or set SANDBOX_RUNTIME=runsc, to hide it",
+        ),
+        Ok(None) => Check::hint(
+            NAME,
+            "no mount in /proc/self/mountinfo covers DATA_DIR; runs under runc may see its host path",
+            "put DATA_DIR on a file system of its own, or set SANDBOX_RUNTIME=runsc",
+        ),
+        Err(err) => Check::hint(
+            NAME,
+            format!("cannot tell what runs under runc see of DATA_DIR: {err}"),
+            "put DATA_DIR on a file system of its own, or set SANDBOX_RUNTIME=runsc",
+        ),
+    }
+}
+
 fn data_dir_check(dir: &Path) -> Check {
     let probe = std::fs::create_dir_all(dir).and_then(|_| tempfile::tempfile_in(dir));
     match probe {
@@ -231,7 +281,12 @@ pub fn render(checks: &[Check]) -> String {
             width = width
         ));
         if let Some(fix) = &check.fix {
-            out.push_str(&format!("      {:width$}  fix: {fix}\n", "", width = width));
+            let word = if check.ok { "hint" } else { "fix" };
+            out.push_str(&format!(
+                "      {:width$}  {word}: {fix}\n",
+                "",
+                width = width
+            ));
         }
     }
     out

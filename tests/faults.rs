@@ -13,6 +13,7 @@ use common::bot::Bot;
 use common::eventually;
 use common::executor::ExecutorProcess;
 use common::fake::code_running_model;
+use common::tmpfs::Tmpfs;
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -229,37 +230,6 @@ async fn a_database_outage_gets_a_clear_sentence_loses_nothing_and_heals_without
     drop(executor);
 }
 
-/// A tmpfs of `mb` megabytes mounted on a fresh directory: a disk that fills up.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(mb: u64) -> SmallDisk {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount a tmpfs (the tests run as root)");
-        SmallDisk { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 fn cli(data: &Path, args: &[&str]) -> std::process::Output {
     common::codebox(data).args(args).output().unwrap()
 }
@@ -276,7 +246,7 @@ fn listed(data: &Path, user: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_full_disk_refuses_new_bytes_clearly_keeps_what_is_stored_and_recovers_after_deleting() {
-    let disk = SmallDisk::mount(40);
+    let disk = Tmpfs::mount(40);
     let data = disk.path();
     let sources = tempfile::tempdir().unwrap();
     let user = "diskfull";

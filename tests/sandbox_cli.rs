@@ -479,6 +479,87 @@ fn runs_under_gvisor_see_its_kernel() {
     assert_container_gone(run.run_id());
 }
 
+/// Prints the root field of the input mount, then the whole table.
+const SHOW_MOUNTINFO: &str = r#"
+table = open('/proc/self/mountinfo').read()
+roots = [l.split()[3] for l in table.splitlines() if l.split()[4] == '/mnt/inputs']
+print(roots[0])
+print(table)
+"#;
+
+/// `/proc/self/mountinfo` shows a run the host path of what is bind-mounted into it, as far
+/// as the file system allows: `codebox doctor` says what runs see, and each case holds.
+#[test]
+fn mountinfo_shows_runs_only_the_host_paths_doctor_names() {
+    let doctor = |data: &std::path::Path, runtime: &str| {
+        let output = codebox(data)
+            .env("SANDBOX_RUNTIME", runtime)
+            .arg("doctor")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{text}");
+        text.lines()
+            .find(|l| l.contains("host paths"))
+            .unwrap_or_else(|| panic!("no host paths line in {text}"))
+            .to_string()
+    };
+    let run_with_input = |data: &std::path::Path, runtime: &str| {
+        let input = data.join("data.csv");
+        fs::write(&input, "a\n1\n").unwrap();
+        let run = run_code(
+            data,
+            &["--runtime", runtime, "--input", input.to_str().unwrap()],
+            SHOW_MOUNTINFO,
+        );
+        assert_eq!(run.status(), "ok", "{}", run.json);
+        run.stdout().to_string()
+    };
+
+    // runc, DATA_DIR somewhere in a file system (the root one, or /tmp's): its path within
+    // that file system, as doctor says.
+    let plain = tempfile::tempdir().unwrap();
+    let canonical = fs::canonicalize(plain.path()).unwrap();
+    let host_table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let expected =
+        codebox::sandbox::mount_view::path_seen_by_runc(&canonical, &host_table).unwrap();
+    let seen = run_with_input(plain.path(), "runc");
+    let root = seen.lines().next().unwrap();
+    assert!(
+        root.starts_with(&format!("{}/staging/", expected.display()))
+            || root.starts_with(&format!("{}/pool/", expected.display())),
+        "{root} is not under {expected:?}"
+    );
+    let line = doctor(plain.path(), "runc");
+    assert!(
+        line.contains(&format!("see DATA_DIR as {} in", expected.display())),
+        "{line}"
+    );
+
+    // runsc: no host path at all.
+    let secret_name = canonical.file_name().unwrap().to_str().unwrap();
+    let seen = run_with_input(plain.path(), "runsc");
+    assert!(!seen.contains(secret_name), "{seen}");
+    assert_eq!(seen.lines().next(), Some("/"), "{seen}");
+    assert!(doctor(plain.path(), "runsc").contains("see no host path"));
+
+    // runc, DATA_DIR the root of its own file system: only paths within it.
+    let own = common::tmpfs::Tmpfs::mount(64);
+    let own_name = own.path().file_name().unwrap().to_str().unwrap();
+    let seen = run_with_input(own.path(), "runc");
+    assert!(!seen.contains(own_name), "{seen}");
+    let root = seen.lines().next().unwrap();
+    assert!(
+        root.starts_with("/staging/") || root.starts_with("/pool/"),
+        "{root}"
+    );
+    assert!(
+        doctor(own.path(), "runc").contains("root of its own file system"),
+        "{}",
+        doctor(own.path(), "runc")
+    );
+}
+
 #[test]
 fn code_from_a_script_file_and_from_stdin() {
     use std::io::Write;
@@ -593,6 +674,7 @@ fn doctor_reports_a_healthy_machine() {
         "runtime runsc",
         "sandbox image",
         "data dir",
+        "host paths",
         "warm pool",
         "packages",
     ] {

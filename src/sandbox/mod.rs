@@ -15,6 +15,7 @@ pub mod image;
 pub mod limits;
 pub mod link;
 pub mod live;
+pub mod mount_view;
 pub mod order;
 pub mod outputs;
 pub mod pool;

@@ -7,6 +7,7 @@ pub mod bridge;
 pub mod executor;
 pub mod fake;
 pub mod index;
+pub mod tmpfs;
 
 use std::path::Path;
 use std::process::{Command, Output};
