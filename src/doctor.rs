@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::config::{Runtime, Settings};
 use crate::sandbox::engine::{Containers, EngineError, Images, ManagedContainer, System};
 use crate::sandbox::image::{PROTOCOL_LABEL, rebuild_command, speaks_this_protocol};
+use crate::sandbox::mount_view::{path_seen_by_runc, reveals_nothing};
 use crate::sandbox::protocol::PROTOCOL_VERSION;
 use crate::sandbox::{OWNER_LABEL, POOL_LABEL, reaper};
 
@@ -196,10 +197,11 @@ fn packages_check(settings: &Settings) -> Check {
         Ok(entries) => Check::pass(
             "packages",
             format!(
-                "PACKAGE_POLICY={policy}, index {index}, cache {} distributions, {:.1} of {} MB",
+                "PACKAGE_POLICY={policy}, index {index}, cache {} distributions, {:.1} of {} MB; the installer has no network and reaches only {}",
                 entries.len(),
                 entries.iter().map(|e| e.bytes).sum::<u64>() as f64 / 1e6,
-                settings.packages.package_cache_max_mb
+                settings.packages.package_cache_max_mb,
+                crate::packages::egress_rules::Upstreams::from_settings(&settings.packages)
             ),
         ),
         Err(err) => Check::fail(
@@ -226,24 +228,44 @@ fn host_paths_check(settings: &Settings) -> Check {
             "runs under runsc see no host path in /proc/self/mountinfo",
         );
     }
-    let seen = std::fs::canonicalize(&settings.data_dir).and_then(|dir| {
-        let table = std::fs::read_to_string("/proc/self/mountinfo")?;
-        Ok(crate::sandbox::mount_view::path_seen_by_runc(&dir, &table))
+    // Runs get bind mounts of directories under these; each may be a file system of its own.
+    let seen = std::fs::read_to_string("/proc/self/mountinfo").and_then(|table| {
+        let data_dir = std::fs::canonicalize(&settings.data_dir)?;
+        let mut shown = Vec::new();
+        for sub in ["staging", "pool", "packages"] {
+            let path = data_dir.join(sub);
+            let path = if path.exists() {
+                std::fs::canonicalize(&path)?
+            } else {
+                path
+            };
+            shown.push(path_seen_by_runc(&path, &table));
+        }
+        Ok(shown)
     });
     match seen {
-        Ok(Some(seen)) if crate::sandbox::mount_view::reveals_nothing(&seen) => Check::pass(
-            NAME,
-            "DATA_DIR is the root of its own file system: runs under runc see none of its host path in /proc/self/mountinfo (only Docker's own)",
-        ),
-        Ok(Some(seen)) => Check::hint(
-            NAME,
-            format!(
-                "runs under runc see DATA_DIR as {} in /proc/self/mountinfo (and Docker's own paths)",
-                seen.display()
-            ),
-            "put DATA_DIR on a file system of its own, or set SANDBOX_RUNTIME=runsc, to hide it",
-        ),
-        Ok(None) => Check::hint(
+        Ok(shown) if shown.iter().all(Option::is_some) => {
+            // `/staging` says nothing of the host; `/var/lib/codebox/staging` does.
+            match shown
+                .iter()
+                .flatten()
+                .find(|seen| !shows_only_its_name(seen))
+            {
+                None => Check::pass(
+                    NAME,
+                    "DATA_DIR is the root of its own file system: runs under runc see no host path of it in /proc/self/mountinfo (only Docker's own)",
+                ),
+                Some(seen) => Check::hint(
+                    NAME,
+                    format!(
+                        "runs under runc see host paths such as {} in /proc/self/mountinfo (and Docker's own)",
+                        seen.display()
+                    ),
+                    "put DATA_DIR on a file system of its own, or set SANDBOX_RUNTIME=runsc, to hide it",
+                ),
+            }
+        }
+        Ok(_) => Check::hint(
             NAME,
             "no mount in /proc/self/mountinfo covers DATA_DIR; runs under runc may see its host path",
             "put DATA_DIR on a file system of its own, or set SANDBOX_RUNTIME=runsc",
@@ -254,6 +276,11 @@ fn host_paths_check(settings: &Settings) -> Check {
             "put DATA_DIR on a file system of its own, or set SANDBOX_RUNTIME=runsc",
         ),
     }
+}
+
+/// `/` or `/<name>`: a path within a file system of its own.
+fn shows_only_its_name(seen: &Path) -> bool {
+    seen.parent().is_none_or(reveals_nothing)
 }
 
 fn data_dir_check(dir: &Path) -> Check {

@@ -248,6 +248,44 @@ async fn a_failed_install_reports_pips_error_and_stops_the_code_at_its_import() 
     assert!(result.install_ms > 0.0);
 }
 
+/// The installer has no network: its one way out is codebox's proxy, which connects only
+/// to the index. An index page that links a "wheel" on another port of the host (a service
+/// of the host, the cloud's metadata address...) gets a refusal, and that port sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installer_reaches_only_the_index_whatever_the_index_links() {
+    let f = fixture().await;
+    let lure = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let lure_port = lure.local_addr().unwrap().port();
+    let reached = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((_conn, _)) = lure.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let host = common::bridge::bridge_host();
+    let lure_url = format!("http://{host}:{lure_port}/cbx_lured-1.0-py3-none-any.whl");
+    f.index.add_foreign_link("cbx-lured", &lure_url);
+
+    let result = f.run("import cbx_lured\n").await;
+    assert_eq!(result.status, Status::InstallFailed, "{result:?}");
+    let message = result.error.clone().unwrap().message;
+    assert!(
+        message.contains("403"),
+        "pip reports the proxy's refusal: {message}"
+    );
+    assert_eq!(
+        f.index.page_requests("cbx-lured"),
+        1,
+        "the index itself was reached"
+    );
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the host's other port saw no connection"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_code_runs_exactly_once_and_stays_offline() {
     let f = fixture().await;
@@ -597,6 +635,7 @@ import os, sys
 import cbx_alpha
 mine = [p for p in sys.path if p.startswith("/opt/codebox-packages/")]
 print("mine", len(mine), all(os.path.isdir(p) for p in mine))
+print("beside", sorted(os.listdir(os.path.dirname(mine[0]))))
 for guess in ["cbx-hooked", "cbx_hooked", "cbx-alpha", "cbx_alpha"]:
     for tail in ["", "/site", "/.last_used"]:
         if os.path.exists("/opt/codebox-packages/" + guess + tail):
@@ -605,7 +644,12 @@ for guess in ["cbx-hooked", "cbx_hooked", "cbx-alpha", "cbx_alpha"]:
         )
         .await;
     assert_eq!(probe.status, Status::Ok, "{probe:?}");
-    assert_eq!(probe.stdout.trim(), "mine 1 True", "{probe:?}");
+    // Its own entry holds nothing but the package: no last-use time, no name.
+    assert_eq!(
+        probe.stdout.trim(),
+        "mine 1 True\nbeside ['site']",
+        "{probe:?}"
+    );
     // Not a vacuous pass: the hook file is really in the shared cache.
     let site = codebox::packages::PackageCache::open(&f.settings.data_dir)
         .unwrap()

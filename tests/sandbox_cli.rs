@@ -532,7 +532,10 @@ fn mountinfo_shows_runs_only_the_host_paths_doctor_names() {
     );
     let line = doctor(plain.path(), "runc");
     assert!(
-        line.contains(&format!("see DATA_DIR as {} in", expected.display())),
+        line.contains(&format!(
+            "see host paths such as {}/staging in",
+            expected.display()
+        )),
         "{line}"
     );
 

@@ -1,4 +1,8 @@
-"""codebox package installer: the only container that has a network.
+"""codebox package installer.
+
+It has no network. pip's proxy (PIP_PROXY) is a forwarder this script runs on the
+container's loopback, which carries each connection to codebox over the Unix socket
+CODEBOX_EGRESS_SOCKET in the staging directory; codebox connects only to the index's hosts.
 
 It receives distribution names on its command line (validated by the host), never user
 code or files. Wheels only: installing a wheel runs none of the package's code, so a
@@ -16,8 +20,10 @@ host) everything happens in /opt/codebox-staging, as before.
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 
 OUT = os.environ.get("CODEBOX_INSTALL_OUT")
 STAGING = (OUT and os.environ.get("CODEBOX_INSTALL_WORK")) or "/opt/codebox-staging"
@@ -102,7 +108,52 @@ def install(dist, budget):
     return {"distribution": dist, "ok": True, "bytes": size, "log": tail}, size
 
 
+def pump(source, sink):
+    """Copies one direction of a connection until it ends, then ends it at the other side."""
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def start_egress_forwarder():
+    """Listens for pip on the loopback and hands each connection to codebox's socket."""
+    path = os.environ.get("CODEBOX_EGRESS_SOCKET")
+    port = int(os.environ.get("CODEBOX_EGRESS_PORT", "0") or "0")
+    if not path or not port:
+        return
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(32)
+
+    def serve():
+        while True:
+            client, _ = listener.accept()
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                upstream.connect(path)
+            except OSError:
+                client.close()
+                upstream.close()
+                continue
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+
 def main():
+    start_egress_forwarder()
     budget = int(os.environ.get("CODEBOX_INSTALL_MAX_BYTES", "0") or "0")
     for dist in sys.argv[1:]:
         try:

@@ -62,7 +62,7 @@ import time
 import traceback
 
 PROTOCOL_OUT = sys.stdout.buffer
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 PR_SET_DUMPABLE = 4
 READ_CHUNK = 65536
 # The uid:gid the user's code runs as (the image's `sandbox` user); never this process's.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid, is_positive};
+use crate::packages::egress_rules::parse_upstreams;
 use crate::packages::names::parse_list;
 
 /// Which missing packages may be installed before a run.
@@ -47,6 +48,9 @@ pub struct PackageSettings {
     pub package_cache_max_mb: u64,
     /// Index the installer uses instead of PyPI (a mirror, a proxy, a local test index).
     pub pip_index_url: Option<String>,
+    /// Comma-separated `host[:port]` (443 when left out) the installer may reach besides the
+    /// index's own host: where an index links its files, if elsewhere.
+    pub package_download_hosts: String,
     /// CA bundle given to the installer (a TLS-intercepting proxy's root, for instance).
     pub sandbox_extra_ca_file: Option<PathBuf>,
 }
@@ -63,6 +67,7 @@ impl Default for PackageSettings {
             package_install_max_mb: 512,
             package_cache_max_mb: 2048,
             pip_index_url: None,
+            package_download_hosts: String::new(),
             sandbox_extra_ca_file: None,
         }
     }
@@ -105,6 +110,9 @@ impl PackageSettings {
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             return invalid("PIP_INDEX_URL", "must be an http:// or https:// URL");
+        }
+        if let Err(reason) = parse_upstreams(&self.package_download_hosts) {
+            return invalid("PACKAGE_DOWNLOAD_HOSTS", &reason);
         }
         if let Some(path) = &self.sandbox_extra_ca_file
             && !path.is_file()

@@ -1,7 +1,7 @@
 //! The shared package cache on the host: one directory per distribution,
-//! `<root>/<keyed name>/site` (see `entry_names`), mounted read-only into every run
-//! container. Each directory also holds `.distribution` (its name, for listing and
-//! eviction) and `.last_used`.
+//! `<root>/<keyed name>/site` (see `entry_names`) and nothing else, mounted read-only into
+//! every run container; what the host knows of each (its name, its last use) is kept where
+//! runs cannot see it.
 //!
 //! The installer copies finished installations into a fresh staging directory of its own
 //! (within its size budget); each is moved into the cache with one rename, so a run never
@@ -17,13 +17,13 @@ use super::eviction::CacheEntry;
 
 /// Where the cache is visible inside run containers.
 pub const PACKAGES_MOUNT: &str = "/opt/codebox-packages";
-const LAST_USED: &str = ".last_used";
-const DISTRIBUTION: &str = ".distribution";
-
 #[derive(Debug, Clone)]
 pub struct PackageCache {
     root: PathBuf,
     staging_root: PathBuf,
+    /// Host-only bookkeeping, never mounted: `<meta_root>/<entry name>` holds the
+    /// distribution's name, and its modification time is the entry's last use.
+    meta_root: PathBuf,
     names: EntryNames,
 }
 
@@ -40,7 +40,11 @@ impl Staging {
 
     /// What one staged distribution will take in the cache (its `site`), counted as `entries` counts.
     pub fn bytes_of(&self, distribution: &str) -> u64 {
-        tree_size(&self.path.join(distribution).join("site"))
+        let source = self.path.join(distribution);
+        if !is_real_dir(&source) {
+            return 0;
+        }
+        tree_size(&source.join("site"))
     }
 }
 
@@ -58,25 +62,26 @@ fn io_error(path: &Path, source: std::io::Error) -> PackagesError {
 }
 
 impl PackageCache {
-    /// `data_dir/packages` (the cache) and `data_dir/packages-staging`: the same file system,
-    /// so adopting an installation is a rename.
+    /// `data_dir/packages` (the cache), `data_dir/packages-staging` (the same file system, so
+    /// adopting an installation is a rename) and `data_dir/packages-meta` (never mounted).
     pub fn open(data_dir: &Path) -> Result<PackageCache, PackagesError> {
         let data_dir = std::path::absolute(data_dir).map_err(|e| io_error(data_dir, e))?;
         let root = data_dir.join("packages");
         let staging_root = data_dir.join("packages-staging");
-        for dir in [&root, &staging_root] {
+        let meta_root = data_dir.join("packages-meta");
+        for dir in [&root, &staging_root, &meta_root] {
             std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         }
         let names = EntryNames::open(&data_dir).map_err(|e| io_error(&data_dir, e))?;
         let cache = PackageCache {
             root,
             staging_root,
+            meta_root,
             names,
         };
-        cache.rename_legacy_entries()?;
+        cache.tidy()?;
         // Runs see the cache read-only and reach their packages by exact path; without read
-        // permission they cannot list it, so one user's run does not learn which packages
-        // others installed, or when they last used them.
+        // permission they cannot list it, and the keyed names cannot be guessed.
         std::fs::set_permissions(&cache.root, std::fs::Permissions::from_mode(0o711))
             .map_err(|e| io_error(&cache.root, e))?;
         Ok(cache)
@@ -96,16 +101,27 @@ impl PackageCache {
         self.root.join(self.names.name_of(distribution))
     }
 
-    pub fn contains(&self, distribution: &str) -> bool {
-        self.entry_path(distribution).join("site").is_dir()
+    fn meta_path(&self, entry_name: &str) -> PathBuf {
+        self.meta_root.join(entry_name)
     }
 
-    /// Records a use, for least-recently-used eviction.
+    pub fn contains(&self, distribution: &str) -> bool {
+        let entry = self.entry_path(distribution);
+        is_real_dir(&entry) && is_real_dir(&entry.join("site"))
+    }
+
+    /// Records a use, for least-recently-used eviction, where runs cannot see it.
     pub fn touch(&self, distribution: &str) -> Result<(), PackagesError> {
-        let marker = self.entry_path(distribution).join(LAST_USED);
-        std::fs::File::create(&marker)
-            .and_then(|file| file.set_modified(SystemTime::now()))
-            .map_err(|e| io_error(&marker, e))
+        let meta = self.meta_path(&self.names.name_of(distribution));
+        match std::fs::OpenOptions::new().write(true).open(&meta) {
+            Ok(file) => file
+                .set_modified(SystemTime::now())
+                .map_err(|e| io_error(&meta, e)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                write_new(&meta, distribution)
+            }
+            Err(err) => Err(io_error(&meta, err)),
+        }
     }
 
     /// A fresh staging directory, writable by the sandbox uid (the installer runs as it).
@@ -123,18 +139,32 @@ impl PackageCache {
     /// process installed it meanwhile (its copy is kept).
     pub fn adopt(&self, staging: &Staging, distribution: &str) -> Result<bool, PackagesError> {
         let source = staging.path().join(distribution);
-        if !source.join("site").is_dir() {
+        // Real directories only: a link the installer left must never carry the host's
+        // walks and renames elsewhere.
+        if !is_real_dir(&source) || !is_real_dir(&source.join("site")) {
             return Err(PackagesError::Install {
                 distribution: distribution.to_string(),
                 modules: Vec::new(),
                 log: "the installer reported success but left no site directory".to_string(),
             });
         }
-        // Written by the host after the installer finished: whatever the installer left
-        // under that name (a link, say) is removed, never written through.
-        write_new(&source.join(DISTRIBUTION), distribution)?;
+        // Only `site` enters the cache, inside a directory the host makes: nothing else the
+        // installer left beside it comes along.
+        let entry = staging
+            .path()
+            .join(format!(".entry-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&entry).map_err(|e| io_error(&entry, e))?;
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| io_error(&entry, e))?;
+        std::fs::rename(source.join("site"), entry.join("site"))
+            .map_err(|e| io_error(&entry, e))?;
+        // Named before it is visible, so no listing ever finds it unnamed.
+        write_new(
+            &self.meta_path(&self.names.name_of(distribution)),
+            distribution,
+        )?;
         let target = self.entry_path(distribution);
-        match std::fs::rename(&source, &target) {
+        match std::fs::rename(&entry, &target) {
             Ok(()) => Ok(true),
             Err(_) if self.contains(distribution) => Ok(false),
             Err(err) => Err(io_error(&target, err)),
@@ -148,20 +178,16 @@ impl PackageCache {
         for item in dir {
             let item = item.map_err(|e| io_error(&self.root, e))?;
             let path = item.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if !meta.is_dir() {
+            if !is_real_dir(&path) {
                 continue;
             }
-            let Ok(distribution) = std::fs::read_to_string(path.join(DISTRIBUTION)) else {
-                // Unnamed, it could never be found or evicted: a leftover, removed.
-                self.discard(&path)?;
+            let meta = self.meta_path(&item.file_name().to_string_lossy());
+            // One without its name is being removed, or is a leftover `tidy` removes.
+            let Ok(distribution) = std::fs::read_to_string(&meta) else {
                 continue;
             };
-            let last_used = std::fs::metadata(path.join(LAST_USED))
+            let last_used = std::fs::metadata(&meta)
                 .and_then(|m| m.modified())
-                .or_else(|_| meta.modified())
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             entries.push(CacheEntry {
                 distribution,
@@ -188,49 +214,78 @@ impl PackageCache {
     }
 
     /// Removes one distribution: renamed out of the cache first, so a run never finds half
-    /// of it, then deleted.
+    /// of it, then deleted, then its name.
     pub fn remove(&self, distribution: &str) -> Result<(), PackagesError> {
-        self.discard(&self.entry_path(distribution))
+        let name = self.names.name_of(distribution);
+        self.discard(&self.root.join(&name))?;
+        remove_if_present(&self.meta_path(&name))
     }
 
+    /// Another process may have removed it first: gone is gone.
     fn discard(&self, source: &Path) -> Result<(), PackagesError> {
         let trash = self
             .staging_root
             .join(format!("trash-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::rename(source, &trash).map_err(|e| io_error(source, e))?;
-        std::fs::remove_dir_all(&trash).map_err(|e| io_error(&trash, e))
+        match std::fs::rename(source, &trash) {
+            Ok(()) => std::fs::remove_dir_all(&trash).map_err(|e| io_error(&trash, e)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(io_error(source, err)),
+        }
     }
 
-    /// Directories of a codebox that named them after their distribution get keyed names
-    /// (or go, if the keyed one exists), so none stays where a run could guess it.
-    fn rename_legacy_entries(&self) -> Result<(), PackagesError> {
+    /// At open: directories of a codebox that named them after their distribution get keyed
+    /// names (or go, if the keyed one exists), so none stays where a run could guess it;
+    /// directories no name of this key leads to (a replaced key, a crash) go.
+    fn tidy(&self) -> Result<(), PackagesError> {
         let dir = std::fs::read_dir(&self.root).map_err(|e| io_error(&self.root, e))?;
         for item in dir.flatten() {
             let name = item.file_name().to_string_lossy().into_owned();
             let path = item.path();
-            let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
-            if !is_dir || EntryNames::is_entry_name(&name) {
+            if !is_real_dir(&path) {
+                remove_if_present(&path)?;
                 continue;
             }
-            if self.contains(&name) || !path.join("site").is_dir() {
+            if EntryNames::is_entry_name(&name) {
+                let named = std::fs::read_to_string(self.meta_path(&name));
+                if !named.is_ok_and(|dist| self.names.name_of(&dist) == name) {
+                    self.discard(&path)?;
+                    remove_if_present(&self.meta_path(&name))?;
+                }
+                continue;
+            }
+            if self.contains(&name) || !is_real_dir(&path.join("site")) {
                 self.discard(&path)?;
                 continue;
             }
-            write_new(&path.join(DISTRIBUTION), &name)?;
+            write_new(&self.meta_path(&self.names.name_of(&name)), &name)?;
             let target = self.entry_path(&name);
-            std::fs::rename(&path, &target).map_err(|e| io_error(&target, e))?;
+            match std::fs::rename(&path, &target) {
+                Ok(()) => {}
+                // Another process renamed it first.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) if self.contains(&name) => self.discard(&path)?,
+                Err(err) => return Err(io_error(&target, err)),
+            }
         }
         Ok(())
     }
 }
 
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+fn remove_if_present(path: &Path) -> Result<(), PackagesError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(io_error(path, err)),
+    }
+}
+
 /// Creates `path` afresh with `text`, after removing whatever was there (never following it).
 fn write_new(path: &Path, text: &str) -> Result<(), PackagesError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(io_error(path, err)),
-    }
+    remove_if_present(path)?;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -241,6 +296,9 @@ fn write_new(path: &Path, text: &str) -> Result<(), PackagesError> {
 
 /// Bytes under a directory; symlinks are counted as links, never followed.
 fn tree_size(path: &Path) -> u64 {
+    if !is_real_dir(path) {
+        return 0;
+    }
     let mut total = 0;
     let mut pending = vec![path.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -339,25 +397,62 @@ mod tests {
     #[test]
     fn directories_named_after_their_distribution_are_renamed_and_leftovers_go() {
         let dir = tempfile::tempdir().unwrap();
-        let legacy = dir.path().join("packages/requests/site");
+        let packages = dir.path().join("packages");
+        let legacy = packages.join("requests/site");
         std::fs::create_dir_all(&legacy).unwrap();
         std::fs::write(legacy.join("requests.py"), "x").unwrap();
-        std::fs::create_dir_all(dir.path().join("packages/half-done")).unwrap();
+        std::fs::write(packages.join("requests/.last_used"), "").unwrap();
+        std::fs::create_dir_all(packages.join("half-done")).unwrap();
         let cache = PackageCache::open(dir.path()).unwrap();
         assert!(cache.contains("requests"));
-        assert!(!dir.path().join("packages/requests").exists());
-        assert!(!dir.path().join("packages/half-done").exists());
-        std::fs::create_dir_all(dir.path().join("packages/0123456789abcdef0123456789abcdef"))
-            .unwrap();
+        assert!(!packages.join("requests").exists());
+        assert!(!packages.join("half-done").exists());
         let entries = cache.entries().unwrap();
         assert_eq!(entries.len(), 1, "{entries:?}");
         assert_eq!(entries[0].distribution, "requests");
+
+        let unnamed = packages.join("0123456789abcdef0123456789abcdef");
+        std::fs::create_dir_all(unnamed.join("site")).unwrap();
+        assert_eq!(cache.entries().unwrap().len(), 1, "listed only when named");
+        PackageCache::open(dir.path()).unwrap();
         assert!(
-            !dir.path()
-                .join("packages/0123456789abcdef0123456789abcdef")
-                .exists(),
-            "an unnamed directory is a leftover"
+            !unnamed.exists(),
+            "a directory no name leads to is a leftover"
         );
+        assert!(cache.contains("requests"));
+    }
+
+    #[test]
+    fn only_site_enters_the_cache_and_links_the_installer_left_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = PackageCache::open(dir.path()).unwrap();
+        let precious = dir.path().join("precious");
+        std::fs::write(&precious, "keep me").unwrap();
+        let staging = cache.staging().unwrap();
+        let site = staging.path().join("alpha/site");
+        std::fs::create_dir_all(&site).unwrap();
+        std::fs::write(site.join("alpha.py"), "x").unwrap();
+        std::os::unix::fs::symlink(&precious, staging.path().join("alpha/.last_used")).unwrap();
+        std::os::unix::fs::symlink(&precious, staging.path().join("alpha/.distribution")).unwrap();
+        assert!(cache.adopt(&staging, "alpha").unwrap());
+        cache.touch("alpha").unwrap();
+        let entry: Vec<_> = std::fs::read_dir(cache.entry_path("alpha"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(entry, ["site"], "no bookkeeping where runs can see it");
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+
+        // A linked site or a linked distribution directory is refused, never walked.
+        let linked = cache.staging().unwrap();
+        std::fs::create_dir_all(linked.path().join("beta")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), linked.path().join("beta/site")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), linked.path().join("gamma")).unwrap();
+        assert_eq!(linked.bytes_of("beta"), 0);
+        assert_eq!(linked.bytes_of("gamma"), 0);
+        assert!(cache.adopt(&linked, "beta").is_err());
+        assert!(cache.adopt(&linked, "gamma").is_err());
+        assert!(!cache.contains("beta") && !cache.contains("gamma"));
     }
 
     #[test]

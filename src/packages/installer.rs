@@ -8,6 +8,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::PackagesError;
+use super::egress::EgressProxy;
 use super::installer_spec::{InstallerSpec, installer_config};
 use crate::sandbox::engine::{Chunk, Containers};
 use crate::sandbox::live::start_attached;
@@ -44,6 +45,8 @@ pub async fn run_installer<E: Containers + 'static>(
     timeout: Duration,
 ) -> Result<Vec<InstallOutcome>, PackagesError> {
     let name = format!("codebox-install-{}", spec.run_id);
+    // Serves the installer's connections for as long as this installation lasts.
+    let _egress = EgressProxy::start(&spec.egress_socket(), spec.upstreams.clone())?;
     let (guard, _id, mut attached) =
         start_attached(engine, retirer, name, installer_config(spec)).await?;
     let _ = attached.input.shutdown().await;

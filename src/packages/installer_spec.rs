@@ -1,7 +1,9 @@
-//! Pure: the installer container. The only container with a network, so everything else
-//! about it is the run container's hardening (`sandbox::spec::hardened_config`): same
-//! image, read-only root, no capabilities, the sandbox uid, a fixed environment, its own
-//! memory and pids limits, and no user file or code in reach.
+//! Pure: the installer container. It has the run container's hardening
+//! (`sandbox::spec::hardened_config`): same image, no network, read-only root, no
+//! capabilities, the sandbox uid, a fixed environment, its own memory and pids limits, and
+//! no user file or code in reach. pip reaches the index through a proxy on the container's
+//! loopback whose only way out is codebox's `egress` proxy, over a Unix socket in the
+//! staging directory, which connects only to the index's hosts.
 //!
 //! Its disk is bounded before anything reaches the host: pip downloads and unpacks into
 //! `WORK_MOUNT`, a tmpfs of PACKAGE_INSTALL_MAX_MB, and the script copies a finished
@@ -16,9 +18,8 @@ use std::path::PathBuf;
 
 use bollard::models::{ContainerCreateBody, Mount, MountType};
 
-use crate::sandbox::spec::{
-    Hardened, Network, Privileges, Resources, hardened_config, read_only_bind,
-};
+use super::egress_rules::Upstreams;
+use crate::sandbox::spec::{Hardened, Privileges, Resources, hardened_config, read_only_bind};
 
 pub const INSTALLER_SCRIPT: &str = "/opt/codebox/install_packages.py";
 pub const ROLE_LABEL: &str = "codebox.role";
@@ -39,6 +40,12 @@ pub const RESULT_MOUNT: &str = "/opt/codebox-installed";
 pub const WORK_ENV: &str = "CODEBOX_INSTALL_WORK";
 pub const RESULT_ENV: &str = "CODEBOX_INSTALL_OUT";
 pub const BUDGET_ENV: &str = "CODEBOX_INSTALL_MAX_BYTES";
+/// The Unix socket of codebox's proxy, in the staging directory, and where the script's
+/// forwarder listens for pip on the container's loopback.
+pub const EGRESS_SOCKET_NAME: &str = ".egress.sock";
+pub const EGRESS_SOCKET_ENV: &str = "CODEBOX_EGRESS_SOCKET";
+pub const EGRESS_PORT_ENV: &str = "CODEBOX_EGRESS_PORT";
+const EGRESS_PORT: u16 = 3128;
 
 #[derive(Debug, Clone)]
 pub struct InstallerSpec {
@@ -53,9 +60,18 @@ pub struct InstallerSpec {
     /// The most the results may take on the host, all distributions together.
     pub copy_budget_bytes: u64,
     pub index_url: Option<String>,
+    /// Where codebox's proxy lets the installer connect.
+    pub upstreams: Upstreams,
     pub extra_ca_file: Option<PathBuf>,
     pub run_id: String,
     pub owner: String,
+}
+
+impl InstallerSpec {
+    /// Where codebox listens for the installer's connections, on the host.
+    pub fn egress_socket(&self) -> PathBuf {
+        self.staging_dir.join(EGRESS_SOCKET_NAME)
+    }
 }
 
 pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
@@ -77,6 +93,9 @@ pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
         format!("{WORK_ENV}={WORK_MOUNT}"),
         format!("{RESULT_ENV}={RESULT_MOUNT}"),
         format!("{BUDGET_ENV}={}", spec.copy_budget_bytes),
+        format!("{EGRESS_SOCKET_ENV}={RESULT_MOUNT}/{EGRESS_SOCKET_NAME}"),
+        format!("{EGRESS_PORT_ENV}={EGRESS_PORT}"),
+        format!("PIP_PROXY=http://127.0.0.1:{EGRESS_PORT}"),
     ];
     if let Some(url) = &spec.index_url {
         env.push(format!("PIP_INDEX_URL={url}"));
@@ -112,8 +131,6 @@ pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
             (ROLE_LABEL.to_string(), "installer".to_string()),
             (PACKAGES_LABEL.to_string(), spec.distributions.join(",")),
         ]),
-        // The one difference that makes it an installer: the index must be reachable.
-        network: Network::Bridge,
         // pip runs as the sandbox uid with no capability at all.
         privileges: Privileges::Sandbox,
         scratch: vec![
@@ -132,8 +149,9 @@ pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
             // the work tmpfs bounds them all together.
             max_file_bytes: None,
         },
-        // runc always: the registered gVisor runtime is started with --network=none, and
-        // this container runs no user code, only pip on validated names, wheels only.
+        // runc always: gVisor does not connect to a host's Unix socket on a bind mount
+        // unless told to, and this container runs no user code, only pip on validated
+        // names, wheels only.
         runtime: "runc".to_string(),
     })
 }
@@ -160,6 +178,7 @@ mod tests {
             staging_mb: 100,
             copy_budget_bytes: 50 * 1024 * 1024,
             index_url: None,
+            upstreams: Upstreams::for_index(None, &[]),
             extra_ca_file: None,
             run_id: "i1".into(),
             owner: "host:1:2".into(),
@@ -194,7 +213,16 @@ mod tests {
             Some((512 + 100) * MIB),
             "pip's memory plus the tmpfs charged to it"
         );
-        assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert!(env.contains(&format!(
+            "{EGRESS_SOCKET_ENV}={RESULT_MOUNT}/{EGRESS_SOCKET_NAME}"
+        )));
+        assert!(env.contains(&"PIP_PROXY=http://127.0.0.1:3128".to_string()));
+        assert_eq!(
+            spec().egress_socket(),
+            PathBuf::from("/data/packages-staging/abc/.egress.sock"),
+            "in the directory the installer sees at RESULT_MOUNT"
+        );
         assert_eq!(body.user.as_deref(), Some(SANDBOX_USER));
         assert_eq!(
             body.labels.unwrap()[ROLE_LABEL],
@@ -227,17 +255,11 @@ mod tests {
     /// Every field may differ only where it is listed here, with a reason; anything added to
     /// one kind's hardening and not the other's fails this test.
     #[test]
-    fn the_hardening_equals_the_run_containers_except_network_mounts_and_limits() {
+    fn the_hardening_equals_the_run_containers_except_mounts_and_limits() {
         let run = run_container();
         let run_host = run.host_config.clone().unwrap();
         let mut installer = installer_config(&spec());
         let mut host = installer.host_config.take().unwrap();
-
-        // Opened to the network: the index must be reachable.
-        assert_eq!(host.network_mode.as_deref(), Some("bridge"));
-        assert_eq!(installer.network_disabled, None);
-        host.network_mode = run_host.network_mode.clone();
-        installer.network_disabled = run.network_disabled;
 
         // Its own mounts: the result directory, never user data.
         host.mounts = run_host.mounts.clone();
@@ -279,7 +301,7 @@ mod tests {
         installer.user = run.user.clone();
         host.cap_add = run_host.cap_add.clone();
 
-        // runc whatever the run runtime: gVisor is registered with --network=none.
+        // runc whatever the run runtime: the proxy's socket is on a bind mount.
         assert_eq!(host.runtime.as_deref(), Some("runc"));
         host.runtime = run_host.runtime.clone();
 

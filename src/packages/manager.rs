@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::PackagesError;
 use super::cache::{PackageCache, Staging};
+use super::egress_rules::Upstreams;
 use super::eviction::{admission, pinned_bytes};
 use super::failure::{InstallLimits, installer_failure};
 use super::installer::{InstallOutcome, run_installer};
@@ -38,6 +39,8 @@ pub struct PackageManager<E: Containers + 'static> {
     install_timeout: Duration,
     install_memory_mb: u64,
     index_url: Option<String>,
+    /// Where the installer's traffic may go.
+    upstreams: Upstreams,
     extra_ca_file: Option<std::path::PathBuf>,
     install_max_mb: u64,
     cache_max_mb: u64,
@@ -118,6 +121,7 @@ impl<E: Containers + 'static> PackageManager<E> {
             install_timeout: Duration::from_secs_f64(settings.package_install_timeout),
             install_memory_mb: settings.package_install_memory_mb,
             index_url: settings.pip_index_url.clone(),
+            upstreams: Upstreams::from_settings(settings),
             extra_ca_file: settings
                 .sandbox_extra_ca_file
                 .as_ref()
@@ -244,6 +248,7 @@ impl<E: Containers + 'static> PackageManager<E> {
             staging_mb: self.install_max_mb,
             copy_budget_bytes: budget.bytes,
             index_url: self.index_url.clone(),
+            upstreams: self.upstreams.clone(),
             extra_ca_file: self.extra_ca_file.clone(),
             run_id: run_id.clone(),
             owner: self.owner.clone(),

@@ -1,13 +1,16 @@
 //! Missing imports, resolved before the run: the runner scans the code inside the sandbox
 //! and names the top-level modules it cannot find; `names` maps them to distributions,
 //! `policy` decides (its default the curated `allowlist`), `manager` serves them from the shared `cache` or runs one installer
-//! container (`installer_spec`, `installer`), the only container with a network, bounded in
+//! container (`installer_spec`, `installer`), without a network but for the index through
+//! codebox's `egress` proxy (`egress_rules` decides where it may go), bounded in
 //! the disk it may fill; names the index lacked are remembered a while (`not_found`);
 //! `failure` words what went wrong in terms of the code's own imports. The run container then gets
 //! the cache read-only, and the code runs once.
 
 pub mod allowlist;
 pub mod cache;
+pub mod egress;
+pub mod egress_rules;
 pub mod entry_names;
 pub mod eviction;
 pub mod failure;

@@ -21,20 +21,16 @@ struct Mount {
 /// mountinfo, from the mountinfo of the mount namespace the Docker daemon resolves paths
 /// in; None when no mount covers `dir` (an unreadable table). `dir` must be canonical.
 pub fn path_seen_by_runc(dir: &Path, host_mountinfo: &str) -> Option<PathBuf> {
-    // The last of equally long mount points is the one on top.
-    let covering = host_mountinfo
-        .lines()
-        .filter_map(parse_line)
+    // In table order, a mount hides every earlier one at or below its mount point.
+    let mut visible: Vec<Mount> = Vec::new();
+    for mount in host_mountinfo.lines().filter_map(parse_line) {
+        visible.retain(|earlier| !earlier.mount_point.starts_with(&mount.mount_point));
+        visible.push(mount);
+    }
+    let covering = visible
+        .into_iter()
         .filter(|mount| dir.starts_with(&mount.mount_point))
-        .fold(None::<Mount>, |best, mount| match best {
-            Some(best)
-                if best.mount_point.components().count()
-                    > mount.mount_point.components().count() =>
-            {
-                Some(best)
-            }
-            _ => Some(mount),
-        })?;
+        .max_by_key(|mount| mount.mount_point.components().count())?;
     let inside = dir.strip_prefix(&covering.mount_point).ok()?;
     Some(covering.root.join(inside))
 }
@@ -109,6 +105,15 @@ mod tests {
         assert_eq!(
             path_seen_by_runc(Path::new("/srv/codebox/cache/a"), HOST),
             Some(PathBuf::from("/a"))
+        );
+    }
+
+    #[test]
+    fn a_later_mount_hides_what_it_is_mounted_over() {
+        let table = format!("{HOST}60 22 0:50 / /srv rw - tmpfs tmpfs rw\n");
+        assert_eq!(
+            path_seen_by_runc(Path::new("/srv/codebox/x"), &table),
+            Some(PathBuf::from("/codebox/x"))
         );
     }
 

@@ -20,7 +20,7 @@ use super::session::{SessionJob, SessionReport};
 /// and runner stop understanding each other; an image whose runner speaks another version
 /// must be rebuilt, and says so instead of failing in odd ways. Runners before versions
 /// existed announce none (they spoke version 1).
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// One job, written as a single JSON line to the runner's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -85,8 +85,6 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
         run_id: spec.run_id.clone(),
         owner: spec.owner.clone(),
         extra_labels: labels,
-        // The code gets no network at all: it cannot exfiltrate or fetch anything.
-        network: Network::None,
         privileges: Privileges::Runner,
         scratch: [
             ("/tmp".to_string(), limits.disk_mb),
@@ -107,15 +105,6 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
         },
         runtime: limits.runtime.as_str().to_string(),
     })
-}
-
-/// Whether a sandbox container reaches anything at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Network {
-    /// No interface but loopback.
-    None,
-    /// Docker's default bridge: outside hosts are reachable, the host's own loopback is not.
-    Bridge,
 }
 
 /// Who the container's first process is.
@@ -159,7 +148,6 @@ pub struct Hardened {
     pub owner: String,
     /// Added to the labels every managed container carries.
     pub extra_labels: HashMap<String, String>,
-    pub network: Network,
     pub privileges: Privileges,
     /// Writable, size-limited scratch directories: (path inside, size in MiB).
     pub scratch: Vec<(String, u64)>,
@@ -191,13 +179,10 @@ pub fn hardened_config(spec: Hardened) -> ContainerCreateBody {
     }
     ulimits.push(ulimit("core", 0));
 
-    let (network_mode, network_disabled) = match spec.network {
-        Network::None => ("none", Some(true)),
-        Network::Bridge => ("bridge", None),
-    };
-
     let host_config = HostConfig {
-        network_mode: Some(network_mode.to_string()),
+        // No container codebox starts has a network: the code cannot exfiltrate or fetch
+        // anything, and the installer's one way out is codebox's proxy socket.
+        network_mode: Some("none".to_string()),
         // The image cannot be altered; only the size-limited tmpfs and the kind's own
         // mounts are writable.
         readonly_rootfs: Some(true),
@@ -251,7 +236,7 @@ pub fn hardened_config(spec: Hardened) -> ContainerCreateBody {
         }),
         working_dir: Some(spec.working_dir),
         hostname: Some(spec.hostname),
-        network_disabled,
+        network_disabled: Some(true),
         labels: Some(labels),
         // The process starts before its job is known and reads it from stdin; every kind is
         // attached the same way, so one code path starts them all.

@@ -1,5 +1,6 @@
 //! A local Python package index (PEP 503 simple API) serving wheels built in the test,
-//! reachable from containers on Docker's default bridge. It counts every project page it
+//! listening on the host's bridge address (codebox's installer proxy connects to it from the
+//! host). It counts every project page it
 //! serves and every wheel download, so a test can tell how many installations really
 //! happened, and whether the index was asked at all.
 
@@ -28,6 +29,8 @@ struct Shelf {
     pages: HashMap<String, usize>,
     /// wheel file name -> how long its download is held back
     delays: HashMap<String, Duration>,
+    /// project -> a wheel link to another server (what a hostile or careless index serves)
+    foreign: HashMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -143,6 +146,15 @@ impl LocalIndex {
         shelf.delays.insert(file, delay);
     }
 
+    /// Lists `project` with one wheel, `file_name`, whose link points at `url` elsewhere.
+    pub fn add_foreign_link(&self, project: &str, url: &str) {
+        self.shelf
+            .lock()
+            .unwrap()
+            .foreign
+            .insert(project.to_string(), url.to_string());
+    }
+
     pub fn add_empty_project(&self, project: &str) {
         self.shelf.lock().unwrap().empty.push(project.to_string());
     }
@@ -177,6 +189,11 @@ async fn project_page(
     *shelf.pages.entry(project.clone()).or_default() += 1;
     if let Some((file, _)) = shelf.wheels.get(&project) {
         let body = format!("<html><body><a href=\"/files/{file}\">{file}</a></body></html>");
+        return Html(body).into_response();
+    }
+    if let Some(url) = shelf.foreign.get(&project) {
+        let file = url.rsplit('/').next().unwrap_or_default();
+        let body = format!("<html><body><a href=\"{url}\">{file}</a></body></html>");
         return Html(body).into_response();
     }
     if shelf.empty.contains(&project) {
