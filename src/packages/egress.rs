@@ -60,7 +60,11 @@ async fn serve(listener: UnixListener, allowed: Upstreams) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((client, _)) = accepted else { continue };
+                let Ok((client, _)) = accepted else {
+                    // Out of descriptors, say: wait instead of spinning on the error.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 if connections.len() >= MAX_CONNECTIONS {
                     tracing::warn!("installer proxy: too many connections at once");
                     continue;
