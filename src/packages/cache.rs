@@ -17,6 +17,9 @@ use super::eviction::CacheEntry;
 
 /// Where the cache is visible inside run containers.
 pub const PACKAGES_MOUNT: &str = "/opt/codebox-packages";
+/// Longer than any installation may take (PACKAGE_INSTALL_TIMEOUT is at most a day).
+const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(25 * 3600);
+
 #[derive(Debug, Clone)]
 pub struct PackageCache {
     root: PathBuf,
@@ -72,6 +75,10 @@ impl PackageCache {
         for dir in [&root, &staging_root, &meta_root] {
             std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         }
+        // Only codebox (and dockerd, as root, for the installer's bind mount) goes in here:
+        // local users must not reach the installers' world-writable directories and sockets.
+        std::fs::set_permissions(&staging_root, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_error(&staging_root, e))?;
         let names = EntryNames::open(&data_dir).map_err(|e| io_error(&data_dir, e))?;
         let cache = PackageCache {
             root,
@@ -80,6 +87,7 @@ impl PackageCache {
             names,
         };
         cache.tidy()?;
+        cache.tidy_staging();
         // Runs see the cache read-only and reach their packages by exact path; without read
         // permission they cannot list it, and the keyed names cannot be guessed.
         std::fs::set_permissions(&cache.root, std::fs::Permissions::from_mode(0o711))
@@ -118,7 +126,7 @@ impl PackageCache {
                 .set_modified(SystemTime::now())
                 .map_err(|e| io_error(&meta, e)),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                write_new(&meta, distribution)
+                self.write_meta(&meta, distribution)
             }
             Err(err) => Err(io_error(&meta, err)),
         }
@@ -158,11 +166,13 @@ impl PackageCache {
             .map_err(|e| io_error(&entry, e))?;
         std::fs::rename(source.join("site"), entry.join("site"))
             .map_err(|e| io_error(&entry, e))?;
-        // Named before it is visible, so no listing ever finds it unnamed.
-        write_new(
-            &self.meta_path(&self.names.name_of(distribution)),
-            distribution,
-        )?;
+        // Named before it is visible, so no listing ever finds it unnamed; an entry already
+        // there (another process's) keeps the name it has.
+        let meta = self.meta_path(&self.names.name_of(distribution));
+        if self.contains(distribution) {
+            return Ok(false);
+        }
+        self.write_meta(&meta, distribution)?;
         let target = self.entry_path(distribution);
         match std::fs::rename(&entry, &target) {
             Ok(()) => Ok(true),
@@ -257,7 +267,7 @@ impl PackageCache {
                 self.discard(&path)?;
                 continue;
             }
-            write_new(&self.meta_path(&self.names.name_of(&name)), &name)?;
+            self.write_meta(&self.meta_path(&self.names.name_of(&name)), &name)?;
             let target = self.entry_path(&name);
             match std::fs::rename(&path, &target) {
                 Ok(()) => {}
@@ -271,6 +281,40 @@ impl PackageCache {
     }
 }
 
+impl PackageCache {
+    /// Writes a name whole or not at all (a temporary file renamed over it), so another
+    /// process never reads a half-written or missing one.
+    fn write_meta(&self, meta: &Path, distribution: &str) -> Result<(), PackagesError> {
+        let temp = tempfile::NamedTempFile::new_in(&self.meta_root)
+            .map_err(|e| io_error(&self.meta_root, e))?;
+        std::io::Write::write_all(&mut temp.as_file(), distribution.as_bytes())
+            .map_err(|e| io_error(temp.path(), e))?;
+        temp.persist(meta).map_err(|e| io_error(meta, e.error))?;
+        Ok(())
+    }
+
+    /// At open: what crashed installers and evictions left in the staging area. Anything
+    /// older than an installation can last; a live one's directory is younger.
+    fn tidy_staging(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.staging_root) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for item in dir.flatten() {
+            let old = item
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| {
+                    now.duration_since(modified)
+                        .is_ok_and(|age| age > STALE_STAGING)
+                });
+            if old {
+                let _ = std::fs::remove_dir_all(item.path());
+            }
+        }
+    }
+}
+
 fn is_real_dir(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
 }
@@ -281,17 +325,6 @@ fn remove_if_present(path: &Path) -> Result<(), PackagesError> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(io_error(path, err)),
     }
-}
-
-/// Creates `path` afresh with `text`, after removing whatever was there (never following it).
-fn write_new(path: &Path, text: &str) -> Result<(), PackagesError> {
-    remove_if_present(path)?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
-        .map_err(|e| io_error(path, e))
 }
 
 /// Bytes under a directory; symlinks are counted as links, never followed.

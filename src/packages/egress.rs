@@ -4,6 +4,7 @@
 //! its loopback to this socket. Each connection may go only to an upstream of `Upstreams`;
 //! anything else gets `403 Forbidden` and never leaves the host.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,7 +13,10 @@ use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
 use super::PackagesError;
-use super::egress_rules::{Asked, MAX_HEAD_BYTES, Upstreams, destination, one_shot_head};
+use super::egress_rules::{
+    Asked, Destination, MAX_HEAD_BYTES, Upstreams, destination, one_shot_head,
+    resolved_address_allowed,
+};
 
 /// pip sends its request head at once; a client that trickles it is cut off.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,6 +71,9 @@ async fn serve(listener: UnixListener, allowed: Upstreams) {
                 };
                 if connections.len() >= MAX_CONNECTIONS {
                     tracing::warn!("installer proxy: too many connections at once");
+                    let _ = client.try_write(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
                     continue;
                 }
                 connections.spawn(relay(client, allowed.clone()));
@@ -99,31 +106,58 @@ async fn relay(mut client: UnixStream, allowed: Upstreams) {
         );
         return refuse(&mut client, "403 Forbidden", &reason).await;
     }
-    let connected = tokio::time::timeout(
+    let mut upstream = match connect(&wanted).await {
+        Ok(stream) => stream,
+        Err(reason) => return refuse(&mut client, "502 Bad Gateway", &reason).await,
+    };
+    let (head, rest) = head.split_at(head_len);
+    if wanted.tunnel {
+        let opened = client
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await;
+        // A client may send its first bytes (a TLS hello) before the 200: they go on too.
+        if opened.is_ok() && upstream.write_all(rest).await.is_ok() {
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+        return;
+    }
+    // One plain-http request, body-less (checked with its head), in the absolute form
+    // HTTP/1.1 servers take; then only the answer flows, so nothing else the client sends
+    // reaches this upstream, whether or not it honours `Connection: close`.
+    if upstream.write_all(&one_shot_head(head)).await.is_ok() {
+        let _ = tokio::io::copy(&mut upstream, &mut client).await;
+        let _ = client.shutdown().await;
+    }
+}
+
+/// Connects to an allowed destination. A host name is resolved here once and the
+/// connection goes to the addresses judged, never to a second answer.
+async fn connect(wanted: &Destination) -> Result<TcpStream, String> {
+    let target = format!("{}:{}", wanted.host, wanted.port);
+    let literal = wanted.host.parse::<IpAddr>().is_ok();
+    let resolved = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        TcpStream::connect((wanted.host.as_str(), wanted.port)),
+        tokio::net::lookup_host((wanted.host.as_str(), wanted.port)),
     )
     .await;
-    let mut upstream = match connected {
-        Ok(Ok(stream)) => stream,
-        _ => {
-            let reason = format!("cannot connect to {}:{}", wanted.host, wanted.port);
-            return refuse(&mut client, "502 Bad Gateway", &reason).await;
-        }
+    let addresses: Vec<SocketAddr> = match resolved {
+        Ok(Ok(addresses)) => addresses.collect(),
+        _ => return Err(format!("cannot resolve {target}")),
     };
-    let opened = if wanted.tunnel {
-        client
-            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            .await
-    } else {
-        // A plain-http request goes on in the absolute form HTTP/1.1 servers take, one per
-        // connection; what came after its head (a body) follows it.
-        let mut request = one_shot_head(&head[..head_len]);
-        request.extend_from_slice(&head[head_len..]);
-        upstream.write_all(&request).await
-    };
-    if opened.is_ok() {
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    let vetted: Vec<SocketAddr> = addresses
+        .iter()
+        .copied()
+        .filter(|address| literal || resolved_address_allowed(address.ip()))
+        .collect();
+    if vetted.is_empty() {
+        tracing::warn!(%target, ?addresses, "installer proxy: a name resolved to forbidden addresses");
+        return Err(format!(
+            "{target} resolves only to addresses the installer may not reach (loopback, link-local, unspecified or multicast)"
+        ));
+    }
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&vetted[..])).await {
+        Ok(Ok(stream)) => Ok(stream),
+        _ => Err(format!("cannot connect to {target}")),
     }
 }
 
@@ -245,6 +279,19 @@ mod tests {
                 "{reply}"
             );
         }
+        drop(proxy);
+
+        // An allowed name that resolves to the host itself (DNS rebinding) is not dialled.
+        let by_name = Upstreams::for_index(Some(&format!("http://localhost:{port}/simple/")), &[]);
+        let proxy = EgressProxy::start(&socket, by_name).unwrap();
+        let rebound = ask(
+            &socket,
+            &format!("CONNECT localhost:{port} HTTP/1.1\r\n\r\n"),
+        )
+        .await;
+        assert!(rebound.starts_with("HTTP/1.1 502 Bad Gateway"), "{rebound}");
+        assert!(rebound.contains("may not reach"), "{rebound}");
+
         let garbage = ask(&socket, "hello\r\n\r\n").await;
         assert!(garbage.starts_with("HTTP/1.1 400 Bad Request"), "{garbage}");
 

@@ -7,6 +7,7 @@
 //! cloud metadata address, whatever an index page links to.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 const PYPI_HOST: &str = "pypi.org";
 /// PyPI's index pages link their files on this host.
@@ -140,6 +141,23 @@ pub fn destination(head: &[u8]) -> Result<Option<Asked>, String> {
     let (Some(method), Some(target)) = (request.method, request.path) else {
         return Err("not an HTTP request".to_string());
     };
+    // Lines end in CRLF only: a head the rewriting below would read otherwise than the
+    // server does never goes on.
+    let bare_newline = head[..head_len]
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'));
+    if bare_newline {
+        return Err("request lines must end in CRLF".to_string());
+    }
+    // pip only reads: a request with a body (or a tunnel announcing one) is not pip's.
+    let has_body = request.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            || (h.name.eq_ignore_ascii_case("content-length") && h.value.trim_ascii() != b"0")
+    });
+    if has_body {
+        return Err("requests with a body are not forwarded".to_string());
+    }
     if method == "CONNECT" {
         let url = url::Url::parse(&format!("tunnel://{target}"))
             .map_err(|_| format!("CONNECT to `{target}` is not host:port"))?;
@@ -171,6 +189,40 @@ pub fn destination(head: &[u8]) -> Result<Option<Asked>, String> {
         },
         head_len,
     }))
+}
+
+/// Whether codebox may dial an address a host *name* resolved to. Never the host itself,
+/// a link-local address (a cloud's metadata service), or an address that is no single
+/// host, in IPv4-mapped form too: an allowed name whose DNS answer changes (rebinding)
+/// must not lead there. An address written in the allowed list is the operator's choice
+/// and is not judged.
+pub fn resolved_address_allowed(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4_allowed(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4_allowed(v4),
+            None => v6_allowed(v6),
+        },
+    }
+}
+
+fn v4_allowed(ip: Ipv4Addr) -> bool {
+    !(ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || ip.octets()[0] == 0)
+}
+
+fn v6_allowed(ip: Ipv6Addr) -> bool {
+    /// AWS's metadata service over IPv6.
+    const AWS_METADATA: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_unicast_link_local()
+        || ip == AWS_METADATA)
 }
 
 /// A plain-http request's head as it goes upstream: one request per connection
@@ -275,11 +327,40 @@ mod tests {
     }
 
     #[test]
+    fn names_never_lead_to_the_host_itself_or_link_local_addresses() {
+        for bad in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "169.254.169.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "fd00:ec2::254",
+        ] {
+            assert!(!resolved_address_allowed(bad.parse().unwrap()), "{bad}");
+        }
+        for good in ["151.101.0.223", "10.1.2.3", "172.17.0.1", "2a04:4e42::223"] {
+            assert!(resolved_address_allowed(good.parse().unwrap()), "{good}");
+        }
+    }
+
+    #[test]
     fn anything_else_is_refused() {
         for head in [
             &b"GET /simple/ HTTP/1.1\r\n\r\n"[..],
             b"GET https://pypi.org/ HTTP/1.1\r\n\r\n",
             b"CONNECT pypi.org HTTP/1.1\r\n\r\n",
+            b"GET http://a:1/ HTTP/1.1\nConnection: keep-alive\n\n",
+            b"GET http://a:1/ HTTP/1.1\r\nHost: a\nX: y\r\n\r\n",
+            b"POST http://a:1/ HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody",
+            b"GET http://a:1/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
         ] {
             assert!(destination(head).is_err(), "{head:?}");
