@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::config::{Runtime, Settings};
 use crate::sandbox::engine::{Containers, EngineError, Images, ManagedContainer, System};
 use crate::sandbox::image::{PROTOCOL_LABEL, rebuild_command, speaks_this_protocol};
-use crate::sandbox::mount_view::{path_seen_by_runc, reveals_nothing};
+use crate::sandbox::mount_view::{path_seen_by_runc, shows_only_its_name};
 use crate::sandbox::protocol::PROTOCOL_VERSION;
 use crate::sandbox::{OWNER_LABEL, POOL_LABEL, reaper};
 
@@ -222,6 +222,8 @@ fn index_host(url: &str) -> &str {
 /// What a run learns of the host's paths from its own `/proc/self/mountinfo`.
 fn host_paths_check(settings: &Settings) -> Check {
     const NAME: &str = "host paths";
+    const HIDE_HOST_PATHS: &str =
+        "put DATA_DIR on a file system of its own, or set SANDBOX_RUNTIME=runsc, to hide it";
     if settings.sandbox.sandbox_runtime == Runtime::Runsc {
         return Check::pass(
             NAME,
@@ -261,26 +263,21 @@ fn host_paths_check(settings: &Settings) -> Check {
                         "runs under runc see host paths such as {} in /proc/self/mountinfo (and Docker's own)",
                         seen.display()
                     ),
-                    "put DATA_DIR on a file system of its own, or set SANDBOX_RUNTIME=runsc, to hide it",
+                    HIDE_HOST_PATHS,
                 ),
             }
         }
         Ok(_) => Check::hint(
             NAME,
             "no mount in /proc/self/mountinfo covers DATA_DIR; runs under runc may see its host path",
-            "put DATA_DIR on a file system of its own, or set SANDBOX_RUNTIME=runsc",
+            HIDE_HOST_PATHS,
         ),
         Err(err) => Check::hint(
             NAME,
             format!("cannot tell what runs under runc see of DATA_DIR: {err}"),
-            "put DATA_DIR on a file system of its own, or set SANDBOX_RUNTIME=runsc",
+            HIDE_HOST_PATHS,
         ),
     }
-}
-
-/// `/` or `/<name>`: a path within a file system of its own.
-fn shows_only_its_name(seen: &Path) -> bool {
-    seen.parent().is_none_or(reveals_nothing)
 }
 
 fn data_dir_check(dir: &Path) -> Check {

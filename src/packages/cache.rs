@@ -125,9 +125,7 @@ impl PackageCache {
             Ok(file) => file
                 .set_modified(SystemTime::now())
                 .map_err(|e| io_error(&meta, e)),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                self.write_meta(&meta, distribution)
-            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => self.write_meta(distribution),
             Err(err) => Err(io_error(&meta, err)),
         }
     }
@@ -168,11 +166,10 @@ impl PackageCache {
             .map_err(|e| io_error(&entry, e))?;
         // Named before it is visible, so no listing ever finds it unnamed; an entry already
         // there (another process's) keeps the name it has.
-        let meta = self.meta_path(&self.names.name_of(distribution));
         if self.contains(distribution) {
             return Ok(false);
         }
-        self.write_meta(&meta, distribution)?;
+        self.write_meta(distribution)?;
         let target = self.entry_path(distribution);
         match std::fs::rename(&entry, &target) {
             Ok(()) => Ok(true),
@@ -226,9 +223,13 @@ impl PackageCache {
     /// Removes one distribution: renamed out of the cache first, so a run never finds half
     /// of it, then deleted, then its name.
     pub fn remove(&self, distribution: &str) -> Result<(), PackagesError> {
-        let name = self.names.name_of(distribution);
-        self.discard(&self.root.join(&name))?;
-        remove_if_present(&self.meta_path(&name))
+        self.remove_entry(&self.names.name_of(distribution))
+    }
+
+    /// One entry by its directory name, then its name file.
+    fn remove_entry(&self, entry_name: &str) -> Result<(), PackagesError> {
+        self.discard(&self.root.join(entry_name))?;
+        remove_if_present(&self.meta_path(entry_name))
     }
 
     /// Another process may have removed it first: gone is gone.
@@ -258,8 +259,7 @@ impl PackageCache {
             if EntryNames::is_entry_name(&name) {
                 let named = std::fs::read_to_string(self.meta_path(&name));
                 if !named.is_ok_and(|dist| self.names.name_of(&dist) == name) {
-                    self.discard(&path)?;
-                    remove_if_present(&self.meta_path(&name))?;
+                    self.remove_entry(&name)?;
                 }
                 continue;
             }
@@ -267,7 +267,7 @@ impl PackageCache {
                 self.discard(&path)?;
                 continue;
             }
-            self.write_meta(&self.meta_path(&self.names.name_of(&name)), &name)?;
+            self.write_meta(&name)?;
             let target = self.entry_path(&name);
             match std::fs::rename(&path, &target) {
                 Ok(()) => {}
@@ -279,17 +279,16 @@ impl PackageCache {
         }
         Ok(())
     }
-}
 
-impl PackageCache {
-    /// Writes a name whole or not at all (a temporary file renamed over it), so another
-    /// process never reads a half-written or missing one.
-    fn write_meta(&self, meta: &Path, distribution: &str) -> Result<(), PackagesError> {
+    /// Writes a distribution's name file whole or not at all (a temporary file renamed over
+    /// it), so another process never reads a half-written or missing one.
+    fn write_meta(&self, distribution: &str) -> Result<(), PackagesError> {
+        let meta = self.meta_path(&self.names.name_of(distribution));
         let temp = tempfile::NamedTempFile::new_in(&self.meta_root)
             .map_err(|e| io_error(&self.meta_root, e))?;
         std::io::Write::write_all(&mut temp.as_file(), distribution.as_bytes())
             .map_err(|e| io_error(temp.path(), e))?;
-        temp.persist(meta).map_err(|e| io_error(meta, e.error))?;
+        temp.persist(&meta).map_err(|e| io_error(&meta, e.error))?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 use super::PackagesError;
 use super::egress_rules::{
-    Asked, Destination, MAX_HEAD_BYTES, Upstreams, destination, one_shot_head,
+    Asked, MAX_HEAD_BYTES, Upstream, Upstreams, destination, one_shot_head,
     resolved_address_allowed,
 };
 
@@ -96,17 +96,17 @@ async fn relay(mut client: UnixStream, allowed: Upstreams) {
     };
     if !allowed.permits(&wanted) {
         tracing::warn!(
-            host = %wanted.host,
-            port = wanted.port,
+            host = %wanted.to.host,
+            port = wanted.to.port,
             "installer proxy refused a destination"
         );
         let reason = format!(
-            "codebox's installer may reach only {allowed}, not {}:{} (PACKAGE_DOWNLOAD_HOSTS adds hosts an index links files on)",
-            wanted.host, wanted.port
+            "codebox's installer may reach only {allowed}, not {} (PACKAGE_DOWNLOAD_HOSTS adds hosts an index links files on)",
+            wanted.to
         );
         return refuse(&mut client, "403 Forbidden", &reason).await;
     }
-    let mut upstream = match connect(&wanted).await {
+    let mut upstream = match connect(&wanted.to).await {
         Ok(stream) => stream,
         Err(reason) => return refuse(&mut client, "502 Bad Gateway", &reason).await,
     };
@@ -132,12 +132,11 @@ async fn relay(mut client: UnixStream, allowed: Upstreams) {
 
 /// Connects to an allowed destination. A host name is resolved here once and the
 /// connection goes to the addresses judged, never to a second answer.
-async fn connect(wanted: &Destination) -> Result<TcpStream, String> {
-    let target = format!("{}:{}", wanted.host, wanted.port);
-    let literal = wanted.host.parse::<IpAddr>().is_ok();
+async fn connect(target: &Upstream) -> Result<TcpStream, String> {
+    let literal = target.host.parse::<IpAddr>().is_ok();
     let resolved = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        tokio::net::lookup_host((wanted.host.as_str(), wanted.port)),
+        tokio::net::lookup_host((target.host.as_str(), target.port)),
     )
     .await;
     let addresses: Vec<SocketAddr> = match resolved {
@@ -150,7 +149,7 @@ async fn connect(wanted: &Destination) -> Result<TcpStream, String> {
         .filter(|address| literal || resolved_address_allowed(address.ip()))
         .collect();
     if vetted.is_empty() {
-        tracing::warn!(%target, ?addresses, "installer proxy: a name resolved to forbidden addresses");
+        tracing::warn!(target = %target, ?addresses, "installer proxy: a name resolved to forbidden addresses");
         return Err(format!(
             "{target} resolves only to addresses the installer may not reach (loopback, link-local, unspecified or multicast)"
         ));

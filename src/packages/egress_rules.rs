@@ -3,8 +3,7 @@
 //! The installer container has no network. pip reaches the index through an HTTP proxy on
 //! the container's loopback that forwards to codebox over a Unix socket in its staging
 //! directory (`egress`); codebox opens connections only to the index and the hosts it serves
-//! files from. So the installer can reach neither the host's services nor the LAN nor a
-//! cloud metadata address, whatever an index page links to.
+//! files from, whatever an index page links to.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -19,6 +18,16 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub struct Upstream {
     pub host: String,
     pub port: u16,
+}
+
+impl Upstream {
+    /// Hosts as URLs give them (`[::1]`, `PyPI.org`), compared bare and in lower case.
+    fn new(host: &str, port: u16) -> Upstream {
+        Upstream {
+            host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
+            port,
+        }
+    }
 }
 
 impl fmt::Display for Upstream {
@@ -41,28 +50,12 @@ impl Upstreams {
     pub fn for_index(index_url: Option<&str>, extra: &[Upstream]) -> Upstreams {
         let index = index_url
             .and_then(|url| url::Url::parse(url).ok())
-            .and_then(|url| {
-                let host = url
-                    .host_str()?
-                    .trim_matches(['[', ']'])
-                    .to_ascii_lowercase();
-                Some(Upstream {
-                    port: url.port_or_known_default()?,
-                    host,
-                })
-            })
-            .unwrap_or_else(|| Upstream {
-                host: PYPI_HOST.to_string(),
-                port: 443,
-            });
-        let mut all = Vec::new();
-        if index.host == PYPI_HOST {
-            all.push(Upstream {
-                host: PYPI_FILES_HOST.to_string(),
-                port: 443,
-            });
+            .and_then(|url| Some(Upstream::new(url.host_str()?, url.port_or_known_default()?)))
+            .unwrap_or_else(|| Upstream::new(PYPI_HOST, 443));
+        let mut all = vec![index];
+        if all[0].host == PYPI_HOST {
+            all.push(Upstream::new(PYPI_FILES_HOST, 443));
         }
-        all.insert(0, index);
         for upstream in extra {
             if !all.contains(upstream) {
                 all.push(upstream.clone());
@@ -79,8 +72,9 @@ impl Upstreams {
     }
 
     pub fn permits(&self, destination: &Destination) -> bool {
+        let wanted = &destination.to;
         self.0.iter().any(|allowed| {
-            allowed.port == destination.port && allowed.host.eq_ignore_ascii_case(&destination.host)
+            allowed.port == wanted.port && allowed.host.eq_ignore_ascii_case(&wanted.host)
         })
     }
 }
@@ -104,10 +98,7 @@ pub fn parse_upstreams(list: &str) -> Result<Vec<Upstream>, String> {
                 .host_str()
                 .filter(|_| url.path() == "/" && url.username().is_empty())
                 .ok_or_else(|| format!("`{item}` is not host[:port]"))?;
-            Ok(Upstream {
-                host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
-                port: url.port().unwrap_or(443),
-            })
+            Ok(Upstream::new(host, url.port().unwrap_or(443)))
         })
         .collect()
 }
@@ -116,8 +107,7 @@ pub fn parse_upstreams(list: &str) -> Result<Vec<Upstream>, String> {
 /// one plain-http request in absolute form (`GET http://host:port/path`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
-    pub host: String,
-    pub port: u16,
+    pub to: Upstream,
     pub tunnel: bool,
 }
 
@@ -166,8 +156,7 @@ pub fn destination(head: &[u8]) -> Result<Option<Asked>, String> {
         };
         return Ok(Some(Asked {
             destination: Destination {
-                host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
-                port,
+                to: Upstream::new(host, port),
                 tunnel: true,
             },
             head_len,
@@ -183,8 +172,7 @@ pub fn destination(head: &[u8]) -> Result<Option<Asked>, String> {
     };
     Ok(Some(Asked {
         destination: Destination {
-            host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
-            port,
+            to: Upstream::new(host, port),
             tunnel: false,
         },
         head_len,
@@ -251,8 +239,10 @@ mod tests {
 
     fn to(host: &str, port: u16) -> Destination {
         Destination {
-            host: host.into(),
-            port,
+            to: Upstream {
+                host: host.into(),
+                port,
+            },
             tunnel: true,
         }
     }
@@ -303,8 +293,10 @@ mod tests {
         assert_eq!(
             going(b"GET http://172.17.0.1:9000/simple/x/ HTTP/1.1\r\nHost: x\r\n\r\n"),
             Ok(Some(Destination {
-                host: "172.17.0.1".into(),
-                port: 9000,
+                to: Upstream {
+                    host: "172.17.0.1".into(),
+                    port: 9000
+                },
                 tunnel: false
             }))
         );

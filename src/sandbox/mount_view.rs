@@ -40,6 +40,12 @@ pub fn reveals_nothing(seen: &Path) -> bool {
     seen == Path::new("/")
 }
 
+/// `/` or `/<name>`: a path within a file system of its own, which tells nothing of the
+/// host (`/staging`, where `/var/lib/codebox/staging` would).
+pub fn shows_only_its_name(seen: &Path) -> bool {
+    seen.parent().is_none_or(reveals_nothing)
+}
+
 fn parse_line(line: &str) -> Option<Mount> {
     let mut fields = line.split(' ');
     let root = fields.nth(3)?;
@@ -124,6 +130,9 @@ mod tests {
             Some(PathBuf::from("/var/lib/real data/codebox"))
         );
         assert!(!reveals_nothing(Path::new("/mnt")));
+        assert!(shows_only_its_name(Path::new("/staging")));
+        assert!(shows_only_its_name(Path::new("/")));
+        assert!(!shows_only_its_name(Path::new("/var/lib/codebox/staging")));
         assert_eq!(path_seen_by_runc(Path::new("/x"), ""), None);
     }
 }

@@ -146,7 +146,7 @@ impl LocalIndex {
         shelf.delays.insert(file, delay);
     }
 
-    /// Lists `project` with one wheel, `file_name`, whose link points at `url` elsewhere.
+    /// Lists `project` with one wheel, named by the last part of `url`, which points elsewhere.
     pub fn add_foreign_link(&self, project: &str, url: &str) {
         self.shelf
             .lock()
