@@ -71,7 +71,6 @@ async fn a_csv_and_plot_column_b() {
     let bot = Bot::start(&[("WARM_POOL_SIZE", "1")]).await;
     let bot_pid = bot.child.id();
     let csv = b"a,b\n1,2\n2,4\n3,9\n";
-    let url = bot.fake.add_cdn_file("data.csv", csv);
     let code = r#"
 import codebox_files, os, json
 import matplotlib.pyplot as plt
@@ -89,11 +88,7 @@ print("env:", sorted(os.environ))
         200,
         completion_text("Here is column b plotted against a; b sums to 15."),
     );
-    bot.fake.dispatch(
-        "MESSAGE_CREATE",
-        bot.fake
-            .message("plot column b", &[("data.csv", url, csv.len())]),
-    );
+    bot.send_with_file("plot column b", "data.csv", csv);
 
     let stored = bot.fake.wait_for_text("Stored `data.csv`", LONG).await;
     let text = stored.content();
@@ -254,11 +249,7 @@ async fn a_five_thousand_character_answer_is_split_on_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_and_delete_through_slash_commands() {
     let bot = Bot::start(&[]).await;
-    let url = bot.fake.add_cdn_file("notes.txt", b"remember the milk\n");
-    bot.fake.dispatch(
-        "MESSAGE_CREATE",
-        bot.fake.message("", &[("notes.txt", url, 18)]),
-    );
+    bot.send_with_file("", "notes.txt", b"remember the milk\n");
     let stored = bot
         .fake
         .wait_for_text("Stored `notes.txt`", LONG)
@@ -704,11 +695,7 @@ async fn server_channels_mentions_and_guild_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_clears_history_but_keeps_files() {
     let bot = Bot::start(&[]).await;
-    let url = bot.fake.add_cdn_file("keep.txt", b"keep me\n");
-    bot.fake.dispatch(
-        "MESSAGE_CREATE",
-        bot.fake.message("", &[("keep.txt", url, 8)]),
-    );
+    bot.send_with_file("", "keep.txt", b"keep me\n");
     bot.fake.wait_for_text("Stored `keep.txt`", LONG).await;
     bot.fake.script_openai(200, completion_text("first answer"));
     bot.send("remember this");
@@ -1048,16 +1035,12 @@ async fn the_bot_runs_code_on_an_executor_elsewhere_and_shows_it_live() {
     ])
     .await;
     let csv = b"a,b\n1,2\n2,4\n3,9\n";
-    let cdn = bot.fake.add_cdn_file("data.csv", csv);
     let code = "import time, codebox_files\nimport matplotlib.pyplot as plt\nfid = codebox_files.list_files()[0]['file_id']\ndf = load_file(fid)\nfor i in range(12):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.3)\ndf.plot(x='a', y='b'); plt.show()\nprint('b sums to', df.b.sum())";
     bot.fake
         .script_openai(200, completion_tool_call("call_r", json!({"code": code})));
     bot.fake
         .script_openai(200, completion_text("Plotted remotely; b sums to 15."));
-    bot.fake.dispatch(
-        "MESSAGE_CREATE",
-        bot.fake.message("plot it", &[("data.csv", cdn, csv.len())]),
-    );
+    bot.send_with_file("plot it", "data.csv", csv);
     let stored = bot.fake.wait_for_text("Stored `data.csv`", LONG).await;
     assert!(
         stored.content().contains("3 rows x 2 columns"),

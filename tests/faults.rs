@@ -142,11 +142,7 @@ async fn a_database_outage_gets_a_clear_sentence_loses_nothing_and_heals_without
 
     // Before: a file and a conversation.
     let csv = b"a\n1\n2\n";
-    let cdn = bot.fake.add_cdn_file("kept.csv", csv);
-    bot.fake.dispatch(
-        "MESSAGE_CREATE",
-        bot.fake.message("", &[("kept.csv", cdn, csv.len())]),
-    );
+    bot.send_with_file("", "kept.csv", csv);
     bot.fake.wait_for_text("Stored `kept.csv`", LONG).await;
     bot.send("run [[before]] print('ran before.')");
     bot.fake.wait_for_text("answer [[before]]", LONG).await;
@@ -173,11 +169,7 @@ async fn a_database_outage_gets_a_clear_sentence_loses_nothing_and_heals_without
         "⚠️ Sorry: storage is unavailable right now; please try again shortly."
     );
     let lost = b"b\n3\n";
-    let cdn = bot.fake.add_cdn_file("lost.csv", lost);
-    bot.fake.dispatch(
-        "MESSAGE_CREATE",
-        bot.fake.message("", &[("lost.csv", cdn, lost.len())]),
-    );
+    bot.send_with_file("", "lost.csv", lost);
     let refused = bot
         .fake
         .wait_for_text("`lost.csv` was not stored", LONG)
@@ -439,11 +431,7 @@ async fn a_crashed_bot_restarts_clean_with_its_interrupted_turn_marked() {
     let bot = Bot::start(&[]).await;
     bot.fake.model(code_running_model);
     let csv = b"a\n1\n2\n";
-    let cdn = bot.fake.add_cdn_file("in.csv", csv);
-    bot.fake.dispatch(
-        "MESSAGE_CREATE",
-        bot.fake.message("", &[("in.csv", cdn, csv.len())]),
-    );
+    bot.send_with_file("", "in.csv", csv);
     bot.fake.wait_for_text("Stored `in.csv`", LONG).await;
     bot.send("run [[slow]] import time; print('begun', flush=True); time.sleep(120)");
     bot.fake.wait_for_text("begun", LONG).await;

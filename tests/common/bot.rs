@@ -60,6 +60,15 @@ impl Bot {
             .dispatch("MESSAGE_CREATE", self.fake.message(content, &[]));
     }
 
+    /// A message with one attached file, served by the fake's CDN.
+    pub fn send_with_file(&self, content: &str, name: &str, bytes: &[u8]) {
+        let url = self.fake.add_cdn_file(name, bytes);
+        self.fake.dispatch(
+            "MESSAGE_CREATE",
+            self.fake.message(content, &[(name, url, bytes.len())]),
+        );
+    }
+
     /// SIGKILL, as a crash or the OOM killer would: nothing is cleaned up. Returns the
     /// bot's data directory (kept) and its pid.
     pub fn crash(mut self) -> (tempfile::TempDir, u32) {
