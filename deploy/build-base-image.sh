@@ -14,7 +14,12 @@ mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # keeps numpy 1.x (Debian's) compatible.
 pyarrow_version="${PYARROW_VERSION:-17.0.0}"
 
-if [ "${FORCE:-0}" != 1 ] && docker image inspect "$tag" >/dev/null 2>&1; then
+# A base built before a module joined the stack (pypdf reads documents' text) is rebuilt.
+base_complete() {
+  docker image inspect "$tag" >/dev/null 2>&1 \
+    && docker run --rm --network none "$tag" python3 -c "import pypdf" >/dev/null 2>&1
+}
+if [ "${FORCE:-0}" != 1 ] && base_complete; then
   echo "base image $tag already present"
   exit 0
 fi
@@ -43,7 +48,7 @@ chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONT
     python3 python3-pip python3-numpy python3-pandas python3-matplotlib python3-scipy \
     python3-openpyxl python3-yaml python3-pil python3-seaborn python3-sklearn python3-xlrd \
     python3-h5py python3-tables python3-lxml python3-bs4 python3-requests python3-tabulate \
-    python3-sympy python3-statsmodels python3-odf fonts-dejavu-core ca-certificates \
+    python3-sympy python3-statsmodels python3-odf python3-pypdf fonts-dejavu-core ca-certificates \
     >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/*'
 umount "$rootfs/proc"
 

@@ -61,10 +61,10 @@ start_dockerd
 base_image="${CODEBOX_BASE_IMAGE:-codebox-base:bookworm}"
 sandbox_image="${SANDBOX_IMAGE:-codebox-sandbox:latest}"
 
-if ! docker image inspect "$base_image" >/dev/null 2>&1; then
-  log "building local base image $base_image (debootstrap, a few minutes)"
-  as_root deploy/build-base-image.sh "$base_image"
-fi
+# The script checks the image itself (present, with the whole stack) and returns at once
+# when it is; a missing or older base is built by debootstrap (a few minutes).
+log "local base image $base_image"
+as_root deploy/build-base-image.sh "$base_image"
 
 log "building codebox"
 cargo build --quiet --bin codebox

@@ -202,9 +202,37 @@ pub fn detect(filename: &str, head: &[u8]) -> FileType {
     TABLE.detect(filename, head)
 }
 
+/// A stored type that the model can be shown: PNG, JPEG, GIF or WebP, by a signature the
+/// content carried (detection believes a name only when the bytes agree).
+pub fn is_picture(file_type: &str) -> bool {
+    TABLE
+        .get(file_type)
+        .is_some_and(|t| matches!(t.family.as_str(), "png" | "jpeg" | "gif" | "webp"))
+}
+
+/// A stored type whose summary carries its text (documents, plain text and code): the
+/// same rule the sandbox's summary follows (codebox_documents.is_document).
+pub fn carries_text(file_type: &str) -> bool {
+    const DOCUMENTS: [&str; 10] = [
+        "pdf", "docx", "pptx", "odt", "odp", "rtf", "epub", "html", "htm", "xhtml",
+    ];
+    DOCUMENTS.contains(&file_type) || TABLE.get(file_type).is_some_and(|t| t.loader == "text")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pictures_are_told_by_their_bytes() {
+        let png = detect("photo.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR");
+        assert!(is_picture(&png.ext));
+        let fake = detect("photo.png", b"this is text, not a picture\n");
+        assert_eq!(fake.ext, "txt");
+        assert!(!is_picture(&fake.ext));
+        assert!(is_picture("webp") && is_picture("jpg") && is_picture("gif"));
+        assert!(!is_picture("bmp") && !is_picture("pdf") && !is_picture("nonsense"));
+    }
 
     #[test]
     fn the_table_parses_and_is_large() {

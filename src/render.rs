@@ -80,9 +80,18 @@ pub fn usage_report(month: &str, u: &crate::conversations::UsageTotals) -> Strin
     } else {
         format!("${:.4}", u.cost_usd)
     };
+    // Image tokens are our own count of what pictures took, part of the prompt tokens the
+    // API billed; text is the rest.
+    let text_tokens = u.prompt_tokens.saturating_sub(u.image_tokens);
     format!(
-        "Usage for {month}: {} messages, {} prompt tokens ({} cached), {} completion tokens, cost {cost}; {} code runs, {:.1} CPU seconds.",
-        u.requests, u.prompt_tokens, u.cached_tokens, u.completion_tokens, u.runs, u.cpu_seconds
+        "Usage for {month}: {} messages, {} prompt tokens ({text_tokens} text, {} images; {} cached), {} completion tokens, cost {cost}; {} code runs, {:.1} CPU seconds.",
+        u.requests,
+        u.prompt_tokens,
+        u.image_tokens,
+        u.cached_tokens,
+        u.completion_tokens,
+        u.runs,
+        u.cpu_seconds
     )
 }
 

@@ -3,13 +3,26 @@
 use codebox::conversations::mongo::MongoConversations;
 use codebox::conversations::sqlite::SqliteConversations;
 use codebox::conversations::{ConversationStore, GuildLimits, UsageTotals};
-use codebox::llm::history::ChatMessage;
+use codebox::llm::history::{ChatMessage, ImageKind, ImageRef};
 
 async fn contract<C: ConversationStore>(store: C) {
     assert!(store.history("u", "c1").await.unwrap().is_empty());
     let messages = vec![
         ChatMessage::User {
             content: "hi".into(),
+            images: vec![ImageRef {
+                file_id: "PHOTOPHOTOPHOTO1".into(),
+                filename: "photo.png".into(),
+                kind: ImageKind::Attached,
+            }],
+        },
+        ChatMessage::Figures {
+            content: "[Pictures produced by run r]".into(),
+            images: vec![ImageRef {
+                file_id: "FIGUREFIGUREFIG1".into(),
+                filename: "figure_1.png".into(),
+                kind: ImageKind::Figure,
+            }],
         },
         ChatMessage::Assistant {
             content: Some("hello".into()),
@@ -39,6 +52,7 @@ async fn contract<C: ConversationStore>(store: C) {
         prompt_tokens: 100,
         cached_tokens: 10,
         completion_tokens: 20,
+        image_tokens: 765,
         cost_usd: 0.5,
         unpriced_requests: 0,
         runs: 2,
@@ -48,6 +62,7 @@ async fn contract<C: ConversationStore>(store: C) {
     store.add_usage("u", "2026-11", &delta).await.unwrap();
     let totals = store.usage("u", "2026-11").await.unwrap();
     assert_eq!(totals.requests, 2);
+    assert_eq!(totals.image_tokens, 1530, "pictures' tokens add up too");
     assert_eq!(totals.prompt_tokens, 200);
     assert_eq!(totals.runs, 4);
     assert!((totals.cost_usd - 1.0).abs() < 1e-9);

@@ -576,6 +576,117 @@ async fn stored_files_are_read_only_inside_the_sandbox() {
     );
 }
 
+fn plan() -> user_runs::SummaryPlan {
+    user_runs::SummaryPlan {
+        document_tokens: 4000,
+        encoding: codebox::llm::tokens::Encoding::O200kBase,
+    }
+}
+
+/// Documents' text reaches the summary (extracted in the sandbox), cut at the token budget
+/// with the cut said; a scan without a text layer says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_carry_their_text_into_the_summary() {
+    use common::docs;
+    let world = World::new().await;
+    let user = "reader";
+    let pdf = world
+        .upload(
+            user,
+            "report.pdf",
+            &docs::pdf(&[
+                Some("Quarterly report: revenue grew 12 percent"),
+                Some("Costs stayed flat at 3.4 million"),
+                Some("Conclusion: expand into Norway"),
+            ]),
+        )
+        .await;
+    let scan = world
+        .upload(user, "scan.pdf", &docs::pdf(&[None, None]))
+        .await;
+    let docx = world
+        .upload(
+            user,
+            "memo.docx",
+            &docs::docx(&["Memo to staff", "The office moves to Oslo in May."]),
+        )
+        .await;
+    let html = world
+        .upload(
+            user,
+            "page.html",
+            b"<html><head><title>t</title><script>var hidden=1;</script></head><body><h1>Release notes</h1><p>Version 2 adds &amp; fixes.</p></body></html>",
+        )
+        .await;
+    let rtf = world
+        .upload(
+            user,
+            "letter.rtf",
+            br"{\rtf1\ansi{\fonttbl{\f0 Times;}}\f0 Dear Ann,\par the caf\'e9 opens at nine.\par}",
+        )
+        .await;
+    let long = world
+        .upload(user, "notes.md", "# Notes\nA *short* note.\n".as_bytes())
+        .await;
+    let huge_text = "word ".repeat(30_000);
+    let huge = world.upload(user, "huge.txt", huge_text.as_bytes()).await;
+    let records = world.store.list(user).await.unwrap();
+    let summaries = user_runs::summarize(
+        &world.executor,
+        &world.store,
+        &world.settings.data_dir.join("staging"),
+        &world.settings.data_dir.join("outputs"),
+        &records,
+        Limits::from_settings(&world.settings.sandbox),
+        plan(),
+    )
+    .await
+    .unwrap();
+    let pdf_text = &summaries[&pdf];
+    assert!(pdf_text.starts_with("pdf, 3 pages"), "{pdf_text}");
+    for needle in [
+        "revenue grew 12 percent",
+        "3.4 million",
+        "expand into Norway",
+        "--- page 3 ---",
+    ] {
+        assert!(pdf_text.contains(needle), "{needle}: {pdf_text}");
+    }
+    assert!(
+        summaries[&scan].contains("without a text layer"),
+        "{}",
+        summaries[&scan]
+    );
+    assert!(
+        summaries[&docx].contains("moves to Oslo in May"),
+        "{}",
+        summaries[&docx]
+    );
+    let html_text = &summaries[&html];
+    assert!(
+        html_text.contains("Release notes") && html_text.contains("adds & fixes"),
+        "{html_text}"
+    );
+    assert!(
+        !html_text.contains("hidden"),
+        "scripts are not text: {html_text}"
+    );
+    let rtf_text = &summaries[&rtf];
+    assert!(rtf_text.contains("the café opens at nine"), "{rtf_text}");
+    assert!(
+        !rtf_text.contains("Times"),
+        "the font table is not text: {rtf_text}"
+    );
+    assert!(summaries[&long].contains("# Notes"), "{}", summaries[&long]);
+    let huge_summary = &summaries[&huge];
+    assert!(huge_summary.contains("text continues"), "the cut is said");
+    let tokens =
+        codebox::llm::tokens::count_text(codebox::llm::tokens::Encoding::O200kBase, huge_summary);
+    assert!((3900..=4100).contains(&tokens), "{tokens} tokens");
+    let stored = world.store.get(user, &pdf).await.unwrap();
+    assert_eq!(stored.summary.as_deref(), Some(pdf_text.as_str()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summaries_are_computed_in_the_sandbox() {
     let world = World::new().await;
@@ -606,6 +717,7 @@ async fn summaries_are_computed_in_the_sandbox() {
         &world.settings.data_dir.join("outputs"),
         &records,
         Limits::from_settings(&world.settings.sandbox),
+        plan(),
     )
     .await
     .unwrap();

@@ -307,10 +307,31 @@ def _table_summary(df, extra=""):
     return buf.getvalue()
 
 
-def summarize(file_id, max_chars=1500):
-    """A short description of a file for the model: computed here, inside the sandbox."""
+def _document_summary(entry, kind, document_chars):
+    import codebox_documents
+
+    text, details, remaining = codebox_documents.document_text(entry["path"], entry["file_type"], document_chars)
+    if not text:
+        return "%s; no text" % details if "no text" not in details else details
+    summary = "%s; text:\n%s" % (details, text)
+    if remaining:
+        summary += "\n[text continues: %d more characters not shown; read the rest with code]" % remaining
+    return summary
+
+
+def summarize(file_id, max_chars=1500, document_chars=0):
+    """A short description of a file for the model: computed here, inside the sandbox.
+    Documents (PDF, DOCX, PPTX, ODT, RTF, EPUB, HTML, text and code) carry their text, up to
+    document_chars characters, when document_chars is set."""
+    import codebox_documents
+
     entry = _entry(file_id)
     kind = _loaders_by_type().get(entry["file_type"], "bytes")
+    if document_chars and codebox_documents.is_document(entry["file_type"], kind):
+        try:
+            return _document_summary(entry, kind, document_chars)
+        except Exception as exc:  # a broken document still gets a summary, saying so
+            return "%s file whose text could not be read: %s: %s" % (entry["file_type"], type(exc).__name__, str(exc)[:300])
     try:
         if kind in ("excel", "ods"):
             sheets = load_file(file_id, sheet_name=None)
@@ -356,6 +377,16 @@ def summarize(file_id, max_chars=1500):
     if len(text) > max_chars:
         text = text[: max_chars - 3] + "..."
     return text
+
+
+def prepare_image(file_id, max_side, max_bytes):
+    """The picture of file_id made ready for the model (see codebox_vision)."""
+    import codebox_vision
+
+    entry = _entry(file_id)
+    report = codebox_vision.prepare(entry["path"], max_side, max_bytes, os.path.getsize(entry["path"]))
+    report["file_id"] = file_id
+    return report
 
 
 def summarize_all():

@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use super::pictures::UserPictures;
 use super::runs::{GeneratedFile, UserRunResult};
 use super::{App, AppError, CodeRun};
 use crate::conversations::{ConversationStore, UsageTotals};
-use crate::llm::conversation::{CodeRunner, Progress, TurnSettings, run_turn};
-use crate::llm::history::{ChatMessage, trim_to_budget};
+use crate::llm::conversation::{CodeRunner, Progress, TurnSettings, VisionSettings, run_turn};
+use crate::llm::history::{ChatMessage, ImageKind, ImageRef, trim_with_images};
+use crate::llm::pictures::{self, PictureSource};
 use crate::llm::pricing;
 use crate::llm::tokens::encoding_for;
 use crate::llm::tool_result::{Budget, redact};
@@ -25,6 +27,8 @@ pub struct ChatTurn {
     /// The server it came from, whose admins may have lowered the limits.
     pub guild_id: Option<String>,
     pub text: String,
+    /// Pictures attached to the message (stored files whose content is a picture).
+    pub images: Vec<ImageRef>,
 }
 
 /// The answer: text for the user (redacted) and the files the turn's runs stored.
@@ -66,16 +70,28 @@ impl CodeRunner for UserCodeRunner<'_> {
     }
 }
 
+/// The stored attachments whose content is a picture, for the model to see (by detected
+/// type: a `.png` that is text is not one).
+pub fn attached_pictures(stored: &[FileRecord]) -> Vec<ImageRef> {
+    stored
+        .iter()
+        .filter(|r| crate::filetypes::is_picture(&r.file_type))
+        .map(|r| ImageRef {
+            file_id: r.file_id.clone(),
+            filename: r.filename.clone(),
+            kind: ImageKind::Attached,
+        })
+        .collect()
+}
+
 /// What the history holds while a turn is under way, and keeps if it never ends.
 pub const INTERRUPTED_NOTE: &str =
     "(No answer: this turn was cut short, by /stop or a restart of the bot, before it ended.)";
 
 /// Pure: the user's message and the note that it went unanswered.
-pub fn interrupted_turn(text: &str) -> [ChatMessage; 2] {
+pub fn interrupted_turn(user: &ChatMessage) -> [ChatMessage; 2] {
     [
-        ChatMessage::User {
-            content: text.to_string(),
-        },
+        user.clone(),
         ChatMessage::Assistant {
             content: Some(INTERRUPTED_NOTE.to_string()),
             tool_calls: Vec::new(),
@@ -83,11 +99,17 @@ pub fn interrupted_turn(text: &str) -> [ChatMessage; 2] {
     ]
 }
 
-/// The system prompt: what the assistant is, and the user's files for `load_file`.
-pub fn system_prompt(files: &[FileRecord]) -> String {
+/// The system prompt: what the assistant is, what it can see, and the user's files for
+/// `load_file` (a document's summary carries its text, kept as lines).
+pub fn system_prompt(files: &[FileRecord], sees: bool) -> String {
     let mut prompt = String::from(
         "You are codebox, a data assistant in Discord. Use the execute_python_code tool to compute answers; never guess numbers you can compute. Files written to the working directory are sent to the user. Keep answers short.\n",
     );
+    prompt.push_str(if sees {
+        "You can see pictures: images the user attaches, and the figures and images your code produces (shown to you after the tool result). Look at a figure before you describe it, and fix it if it is wrong.\n"
+    } else {
+        "You cannot see pictures; read an image with code (load_file(file_id) gives a PIL image).\n"
+    });
     if files.is_empty() {
         prompt.push_str("The user has no stored files.\n");
     } else {
@@ -97,8 +119,16 @@ pub fn system_prompt(files: &[FileRecord]) -> String {
                 "- {} `{}` ({}, {} bytes)",
                 f.file_id, f.filename, f.file_type, f.file_size
             ));
-            if let Some(summary) = &f.summary {
-                prompt.push_str(&format!(": {}", summary.replace('\n', " | ")));
+            match &f.summary {
+                Some(summary) if crate::filetypes::carries_text(&f.file_type) => {
+                    prompt.push_str(&format!(
+                        ":\n<<<file {}\n{}\n>>>",
+                        f.file_id,
+                        summary.replace(">>>", "> > >")
+                    ));
+                }
+                Some(summary) => prompt.push_str(&format!(": {}", summary.replace('\n', " | "))),
+                None => {}
             }
             prompt.push('\n');
         }
@@ -107,6 +137,18 @@ pub fn system_prompt(files: &[FileRecord]) -> String {
 }
 
 impl App {
+    /// Whether `model` gets pictures: MODEL_VISION, the model table, and what its server
+    /// said before (a server that refused image parts is not sent them again).
+    pub fn model_sees(&self, model: &str) -> bool {
+        let chat = &self.settings.chat;
+        let refused = self
+            .blind_models
+            .lock()
+            .map(|blind| blind.contains(model))
+            .unwrap_or(false);
+        !refused && crate::llm::vision::model_sees(chat.model_vision, &chat.models, model)
+    }
+
     /// Answers one message. Model failures become a short sentence in the reply (the
     /// user's message stays in the history); only a missing model or store is an error.
     pub async fn chat_turn(
@@ -117,6 +159,7 @@ impl App {
         let model = self.model.as_ref().ok_or(AppError::NoModel)?;
         let chat = &self.settings.chat;
         let encoding = encoding_for(&chat.openai_model);
+        let sees = self.model_sees(&chat.openai_model);
         let files = self.list_files(&turn.user_id).await?;
         let conversations = self.conversations().await?;
         // A history that cannot be read is not overwritten: this turn goes without it, and
@@ -129,9 +172,30 @@ impl App {
                     (Vec::new(), false)
                 }
             };
-        trim_to_budget(encoding, &mut history, chat.history_token_budget);
+        let user = ChatMessage::User {
+            content: turn.text.clone(),
+            images: turn.images.clone(),
+        };
+        // Pictures count against the budget by their tokens (measured in the sandbox).
+        let source = UserPictures {
+            app: self,
+            user_id: &turn.user_id,
+        };
+        let mut everything = history.clone();
+        everything.push(user.clone());
+        let image_tokens = pictures::tokens_of(
+            &source
+                .resolve(&pictures::referenced(&everything), sees)
+                .await,
+        );
+        trim_with_images(
+            encoding,
+            &mut history,
+            chat.history_token_budget,
+            &image_tokens,
+        );
         let mut prompt = vec![ChatMessage::System {
-            content: system_prompt(&files),
+            content: system_prompt(&files, sees),
         }];
         prompt.extend(history.iter().cloned());
         let limits = self.limits_for(turn.guild_id.as_deref()).await;
@@ -143,6 +207,11 @@ impl App {
             retries: chat.openai_retries,
             retry_delay: Duration::from_millis(chat.openai_retry_delay_ms),
             secrets: self.secrets.clone(),
+            vision: VisionSettings {
+                sees,
+                max_images: chat.vision_max_images,
+                max_figures: chat.vision_max_figures,
+            },
         };
         let runner = UserCodeRunner {
             app: self,
@@ -153,7 +222,7 @@ impl App {
         // Written before the turn, replaced after it: a turn cut short (a crash, a restart,
         // /stop) stays in the history as asked and marked unanswered, never half-written.
         let mut marked = history.clone();
-        marked.extend(interrupted_turn(&turn.text));
+        marked.extend(interrupted_turn(&user));
         if keep_history
             && let Err(err) = conversations
                 .save_history(&turn.user_id, &turn.channel_id, &marked)
@@ -161,10 +230,20 @@ impl App {
         {
             tracing::warn!(error = %err, "cannot mark the turn as begun");
         }
-        let outcome = run_turn(model, &runner, progress, &settings, &prompt, &turn.text).await;
+        let outcome = run_turn(model, &runner, progress, &source, &settings, &prompt, user).await;
+        if outcome.images_refused
+            && let Ok(mut blind) = self.blind_models.lock()
+        {
+            blind.insert(chat.openai_model.clone());
+        }
 
         history.extend(outcome.new_messages.iter().cloned());
-        trim_to_budget(encoding, &mut history, chat.history_token_budget);
+        trim_with_images(
+            encoding,
+            &mut history,
+            chat.history_token_budget,
+            &image_tokens,
+        );
         if keep_history
             && let Err(err) = conversations
                 .save_history(&turn.user_id, &turn.channel_id, &history)
@@ -182,6 +261,7 @@ impl App {
             prompt_tokens: outcome.usage.prompt_tokens,
             cached_tokens: outcome.usage.cached_tokens,
             completion_tokens: outcome.usage.completion_tokens,
+            image_tokens: outcome.image_tokens,
             cost_usd: cost.unwrap_or(0.0),
             unpriced_requests: u64::from(cost.is_none() && outcome.model.is_some()),
             runs: outcome.runs.len() as u64,

@@ -6,6 +6,8 @@
 pub mod admission;
 mod chat;
 pub mod leftovers;
+mod picture_cache;
+pub mod pictures;
 pub mod remote;
 mod running;
 pub mod runs;
@@ -39,7 +41,7 @@ pub use crate::sandbox::watch::{RunEvent, RunWatch, Subscription, Watched, watch
 pub use crate::sandbox::{Limits, Status};
 pub use crate::store::FileRecord;
 pub use admission::{Admission, Refusal, Ticket};
-pub use chat::{ChatReply, ChatTurn};
+pub use chat::{ChatReply, ChatTurn, attached_pictures};
 pub use runs::{GeneratedFile, UserRunResult};
 pub use uploads::{Upload, UploadReport, UploadSource};
 
@@ -123,7 +125,14 @@ pub struct App {
     secrets: Vec<String>,
     /// Executors elsewhere that run the code (EXECUTOR_URLS); None runs it here.
     remote: Option<remote::RemoteExecutors>,
+    /// Pictures made ready for the model (measured, downscaled in a sandbox).
+    pictures: picture_cache::PictureCache,
+    /// Models whose server refused image parts: they get text only from then on.
+    blind_models: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Downscaled copies of pictures kept in memory for the next requests.
+const PICTURE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A piece of code to run for a user, with their stored files.
 #[derive(Debug, Clone)]
@@ -183,6 +192,8 @@ impl App {
             sweeper: std::sync::Mutex::new(None),
             secrets,
             remote,
+            pictures: picture_cache::PictureCache::new(PICTURE_CACHE_BYTES),
+            blind_models: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -433,6 +444,7 @@ impl App {
             memory_mb: narrowed.then_some(run.limits.memory_mb),
             file_ids: run.file_ids,
             events: true,
+            output_chars: None,
         };
         let mut result = remote.run(request, run.watch.as_ref()).await?;
         let store = self.store().await?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::absolute;
+use crate::llm::tokens::{Encoding, head_within};
 use crate::sandbox::engine::Containers;
 use crate::sandbox::session::{STATE_RESTORE_NAME, SessionIo};
 use crate::sandbox::watch::RunWatch;
@@ -355,17 +356,59 @@ impl Drop for RunDirectory {
     }
 }
 
-/// One JSON line per file, each bounded (escaping included) so that one file's summary can
-/// never push another's out of the output cap, and non-ASCII text is not inflated by escapes.
-pub(crate) const SUMMARY_CODE: &str = r#"import json, codebox_files
+/// Characters of a summary that is not a document's text.
+const SUMMARY_CHARS: usize = 1500;
+
+/// How the summaries of a batch are computed: documents carry their text, up to
+/// `document_tokens` tokens of `encoding` (0: none).
+#[derive(Debug, Clone, Copy)]
+pub struct SummaryPlan {
+    pub document_tokens: usize,
+    pub encoding: Encoding,
+}
+
+impl SummaryPlan {
+    /// Characters of text the sandbox extracts: a token is rarely more than 5 characters,
+    /// and the host trims to the exact count afterwards.
+    fn document_chars(&self) -> usize {
+        self.document_tokens.saturating_mul(5)
+    }
+
+    /// Room in the run's captured output for `files` summaries.
+    pub fn output_chars(&self, files: usize) -> usize {
+        files * (SUMMARY_CHARS.max(self.document_chars()) + 2500) + 1000
+    }
+
+    /// One JSON line per file, each bounded (escaping included) so that one file's summary
+    /// can never push another's out of the output cap, and non-ASCII text is not inflated
+    /// by escapes.
+    pub fn code(&self) -> String {
+        SUMMARY_CODE
+            .replace("DOCUMENT_CHARS_VALUE", &self.document_chars().to_string())
+            .replace("SUMMARY_CHARS_VALUE", &SUMMARY_CHARS.to_string())
+    }
+
+    pub fn own_code(&self, files: usize) -> OwnCode {
+        OwnCode {
+            code: self.code(),
+            output_chars: self.output_chars(files),
+        }
+    }
+}
+
+const SUMMARY_CODE: &str = r#"import json, codebox_files, codebox_documents
+DOCUMENT_CHARS = DOCUMENT_CHARS_VALUE
+loaders = codebox_files._loaders_by_type()
 for f in codebox_files.list_files():
     try:
-        s = codebox_files.summarize(f["file_id"])
+        s = codebox_files.summarize(f["file_id"], document_chars=DOCUMENT_CHARS)
     except Exception as e:
         s = "no summary (%s)" % type(e).__name__
-    s = str(s)[:1500]
+    document = DOCUMENT_CHARS and codebox_documents.is_document(f["file_type"], loaders.get(f["file_type"], "bytes"))
+    cap = DOCUMENT_CHARS + 400 if document else SUMMARY_CHARS_VALUE
+    s = str(s)[:cap]
     line = json.dumps({"file_id": f["file_id"], "summary": s}, ensure_ascii=False)
-    while len(line) > 1900:
+    while len(line) > cap + 400:
         s = s[: len(s) * 3 // 4]
         line = json.dumps({"file_id": f["file_id"], "summary": s}, ensure_ascii=False)
     print(line, flush=True)
@@ -389,25 +432,33 @@ pub fn parse_summaries(stdout: &str, records: &[FileRecord]) -> HashMap<String, 
         .collect()
 }
 
-/// Summaries of `records` for the model, computed by the runner inside a sandbox.
-pub async fn summarize<E: Containers + 'static, M: Metadata>(
+/// The bot's own code, and the room its printed answer needs.
+#[derive(Debug, Clone)]
+pub struct OwnCode {
+    pub code: String,
+    pub output_chars: usize,
+}
+
+/// A run of the bot's own code over `records` (summaries, pictures made ready for the
+/// model), inside a sandbox: untrusted files are only ever parsed there. Nothing it writes
+/// is kept; what it prints is the answer.
+pub async fn run_over_records<E: Containers + 'static, M: Metadata>(
     executor: &Executor<E>,
     store: &FileStore<M>,
     staging_root: &Path,
     outputs_root: &Path,
     records: &[FileRecord],
+    code: OwnCode,
     mut limits: Limits,
-) -> Result<HashMap<String, String>, UserRunError> {
-    if records.is_empty() {
-        return Ok(HashMap::new());
-    }
+) -> Result<ExecutionResult, UserRunError> {
+    let OwnCode { code, output_chars } = code;
     let staged = stage_records(store, staging_root, records).await?;
     let run_dir = RunDirectory::new(outputs_root, true);
     limits.timeout = limits.timeout.min(Duration::from_secs(60));
-    limits.max_output_chars = limits.max_output_chars.max(records.len() * 2000 + 1000);
+    limits.max_output_chars = limits.max_output_chars.max(output_chars);
     let result = executor
         .execute(ExecutionRequest {
-            code: SUMMARY_CODE.to_string(),
+            code,
             limits,
             input_dir: Some(absolute(staged.path())),
             output_dir: Some(run_dir.path().to_path_buf()),
@@ -417,16 +468,65 @@ pub async fn summarize<E: Containers + 'static, M: Metadata>(
         })
         .await?;
     drop(run_dir);
-    keep_summaries(store, records, &result).await
+    Ok(result)
 }
 
-/// Stores the summaries a summary run printed for `records`.
+/// Summaries of `records` for the model, computed by the runner inside a sandbox, and
+/// stored with the records.
+pub async fn summarize<E: Containers + 'static, M: Metadata>(
+    executor: &Executor<E>,
+    store: &FileStore<M>,
+    staging_root: &Path,
+    outputs_root: &Path,
+    records: &[FileRecord],
+    limits: Limits,
+    plan: SummaryPlan,
+) -> Result<HashMap<String, String>, UserRunError> {
+    if records.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let result = run_over_records(
+        executor,
+        store,
+        staging_root,
+        outputs_root,
+        records,
+        plan.own_code(records.len()),
+        limits,
+    )
+    .await?;
+    keep_summaries(store, records, &result, plan).await
+}
+
+/// Pure: a document's text within `tokens` (the sandbox cut by characters; this is the
+/// exact count), saying where it stops.
+pub fn within_tokens(summary: String, file_id: &str, encoding: Encoding, tokens: usize) -> String {
+    let (head, cut) = head_within(encoding, &summary, tokens);
+    if !cut {
+        return summary;
+    }
+    format!(
+        "{head}\n[text continues beyond {tokens} tokens: read the rest with code, load_file('{file_id}')]"
+    )
+}
+
+/// Stores the summaries a summary run printed for `records`, documents' text cut to
+/// `document_tokens` tokens.
 pub(crate) async fn keep_summaries<M: Metadata>(
     store: &FileStore<M>,
     records: &[FileRecord],
     result: &ExecutionResult,
+    plan: SummaryPlan,
 ) -> Result<HashMap<String, String>, UserRunError> {
-    let summaries = parse_summaries(&result.stdout, records);
+    let summaries: HashMap<String, String> = parse_summaries(&result.stdout, records)
+        .into_iter()
+        .map(|(id, summary)| {
+            // Other summaries are at most SUMMARY_CHARS characters: never more tokens.
+            let limit = plan.document_tokens.max(SUMMARY_CHARS);
+            let summary = within_tokens(summary, &id, plan.encoding, limit);
+            (id, summary)
+        })
+        .collect();
     if summaries.is_empty() && result.status != Status::Ok {
         return Err(UserRunError::Summary {
             reason: result

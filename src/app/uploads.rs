@@ -82,38 +82,19 @@ impl App {
             }
         }
         if summarize && !report.stored.is_empty() {
-            let summaries = match &self.remote {
-                Some(remote) => {
-                    // On an executor elsewhere, as one of the user's runs of these files.
-                    let request = crate::service::api::RunRequest {
-                        user_id: user_id.to_string(),
-                        code: runs::SUMMARY_CODE.to_string(),
-                        conversation: None,
-                        timeout_s: None,
-                        memory_mb: None,
-                        file_ids: Some(report.stored.iter().map(|r| r.file_id.clone()).collect()),
-                        events: true,
-                    };
-                    match remote.run(request, None).await {
-                        Ok(run) => runs::keep_summaries(&store, &report.stored, &run.result)
-                            .await
-                            .map_err(AppError::from),
-                        Err(err) => Err(err.into()),
-                    }
-                }
-                None => {
-                    let executor = self.executor().await?;
-                    runs::summarize(
-                        &executor,
-                        &store,
-                        &self.staging_root(),
-                        &self.outputs_root(),
-                        &report.stored,
-                        self.operator_limits(),
-                    )
+            let chat = &self.settings.chat;
+            let plan = runs::SummaryPlan {
+                document_tokens: chat.document_context_tokens,
+                encoding: crate::llm::tokens::encoding_for(&chat.openai_model),
+            };
+            let summaries = match self
+                .run_over_files(user_id, &report.stored, plan.own_code(report.stored.len()))
+                .await
+            {
+                Ok(result) => runs::keep_summaries(&store, &report.stored, &result, plan)
                     .await
-                    .map_err(AppError::from)
-                }
+                    .map_err(AppError::from),
+                Err(err) => Err(err),
             };
             match summaries {
                 Ok(summaries) => {
@@ -126,6 +107,45 @@ impl App {
         }
         report.file_count = store.list(user_id).await.map(|l| l.len()).unwrap_or(0);
         Ok(report)
+    }
+
+    /// The bot's own code over some of the user's files, in a sandbox here or on an
+    /// executor elsewhere (as one of the user's runs of these files); its printed answer.
+    pub(crate) async fn run_over_files(
+        &self,
+        user_id: &str,
+        records: &[FileRecord],
+        code: runs::OwnCode,
+    ) -> Result<crate::sandbox::ExecutionResult, AppError> {
+        match &self.remote {
+            Some(remote) => {
+                let request = crate::service::api::RunRequest {
+                    user_id: user_id.to_string(),
+                    code: code.code,
+                    conversation: None,
+                    timeout_s: None,
+                    memory_mb: None,
+                    file_ids: Some(records.iter().map(|r| r.file_id.clone()).collect()),
+                    events: true,
+                    output_chars: Some(code.output_chars),
+                };
+                Ok(remote.run(request, None).await?.result)
+            }
+            None => {
+                let executor = self.executor().await?;
+                let store = self.store().await?;
+                Ok(runs::run_over_records(
+                    &executor,
+                    &store,
+                    &self.staging_root(),
+                    &self.outputs_root(),
+                    records,
+                    code,
+                    self.operator_limits(),
+                )
+                .await?)
+            }
+        }
     }
 
     fn spool(&self, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {

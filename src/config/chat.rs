@@ -30,6 +30,35 @@ pub struct ChatSettings {
     pub max_queued_messages: usize,
     /// Prices per model in dollars per 1M tokens (TOML `[pricing."model"]` tables).
     pub pricing: BTreeMap<String, Price>,
+    /// Whether the model gets pictures: `auto` asks the model table, `on`/`off` decide.
+    pub model_vision: VisionMode,
+    /// Attached pictures larger than this (or over 2048 px a side) are downscaled first.
+    pub vision_max_image_mb: f64,
+    /// Pictures in one model request, newest first; older ones are named in text.
+    pub vision_max_images: usize,
+    /// Pictures a run drew that the model sees after it, per round.
+    pub vision_max_figures: usize,
+    /// Tokens of a document's text the model gets with the file's summary.
+    pub document_context_tokens: usize,
+    /// What is known of each model (TOML `[models."name"]` tables, longest prefix wins).
+    pub models: BTreeMap<String, ModelEntry>,
+}
+
+/// `MODEL_VISION`: `auto` (the model table), or always `on` / `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VisionMode {
+    Auto,
+    On,
+    Off,
+}
+
+/// One row of the model table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelEntry {
+    /// Whether the model takes pictures; unset asks the built-in name patterns.
+    pub vision: Option<bool>,
 }
 
 impl Default for ChatSettings {
@@ -46,6 +75,12 @@ impl Default for ChatSettings {
             rate_limit_per_minute: 10,
             max_queued_messages: 20,
             pricing: default_prices(),
+            model_vision: VisionMode::Auto,
+            vision_max_image_mb: 5.0,
+            vision_max_images: 8,
+            vision_max_figures: 4,
+            document_context_tokens: 4000,
+            models: BTreeMap::new(),
         }
     }
 }
@@ -69,6 +104,21 @@ impl ChatSettings {
         }
         if self.rate_limit_per_minute == 0 {
             return invalid("RATE_LIMIT_PER_MINUTE", "must be at least 1");
+        }
+        if !is_positive(self.vision_max_image_mb) || self.vision_max_image_mb > 50.0 {
+            return invalid(
+                "VISION_MAX_IMAGE_MB",
+                "must be a positive number of megabytes, at most 50",
+            );
+        }
+        if self.vision_max_images > 100 {
+            return invalid("VISION_MAX_IMAGES", "must be at most 100");
+        }
+        if self.vision_max_figures > 20 {
+            return invalid("VISION_MAX_FIGURES", "must be at most 20");
+        }
+        if self.document_context_tokens > 100_000 {
+            return invalid("DOCUMENT_CONTEXT_TOKENS", "must be at most 100000");
         }
         if self.history_token_budget < 500 {
             return invalid("HISTORY_TOKEN_BUDGET", "must be at least 500");

@@ -23,7 +23,7 @@ use figment::value::Value;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use chat::ChatSettings;
+pub use chat::{ChatSettings, ModelEntry, VisionMode};
 pub use discord::DiscordSettings;
 pub use executor::ExecutorSettings;
 pub use packages::{PackagePolicy, PackageSettings};
@@ -239,7 +239,7 @@ fn keys_of<T: Serialize + Default>() -> Vec<String> {
 }
 
 /// Settings that exist only as TOML tables, never as one environment value.
-const TOML_ONLY: &[&str] = &["pricing"];
+const TOML_ONLY: &[&str] = &["pricing", "models"];
 
 /// Every environment name a setting answers to, derived from the settings structs.
 pub fn setting_names() -> BTreeSet<String> {
@@ -335,6 +335,7 @@ const TEXT_SETTINGS: &[&str] = &[
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
     "OPENAI_MODEL",
+    "MODEL_VISION",
     "PACKAGE_ALLOWLIST",
     "PACKAGE_DENYLIST",
     "PIP_INDEX_URL",
@@ -495,6 +496,7 @@ mod tests {
         }
         let mut expected = setting_names();
         expected.insert("pricing".to_string());
+        expected.insert("models".to_string());
         // Read by the Docker client library, not by codebox's settings.
         documented.remove("DOCKER_HOST");
         assert_eq!(

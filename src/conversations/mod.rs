@@ -19,6 +19,9 @@ pub struct UsageTotals {
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
     pub completion_tokens: u64,
+    /// Part of `prompt_tokens` that pictures took, as counted before sending.
+    #[serde(default)]
+    pub image_tokens: u64,
     /// Dollars for the requests whose model has a price.
     pub cost_usd: f64,
     /// Requests to models without a price: their cost is unknown, not zero.
@@ -33,6 +36,7 @@ impl UsageTotals {
         self.prompt_tokens += other.prompt_tokens;
         self.cached_tokens += other.cached_tokens;
         self.completion_tokens += other.completion_tokens;
+        self.image_tokens += other.image_tokens;
         self.cost_usd += other.cost_usd;
         self.unpriced_requests += other.unpriced_requests;
         self.runs += other.runs;

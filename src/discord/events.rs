@@ -10,7 +10,9 @@ use super::rate_limit;
 use super::reply::{self, Attachment, OutgoingFile, no_mentions};
 use super::state::BotState;
 use super::status::StatusMessage;
-use crate::app::{Admission, App, ChatTurn, GeneratedFile, Refusal, Ticket, Upload, UploadSource};
+use crate::app::{
+    Admission, App, ChatTurn, FileRecord, GeneratedFile, Refusal, Ticket, Upload, UploadSource,
+};
 use crate::render;
 
 pub async fn say(http: &Http, channel: ChannelId, text: &str) {
@@ -74,9 +76,11 @@ pub async fn admit(
 
 pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
     let user_id = msg.author.id.to_string();
-    if !msg.attachments.is_empty() {
-        store_attachments(&state, &ctx.http, &msg, &user_id).await;
-    }
+    let stored = if msg.attachments.is_empty() {
+        Vec::new()
+    } else {
+        store_attachments(&state, &ctx.http, &msg, &user_id).await
+    };
     let text = strip_mentions(&msg.content, state.bot_user());
     if text.is_empty() {
         return;
@@ -104,6 +108,7 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
         channel_id: msg.channel_id.to_string(),
         guild_id: msg.guild_id.map(|g| g.to_string()),
         text,
+        images: crate::app::attached_pictures(&stored),
     };
     let work = {
         let app = state.app.clone();
@@ -161,7 +166,13 @@ pub fn outgoing(files: &[GeneratedFile]) -> Vec<OutgoingFile> {
         .collect()
 }
 
-async fn store_attachments(state: &BotState, http: &Http, msg: &Message, user_id: &str) {
+/// Stores the message's attachments and says so; the records stored.
+async fn store_attachments(
+    state: &BotState,
+    http: &Http,
+    msg: &Message,
+    user_id: &str,
+) -> Vec<FileRecord> {
     let limit_mb = state.app.settings().store.max_file_size_mb;
     let mut uploads = Vec::new();
     let mut problems: Vec<String> = Vec::new();
@@ -185,9 +196,11 @@ async fn store_attachments(state: &BotState, http: &Http, msg: &Message, user_id
         }
     }
     let mut text = String::new();
+    let mut stored = Vec::new();
     if !uploads.is_empty() {
         match state.app.store_uploads(user_id, uploads, true).await {
             Ok(report) => {
+                stored = report.stored.clone();
                 for record in &report.stored {
                     text.push_str(&render::upload_confirmation(record));
                 }
@@ -223,6 +236,7 @@ async fn store_attachments(state: &BotState, http: &Http, msg: &Message, user_id
     for message in reply::plan(&text, &[], 0) {
         say(http, msg.channel_id, &message.content).await;
     }
+    stored
 }
 
 /// One planned attachment as Discord's; None (logged) when a stored file cannot be read.

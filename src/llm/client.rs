@@ -11,9 +11,11 @@ use async_openai::types::chat::{
 };
 use serde_json::{Value, json};
 
-use super::history::{ChatMessage, ToolCallRecord};
+use super::history::{ChatMessage, ImageRef, ToolCallRecord};
+use super::pictures::{Pictures, Shown};
 use super::pricing::Usage;
 use super::tool;
+use super::vision::Detail;
 
 /// One reply of the model: text, tool calls, or both.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,10 @@ pub enum ModelError {
     Unreachable { reason: String },
     #[error("the model API answered something unusable: {reason}")]
     BadResponse { reason: String },
+    /// The server refused the request itself (400): in its own words, which may name a
+    /// content type it does not take (image parts).
+    #[error("the model API refused the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
 }
 
 impl ModelError {
@@ -73,14 +79,19 @@ impl ModelError {
             ModelError::BadResponse { .. } => {
                 "The model service sent a reply the bot could not read. Please try again.".into()
             }
+            ModelError::Rejected { status, .. } => {
+                format!("The model service refused the request ({status}); an admin can check the model settings.")
+            }
         }
     }
 }
 
 pub trait ChatModel: Send + Sync {
+    /// `pictures` says what each picture the messages refer to becomes.
     fn complete(
         &self,
         messages: &[ChatMessage],
+        pictures: &Pictures,
     ) -> impl Future<Output = Result<ModelReply, ModelError>> + Send;
 }
 
@@ -109,13 +120,44 @@ impl OpenAiChat {
     }
 }
 
+/// Pure: a user-role message's content: plain text, or text then image parts when any
+/// picture is shown (a picture not shown is its sentence, in the text).
+fn user_content(content: &str, images: &[ImageRef], pictures: &Pictures) -> Value {
+    let mut text = content.to_string();
+    let mut parts = Vec::new();
+    for image in images {
+        match pictures.get(image) {
+            Some(Shown::Part { data_url, .. }) => parts.push(json!({
+                "type": "image_url",
+                "image_url": {"url": data_url, "detail": Detail::High.as_str()},
+            })),
+            Some(Shown::Note(note)) => {
+                text.push('\n');
+                text.push_str(note);
+            }
+            None => text.push_str(&format!(
+                "\n[image {} (file id {}) not shown]",
+                image.filename, image.file_id
+            )),
+        }
+    }
+    if parts.is_empty() {
+        return json!(text);
+    }
+    let mut content = vec![json!({"type": "text", "text": text})];
+    content.extend(parts);
+    Value::Array(content)
+}
+
 /// Pure: our history as the OpenAI chat request, with the one tool.
-pub fn request_json(model: &str, messages: &[ChatMessage]) -> Value {
+pub fn request_json(model: &str, messages: &[ChatMessage], pictures: &Pictures) -> Value {
     let messages: Vec<Value> = messages
         .iter()
         .map(|m| match m {
             ChatMessage::System { content } => json!({"role": "system", "content": content}),
-            ChatMessage::User { content } => json!({"role": "user", "content": content}),
+            ChatMessage::User { content, images } | ChatMessage::Figures { content, images } => {
+                json!({"role": "user", "content": user_content(content, images, pictures)})
+            }
             ChatMessage::Assistant {
                 content,
                 tool_calls,
@@ -157,11 +199,19 @@ fn map_error(err: OpenAIError) -> ModelError {
         OpenAIError::ApiError(api) => match api.status_code.as_u16() {
             401 | 403 => ModelError::Unauthorized,
             429 => ModelError::RateLimited,
+            status @ (400 | 413 | 415 | 422) => ModelError::Rejected {
+                status,
+                message: api.api_error.message.chars().take(500).collect(),
+            },
             status => ModelError::Server { status },
         },
         OpenAIError::Reqwest(e) => match e.status() {
             Some(status) if status.as_u16() == 429 => ModelError::RateLimited,
             Some(status) if status.as_u16() == 401 => ModelError::Unauthorized,
+            Some(status) if status.as_u16() == 400 => ModelError::Rejected {
+                status: 400,
+                message: e.to_string(),
+            },
             Some(status) => ModelError::Server {
                 status: status.as_u16(),
             },
@@ -222,9 +272,13 @@ pub fn reply_from_response(
 }
 
 impl ChatModel for OpenAiChat {
-    async fn complete(&self, messages: &[ChatMessage]) -> Result<ModelReply, ModelError> {
+    async fn complete(
+        &self,
+        messages: &[ChatMessage],
+        pictures: &Pictures,
+    ) -> Result<ModelReply, ModelError> {
         let request: CreateChatCompletionRequest =
-            serde_json::from_value(request_json(&self.model, messages)).map_err(|e| {
+            serde_json::from_value(request_json(&self.model, messages, pictures)).map_err(|e| {
                 ModelError::BadResponse {
                     reason: format!("request: {e}"),
                 }

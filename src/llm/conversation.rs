@@ -7,7 +7,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::client::{ChatModel, ModelError, ModelReply};
-use super::history::ChatMessage;
+use super::history::{ChatMessage, ImageKind, ImageRef};
+use super::pictures::{self, PictureSource, Pictures};
 use super::pricing::Usage;
 use super::tokens::Encoding;
 use super::tool::{self, TOOL_NAME};
@@ -43,6 +44,28 @@ pub struct TurnSettings {
     pub retries: u32,
     pub retry_delay: Duration,
     pub secrets: Vec<String>,
+    pub vision: VisionSettings,
+}
+
+/// What the model is shown of pictures.
+#[derive(Debug, Clone, Copy)]
+pub struct VisionSettings {
+    /// The model takes image parts (MODEL_VISION and the model table).
+    pub sees: bool,
+    /// Image parts in one request, newest first.
+    pub max_images: usize,
+    /// Pictures of one round's runs shown after its tool results.
+    pub max_figures: usize,
+}
+
+impl Default for VisionSettings {
+    fn default() -> VisionSettings {
+        VisionSettings {
+            sees: false,
+            max_images: 8,
+            max_figures: 4,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,16 +78,21 @@ pub struct TurnOutcome {
     pub usage: Usage,
     pub model: Option<String>,
     pub error: Option<ModelError>,
+    /// Tokens of the image parts sent, counted from the pictures' measured sizes.
+    pub image_tokens: u64,
+    /// The model server refused image parts: the turn went on without them.
+    pub images_refused: bool,
 }
 
 async fn complete_with_retry<M: ChatModel>(
     model: &M,
     messages: &[ChatMessage],
+    pictures: &Pictures,
     settings: &TurnSettings,
 ) -> Result<ModelReply, ModelError> {
     let mut attempt = 0;
     loop {
-        match model.complete(messages).await {
+        match model.complete(messages, pictures).await {
             Err(err) if err.is_transient() && attempt < settings.retries => {
                 let delay = settings.retry_delay * 2u32.saturating_pow(attempt);
                 tracing::warn!(error = %err, attempt, "model API error; retrying");
@@ -76,18 +104,61 @@ async fn complete_with_retry<M: ChatModel>(
     }
 }
 
-pub async fn run_turn<M: ChatModel, R: CodeRunner, P: Progress>(
+/// One request: the pictures the messages refer to are resolved and capped; a server that
+/// refuses image parts gets the same request once more with each picture as its sentence,
+/// and `sees` turns off for the rest of the turn.
+async fn request<M: ChatModel, S: PictureSource>(
+    model: &M,
+    source: &S,
+    messages: &[ChatMessage],
+    settings: &TurnSettings,
+    sees: &mut bool,
+    outcome: &mut TurnOutcome,
+) -> Result<ModelReply, ModelError> {
+    let resolved = source.resolve(&pictures::referenced(messages), *sees).await;
+    let shown = pictures::within_cap(messages, resolved, settings.vision.max_images);
+    let image_tokens: u64 = pictures::tokens_of(&shown).values().sum();
+    match complete_with_retry(model, messages, &shown, settings).await {
+        Ok(reply) => {
+            outcome.image_tokens += image_tokens;
+            Ok(reply)
+        }
+        Err(ModelError::Rejected { message, .. })
+            if image_tokens > 0 && super::vision::refuses_images(&message) =>
+        {
+            tracing::warn!(reason = %message, "the model server refused image parts; sending text only");
+            *sees = false;
+            outcome.images_refused = true;
+            let notes = pictures::as_notes(&shown, "this model server does not take pictures");
+            complete_with_retry(model, messages, &notes, settings).await
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The pictures the round's runs wrote, as figures for the model.
+fn figures_of(runs: &[UserRunResult]) -> Vec<ImageRef> {
+    runs.iter()
+        .flat_map(|run| &run.generated_files)
+        .filter(|file| crate::filetypes::is_picture(&file.file_type))
+        .map(|file| ImageRef {
+            file_id: file.file_id.clone(),
+            filename: file.filename.clone(),
+            kind: ImageKind::Figure,
+        })
+        .collect()
+}
+
+pub async fn run_turn<M: ChatModel, R: CodeRunner, P: Progress, S: PictureSource>(
     model: &M,
     runner: &R,
     progress: &P,
+    source: &S,
     settings: &TurnSettings,
     history: &[ChatMessage],
-    user_text: &str,
+    user: ChatMessage,
 ) -> TurnOutcome {
     let mut messages = history.to_vec();
-    let user = ChatMessage::User {
-        content: user_text.to_string(),
-    };
     messages.push(user.clone());
     let mut outcome = TurnOutcome {
         reply: String::new(),
@@ -96,10 +167,14 @@ pub async fn run_turn<M: ChatModel, R: CodeRunner, P: Progress>(
         usage: Usage::default(),
         model: None,
         error: None,
+        image_tokens: 0,
+        images_refused: false,
     };
+    let mut sees = settings.vision.sees;
     let mut rounds = 0;
     loop {
-        let reply = match complete_with_retry(model, &messages, settings).await {
+        let reply = match request(model, source, &messages, settings, &mut sees, &mut outcome).await
+        {
             Ok(reply) => reply,
             Err(err) => {
                 outcome.reply = err.user_message();
@@ -133,6 +208,7 @@ pub async fn run_turn<M: ChatModel, R: CodeRunner, P: Progress>(
         };
         messages.push(assistant.clone());
         outcome.new_messages.push(assistant);
+        let runs_before = outcome.runs.len();
         for call in &reply.tool_calls {
             let content = if call.name != TOOL_NAME {
                 format!(
@@ -175,6 +251,21 @@ pub async fn run_turn<M: ChatModel, R: CodeRunner, P: Progress>(
             messages.push(message.clone());
             outcome.new_messages.push(message);
         }
+        let round_runs = &outcome.runs[runs_before..];
+        if sees {
+            let label: Vec<&str> = round_runs
+                .iter()
+                .map(|r| r.result.run_id.as_str())
+                .collect();
+            if let Some(figures) = pictures::figures_message(
+                &label.join(", "),
+                figures_of(round_runs),
+                settings.vision.max_figures,
+            ) {
+                messages.push(figures.clone());
+                outcome.new_messages.push(figures);
+            }
+        }
     }
 }
 
@@ -184,12 +275,14 @@ mod tests {
 
     use super::*;
     use crate::llm::history::ToolCallRecord;
+    use crate::llm::pictures::Shown;
     use crate::sandbox::{ExecutionResult, Status};
 
     /// Replays scripted replies and records the prompts it was given.
     struct ScriptedModel {
         replies: Mutex<Vec<Result<ModelReply, ModelError>>>,
         prompts: Mutex<Vec<Vec<ChatMessage>>>,
+        pictures: Mutex<Vec<Pictures>>,
     }
 
     impl ScriptedModel {
@@ -198,13 +291,19 @@ mod tests {
             ScriptedModel {
                 replies: Mutex::new(replies),
                 prompts: Mutex::new(Vec::new()),
+                pictures: Mutex::new(Vec::new()),
             }
         }
     }
 
     impl ChatModel for ScriptedModel {
-        async fn complete(&self, messages: &[ChatMessage]) -> Result<ModelReply, ModelError> {
+        async fn complete(
+            &self,
+            messages: &[ChatMessage],
+            pictures: &Pictures,
+        ) -> Result<ModelReply, ModelError> {
             self.prompts.lock().unwrap().push(messages.to_vec());
+            self.pictures.lock().unwrap().push(pictures.clone());
             self.replies
                 .lock()
                 .unwrap()
@@ -248,8 +347,39 @@ mod tests {
                     flags: vec![],
                     run_id: "r".into(),
                 },
-                generated_files: vec![],
+                generated_files: if code.contains("draw") {
+                    vec![crate::app::GeneratedFile {
+                        file_id: "FIGUREFIGUREFIG1".into(),
+                        filename: "figure_1.png".into(),
+                        size: 10,
+                        file_type: "png".into(),
+                        path: "/nowhere".into(),
+                    }]
+                } else {
+                    vec![]
+                },
             })
+        }
+    }
+
+    /// Every picture is a part of 255 tokens when the model sees, else a sentence.
+    struct Gallery;
+    impl PictureSource for Gallery {
+        async fn resolve(&self, images: &[ImageRef], sees: bool) -> Pictures {
+            images
+                .iter()
+                .map(|image| {
+                    let shown = if sees {
+                        Shown::Part {
+                            data_url: format!("data:image/png;base64,{}", image.file_id),
+                            tokens: 255,
+                        }
+                    } else {
+                        Shown::Note(format!("[no sight of {}]", image.filename))
+                    };
+                    (image.clone(), shown)
+                })
+                .collect()
         }
     }
 
@@ -300,6 +430,10 @@ mod tests {
             retries: 1,
             retry_delay: Duration::from_millis(1),
             secrets: vec!["sk-supersecret-value".into()],
+            vision: VisionSettings {
+                sees: true,
+                ..VisionSettings::default()
+            },
         }
     }
 
@@ -320,7 +454,16 @@ mod tests {
             Ok(text("the answer is 1; key sk-supersecret-value")),
         ]);
         let runner = runner();
-        let out = run_turn(&model, &runner, &Quiet, &settings(5), &[], "compute").await;
+        let out = run_turn(
+            &model,
+            &runner,
+            &Quiet,
+            &Gallery,
+            &settings(5),
+            &[],
+            ChatMessage::user("compute"),
+        )
+        .await;
         assert_eq!(out.reply, "the answer is 1; key [redacted]");
         assert_eq!(
             runner.runs.lock().unwrap()[0],
@@ -346,7 +489,16 @@ mod tests {
             Ok(call("c3", TOOL_NAME, r#"{"code":"c"}"#)),
         ]);
         let runner = runner();
-        let out = run_turn(&model, &runner, &Quiet, &settings(2), &[], "loop").await;
+        let out = run_turn(
+            &model,
+            &runner,
+            &Quiet,
+            &Gallery,
+            &settings(2),
+            &[],
+            ChatMessage::user("loop"),
+        )
+        .await;
         assert_eq!(runner.runs.lock().unwrap().len(), 2, "no third run");
         assert!(
             out.reply.contains("Stopped after 2 code runs"),
@@ -371,7 +523,16 @@ mod tests {
             Ok(text("done")),
         ]);
         let runner = runner();
-        let out = run_turn(&model, &runner, &Quiet, &settings(5), &[], "x").await;
+        let out = run_turn(
+            &model,
+            &runner,
+            &Quiet,
+            &Gallery,
+            &settings(5),
+            &[],
+            ChatMessage::user("x"),
+        )
+        .await;
         assert_eq!(out.reply, "done");
         let tools: Vec<String> = out
             .new_messages
@@ -397,23 +558,169 @@ mod tests {
             Err(ModelError::RateLimited),
             Err(ModelError::RateLimited),
         ]);
-        let out = run_turn(&model, &runner(), &Quiet, &settings(5), &[], "hello").await;
+        let out = run_turn(
+            &model,
+            &runner(),
+            &Quiet,
+            &Gallery,
+            &settings(5),
+            &[],
+            ChatMessage::user("hello"),
+        )
+        .await;
         assert_eq!(out.error, Some(ModelError::RateLimited));
         assert!(out.reply.contains("busy"), "{}", out.reply);
-        assert_eq!(
-            out.new_messages,
-            vec![ChatMessage::User {
-                content: "hello".into()
-            }]
-        );
+        assert_eq!(out.new_messages, vec![ChatMessage::user("hello")]);
         assert_eq!(model.prompts.lock().unwrap().len(), 2, "one retry");
         let unauthorized = ScriptedModel::new(vec![Err(ModelError::Unauthorized)]);
-        let out = run_turn(&unauthorized, &runner(), &Quiet, &settings(5), &[], "hi").await;
+        let out = run_turn(
+            &unauthorized,
+            &runner(),
+            &Quiet,
+            &Gallery,
+            &settings(5),
+            &[],
+            ChatMessage::user("hi"),
+        )
+        .await;
         assert!(out.reply.contains("OPENAI_API_KEY"));
         assert_eq!(
             unauthorized.prompts.lock().unwrap().len(),
             1,
             "401 is not retried"
         );
+    }
+
+    fn photo() -> ChatMessage {
+        ChatMessage::User {
+            content: "what does this say?".into(),
+            images: vec![ImageRef {
+                file_id: "PHOTOPHOTOPHOTO1".into(),
+                filename: "photo.png".into(),
+                kind: ImageKind::Attached,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_model_sees_the_attachment_and_then_the_figure_its_code_drew() {
+        let model = ScriptedModel::new(vec![
+            Ok(call("c1", TOOL_NAME, r#"{"code":"draw()"}"#)),
+            Ok(text("the chart shows a line")),
+        ]);
+        let out = run_turn(
+            &model,
+            &runner(),
+            &Quiet,
+            &Gallery,
+            &settings(5),
+            &[],
+            photo(),
+        )
+        .await;
+        let prompts = model.prompts.lock().unwrap();
+        let pictures = model.pictures.lock().unwrap();
+        assert!(matches!(
+            pictures[0].values().next(),
+            Some(Shown::Part { .. })
+        ));
+        // user, assistant call, tool result, the figures message
+        let ChatMessage::Figures { content, images } = prompts[1].last().unwrap() else {
+            panic!("the figures follow the tool result: {:?}", prompts[1]);
+        };
+        assert!(matches!(
+            prompts[1][prompts[1].len() - 2],
+            ChatMessage::Tool { .. }
+        ));
+        assert!(
+            content.contains("run r") && content.contains("FIGUREFIGUREFIG1"),
+            "{content}"
+        );
+        assert_eq!(images[0].kind, ImageKind::Figure);
+        assert!(matches!(&pictures[1][&images[0]], Shown::Part { .. }));
+        assert_eq!(
+            out.image_tokens,
+            255 + 2 * 255,
+            "the photo twice, the figure once"
+        );
+        assert!(
+            out.new_messages
+                .iter()
+                .any(|m| matches!(m, ChatMessage::Figures { .. }))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_model_that_does_not_see_gets_sentences_and_no_figures() {
+        let model = ScriptedModel::new(vec![
+            Ok(call("c1", TOOL_NAME, r#"{"code":"draw()"}"#)),
+            Ok(text("done")),
+        ]);
+        let mut blind = settings(5);
+        blind.vision.sees = false;
+        let out = run_turn(&model, &runner(), &Quiet, &Gallery, &blind, &[], photo()).await;
+        let pictures = model.pictures.lock().unwrap();
+        assert!(
+            pictures
+                .iter()
+                .flat_map(|p| p.values())
+                .all(|shown| matches!(shown, Shown::Note(_)))
+        );
+        assert!(
+            !out.new_messages
+                .iter()
+                .any(|m| matches!(m, ChatMessage::Figures { .. }))
+        );
+        assert_eq!(out.image_tokens, 0);
+    }
+
+    #[tokio::test]
+    async fn a_server_refusing_pictures_gets_the_request_again_without_them() {
+        let model = ScriptedModel::new(vec![
+            Err(ModelError::Rejected {
+                status: 400,
+                message: "image input is not supported".into(),
+            }),
+            Ok(text("I cannot see it, but code can read it")),
+        ]);
+        let out = run_turn(
+            &model,
+            &runner(),
+            &Quiet,
+            &Gallery,
+            &settings(5),
+            &[],
+            photo(),
+        )
+        .await;
+        assert!(out.images_refused);
+        assert!(out.error.is_none(), "{:?}", out.error);
+        let pictures = model.pictures.lock().unwrap().clone();
+        assert_eq!(pictures.len(), 2, "one retry");
+        assert!(matches!(
+            pictures[0].values().next(),
+            Some(Shown::Part { .. })
+        ));
+        assert!(
+            matches!(pictures[1].values().next(), Some(Shown::Note(n)) if n.contains("does not take pictures"))
+        );
+        assert_eq!(out.image_tokens, 0, "nothing was sent as a picture");
+        // A 400 about something else is not retried.
+        let other = ScriptedModel::new(vec![Err(ModelError::Rejected {
+            status: 400,
+            message: "context length exceeded".into(),
+        })]);
+        let out = run_turn(
+            &other,
+            &runner(),
+            &Quiet,
+            &Gallery,
+            &settings(5),
+            &[],
+            photo(),
+        )
+        .await;
+        assert!(!out.images_refused && out.error.is_some());
+        assert_eq!(other.prompts.lock().unwrap().len(), 1);
     }
 }

@@ -1,6 +1,9 @@
 //! Conversation history: our own message type (stored per user and channel), and trimming
 //! to a token budget that only ever drops whole turns, so a tool call is never separated
-//! from its result.
+//! from its result. Pictures are kept by file id, never by their bytes: each request
+//! attaches them again while their files live.
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +16,22 @@ pub struct ToolCallRecord {
     pub arguments: String,
 }
 
+/// A picture in the conversation: a stored file, by id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub file_id: String,
+    pub filename: String,
+    /// What the picture is: a user's attachment, or a figure a run drew.
+    pub kind: ImageKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageKind {
+    Attached,
+    Figure,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "lowercase")]
 pub enum ChatMessage {
@@ -21,6 +40,16 @@ pub enum ChatMessage {
     },
     User {
         content: String,
+        /// Pictures attached to the message.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        images: Vec<ImageRef>,
+    },
+    /// The pictures a round of runs drew, shown to the model right after the tool results
+    /// (a `tool` message may carry only text); sent with the user role, but not the start
+    /// of a turn.
+    Figures {
+        content: String,
+        images: Vec<ImageRef>,
     },
     Assistant {
         #[serde(default)]
@@ -38,7 +67,7 @@ impl ChatMessage {
     fn role(&self) -> &'static str {
         match self {
             ChatMessage::System { .. } => "system",
-            ChatMessage::User { .. } => "user",
+            ChatMessage::User { .. } | ChatMessage::Figures { .. } => "user",
             ChatMessage::Assistant { .. } => "assistant",
             ChatMessage::Tool { .. } => "tool",
         }
@@ -48,7 +77,8 @@ impl ChatMessage {
     fn counted_text(&self) -> String {
         match self {
             ChatMessage::System { content }
-            | ChatMessage::User { content }
+            | ChatMessage::User { content, .. }
+            | ChatMessage::Figures { content, .. }
             | ChatMessage::Tool { content, .. } => content.clone(),
             ChatMessage::Assistant {
                 content,
@@ -65,19 +95,63 @@ impl ChatMessage {
     }
 }
 
+impl ChatMessage {
+    /// A user's message without pictures.
+    pub fn user(content: impl Into<String>) -> ChatMessage {
+        ChatMessage::User {
+            content: content.into(),
+            images: Vec::new(),
+        }
+    }
+
+    pub fn images(&self) -> &[ImageRef] {
+        match self {
+            ChatMessage::User { images, .. } | ChatMessage::Figures { images, .. } => images,
+            _ => &[],
+        }
+    }
+}
+
+/// Tokens each picture costs in a request (those not sent cost none).
+pub type ImageTokens = HashMap<ImageRef, u64>;
+
 pub fn count_messages(encoding: Encoding, messages: &[ChatMessage]) -> usize {
+    count_with_images(encoding, messages, &ImageTokens::new())
+}
+
+/// Text and pictures: what a request of these messages costs.
+pub fn count_with_images(
+    encoding: Encoding,
+    messages: &[ChatMessage],
+    images: &ImageTokens,
+) -> usize {
     let texts: Vec<(&str, String)> = messages
         .iter()
         .map(|m| (m.role(), m.counted_text()))
         .collect();
-    count_chat(encoding, texts.iter().map(|(r, t)| (*r, t.as_str())))
+    let pictures: u64 = messages
+        .iter()
+        .flat_map(|m| m.images())
+        .filter_map(|image| images.get(image))
+        .sum();
+    count_chat(encoding, texts.iter().map(|(r, t)| (*r, t.as_str()))) + pictures as usize
 }
 
 /// Drops the oldest whole turns (a turn starts at a user message) until the history fits
 /// in `budget` tokens; the newest turn is always kept.
 pub fn trim_to_budget(encoding: Encoding, history: &mut Vec<ChatMessage>, budget: usize) {
+    trim_with_images(encoding, history, budget, &ImageTokens::new())
+}
+
+/// `trim_to_budget`, pictures counted.
+pub fn trim_with_images(
+    encoding: Encoding,
+    history: &mut Vec<ChatMessage>,
+    budget: usize,
+    images: &ImageTokens,
+) {
     loop {
-        if count_messages(encoding, history) <= budget {
+        if count_with_images(encoding, history, images) <= budget {
             return;
         }
         let turn_starts: Vec<usize> = history
@@ -99,9 +173,7 @@ mod tests {
 
     fn turn(n: usize) -> Vec<ChatMessage> {
         vec![
-            ChatMessage::User {
-                content: format!("question {n} {}", "word ".repeat(50)),
-            },
+            ChatMessage::user(format!("question {n} {}", "word ".repeat(50))),
             ChatMessage::Assistant {
                 content: None,
                 tool_calls: vec![ToolCallRecord {

@@ -4,7 +4,9 @@
 pub mod client;
 pub mod conversation;
 pub mod history;
+pub mod pictures;
 pub mod pricing;
 pub mod tokens;
 pub mod tool;
 pub mod tool_result;
+pub mod vision;

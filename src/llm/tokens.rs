@@ -82,6 +82,29 @@ pub fn tail_within(encoding: Encoding, text: &str, max_tokens: usize) -> (String
     (text[start..].to_string(), true)
 }
 
+/// Keeps the first part of `text` that fits in `max_tokens`, cut on a character boundary.
+pub fn head_within(encoding: Encoding, text: &str, max_tokens: usize) -> (String, bool) {
+    if count_text(encoding, text) <= max_tokens {
+        return (text.to_string(), false);
+    }
+    // Binary search on the end character for the longest head that fits.
+    let ends: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let (mut lo, mut hi) = (0, ends.len() - 1);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if count_text(encoding, &text[..ends[mid]]) <= max_tokens {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    (text[..ends[lo]].to_string(), true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +155,17 @@ mod tests {
         assert!(text.ends_with(&tail));
         let (same, cut) = tail_within(Encoding::O200kBase, "short", 50);
         assert_eq!((same.as_str(), cut), ("short", false));
+        let (head, cut) = head_within(Encoding::O200kBase, &text, 50);
+        assert!(cut);
+        assert!(count_text(Encoding::O200kBase, &head) <= 50);
+        assert!(
+            count_text(Encoding::O200kBase, &head) >= 45,
+            "as long as fits"
+        );
+        assert!(text.starts_with(&head));
+        assert_eq!(
+            head_within(Encoding::O200kBase, "short", 50),
+            ("short".into(), false)
+        );
     }
 }

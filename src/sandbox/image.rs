@@ -44,6 +44,14 @@ pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
         include_bytes!("../../images/sandbox/codebox_session.py"),
     ),
     (
+        "codebox_documents.py",
+        include_bytes!("../../images/sandbox/codebox_documents.py"),
+    ),
+    (
+        "codebox_vision.py",
+        include_bytes!("../../images/sandbox/codebox_vision.py"),
+    ),
+    (
         "filetypes.json",
         include_bytes!("../../images/sandbox/filetypes.json"),
     ),
@@ -175,6 +183,8 @@ mod tests {
                 "codebox_display.py",
                 "codebox_backend.py",
                 "codebox_session.py",
+                "codebox_documents.py",
+                "codebox_vision.py",
                 "filetypes.json",
                 "install_packages.py"
             ]

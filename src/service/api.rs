@@ -32,7 +32,14 @@ pub struct RunRequest {
     /// Answer as NDJSON lines with live events; otherwise one JSON object at the end.
     #[serde(default)]
     pub events: bool,
+    /// Room for more captured output than the executor's own cap (the bot's summaries and
+    /// pictures made ready for the model), up to `OUTPUT_CHARS_CEILING`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_chars: Option<usize>,
 }
+
+/// The most captured output a request may ask for: a few downscaled pictures in base64.
+pub const OUTPUT_CHARS_CEILING: usize = 64 * 1024 * 1024;
 
 /// One line of an NDJSON answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -182,7 +182,12 @@ async fn run(
         )
             .into_response();
     }
-    let limits = operator.narrowed(request.timeout_s, request.memory_mb);
+    let mut limits = operator.narrowed(request.timeout_s, request.memory_mb);
+    if let Some(chars) = request.output_chars {
+        limits.max_output_chars = limits
+            .max_output_chars
+            .max(chars.min(crate::service::api::OUTPUT_CHARS_CEILING));
+    }
     let events = request.events;
     let (watch, subscription) = watch(CLIENT_BACKLOG);
     let in_flight = service.metrics.run_started();

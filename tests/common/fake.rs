@@ -347,6 +347,43 @@ impl Fake {
     }
 }
 
+/// How the bot's message of a run's pictures begins.
+pub const FIGURES_PREFIX: &str = "[Pictures produced by run";
+
+/// The image parts of one request: (message index, data URL).
+pub fn image_parts(request: &Value) -> Vec<(usize, String)> {
+    let mut parts = Vec::new();
+    for (i, message) in request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for part in message["content"].as_array().into_iter().flatten() {
+            if part["type"] == "image_url" {
+                parts.push((
+                    i,
+                    part["image_url"]["url"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+        }
+    }
+    parts
+}
+
+/// The text of a message, whether its content is a string or parts.
+pub fn message_text(message: &Value) -> String {
+    match &message["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
 pub fn completion_text(text: &str) -> Value {
     json!({
         "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
@@ -381,6 +418,12 @@ pub fn code_running_model(request: &Value) -> Value {
             .join(""),
         _ => String::new(),
     };
+    // The pictures a run drew come after its tool result, as a user-role message: they
+    // are not what the user asked, and the run's result is still the one to answer.
+    let messages: Vec<Value> = messages
+        .into_iter()
+        .filter(|m| !(m["role"] == "user" && text(m).starts_with(FIGURES_PREFIX)))
+        .collect();
     let asked = messages
         .iter()
         .rev()

@@ -4,6 +4,7 @@
 
 pub mod bot;
 pub mod bridge;
+pub mod docs;
 pub mod executor;
 pub mod fake;
 pub mod index;
