@@ -457,6 +457,11 @@ pub fn code_running_model(request: &Value) -> Value {
     }
 }
 
+/// What a computed model answers to make the fake reply with another status.
+pub fn with_status(status: u16, body: Value) -> Value {
+    json!({"__status": status, "body": body})
+}
+
 pub fn api_error(status: u16) -> Value {
     json!({"error": {"message": format!("fake error {status}"), "type": "server_error", "param": null, "code": null}})
 }
@@ -482,11 +487,13 @@ async fn openai(State((inner, _, _)): State<Shared>, Json(body): Json<Value>) ->
         match inner.openai_queue.pop_front() {
             Some(scripted) => scripted,
             None => match model {
-                Some(model) => (
-                    200,
-                    model(inner.openai_requests.last().unwrap()),
-                    Duration::ZERO,
-                ),
+                Some(model) => {
+                    let answer = model(inner.openai_requests.last().unwrap());
+                    match answer["__status"].as_u64() {
+                        Some(status) => (status as u16, answer["body"].clone(), Duration::ZERO),
+                        None => (200, answer, Duration::ZERO),
+                    }
+                }
                 None => (500, api_error(500), Duration::ZERO),
             },
         }
