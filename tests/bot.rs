@@ -1083,7 +1083,16 @@ async fn the_bot_runs_code_on_an_executor_elsewhere_and_shows_it_live() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("codebox_runs_total{status=\"ok\"} 2"),
-        "the summary and the model's run ran there: {metrics}"
+        metrics.contains("codebox_runs_total{status=\"ok\"} 3"),
+        "the summary, the model's run and the figure made ready for the model ran there: {metrics}"
     );
+    // The model saw the figure, made ready on the executor, as the user got it.
+    let parts = common::fake::image_parts(&bot.fake.openai_requests()[1]);
+    assert_eq!(parts.len(), 1, "the figure follows the tool result");
+    let (_, data) = parts[0].1.split_once(";base64,").unwrap();
+    use base64::Engine as _;
+    let seen = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    assert_eq!(seen, answer.files[0].1);
 }

@@ -378,3 +378,25 @@ async fn a_server_refusing_pictures_is_asked_again_without_them_and_remembered()
     assert_eq!(requests.len(), 3, "the model is not offered pictures again");
     assert!(image_parts(&requests[2]).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_picture_becomes_a_note_when_the_history_is_replayed() {
+    // 0.0015 hours: the picture expires 5.4 s after it is stored.
+    let bot = Bot::start(&[("FILE_EXPIRATION_HOURS", "0.0015")]).await;
+    bot.fake
+        .script_openai(200, completion_text("a blue square"));
+    bot.send_with_file("what is it?", "photo.png", &docs::png(40, 40, [0, 0, 255]));
+    bot.fake.wait_for_text("a blue square", LONG).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    bot.fake.script_openai(200, completion_text("expired"));
+    bot.send("and now?");
+    bot.fake.wait_for_text("expired", LONG).await;
+    let requests = bot.fake.openai_requests();
+    assert_eq!(image_parts(&requests[0]).len(), 1);
+    assert!(image_parts(&requests[1]).is_empty());
+    let history = user_texts(&requests[1]).join("\n");
+    assert!(
+        history.contains("[image photo.png is no longer available]"),
+        "{history}"
+    );
+}
