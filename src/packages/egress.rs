@@ -130,6 +130,27 @@ async fn relay(mut client: UnixStream, allowed: Upstreams) {
     }
 }
 
+/// Every address of this host's interfaces (the docker bridge's gateway among them), read
+/// at each connection: interfaces come and go. None readable means none known, and the
+/// other rules still hold.
+fn local_addresses() -> Vec<IpAddr> {
+    match nix::ifaddrs::getifaddrs() {
+        Ok(interfaces) => interfaces
+            .filter_map(|interface| {
+                let address = interface.address?;
+                address
+                    .as_sockaddr_in()
+                    .map(|v4| IpAddr::V4(v4.ip()))
+                    .or_else(|| address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+            })
+            .collect(),
+        Err(err) => {
+            tracing::warn!(error = %err, "installer proxy: cannot list this host's addresses");
+            Vec::new()
+        }
+    }
+}
+
 /// Connects to an allowed destination. A host name is resolved here once and the
 /// connection goes to the addresses judged, never to a second answer.
 async fn connect(target: &Upstream) -> Result<TcpStream, String> {
@@ -143,15 +164,16 @@ async fn connect(target: &Upstream) -> Result<TcpStream, String> {
         Ok(Ok(addresses)) => addresses.collect(),
         _ => return Err(format!("cannot resolve {target}")),
     };
+    let local = local_addresses();
     let vetted: Vec<SocketAddr> = addresses
         .iter()
         .copied()
-        .filter(|address| literal || resolved_address_allowed(address.ip()))
+        .filter(|address| literal || resolved_address_allowed(address.ip(), &local))
         .collect();
     if vetted.is_empty() {
         tracing::warn!(target = %target, ?addresses, "installer proxy: a name resolved to forbidden addresses");
         return Err(format!(
-            "{target} resolves only to addresses the installer may not reach (loopback, link-local, unspecified or multicast)"
+            "{target} resolves only to addresses the installer may not reach (this host's own, loopback, link-local, carrier-grade NAT, unique-local, NAT64, unspecified or multicast)"
         ));
     }
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&vetted[..])).await {

@@ -179,38 +179,53 @@ pub fn destination(head: &[u8]) -> Result<Option<Asked>, String> {
     }))
 }
 
-/// Whether codebox may dial an address a host *name* resolved to. Never the host itself,
-/// a link-local address (a cloud's metadata service), or an address that is no single
-/// host, in IPv4-mapped form too: an allowed name whose DNS answer changes (rebinding)
-/// must not lead there. An address written in the allowed list is the operator's choice
-/// and is not judged.
-pub fn resolved_address_allowed(ip: IpAddr) -> bool {
-    match ip {
+/// Whether codebox may dial an address a host *name* resolved to. Never this host (its
+/// loopback, or any address of its own interfaces in `local`: the docker bridge's gateway
+/// is one), a link-local address, a carrier-grade NAT or unique-local address (clouds put
+/// metadata services there: 100.100.100.200, fd00:ec2::254), a NAT64 address (it leads to
+/// any IPv4 address, these included), or an address that is no single host, in IPv4-mapped
+/// form too: an allowed name whose DNS answer changes (rebinding) must not lead there. An
+/// address written in the allowed list is the operator's choice and is not judged.
+pub fn resolved_address_allowed(ip: IpAddr, local: &[IpAddr]) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let own = local.iter().any(|address| {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*address, IpAddr::V4),
+            v4 => *v4,
+        };
+        address == ip
+    });
+    !own && match ip {
         IpAddr::V4(v4) => v4_allowed(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4_allowed(v4),
-            None => v6_allowed(v6),
-        },
+        IpAddr::V6(v6) => v6_allowed(v6),
     }
 }
 
 fn v4_allowed(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    let carrier_grade_nat = a == 100 && (64..128).contains(&b);
     !(ip.is_loopback()
         || ip.is_link_local()
         || ip.is_unspecified()
         || ip.is_multicast()
         || ip.is_broadcast()
-        || ip.octets()[0] == 0)
+        || a == 0
+        || carrier_grade_nat)
 }
 
 fn v6_allowed(ip: Ipv6Addr) -> bool {
-    /// AWS's metadata service over IPv6.
-    const AWS_METADATA: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    let segments = ip.segments();
+    let unique_local = segments[0] & 0xfe00 == 0xfc00;
+    let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || ip.is_unicast_link_local()
-        || ip == AWS_METADATA)
+        || unique_local
+        || nat64)
 }
 
 /// A plain-http request's head as it goes upstream: one request per connection
@@ -335,11 +350,49 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "fd00:ec2::254",
+            "100.100.100.200",
+            "100.64.0.1",
+            "100.127.255.254",
+            "::ffff:100.100.100.200",
+            "fc00::1",
+            "fdff:ffff::1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::808:808",
         ] {
-            assert!(!resolved_address_allowed(bad.parse().unwrap()), "{bad}");
+            assert!(
+                !resolved_address_allowed(bad.parse().unwrap(), &[]),
+                "{bad}"
+            );
         }
-        for good in ["151.101.0.223", "10.1.2.3", "172.17.0.1", "2a04:4e42::223"] {
-            assert!(resolved_address_allowed(good.parse().unwrap()), "{good}");
+        // This host's own addresses: the docker bridge's gateway, any interface.
+        let local: Vec<IpAddr> = ["172.17.0.1", "192.168.5.20", "2001:db8::7"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        for own in [
+            "172.17.0.1",
+            "192.168.5.20",
+            "::ffff:172.17.0.1",
+            "2001:db8::7",
+        ] {
+            assert!(
+                !resolved_address_allowed(own.parse().unwrap(), &local),
+                "{own}"
+            );
+        }
+        for good in [
+            "151.101.0.223",
+            "10.1.2.3",
+            "172.17.0.2",
+            "100.63.255.255",
+            "100.128.0.1",
+            "2a04:4e42::223",
+            "fe00::1",
+        ] {
+            assert!(
+                resolved_address_allowed(good.parse().unwrap(), &local),
+                "{good}"
+            );
         }
     }
 
