@@ -86,6 +86,36 @@ async fn without_the_right_token_nothing_runs() {
     assert_eq!(health["in_flight"], 0);
 }
 
+/// Hostile: without the token nothing of a request's body is read, whatever it is: broken
+/// JSON, another content type, deep nesting, megabytes. Each gets the same 401 and no
+/// parser's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_checked_before_any_body_is_read() {
+    let data = tempfile::tempdir().unwrap();
+    let executor = ExecutorProcess::start(data.path(), TOKEN, &[]);
+    let url = format!("{}/v1/runs", executor.url);
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("application/json", b"{not json".to_vec()),
+        ("text/plain", b"print(1)".to_vec()),
+        ("application/json", deep.into_bytes()),
+        ("application/json", vec![b' '; 3 * 1024 * 1024]),
+    ];
+    for (content_type, body) in bodies {
+        let size = body.len();
+        let response = client()
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{content_type}, {size} bytes");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("bearer token"), "{text}");
+    }
+}
+
 #[test]
 fn an_executor_will_not_listen_beyond_loopback_without_a_token() {
     let data = tempfile::tempdir().unwrap();

@@ -82,10 +82,16 @@ pub async fn serve(
         token,
         metrics: Metrics::new()?,
     });
+    // The token is checked before anything else, for every route: nothing of an
+    // unauthenticated request's body is read or parsed.
     let router = Router::new()
         .route(RUNS_PATH, post(run))
         .route(HEALTH_PATH, get(health))
         .route(METRICS_PATH, get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            require_token,
+        ))
         .with_state(service);
     // Answers are streamed in small lines: Nagle's algorithm would hold each one back for
     // the peer's delayed ACK (tens of milliseconds per run).
@@ -121,6 +127,17 @@ fn authorized(service: &Service, headers: &HeaderMap) -> bool {
         == 0
 }
 
+async fn require_token(
+    State(service): State<Arc<Service>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !authorized(&service, request.headers()) {
+        return refused();
+    }
+    next.run(request).await
+}
+
 fn refused() -> Response {
     (
         StatusCode::UNAUTHORIZED,
@@ -130,10 +147,7 @@ fn refused() -> Response {
         .into_response()
 }
 
-async fn health(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
-    if !authorized(&service, &headers) {
-        return refused();
-    }
+async fn health(State(service): State<Arc<Service>>) -> Response {
     let pool = service.app.pool_status();
     let trouble = service.storage.trouble();
     Json(Health {
@@ -147,10 +161,7 @@ async fn health(State(service): State<Arc<Service>>, headers: HeaderMap) -> Resp
     .into_response()
 }
 
-async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
-    if !authorized(&service, &headers) {
-        return refused();
-    }
+async fn metrics(State(service): State<Arc<Service>>) -> Response {
     let cache_bytes = service
         .app
         .package_cache()
@@ -166,14 +177,7 @@ async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Res
     }
 }
 
-async fn run(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    Json(request): Json<RunRequest>,
-) -> Response {
-    if !authorized(&service, &headers) {
-        return refused();
-    }
+async fn run(State(service): State<Arc<Service>>, Json(request): Json<RunRequest>) -> Response {
     let operator = service.app.operator_limits();
     if let Err(err) = operator.check_request(request.timeout_s, request.memory_mb) {
         return (
