@@ -138,6 +138,13 @@ pub struct UserPictures<'a> {
     pub user_id: &'a str,
 }
 
+fn note_unreadable(image: &ImageRef) -> Shown {
+    Shown::Note(format!(
+        "[image {} could not be read just now]",
+        image.filename
+    ))
+}
+
 fn note_gone(image: &ImageRef) -> Shown {
     Shown::Note(format!("[image {} is no longer available]", image.filename))
 }
@@ -216,10 +223,7 @@ impl UserPictures<'_> {
                         Ok(data) => data,
                         Err(reason) => {
                             tracing::warn!(file_id = %record.file_id, reason, "cannot read a stored picture");
-                            return Shown::Note(format!(
-                                "[image {} could not be read just now]",
-                                image.filename
-                            ));
+                            return note_unreadable(image);
                         }
                     },
                 };
@@ -247,13 +251,7 @@ impl PictureSource for UserPictures<'_> {
             Err(err) => {
                 tracing::warn!(error = %err, "pictures: the store is unavailable");
                 for image in images {
-                    pictures.insert(
-                        image.clone(),
-                        Shown::Note(format!(
-                            "[image {} could not be read just now]",
-                            image.filename
-                        )),
-                    );
+                    pictures.insert(image.clone(), note_unreadable(image));
                 }
                 return pictures;
             }
@@ -268,13 +266,7 @@ impl PictureSource for UserPictures<'_> {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "pictures: cannot look a file up");
-                    pictures.insert(
-                        image.clone(),
-                        Shown::Note(format!(
-                            "[image {} could not be read just now]",
-                            image.filename
-                        )),
-                    );
+                    pictures.insert(image.clone(), note_unreadable(image));
                     continue;
                 }
             };

@@ -409,15 +409,7 @@ pub fn completion_tool_call(call_id: &str, arguments: Value) -> Value {
 /// characters), so each reply names the message it answers, however runs interleave.
 pub fn code_running_model(request: &Value) -> Value {
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
-    let text = |m: &Value| match &m["content"] {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p["text"].as_str())
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
-    };
+    let text = message_text;
     // The pictures a run drew come after its tool result, as a user-role message: they
     // are not what the user asked, and the run's result is still the one to answer.
     let messages: Vec<Value> = messages
