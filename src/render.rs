@@ -152,9 +152,14 @@ pub fn status_line(result: Result<&crate::app::runs::UserRunResult, &str>) -> St
             let secs = r.execution_ms / 1000.0;
             match r.status {
                 Status::Ok => format!("✅ done in {secs:.1} s"),
+                // The type comes from the sandbox: shown as code, never as markdown (it
+                // is an identifier by then, so it holds no backtick).
                 Status::Error => format!(
-                    "⚠️ failed after {secs:.1} s: {}",
-                    r.error.as_ref().map(|e| e.kind.as_str()).unwrap_or("error")
+                    "⚠️ failed after {secs:.1} s: `{}`",
+                    r.error
+                        .as_ref()
+                        .map(|e| e.kind.replace('`', "'"))
+                        .unwrap_or_else(|| "error".to_string())
                 ),
                 Status::Timeout => format!("⏱️ timed out after {secs:.0} s"),
                 Status::Oom => "💥 ran out of memory".to_string(),
@@ -312,6 +317,38 @@ fn section(out: &mut String, title: &str, text: &str, truncated: bool) {
 mod tests {
     use super::*;
     use crate::sandbox::{Flag, OutputFile, RunError};
+
+    #[test]
+    fn the_status_shows_an_exception_type_as_code() {
+        let mut run = crate::app::runs::UserRunResult {
+            result: ExecutionResult {
+                status: Status::Error,
+                exit_code: Some(1),
+                stdout: String::new(),
+                stderr: String::new(),
+                stdout_truncated: false,
+                stderr_truncated: false,
+                execution_ms: 1200.0,
+                total_ms: 1300.0,
+                install_ms: 0.0,
+                packages_installed: Vec::new(),
+                packages_cached: Vec::new(),
+                phases: Default::default(),
+                session: None,
+                error: Some(RunError {
+                    kind: "ValueError".into(),
+                    message: "bad".into(),
+                }),
+                output_files: vec![],
+                flags: vec![],
+                run_id: "r".into(),
+            },
+            generated_files: vec![],
+        };
+        assert_eq!(status_line(Ok(&run)), "⚠️ failed after 1.2 s: `ValueError`");
+        run.result.error.as_mut().unwrap().kind = "a`b".into();
+        assert_eq!(status_line(Ok(&run)), "⚠️ failed after 1.2 s: `a'b`");
+    }
 
     #[test]
     fn summary_shows_everything_that_matters() {

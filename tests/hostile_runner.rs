@@ -124,3 +124,33 @@ fn a_three_second_limit_holds_under_runc() {
 fn a_three_second_limit_holds_under_gvisor() {
     the_timeout_holds("runsc");
 }
+
+/// An exception class whose name carries Discord formatting (a heading, a masked link,
+/// newlines) is reported as `Exception`: its type name never leaves the sandbox as markup.
+const FORMATTED_NAME: &str = r#"
+class Bad(Exception):
+    pass
+Bad.__qualname__ = "Oops\n# Free Nitro\n[claim here](https://evil.example/login)"
+Bad.__module__ = "builtins"
+raise Bad("the message stays")
+"#;
+
+fn the_exception_name_is_an_identifier(runtime: &str) {
+    let (forged, _) = run(runtime, FORMATTED_NAME, &[]);
+    assert_eq!(forged.status(), "error", "{}", forged.json);
+    assert_eq!(forged.json["error"]["type"], "Exception", "{}", forged.json);
+    assert_eq!(forged.json["error"]["message"], "the message stays");
+    let plain = "class Fine(ValueError):\n    pass\nraise Fine('x')\n";
+    let (fine, _) = run(runtime, plain, &[]);
+    assert_eq!(fine.json["error"]["type"], "Fine", "{}", fine.json);
+}
+
+#[test]
+fn an_exception_name_carries_no_markup_under_runc() {
+    the_exception_name_is_an_identifier("runc");
+}
+
+#[test]
+fn an_exception_name_carries_no_markup_under_gvisor() {
+    the_exception_name_is_an_identifier("runsc");
+}

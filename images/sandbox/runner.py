@@ -48,6 +48,7 @@ The host still treats everything on this stream as untrusted and re-validates it
 
 import codecs
 import ctypes
+import re
 import hashlib
 import hmac
 import io
@@ -60,6 +61,9 @@ import sys
 import tarfile
 import time
 import traceback
+
+# What an exception's reported type may look like: `ValueError`, `pandas.errors.ParserError`.
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 PROTOCOL_OUT = sys.stdout.buffer
 PROTOCOL_VERSION = 7
@@ -480,7 +484,11 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
         name = type(exc).__qualname__
         module = type(exc).__module__
         if module not in ("builtins", "__main__"):
-            name = module + "." + name
+            name = "%s.%s" % (module, name)
+        # The name is the code's to choose: only a dotted identifier is reported, so it can
+        # carry no formatting, link or newline to wherever it is shown.
+        if not (isinstance(name, str) and len(name) <= 200 and _DOTTED_NAME.fullmatch(name)):
+            name = "Exception"
         report = {"type": name, "message": str(exc)[:2000]}
         exit_code = 1
     # Figures still open when the code ends are shown, as a notebook shows them.

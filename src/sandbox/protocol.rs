@@ -127,10 +127,38 @@ pub struct RunnerResult {
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub execution_ms: f64,
+    #[serde(default, deserialize_with = "bounded_error")]
     pub error: Option<RunError>,
     /// Boxed: most results have none, and it would triple every event's size.
     #[serde(default)]
     pub session: Option<Box<SessionReport>>,
+}
+
+/// Pure: whether a reported exception type looks like one (`ValueError`,
+/// `pandas.errors.ParserError`): the runner bounds it, and the host checks again, since the
+/// name comes from the code and is shown in Discord.
+pub fn is_exception_name(name: &str) -> bool {
+    name.len() <= 200
+        && !name.is_empty()
+        && name.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+}
+
+fn bounded_error<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<RunError>, D::Error> {
+    let error = Option::<RunError>::deserialize(deserializer)?;
+    Ok(error.map(|mut error| {
+        if !is_exception_name(&error.kind) {
+            error.kind = "Exception".to_string();
+        }
+        error
+    }))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -445,6 +473,31 @@ impl Decoder {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn exception_names_are_identifiers_only() {
+        for good in ["ValueError", "pandas.errors.ParserError", "_Private", "E1"] {
+            assert!(super::is_exception_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "X\n# Heading",
+            "[click](https://evil.example)",
+            "a..b",
+            "1abc",
+            "Err`or",
+            &"A".repeat(201),
+        ] {
+            assert!(!super::is_exception_name(bad), "{bad}");
+        }
+        let result: super::RunnerResult = serde_json::from_value(serde_json::json!({
+            "status": "error", "exit_code": 1, "stdout": "", "stderr": "",
+            "stdout_truncated": false, "stderr_truncated": false, "execution_ms": 1.0,
+            "error": {"type": "X\n# Heading [link](https://evil.example)", "message": "m"}
+        }))
+        .unwrap();
+        assert_eq!(result.error.unwrap().kind, "Exception");
+    }
+
     use super::*;
 
     fn result_line() -> Vec<u8> {
