@@ -154,3 +154,40 @@ fn an_exception_name_carries_no_markup_under_runc() {
 fn an_exception_name_carries_no_markup_under_gvisor() {
     the_exception_name_is_an_identifier("runsc");
 }
+
+/// Output names that are not UTF-8, and names that collide once decoded, cost only those
+/// files: the run, its output and the other files are kept.
+const CRAFTED_NAMES: &str = r#"
+import os
+os.mkdir(b"d\xff")
+open(b"d\xff/inner", "w").write("x")
+open(b"d\xfe", "w").write("y")
+os.mkdir("a")
+open("a/b", "w").write("z")
+open("keep.txt", "w").write("kept")
+print("wrote them")
+"#;
+
+fn crafted_names_cost_only_themselves(runtime: &str) {
+    let (run, _) = run(runtime, CRAFTED_NAMES, &[]);
+    assert_eq!(run.status(), "ok", "{}", run.json);
+    assert!(run.stdout().contains("wrote them"));
+    let names = run.output_names();
+    assert!(names.iter().any(|n| n == "keep.txt"), "{names:?}");
+    assert!(names.iter().any(|n| n == "a/b"), "{names:?}");
+    let flags = run.flags();
+    assert!(
+        flags.iter().filter(|(f, _)| f == "unsafe_name").count() >= 2,
+        "{flags:?}"
+    );
+}
+
+#[test]
+fn crafted_output_names_never_fail_a_run_under_runc() {
+    crafted_names_cost_only_themselves("runc");
+}
+
+#[test]
+fn crafted_output_names_never_fail_a_run_under_gvisor() {
+    crafted_names_cost_only_themselves("runsc");
+}

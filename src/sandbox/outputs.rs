@@ -84,7 +84,8 @@ pub fn extract<R: Read>(
     let entries = tar.entries().map_err(OutputError::Archive)?;
     for entry in entries {
         let mut entry = entry.map_err(OutputError::Archive)?;
-        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let name_bytes = entry.path_bytes().into_owned();
+        let raw_name = String::from_utf8_lossy(&name_bytes).into_owned();
         if !entry.header().entry_type().is_file() {
             let kind = if entry.header().entry_type().is_symlink()
                 || entry.header().entry_type().is_hard_link()
@@ -98,9 +99,11 @@ pub fn extract<R: Read>(
             }
             continue;
         }
-        let rel = match safe_relative_path(&raw_name) {
-            Ok(rel) => rel,
-            Err(_) => {
+        // A name that is not UTF-8 is refused, never decoded lossily: two different names
+        // must not become one.
+        let rel = match std::str::from_utf8(&name_bytes).map(safe_relative_path) {
+            Ok(Ok(rel)) => rel,
+            _ => {
                 flags.push(Flag::named("unsafe_name", &raw_name));
                 continue;
             }
@@ -126,13 +129,18 @@ pub fn extract<R: Read>(
         }
         let target = dest.join(&rel);
         if let Some(parent) = target.parent() {
+            // Nothing about a name fails the run: a directory that cannot be made (a file
+            // of that name came first) costs this file only.
             match create_dirs_within(dest, parent) {
                 Ok(()) => {}
                 Err(OutputError::CreateDir { source, .. }) if is_no_room(&source) => {
                     flags.push(Flag::named("not_kept_storage_full", &raw_name));
                     continue;
                 }
-                Err(err) => return Err(err),
+                Err(_) => {
+                    flags.push(Flag::named("duplicate_name", &raw_name));
+                    continue;
+                }
             }
         }
         let mut out = match OpenOptions::new()
@@ -249,6 +257,30 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_not_utf8_or_collide_cost_only_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        let caps = OutputCaps {
+            max_files: 10,
+            max_file_bytes: 10,
+            max_total_bytes: 100,
+        };
+        let tar = archive(&[
+            (b"d\xff/x", tar::EntryType::Regular, b"1"),
+            (b"d\xfe", tar::EntryType::Regular, b"2"),
+            (b"a", tar::EntryType::Regular, b"3"),
+            (b"a/b", tar::EntryType::Regular, b"4"),
+            (b"keep.txt", tar::EntryType::Regular, b"kept"),
+        ]);
+        let (files, flags) = extract(&tar[..], &dest, caps).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["a", "keep.txt"]);
+        let kinds: Vec<&str> = flags.iter().map(|f| f.flag.as_str()).collect();
+        assert_eq!(kinds, ["unsafe_name", "unsafe_name", "duplicate_name"]);
+        assert_eq!(fs::read(dest.join("keep.txt")).unwrap(), b"kept");
+    }
+
+    #[test]
     fn names_are_checked() {
         assert!(safe_relative_path("a.png").is_ok());
         assert_eq!(
@@ -323,8 +355,10 @@ mod tests {
         fs::create_dir_all(&dest).unwrap();
         fs::create_dir_all(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, dest.join("sub")).unwrap();
-        let tar = archive(&[(b"sub/x.txt", Regular, b"x")]);
-        assert!(extract(&tar[..], &dest, CAPS).is_err());
+        let tar = archive(&[(b"sub/x.txt", Regular, b"x"), (b"y.txt", Regular, b"y")]);
+        let (files, flags) = extract(&tar[..], &dest, CAPS).unwrap();
         assert!(!outside.join("x.txt").exists());
+        assert_eq!(flags, vec![Flag::named("duplicate_name", "sub/x.txt")]);
+        assert_eq!(files.len(), 1, "the other file is kept");
     }
 }
