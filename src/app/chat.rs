@@ -177,10 +177,7 @@ impl App {
             images: turn.images.clone(),
         };
         // Pictures count against the budget by their tokens (measured in the sandbox).
-        let source = UserPictures {
-            app: self,
-            user_id: &turn.user_id,
-        };
+        let source = UserPictures::new(self, &turn.user_id);
         let mut everything = history.clone();
         everything.push(user.clone());
         let image_tokens = pictures::tokens_of(

@@ -132,10 +132,12 @@ fn prepare_code(jobs: &[(String, u32)], max_bytes: u64) -> String {
     PREPARE_CODE.replace("JOBS_VALUE", &serde_json::Value::Array(list).to_string())
 }
 
-/// The pictures of one user's conversation.
+/// The pictures of one user's conversation, for one turn: an image part made once (the
+/// stored bytes read and encoded) serves every request of the turn.
 pub struct UserPictures<'a> {
-    pub app: &'a App,
-    pub user_id: &'a str,
+    app: &'a App,
+    user_id: &'a str,
+    parts: std::sync::Mutex<HashMap<ImageRef, Shown>>,
 }
 
 fn note_unreadable(image: &ImageRef) -> Shown {
@@ -149,7 +151,15 @@ fn note_gone(image: &ImageRef) -> Shown {
     Shown::Note(format!("[image {} is no longer available]", image.filename))
 }
 
-impl UserPictures<'_> {
+impl<'a> UserPictures<'a> {
+    pub fn new(app: &'a App, user_id: &'a str) -> UserPictures<'a> {
+        UserPictures {
+            app,
+            user_id,
+            parts: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
     fn max_bytes(&self) -> u64 {
         (self.app.settings.chat.vision_max_image_mb * 1024.0 * 1024.0) as u64
     }
@@ -246,6 +256,22 @@ impl UserPictures<'_> {
 impl PictureSource for UserPictures<'_> {
     async fn resolve(&self, images: &[ImageRef], sees: bool) -> Pictures {
         let mut pictures = Pictures::new();
+        // Parts made earlier in the turn; a picture not shown is looked up again (cheap),
+        // so a store that was briefly unavailable is asked once more.
+        let mut wanted = Vec::with_capacity(images.len());
+        if let Ok(parts) = self.parts.lock() {
+            for image in images {
+                match parts.get(image) {
+                    Some(part) if sees => {
+                        pictures.insert(image.clone(), part.clone());
+                    }
+                    _ => wanted.push(image.clone()),
+                }
+            }
+        } else {
+            wanted = images.to_vec();
+        }
+        let images = &wanted[..];
         let store = match self.app.store().await {
             Ok(store) => store,
             Err(err) => {
@@ -323,6 +349,9 @@ impl PictureSource for UserPictures<'_> {
                     image.filename
                 )),
             };
+            if let (Shown::Part { .. }, Ok(mut parts)) = (&shown, self.parts.lock()) {
+                parts.insert(image.clone(), shown.clone());
+            }
             pictures.insert(image, shown);
         }
         pictures

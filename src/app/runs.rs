@@ -375,14 +375,14 @@ impl SummaryPlan {
     }
 
     /// Room in the run's captured output for `files` summaries.
-    pub fn output_chars(&self, files: usize) -> usize {
+    fn output_chars(&self, files: usize) -> usize {
         files * (SUMMARY_CHARS.max(self.document_chars()) + 2500) + 1000
     }
 
     /// One JSON line per file, each bounded (escaping included) so that one file's summary
     /// can never push another's out of the output cap, and non-ASCII text is not inflated
     /// by escapes.
-    pub fn code(&self) -> String {
+    fn code(&self) -> String {
         SUMMARY_CODE
             .replace("DOCUMENT_CHARS_VALUE", &self.document_chars().to_string())
             .replace("SUMMARY_CHARS_VALUE", &SUMMARY_CHARS.to_string())
