@@ -322,26 +322,13 @@ mod tests {
     fn the_status_shows_an_exception_type_as_code() {
         let mut run = crate::app::runs::UserRunResult {
             result: ExecutionResult {
-                status: Status::Error,
-                exit_code: Some(1),
                 stdout: String::new(),
                 stderr: String::new(),
                 stdout_truncated: false,
-                stderr_truncated: false,
                 execution_ms: 1200.0,
-                total_ms: 1300.0,
-                install_ms: 0.0,
-                packages_installed: Vec::new(),
-                packages_cached: Vec::new(),
-                phases: Default::default(),
-                session: None,
-                error: Some(RunError {
-                    kind: "ValueError".into(),
-                    message: "bad".into(),
-                }),
                 output_files: vec![],
                 flags: vec![],
-                run_id: "r".into(),
+                ..failed()
             },
             generated_files: vec![],
         };
@@ -350,9 +337,9 @@ mod tests {
         assert_eq!(status_line(Ok(&run)), "⚠️ failed after 1.2 s: `a'b`");
     }
 
-    #[test]
-    fn summary_shows_everything_that_matters() {
-        let result = ExecutionResult {
+    /// A run whose code raised ValueError, with a truncated stdout, a file and a flag.
+    fn failed() -> ExecutionResult {
+        ExecutionResult {
             status: Status::Error,
             exit_code: Some(1),
             stdout: "partial".into(),
@@ -377,7 +364,12 @@ mod tests {
             }],
             flags: vec![Flag::named("file_too_large", "big.bin")],
             run_id: "r".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn summary_shows_everything_that_matters() {
+        let result = failed();
         let text = run_summary(&result);
         assert!(text.starts_with("status: error (exit code 1)"));
         assert!(text.contains("error: ValueError: bad"));

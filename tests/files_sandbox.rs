@@ -576,10 +576,27 @@ async fn stored_files_are_read_only_inside_the_sandbox() {
     );
 }
 
-fn plan() -> user_runs::SummaryPlan {
-    user_runs::SummaryPlan {
-        document_tokens: 4000,
-        encoding: codebox::llm::tokens::Encoding::O200kBase,
+impl World {
+    /// The summaries of `records`, computed in the sandbox with a 4000-token document budget.
+    async fn summarize(
+        &self,
+        records: &[codebox::store::FileRecord],
+    ) -> std::collections::HashMap<String, String> {
+        let plan = user_runs::SummaryPlan {
+            document_tokens: 4000,
+            encoding: codebox::llm::tokens::Encoding::O200kBase,
+        };
+        user_runs::summarize(
+            &self.executor,
+            &self.store,
+            &self.settings.data_dir.join("staging"),
+            &self.settings.data_dir.join("outputs"),
+            records,
+            Limits::from_settings(&self.settings.sandbox),
+            plan,
+        )
+        .await
+        .unwrap()
     }
 }
 
@@ -631,17 +648,7 @@ async fn documents_carry_their_text_into_the_summary() {
     let huge_text = "word ".repeat(30_000);
     let huge = world.upload(user, "huge.txt", huge_text.as_bytes()).await;
     let records = world.store.list(user).await.unwrap();
-    let summaries = user_runs::summarize(
-        &world.executor,
-        &world.store,
-        &world.settings.data_dir.join("staging"),
-        &world.settings.data_dir.join("outputs"),
-        &records,
-        Limits::from_settings(&world.settings.sandbox),
-        plan(),
-    )
-    .await
-    .unwrap();
+    let summaries = world.summarize(&records).await;
     let pdf_text = &summaries[&pdf];
     assert!(pdf_text.starts_with("pdf, 3 pages"), "{pdf_text}");
     for needle in [
@@ -710,17 +717,7 @@ async fn summaries_are_computed_in_the_sandbox() {
         .upload("sum", "broken.parquet", b"PAR1 not really")
         .await;
     let records = world.store.list("sum").await.unwrap();
-    let summaries = user_runs::summarize(
-        &world.executor,
-        &world.store,
-        &world.settings.data_dir.join("staging"),
-        &world.settings.data_dir.join("outputs"),
-        &records,
-        Limits::from_settings(&world.settings.sandbox),
-        plan(),
-    )
-    .await
-    .unwrap();
+    let summaries = world.summarize(&records).await;
     assert!(
         summaries[&csv].starts_with("2 rows x 2 columns"),
         "{}",
