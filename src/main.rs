@@ -286,6 +286,7 @@ async fn executor(
         None => settings.executor.listen_addr()?,
     };
     let token = settings.executor.executor_token.clone();
+    let limits = codebox::service::connections::ConnectionLimits::from_settings(&settings.executor);
     // Refused before anything starts: no pool warmed for a service that cannot be safe.
     if token.is_none() && !addr.ip().is_loopback() {
         return Err(codebox::service::ServiceError::NoToken { addr }.into());
@@ -293,7 +294,7 @@ async fn executor(
     let app = Arc::new(App::new(settings, Lifetime::Service));
     app.start().await?;
     let outcome =
-        codebox::service::serve(app.clone(), addr, token, wait_for_shutdown_signal()).await;
+        codebox::service::serve(app.clone(), addr, token, limits, wait_for_shutdown_signal()).await;
     app.shutdown().await;
     outcome?;
     Ok(ExitCode::SUCCESS)

@@ -347,6 +347,7 @@ mod tests {
             stdout_truncated: true,
             stderr_truncated: false,
             execution_ms: 12.0,
+            cpu_ms: None,
             total_ms: 180.0,
             install_ms: 0.0,
             packages_installed: Vec::new(),

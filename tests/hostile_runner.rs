@@ -191,3 +191,49 @@ fn crafted_output_names_never_fail_a_run_under_runc() {
 fn crafted_output_names_never_fail_a_run_under_gvisor() {
     crafted_names_cost_only_themselves("runsc");
 }
+
+/// A session cell that tells the runner, on the phase pipe its process holds, that it has
+/// finished, then computes for 9 s under a 5 s limit. The runner's own clock stops it at
+/// the limit: `timeout`, no state saved, the time and CPU charged the real ones.
+const FORGED_FINISH: &str = r#"
+import os, time
+for fd in range(3, 64):
+    try:
+        os.write(fd, b'{"phase": "finished", "exit_code": 0}\n')
+    except OSError:
+        pass
+began = time.monotonic()
+while time.monotonic() - began < 9:
+    pass
+print("computed for 9 s")
+"#;
+
+fn a_forged_finish_buys_no_time(runtime: &str) {
+    let session = ["--user", "u", "--session", "s", "--timeout", "5"];
+    let (run, _) = run(runtime, FORGED_FINISH, &session);
+    assert_eq!(run.status(), "timeout", "{runtime}: {}", run.json);
+    assert!(!run.stdout().contains("computed for 9 s"), "{}", run.json);
+    let wall = run.json["execution_ms"].as_f64().unwrap();
+    assert!(
+        (4900.0..6500.0).contains(&wall),
+        "{runtime}: execution_ms {wall}"
+    );
+    let cpu = run.json["cpu_ms"].as_f64().unwrap();
+    assert!(
+        cpu > 3000.0,
+        "{runtime}: a busy loop of 5 s used {cpu} ms of CPU"
+    );
+    assert_eq!(run.json["session"]["saved"], false, "{}", run.json);
+    let message = run.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("time limit of 5 s"), "{message}");
+}
+
+#[test]
+fn a_forged_finish_buys_no_time_under_runc() {
+    a_forged_finish_buys_no_time("runc");
+}
+
+#[test]
+fn a_forged_finish_buys_no_time_under_gvisor() {
+    a_forged_finish_buys_no_time("runsc");
+}

@@ -27,9 +27,11 @@ directory. Protocol on stdout (the only channel the host reads):
     MAC {"event": "done"}
 
 A job with a `session` runs as a notebook cell that remembers: the code's process restores
-the session's snapshot before the code (its clock starts after), and saves the top-level
-variables after it (its clock stopped), each within STATE_BUDGET_S; it reports each step
-on a pipe of its own (SessionPhases). The snapshot is unpickled only by the code's process.
+the session's snapshot before the code and saves the top-level variables after it, and
+reports each step on a pipe of its own (SessionPhases). The snapshot is unpickled only by
+the code's process. That pipe is the code's too, so nothing on it moves a clock: the time
+limit covers restoring, the code and saving alike, measured here from the hand-over to the
+process's exit (unpickling and pickling run the code's own classes anyway).
 
 Every line after the job carries MAC, the hex HMAC-SHA256 of its JSON under the job's
 one-time key (`auth` in the job line). Only this process knows the key: the code's process
@@ -66,7 +68,7 @@ import traceback
 _DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 PROTOCOL_OUT = sys.stdout.buffer
-PROTOCOL_VERSION = 7
+PROTOCOL_VERSION = 8
 PR_SET_DUMPABLE = 4
 READ_CHUNK = 65536
 # The uid:gid the user's code runs as (the image's `sandbox` user); never this process's.
@@ -77,9 +79,6 @@ SHIELDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR
 
 # At most this many package requests per run, whatever the code writes to its pipe.
 MAX_INSTALL_REQUESTS = 10
-# Restoring a session's state before the code, and saving it after, each get this long;
-# neither counts against the code's time limit. The host's deadline allows for both.
-STATE_BUDGET_S = 60
 # Names listed per report (kept, not kept, restored...): the rest are counted.
 MAX_LISTED_NAMES = 200
 
@@ -353,6 +352,57 @@ class LiveOutput:
                 emit({"event": "output", "stream": stream, "text": "", "skipped": unsent})
             self.unsent = {}
         self.next_flush = now + self.interval
+
+
+class CpuClock:
+    """CPU time the run used, as the kernel counts it: the container's cgroup (v2 cpu.stat
+    or v1 cpuacct), which the code cannot write; where a runtime shows no cgroup (gVisor),
+    the reaped processes' own usage (every process of the code is this process's child or
+    is reparented to it, and all are reaped before reading)."""
+
+    CGROUP_FILES = (
+        ("/sys/fs/cgroup/cpu.stat", 1000.0),
+        ("/sys/fs/cgroup/cpuacct/cpuacct.usage", 1.0),
+        ("/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage", 1.0),
+    )
+
+    def __init__(self):
+        self.cgroup_ns = self._cgroup_ns()
+        self.children_s = self._children_s()
+
+    @classmethod
+    def _cgroup_ns(cls):
+        for path, ns_per_unit in cls.CGROUP_FILES:
+            try:
+                with open(path) as f:
+                    text = f.read()
+            except OSError:
+                continue
+            try:
+                if path.endswith("cpu.stat"):
+                    for line in text.splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "usage_usec":
+                            return int(value) * ns_per_unit
+                    continue
+                return int(text.strip()) * ns_per_unit
+            except ValueError:
+                continue
+        return None
+
+    @staticmethod
+    def _children_s():
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def ms_since(self):
+        if self.cgroup_ns is not None:
+            now = self._cgroup_ns()
+            if now is not None:
+                return max(0.0, (now - self.cgroup_ns) / 1e6)
+        return max(0.0, (self._children_s() - self.children_s) * 1000.0)
 
 
 def read_oom_kills():
@@ -771,31 +821,19 @@ def run_job(job, forked):
         sinks[forked.phase_r] = phases.feed
     else:
         os.close(forked.phase_r)
-    # Restore and save each get at most the budget, and never more than the code's own
-    # limit (5 s at least): a run can stretch to three times its limit, never more.
-    state_budget = min(STATE_BUDGET_S, max(5.0, timeout_s))
-    # Stages: restoring the session's state, the code, saving the state. Only the code's
-    # stage counts against its time limit; the others have a fixed budget of their own.
-    stage = "restore" if session else "code"
-    code_started = None if session else handed
-    deadline = handed + (state_budget if session else timeout_s)
+    # One clock, started at the hand-over and read only here: what the code's process says
+    # on its phase pipe never stops it or moves its deadline.
+    deadline = handed + timeout_s
     code_paused = 0.0
     exit_status = None
     timed_out = False
-    save_timed_out = False
     ended = None
+    cpu_before = CpuClock()
     while True:
         now = time.monotonic()
         if exit_status is None and now >= deadline:
-            if stage == "restore":
-                # A restore that overran its budget: the code's clock starts anyway.
-                stage, code_started, deadline = "code", now, now + timeout_s
-                continue
-            if stage == "code":
-                timed_out = True
-                ended = now
-            else:
-                save_timed_out = True
+            timed_out = True
+            ended = now
             break
         if exit_status is not None and (not sinks or now >= drain_until):
             break
@@ -823,14 +861,7 @@ def run_job(job, forked):
         # Time spent waiting for the host's packages is never the code's.
         paused = asks.take_paused()
         deadline += paused
-        if stage == "code":
-            code_paused += paused
-        if stage == "restore" and phases.restored_at is not None:
-            stage, code_started = "code", phases.restored_at
-            deadline = code_started + timeout_s
-        if stage == "code" and phases.finished_at is not None:
-            stage, ended = "save", phases.finished_at
-            deadline = ended + state_budget
+        code_paused += paused
         if exit_status is None:
             while True:
                 try:
@@ -841,17 +872,14 @@ def run_job(job, forked):
                     break
                 if reaped == pid:
                     exit_status = status
-                    exited = time.monotonic()
-                    if ended is None:
-                        ended = exited
+                    exited = ended = time.monotonic()
                     # Background processes may hold the pipes open; drain briefly, not forever.
                     drain_until = exited + 0.2
-    if code_started is None:
-        code_started = ended = time.monotonic()
-    execution_ms = max(0.0, ended - code_started - code_paused) * 1000.0
+    execution_ms = max(0.0, ended - handed - code_paused) * 1000.0
     left_at = time.monotonic()
 
     kill_everything_else()
+    cpu_ms = cpu_before.ms_since()
     for fd in list(sinks):
         try:
             while True:
@@ -872,11 +900,6 @@ def run_job(job, forked):
 
     oom_after = read_oom_kills()
     out_of_memory = oom_after is not None and oom_after > (oom_before or 0)
-    # A run still busy when its save budget ran out (a slow save, or code that forged its
-    # own `finished`) is stopped like code past its limit: its word on how it ended is
-    # never taken.
-    if save_timed_out:
-        timed_out = True
     error = None
     # The report comes from the code's own process, so it may only describe a failure that
     # really happened: the child exits 1 after an uncaught exception.
@@ -899,15 +922,7 @@ def run_job(job, forked):
 
     if timed_out:
         status, exit_code = "timeout", None
-        error = {
-            "type": "TimeoutError",
-            "message": (
-                "execution exceeded the time limit of %g s and was stopped" % timeout_s
-                if not save_timed_out
-                else "the run was still busy %g s after its code said it had finished, "
-                "and was stopped" % state_budget
-            ),
-        }
+        error = {"type": "TimeoutError", "message": timeout_message(session, phases, timeout_s)}
     elif os.WIFSIGNALED(exit_status):
         sig = os.WTERMSIG(exit_status)
         exit_code = -sig
@@ -942,43 +957,57 @@ def run_job(job, forked):
             "stdout_chars": stdout.total_chars,
             "stderr_chars": stderr.total_chars,
             "execution_ms": round(execution_ms, 3),
+            "cpu_ms": None if cpu_ms is None else round(cpu_ms, 3),
             "error": error,
             "session": session_report(
-                session, phases, handed, code_started, left_at, timed_out, save_timed_out,
-                out_of_memory, state_budget,
+                session, phases, handed, ended, timed_out, out_of_memory, timeout_s
             ),
         }
     )
     if session and phases.saved is not None and not phases.saved.get("error"):
-        if not (timed_out or save_timed_out):
+        if not timed_out:
             return open_snapshot(session["save_to"], int(session["max_bytes"]))
     return None
 
 
-def session_report(session, phases, handed, code_started, left_at, timed_out, save_timed_out,
-                   out_of_memory, state_budget):
-    """What became of the session's state in this run, for the host (which re-checks it)."""
+def timeout_message(session, phases, timeout_s):
+    """What the run was doing, by its own account, when its limit ran out."""
+    if session and phases.restored_at is None:
+        doing = "while the session's variables were being restored"
+    elif session and phases.finished_at is not None:
+        doing = "while the session's variables were being saved (the output is kept, the variables are not)"
+    else:
+        return "execution exceeded the time limit of %g s and was stopped" % timeout_s
+    return "the time limit of %g s ran out %s, and the run was stopped" % (timeout_s, doing)
+
+
+def session_report(session, phases, handed, ended, timed_out, out_of_memory, timeout_s):
+    """What became of the session's state in this run, for the host (which re-checks it).
+    The split into restore and save times is the code's process's own account, bounded by
+    the run's measured time; it never changes what the run is charged."""
     if not session:
         return None
     restore = phases.restore or {}
     saved = phases.saved or {}
     save_error = saved.get("error")
-    if save_timed_out:
-        save_error = "saving took longer than %g s" % state_budget
+    if timed_out and phases.finished_at is not None:
+        save_error = "saving did not finish within the time limit of %g s" % timeout_s
     elif timed_out:
         save_error = "the code was stopped at its time limit"
     elif phases.finished_at is None:
         save_error = "the code ended without finishing"
     elif phases.saved is None:
         save_error = "out of memory while saving" if out_of_memory else "the save did not complete"
-    restore_ms = ((phases.restored_at or code_started) - handed) * 1000.0
-    save_ms = (left_at - phases.finished_at) * 1000.0 if phases.finished_at else 0.0
+    restored_at = min(phases.restored_at or ended, ended)
+    restore_ms = (restored_at - handed) * 1000.0
+    save_ms = (ended - max(phases.finished_at, restored_at)) * 1000.0 if phases.finished_at else 0.0
     return {
         "restore_ms": round(max(restore_ms, 0.0), 3),
         "restored": restore.get("restored", []),
         "not_restored": restore.get("not_restored", []),
         "restore_error": restore.get("error") or (
-            None if phases.restored_at is not None else "restoring took longer than %g s" % state_budget
+            None if phases.restored_at is not None
+            else "restoring did not finish within the time limit of %g s" % timeout_s
         ),
         "save_ms": round(max(save_ms, 0.0), 3),
         "saved": save_error is None,
@@ -1050,9 +1079,9 @@ def _bounded_count(value):
 class SessionPhases:
     """The code's process's reports on the session's state: restored, finished, saved.
 
-    The pipe belongs to the code, so each report is accepted once and in order, bounded;
-    a forged `finished` gives the code at most the save's budget (never more than its own
-    limit), after which the run is stopped and reported as timed out."""
+    The pipe belongs to the code, so each report is accepted once and in order, bounded,
+    and believed only for what it can change: which names were kept, and how a timeout is
+    worded. A forged `finished` buys no time: the clock is the runner's own."""
 
     def __init__(self):
         self.buffer = b""

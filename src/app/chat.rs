@@ -265,7 +265,7 @@ impl App {
             cpu_seconds: outcome
                 .runs
                 .iter()
-                .map(|r| r.result.execution_ms / 1000.0)
+                .map(|r| r.result.cpu_ms.unwrap_or(r.result.execution_ms) / 1000.0)
                 .sum(),
         };
         let month = chrono::Utc::now().format("%Y-%m").to_string();

@@ -19,6 +19,18 @@ pub struct ExecutorSettings {
     pub executor_token: Option<Secret>,
     /// Address `codebox executor` listens on.
     pub executor_listen: String,
+    /// Seconds a client has to send a whole request head, and that a kept-alive connection
+    /// may wait for its next one, before the executor closes it.
+    pub executor_header_timeout_s: f64,
+    /// Connections the executor holds at once, from everyone (lowered to what the file
+    /// limit allows); past it a connection gets 503.
+    pub executor_max_connections: usize,
+    /// Connections one client address may hold at once; past it, 503 for that address
+    /// only, so one flooding address cannot shut the others out.
+    pub executor_max_connections_per_peer: usize,
+    /// Seconds runs in flight get to finish after SIGTERM before they are cancelled; keep
+    /// it below the orchestrator's stop grace period.
+    pub executor_shutdown_grace_s: f64,
 }
 
 impl Default for ExecutorSettings {
@@ -27,6 +39,10 @@ impl Default for ExecutorSettings {
             executor_urls: String::new(),
             executor_token: None,
             executor_listen: "127.0.0.1:8090".to_string(),
+            executor_header_timeout_s: 10.0,
+            executor_max_connections: 1024,
+            executor_max_connections_per_peer: 256,
+            executor_shutdown_grace_s: 45.0,
         }
     }
 }
@@ -37,6 +53,20 @@ impl ExecutorSettings {
             return invalid(
                 "EXECUTOR_LISTEN",
                 "must be an address and port, such as 127.0.0.1:8090 or 0.0.0.0:8090",
+            );
+        }
+        for (name, value) in [
+            ("EXECUTOR_HEADER_TIMEOUT_S", self.executor_header_timeout_s),
+            ("EXECUTOR_SHUTDOWN_GRACE_S", self.executor_shutdown_grace_s),
+        ] {
+            if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
+                return invalid(name, "must be a number of seconds above 0 and at most 3600");
+            }
+        }
+        if self.executor_max_connections == 0 || self.executor_max_connections_per_peer == 0 {
+            return invalid(
+                "EXECUTOR_MAX_CONNECTIONS",
+                "EXECUTOR_MAX_CONNECTIONS and EXECUTOR_MAX_CONNECTIONS_PER_PEER must be at least 1",
             );
         }
         for url in self.urls() {
@@ -104,5 +134,31 @@ mod tests {
         settings.executor_listen = "0.0.0.0:9000".into();
         settings.executor_token = Some(Secret::new(" "));
         assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn connection_limits_are_checked() {
+        let fine = ExecutorSettings::default();
+        assert!(fine.validate().is_ok());
+        for broken in [
+            ExecutorSettings {
+                executor_header_timeout_s: 0.0,
+                ..fine.clone()
+            },
+            ExecutorSettings {
+                executor_shutdown_grace_s: f64::NAN,
+                ..fine.clone()
+            },
+            ExecutorSettings {
+                executor_max_connections: 0,
+                ..fine.clone()
+            },
+            ExecutorSettings {
+                executor_max_connections_per_peer: 0,
+                ..fine.clone()
+            },
+        ] {
+            assert!(broken.validate().is_err(), "{broken:?}");
+        }
     }
 }

@@ -336,6 +336,7 @@ mod tests {
                     stdout_truncated: false,
                     stderr_truncated: false,
                     execution_ms: 5.0,
+                    cpu_ms: None,
                     total_ms: 10.0,
                     install_ms: 0.0,
                     packages_installed: Vec::new(),

@@ -97,6 +97,7 @@ mod tests {
             stdout_truncated: false,
             stderr_truncated: false,
             execution_ms: 12.4,
+            cpu_ms: None,
             total_ms: 200.0,
             install_ms: 0.0,
             packages_installed: Vec::new(),

@@ -256,6 +256,7 @@ fn unreported(
         stdout_truncated: false,
         stderr_truncated: false,
         execution_ms,
+        cpu_ms: None,
         error: Some(error),
         session: None,
     }
@@ -305,6 +306,7 @@ mod tests {
                 stdout_truncated: false,
                 stderr_truncated: false,
                 execution_ms: 2.0,
+                cpu_ms: None,
                 error: None,
                 session: None,
             }),
@@ -350,6 +352,7 @@ mod verdict_tests {
             stdout_truncated: false,
             stderr_truncated: false,
             execution_ms: 1.0,
+            cpu_ms: None,
             error: Some(RunError {
                 kind: kind.into(),
                 message: message.into(),

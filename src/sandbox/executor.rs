@@ -806,6 +806,7 @@ impl<E: Containers + 'static> Executor<E> {
             stdout_truncated: runner.stdout_truncated,
             stderr_truncated: runner.stderr_truncated,
             execution_ms: runner.execution_ms,
+            cpu_ms: runner.cpu_ms,
             total_ms: elapsed_ms(started),
             install_ms,
             packages_installed,

@@ -20,7 +20,7 @@ use super::session::{SessionJob, SessionReport};
 /// and runner stop understanding each other; an image whose runner speaks another version
 /// must be rebuilt, and says so instead of failing in odd ways. Runners before versions
 /// existed announce none (they spoke version 1).
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// One job, written as a single JSON line to the runner's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +127,10 @@ pub struct RunnerResult {
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub execution_ms: f64,
+    /// CPU time of the run as the kernel counted it (the container's cgroup, or under
+    /// gVisor the reaped processes' usage); None from a runner that cannot tell.
+    #[serde(default, deserialize_with = "cpu_time")]
+    pub cpu_ms: Option<f64>,
     #[serde(default, deserialize_with = "bounded_error")]
     pub error: Option<RunError>,
     /// Boxed: most results have none, and it would triple every event's size.
@@ -147,6 +151,13 @@ pub fn is_exception_name(name: &str) -> bool {
                 .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
+}
+
+/// A CPU time is a finite, non-negative number of milliseconds below a year; anything else
+/// is no figure at all.
+fn cpu_time<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    let ms = Option::<f64>::deserialize(deserializer)?;
+    Ok(ms.filter(|ms| ms.is_finite() && (0.0..3.2e10).contains(ms)))
 }
 
 fn bounded_error<'de, D: serde::Deserializer<'de>>(

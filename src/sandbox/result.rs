@@ -119,8 +119,14 @@ pub struct ExecutionResult {
     pub stderr: String,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
-    /// Time the user's code ran (measured inside the sandbox around the code alone).
+    /// Wall time the user's code ran, by the runner's own clock from the hand-over to the
+    /// code's exit (for a session, restoring and saving its variables included), package
+    /// installs excluded.
     pub execution_ms: f64,
+    /// CPU time the run used, as the kernel counted it; None when the runtime showed no
+    /// figure. What `/usage` charges (wall time when None).
+    #[serde(default)]
+    pub cpu_ms: Option<f64>,
     /// Wall time of the whole request: queueing, container start, run, collection, removal.
     pub total_ms: f64,
     /// Time spent making missing packages available (never part of the time limit).

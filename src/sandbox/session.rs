@@ -14,8 +14,8 @@ pub const STATE_RESTORE_NAME: &str = ".codebox-state";
 /// The tmpfs the code's process writes the next snapshot into, sized to the cap.
 pub const STATE_DIR: &str = "/mnt/state";
 pub const STATE_SAVE_PATH: &str = "/mnt/state/snapshot";
-/// The runner's budget for each of restoring and saving (runner.py `STATE_BUDGET_S`);
-/// neither is the code's time, and the host's backstop allows for both.
+/// The host's allowance, on top of the run's limit, for moving a snapshot in and out (the
+/// runner's own limit covers restoring and saving, so this bounds only the transfer).
 pub const STATE_BUDGET: Duration = Duration::from_secs(60);
 /// Pure: the budget of each of restore and save for a run with this time limit (the
 /// runner's rule): never more than `STATE_BUDGET`, nor than the limit itself (5 s at least),

@@ -5,6 +5,7 @@
 //! its run dropped: the container guard removes the container.
 
 pub mod api;
+pub mod connections;
 pub mod metrics;
 pub mod storage_probe;
 
@@ -18,13 +19,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures_util::Stream;
 
 use crate::app::{App, AppError, CodeRun, UserRunResult, watch};
 use crate::config::Secret;
 use api::{HEALTH_PATH, HEARTBEAT, Health, METRICS_PATH, RUNS_PATH, RunLine, RunRequest};
+use connections::ConnectionLimits;
 use metrics::{Metrics, MetricsError};
 use storage_probe::StorageProbe;
 
@@ -42,8 +43,6 @@ pub enum ServiceError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("the executor service failed: {0}")]
-    Serve(std::io::Error),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
     #[error(transparent)]
@@ -62,6 +61,7 @@ pub async fn serve(
     app: Arc<App>,
     addr: SocketAddr,
     token: Option<Secret>,
+    limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
     if token.is_none() && !addr.ip().is_loopback() {
@@ -93,17 +93,8 @@ pub async fn serve(
             require_token,
         ))
         .with_state(service);
-    // Answers are streamed in small lines: Nagle's algorithm would hold each one back for
-    // the peer's delayed ACK (tens of milliseconds per run).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServiceError::Serve)
+    connections::serve(listener, router, limits.within_file_limit(), shutdown).await;
+    Ok(())
 }
 
 /// Bearer token check, in constant time; no token configured (loopback only) lets all in.

@@ -41,6 +41,20 @@ impl ExecutorProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// SIGTERM, then how long the process took to exit (None: still running after `wait`).
+    pub fn terminate(&mut self, wait: Duration) -> Option<Duration> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let asked = std::time::Instant::now();
+        while asked.elapsed() < wait {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return Some(asked.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
 }
 
 impl Drop for ExecutorProcess {
