@@ -98,6 +98,7 @@ async fn startup_reaps_containers_of_dead_owners_only() {
         pool_id: None,
         packages_dir: None,
         state_mb: None,
+        code_uid: codebox::sandbox::run_uids::next_run_uid(),
     };
     let dead_id = format!("reaptest-dead-{}", std::process::id());
     let live_id = format!("reaptest-live-{}", std::process::id());

@@ -237,3 +237,66 @@ fn a_forged_finish_buys_no_time_under_runc() {
 fn a_forged_finish_buys_no_time_under_gvisor() {
     a_forged_finish_buys_no_time("runsc");
 }
+
+/// One run takes every inotify instance its uid may hold (128 by default under runc) and
+/// keeps them; another user's run at the same time still gets one, because each run's code
+/// has a uid of its own.
+const HOARD_INOTIFY: &str = r#"
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+held = 0
+while libc.inotify_init() >= 0:
+    held += 1
+time.sleep(16)
+print("held", held, "uid", os.getuid())
+"#;
+
+const ONE_INOTIFY: &str = r#"
+import ctypes, os, time
+time.sleep(1)
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init()
+print("inotify", "ok" if fd >= 0 else os.strerror(ctypes.get_errno()), "uid", os.getuid())
+"#;
+
+fn a_run_cannot_take_another_runs_kernel_quota(runtime: &str) {
+    let hoarder = {
+        let runtime = runtime.to_string();
+        std::thread::spawn(move || {
+            run(
+                &runtime,
+                HOARD_INOTIFY,
+                &["--user", "hoarder", "--timeout", "30"],
+            )
+            .0
+        })
+    };
+    std::thread::sleep(Duration::from_secs(7));
+    let (other, _) = run(runtime, ONE_INOTIFY, &["--user", "other"]);
+    let hoarder = hoarder.join().unwrap();
+    let hoarded = hoarder.stdout();
+    let held: u32 = hoarded
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", hoarder.json));
+    assert!(held >= 100, "{runtime}: the hoarder held only {held}");
+    let seen = other.stdout();
+    assert!(
+        seen.starts_with("inotify ok"),
+        "{runtime}: {seen} while {hoarded}"
+    );
+    let uid_of = |text: &str| text.split_whitespace().last().unwrap().to_string();
+    assert_ne!(uid_of(seen), uid_of(hoarded), "{seen} / {hoarded}");
+    assert_ne!(uid_of(seen), "10001");
+}
+
+#[test]
+fn a_run_cannot_take_another_runs_kernel_quota_under_runc() {
+    a_run_cannot_take_another_runs_kernel_quota("runc");
+}
+
+#[test]
+fn a_run_cannot_take_another_runs_kernel_quota_under_gvisor() {
+    a_run_cannot_take_another_runs_kernel_quota("runsc");
+}

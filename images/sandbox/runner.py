@@ -72,8 +72,22 @@ PROTOCOL_VERSION = 8
 PR_SET_DUMPABLE = 4
 READ_CHUNK = 65536
 # The uid:gid the user's code runs as (the image's `sandbox` user); never this process's.
-CODE_UID = 10001
 CODE_GID = 10001
+
+
+def _code_uid():
+    """This container's own uid for the code (the host picks one per container, so the
+    kernel's per-user quotas are per run); taken out of the environment before the code's
+    process is forked. 10001, the image's user, when the host names none."""
+    value = os.environ.pop("CODEBOX_CODE_UID", "")
+    try:
+        uid = int(value)
+    except ValueError:
+        return 10001
+    return uid if 10001 <= uid < 2**31 - 1 else 10001
+
+
+CODE_UID = _code_uid()
 # Signals whose default action would end this process; none of them may cost the outputs.
 SHIELDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
 

@@ -242,6 +242,7 @@ mod tests {
             pool_id: None,
             packages_dir: None,
             state_mb: None,
+            code_uid: 10001,
         })
     }
 

@@ -271,6 +271,7 @@ impl<E: Containers + 'static> Executor<E> {
                 .as_ref()
                 .map(|p| p.cache().root().to_path_buf()),
             state_mb: self.state_mb,
+            code_uid: super::run_uids::next_run_uid(),
         }
     }
 

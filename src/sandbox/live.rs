@@ -174,6 +174,7 @@ mod tests {
             pool_id: None,
             packages_dir: None,
             state_mb: None,
+            code_uid: 10001,
         };
         let mut live = launch(&engine, &retirer, &spec).await.unwrap();
         let ready = live.wait_ready(Duration::from_secs(5)).await;

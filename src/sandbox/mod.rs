@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod reaper;
 pub mod result;
 pub mod retirer;
+pub mod run_uids;
 #[cfg(test)]
 pub(crate) mod scripted;
 pub mod session;

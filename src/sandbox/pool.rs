@@ -308,6 +308,7 @@ async fn warm_up<E: Containers + 'static>(inner: &Inner<E>) -> Result<WarmContai
         input_dir: Some(inputs_dir.clone()),
         preload: true,
         pool_id: Some(inner.id.clone()),
+        code_uid: crate::sandbox::run_uids::next_run_uid(),
         ..inner.template.clone()
     };
     let mut live = match launch(&inner.engine, &inner.retirer, &spec).await {

@@ -35,6 +35,8 @@ pub struct ContainerSpec {
     pub packages_dir: Option<PathBuf>,
     /// Size of the tmpfs the session's snapshot is written to; None when sessions are off.
     pub state_mb: Option<u64>,
+    /// The uid the code runs as, this container's own (`run_uids`).
+    pub code_uid: u32,
 }
 
 pub const MIB: i64 = 1024 * 1024;
@@ -79,7 +81,11 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
     hardened_config(Hardened {
         image: spec.image.clone(),
         cmd,
-        extra_env: run_env(),
+        extra_env: run_env()
+            .into_iter()
+            // Read and removed by the runner before the code's process is forked.
+            .chain([format!("CODEBOX_CODE_UID={}", spec.code_uid)])
+            .collect(),
         working_dir: OUTPUT_DIR.to_string(),
         hostname: "sandbox".to_string(),
         run_id: spec.run_id.clone(),
@@ -278,6 +284,9 @@ pub fn base_env() -> Vec<String> {
     [
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME=/tmp",
+        // Run uids have no passwd entry; getpass.getuser() and friends read these first.
+        "USER=sandbox",
+        "LOGNAME=sandbox",
         "LANG=C.UTF-8",
     ]
     .iter()
@@ -328,7 +337,17 @@ mod tests {
             pool_id: None,
             packages_dir: None,
             state_mb: None,
+            code_uid: 1_900_000_042,
         }
+    }
+
+    #[test]
+    fn the_code_uid_is_the_containers_own() {
+        let env = container_config(&spec()).env.unwrap();
+        assert!(
+            env.contains(&"CODEBOX_CODE_UID=1900000042".to_string()),
+            "{env:?}"
+        );
     }
 
     #[test]
