@@ -281,9 +281,24 @@ fn host_paths_check(settings: &Settings) -> Check {
 }
 
 fn data_dir_check(dir: &Path) -> Check {
-    let probe = std::fs::create_dir_all(dir).and_then(|_| tempfile::tempfile_in(dir));
+    // Created (or tightened) exactly as a start would: the doctor never leaves a wider one.
+    let probe =
+        crate::data_dir::ensure(dir).and_then(|modes| tempfile::tempfile_in(dir).map(|_| modes));
     match probe {
-        Ok(_) => Check::pass("data dir", format!("{} is writable", dir.display())),
+        Ok(crate::data_dir::DataDirModes::Private) => Check::pass(
+            "data dir",
+            format!(
+                "{} is writable and 0700: no other local account reads users' files, snapshots or the database",
+                dir.display()
+            ),
+        ),
+        Ok(crate::data_dir::DataDirModes::Tightened { was }) => Check::pass(
+            "data dir",
+            format!(
+                "{} was {was:o}, readable by other local accounts; tightened to 0700",
+                dir.display()
+            ),
+        ),
         Err(err) => Check::fail(
             "data dir",
             format!("{}: {err}", dir.display()),

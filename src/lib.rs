@@ -5,6 +5,7 @@
 pub mod app;
 pub mod config;
 pub mod conversations;
+pub mod data_dir;
 pub mod discord;
 pub mod doctor;
 pub mod filetypes;

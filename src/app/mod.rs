@@ -215,10 +215,19 @@ impl App {
     /// directory, the engine (containers left by dead processes are removed), the warm
     /// pool, the store with its sweeper, and conversations.
     pub async fn start(&self) -> Result<(), AppError> {
-        std::fs::create_dir_all(&self.settings.data_dir).map_err(|source| AppError::DataDir {
-            path: self.settings.data_dir.clone(),
-            source,
+        let modes = crate::data_dir::ensure(&self.settings.data_dir).map_err(|source| {
+            AppError::DataDir {
+                path: self.settings.data_dir.clone(),
+                source,
+            }
         })?;
+        if let crate::data_dir::DataDirModes::Tightened { was } = modes {
+            tracing::warn!(
+                data_dir = %self.settings.data_dir.display(),
+                was = format!("{was:o}"),
+                "DATA_DIR was readable by other local accounts; tightened to 0700"
+            );
+        }
         // With executors elsewhere this host needs no Docker engine at all.
         if self.remote.is_none() {
             let executor = self.executor().await?;

@@ -149,7 +149,7 @@ impl App {
     }
 
     fn spool(&self, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
-        std::fs::create_dir_all(&self.settings.data_dir)?;
+        crate::data_dir::ensure(&self.settings.data_dir)?;
         let mut file = tempfile::NamedTempFile::new_in(&self.settings.data_dir)?;
         std::io::Write::write_all(&mut file, bytes)?;
         Ok(file)

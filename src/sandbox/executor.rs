@@ -841,7 +841,16 @@ impl SnapshotSpool {
         if let Some(parent) = partial.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        self.file = Some(tokio::fs::File::create(&partial).await?);
+        // The snapshot holds whatever the code's variables held: codebox's alone.
+        self.file = Some(
+            tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&partial)
+                .await?,
+        );
         self.partial = Some(partial);
         Ok(())
     }

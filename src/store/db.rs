@@ -26,11 +26,17 @@ pub struct SharedSqlite {
 impl SharedSqlite {
     pub fn open(path: &Path, schema: &str) -> Result<SharedSqlite, MetadataError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|err| MetadataError::Backend {
+            // The database's directory is DATA_DIR.
+            crate::data_dir::ensure(parent).map_err(|err| MetadataError::Backend {
                 operation: "open",
                 reason: format!("{}: {err}", parent.display()),
             })?;
         }
+        // Users' names, conversations and file names: codebox's alone, WAL included.
+        crate::data_dir::private_file(path).map_err(|err| MetadataError::Backend {
+            operation: "open",
+            reason: format!("{}: {err}", path.display()),
+        })?;
         let conn = Connection::open(path).map_err(backend_error("open"))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(backend_error("open"))?;

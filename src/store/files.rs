@@ -7,7 +7,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -561,8 +560,8 @@ fn copy_in(
             output.write_all(&buf[..n]).map_err(io_at(&temp))?;
         }
         output.sync_all().map_err(io_at(&temp))?;
-        // Readable by the sandbox uid through the read-only mount; never writable by it.
-        fs::set_permissions(&temp, fs::Permissions::from_mode(0o644)).map_err(io_at(&temp))?;
+        // Readable by the sandbox group through the read-only mount; never writable by it.
+        crate::data_dir::share_with_sandbox(&temp).map_err(io_at(&temp))?;
         let file_type = filetypes::detect(filename, &head).ext;
         Ok((file_type, hex::encode(hasher.finalize()), total))
     })();

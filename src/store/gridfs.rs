@@ -7,7 +7,6 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -141,7 +140,7 @@ impl GridFsBlobs {
                 )),
             });
         }
-        fs::set_permissions(target, fs::Permissions::from_mode(0o644)).map_err(io_at(target))
+        crate::data_dir::share_with_sandbox(target).map_err(io_at(target))
     }
 
     /// Keeps the cache within its bound, oldest use first, sparing `keep`.
