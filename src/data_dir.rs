@@ -73,16 +73,44 @@ pub fn share_with_sandbox(path: &Path) -> io::Result<()> {
 }
 
 /// `path` codebox's alone: created 0600 when missing (so what SQLite derives from it, its
-/// WAL and shared-memory files, is 0600 too), tightened when wider.
+/// WAL and shared-memory files, is 0600 too), tightened when wider. An existing file is
+/// never opened here, only chmod-ed by path: closing any descriptor of a SQLite database
+/// drops every POSIX lock the process holds on it, which another connection of this
+/// process may rely on.
 pub fn private_file(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
         .mode(PRIVATE_FILE_MODE)
-        .open(path)?;
-    if file.metadata()?.permissions().mode() & 0o077 != 0 {
-        file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err),
+    }
+    let mode = fs::metadata(path)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+    }
+    Ok(())
+}
+
+/// The same for SQLite's companions of `database` that already exist (an older install's
+/// WAL and shared-memory files keep the mode they were created with).
+pub fn private_companions(database: &Path) -> io::Result<()> {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        let companion = Path::new(&name);
+        match fs::metadata(companion) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                fs::set_permissions(companion, fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
     }
     Ok(())
 }

@@ -33,10 +33,12 @@ impl SharedSqlite {
             })?;
         }
         // Users' names, conversations and file names: codebox's alone, WAL included.
-        crate::data_dir::private_file(path).map_err(|err| MetadataError::Backend {
-            operation: "open",
-            reason: format!("{}: {err}", path.display()),
-        })?;
+        crate::data_dir::private_file(path)
+            .and_then(|()| crate::data_dir::private_companions(path))
+            .map_err(|err| MetadataError::Backend {
+                operation: "open",
+                reason: format!("{}: {err}", path.display()),
+            })?;
         let conn = Connection::open(path).map_err(backend_error("open"))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(backend_error("open"))?;
