@@ -111,6 +111,7 @@ fn request(code: &str, settings: &Settings, inputs: &Path) -> ExecutionRequest {
             filename: "data.csv".into(),
             file_type: "csv".into(),
             path: "/mnt/inputs/data.csv".into(),
+            data_name: "data.csv".into(),
         }],
         session: None,
         watch: None,

@@ -347,9 +347,7 @@ async fn stop_cancels_a_long_run_and_removes_its_container() {
     );
     bot.fake
         .dispatch("INTERACTION_CREATE", bot.fake.command("stop", json!([])));
-    bot.fake
-        .wait_for_text("Cancelled your running code", LONG)
-        .await;
+    bot.fake.wait_for_text("Cancelled your request", LONG).await;
     let status = bot.fake.wait_for_text("cancelled", LONG).await;
     assert_eq!(status.method, "PATCH");
     // Force-removal is asynchronous after the abort; under a loaded daemon (all the bot tests
@@ -505,9 +503,7 @@ async fn the_stop_button_cancels_for_the_user_who_started_the_run_only() {
         "INTERACTION_CREATE",
         bot.fake.button_press(USER_ID, &id, &stop),
     );
-    bot.fake
-        .wait_for_text("Cancelled your running code", LONG)
-        .await;
+    bot.fake.wait_for_text("Cancelled your request", LONG).await;
     let cancelled = bot.fake.wait_for_text("🛑 cancelled", LONG).await;
     assert_eq!(
         cancelled.path,
@@ -859,9 +855,7 @@ async fn the_run_command_takes_the_message_path() {
     bot.fake.wait_for_text("still being worked on", LONG).await;
     bot.fake
         .dispatch("INTERACTION_CREATE", bot.fake.command("stop", json!([])));
-    bot.fake
-        .wait_for_text("Cancelled your running code", LONG)
-        .await;
+    bot.fake.wait_for_text("Cancelled your request", LONG).await;
     bot.fake.wait_for_text("🛑 cancelled", LONG).await;
     assert_eq!(
         wait_for_containers_of(pid, 0).await,
@@ -1095,4 +1089,69 @@ async fn the_bot_runs_code_on_an_executor_elsewhere_and_shows_it_live() {
         .decode(data)
         .unwrap();
     assert_eq!(seen, answer.files[0].1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_model_is_shown_thinking_and_then_answering() {
+    let bot = Bot::start(&[]).await;
+    bot.fake.script_openai_after(
+        Duration::from_secs(9),
+        200,
+        completion_text("the slow answer"),
+    );
+    bot.send("take your time");
+    let thinking = bot.fake.wait_for_text("the model is thinking", LONG).await;
+    let id = thinking.message_id.clone().unwrap();
+    bot.fake.wait_for_text("the slow answer", LONG).await;
+    let after = bot
+        .fake
+        .wait_for_text("the model answered after", LONG)
+        .await;
+    assert_eq!(after.method, "PATCH");
+    assert!(
+        after.path.ends_with(&id),
+        "the same status message: {}",
+        after.path
+    );
+    let shown: Vec<String> = status_requests(&bot.fake, &id)
+        .iter()
+        .map(|r| r.content())
+        .collect();
+    assert!(
+        shown
+            .iter()
+            .any(|t| t.contains("thinking… 8 s") || t.contains("thinking… 9 s")),
+        "the elapsed time is kept current: {shown:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_cancels_a_model_request_in_flight() {
+    let bot = Bot::start(&[]).await;
+    bot.fake.script_openai_after(
+        Duration::from_secs(40),
+        200,
+        completion_text("an answer nobody waits for"),
+    );
+    bot.send("think hard");
+    bot.fake.wait_for_text("the model is thinking", LONG).await;
+    bot.fake
+        .dispatch("INTERACTION_CREATE", bot.fake.command("stop", json!([])));
+    bot.fake.wait_for_text("Cancelled your request", LONG).await;
+    let status = bot.fake.wait_for_text("cancelled", LONG).await;
+    assert_eq!(status.method, "PATCH");
+    // The user is free at once: the next message is answered although the first request
+    // would still be waiting for its model.
+    bot.fake.script_openai(200, completion_text("ready again"));
+    bot.send("still there?");
+    bot.fake
+        .wait_for_text("ready again", Duration::from_secs(20))
+        .await;
+    assert!(
+        bot.fake
+            .requests()
+            .iter()
+            .all(|r| !r.content().contains("an answer nobody waits for")),
+        "the cancelled answer is never posted"
+    );
 }

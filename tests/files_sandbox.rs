@@ -741,3 +741,68 @@ async fn summaries_are_computed_in_the_sandbox() {
     let stored = world.store.get("sum", &csv).await.unwrap();
     assert_eq!(stored.summary.as_deref(), Some(summaries[&csv].as_str()));
 }
+
+/// Where models trained on other interpreters look: every file of the user under
+/// /mnt/data by its name (twins told apart by id), read-only, and its bare id as a path in
+/// the working directory; neither kind of link comes back as an output.
+fn files_where_models_look(runtime: &str) {
+    let data = tempfile::tempdir().unwrap();
+    let upload = |name: &str, content: &str| -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let output = common::codebox(data.path())
+            .args(["files", "upload", "--user", "u", "--json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let uploaded: Value = serde_json::from_slice(&output.stdout).unwrap();
+        uploaded[0]["file_id"].as_str().unwrap().to_string()
+    };
+    let first = upload("sales.csv", "a,b\n1,2\n");
+    let second = upload("sales.csv", "a,b\n3,4\n");
+    let notes = upload("notes.txt", "hello from notes\n");
+    let code = format!(
+        "import os\nprint(sorted(os.listdir('/mnt/data')))\n\
+         print(open('/mnt/data/notes.txt').read().strip())\n\
+         print(open('/mnt/data/sales-{second}.csv').read().split()[1])\n\
+         print(open('{first}').read().split()[1])\n\
+         try:\n    open('/mnt/data/new.txt', 'w')\nexcept OSError as e:\n    print('refused', type(e).__name__)\n\
+         try:\n    os.remove('{notes}')\nexcept OSError as e:\n    print('kept', type(e).__name__)\n\
+         open('out.txt', 'w').write('x')\n"
+    );
+    let run = common::run_with(
+        common::codebox(data.path()),
+        &["--user", "u", "--runtime", runtime],
+        &code,
+    );
+    let stdout = run.json["stdout"].as_str().unwrap();
+    let listed = format!("['notes.txt', 'sales-{first}.csv', 'sales-{second}.csv']");
+    let mut expected = vec![listed.as_str(), "hello from notes", "3,4", "1,2"];
+    expected.extend(["refused PermissionError", "kept PermissionError"]);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, expected, "{runtime}: {}", run.json);
+    let outputs: Vec<&str> = run.json["generated_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["filename"].as_str().unwrap())
+        .collect();
+    assert_eq!(outputs, ["out.txt"], "{}", run.json);
+    assert_eq!(run.json["flags"], json!([]), "{}", run.json);
+}
+
+#[test]
+fn files_are_where_models_look_under_runc() {
+    files_where_models_look("runc");
+}
+
+#[test]
+fn files_are_where_models_look_under_gvisor() {
+    files_where_models_look("runsc");
+}

@@ -95,6 +95,7 @@ except OSError as e:
         filename: "data.csv".into(),
         file_type: "csv".into(),
         path: "/mnt/inputs/data.csv".into(),
+        data_name: "data.csv".into(),
     }];
     let result = executor.execute(req).await.unwrap();
     assert_eq!(result.status, Status::Ok, "{result:?}");

@@ -50,7 +50,10 @@ async fn forward(State(proxy): State<Proxy>, body: Bytes) -> (axum::http::Status
             let status = answer.status().as_u16();
             (status, answer.text().await.unwrap_or_default())
         }
-        Err(err) => (502, json!({"error": {"message": err.to_string()}}).to_string()),
+        Err(err) => (
+            502,
+            json!({"error": {"message": err.to_string()}}).to_string(),
+        ),
     };
     let response: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     proxy
@@ -124,7 +127,9 @@ fn contains_number(text: &str, wanted: f64) -> bool {
             number.clear();
         }
     }
-    found.iter().any(|n| (n - wanted).abs() <= wanted.abs() * 1e-6 + 1e-9)
+    found
+        .iter()
+        .any(|n| (n - wanted).abs() <= wanted.abs() * 1e-6 + 1e-9)
 }
 
 fn says(seen: &Seen, wanted: f64) -> Result<(), String> {
@@ -253,7 +258,10 @@ fn tasks() -> Vec<Task> {
             }],
             check: |seen| {
                 if seen.tool_calls > 0 {
-                    Err(format!("{} tool calls for a question needing none", seen.tool_calls))
+                    Err(format!(
+                        "{} tool calls for a question needing none",
+                        seen.tool_calls
+                    ))
                 } else if !seen.text.to_lowercase().contains("comma") {
                     Err("the answer does not mention commas".into())
                 } else {
@@ -296,7 +304,8 @@ async fn run_task(
     for turn in &task.turns {
         discord_mark = bot.fake.request_count();
         let before = exchanges.lock().unwrap().len();
-        bot.fake.dispatch("MESSAGE_CREATE", message(bot, user, turn));
+        bot.fake
+            .dispatch("MESSAGE_CREATE", message(bot, user, turn));
         let began = Instant::now();
         loop {
             let done = exchanges.lock().unwrap()[before..]
@@ -424,7 +433,10 @@ async fn real_model_drill() {
             seen.tool_calls,
             seen.tokens,
             seconds,
-            verdict.err().map(|e| format!(" why={e}")).unwrap_or_default()
+            verdict
+                .err()
+                .map(|e| format!(" why={e}"))
+                .unwrap_or_default()
         );
         for (n, code) in seen.code.iter().enumerate() {
             println!("  code {}:\n    {}", n + 1, code.replace('\n', "\n    "));

@@ -804,6 +804,7 @@ def run_job(job, forked):
     session = job.get("session")
 
     oom_before = read_oom_kills()
+    exposed = expose_files(job)
     emit({"event": "started"})
     forked.hand_over(job)
     handed = time.monotonic()
@@ -894,6 +895,7 @@ def run_job(job, forked):
 
     kill_everything_else()
     cpu_ms = cpu_before.ms_since()
+    hide_files(exposed)
     for fd in list(sinks):
         try:
             while True:
@@ -982,6 +984,67 @@ def run_job(job, forked):
         if not timed_out:
             return open_snapshot(session["save_to"], int(session["max_bytes"]))
     return None
+
+
+# What /mnt/data points to in the image: made here, root's, so the code can read the links
+# in it and neither add, remove nor replace one.
+DATA_LINKS = "/tmp/.codebox-data"
+INPUT_ROOT = "/mnt/inputs/"
+
+
+def _plain_name(name):
+    return (
+        isinstance(name, str)
+        and 0 < len(name.encode("utf-8", "replace")) <= 255
+        and "/" not in name
+        and "\0" not in name
+        and name not in (".", "..")
+    )
+
+
+def expose_files(job):
+    """The user's files where models look for them, besides load_file(id): as
+    /mnt/data/<name> (ChatGPT's interpreter's place) and as the bare file id in the working
+    directory. Links made by this process (root) in directories the code cannot change
+    links in; the ones in the working directory are taken away again before outputs are
+    collected, so they are never mistaken for outputs. Returns those."""
+    made = []
+    files = job.get("files") or []
+    if not files:
+        return made
+    try:
+        os.mkdir(DATA_LINKS, 0o755)
+    except OSError:
+        return made
+    workdir = job.get("workdir")
+    for entry in files:
+        target = entry.get("path") if isinstance(entry, dict) else None
+        if not (isinstance(target, str) and target.startswith(INPUT_ROOT)):
+            continue
+        name = entry.get("data_name")
+        if _plain_name(name):
+            try:
+                os.symlink(target, os.path.join(DATA_LINKS, name))
+            except OSError:
+                pass
+        file_id = entry.get("file_id")
+        if isinstance(workdir, str) and _plain_name(file_id):
+            link = os.path.join(workdir, file_id)
+            try:
+                os.symlink(target, link)
+                made.append(link)
+            except OSError:
+                pass
+    return made
+
+
+def hide_files(links):
+    for link in links:
+        try:
+            if os.path.islink(link):
+                os.unlink(link)
+        except OSError:
+            pass
 
 
 def timeout_message(session, phases, timeout_s):

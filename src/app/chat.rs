@@ -103,7 +103,7 @@ pub fn interrupted_turn(user: &ChatMessage) -> [ChatMessage; 2] {
 /// `load_file` (a document's summary carries its text, kept as lines).
 pub fn system_prompt(files: &[FileRecord], sees: bool) -> String {
     let mut prompt = String::from(
-        "You are codebox, a data assistant in Discord. Use the execute_python_code tool to compute answers; never guess numbers you can compute. Files written to the working directory are sent to the user. Keep answers short.\n",
+        "You are codebox, a data assistant in Discord. Use the execute_python_code tool to compute answers, and never state a number that no run printed. When a run fails, read its error, fix the code and call the tool again; do not answer from a failed run. Files written to the working directory are sent to the user automatically. Keep answers short.\n",
     );
     prompt.push_str(if sees {
         "You can see pictures: images the user attaches, and the figures and images your code produces (shown to you after the tool result). Look at a figure before you describe it, and fix it if it is wrong.\n"
@@ -113,11 +113,22 @@ pub fn system_prompt(files: &[FileRecord], sees: bool) -> String {
     if files.is_empty() {
         prompt.push_str("The user has no stored files.\n");
     } else {
-        prompt.push_str("The user's files (load with load_file(file_id)):\n");
-        for f in files {
+        prompt.push_str(
+            "The user's files. In code, load_file('ID') gives a natural object (DataFrame, dict, image...); the same file is read-only at /mnt/data/NAME, and 'ID' also works as a path:\n",
+        );
+        let ids_and_names: Vec<(&str, &str)> = files
+            .iter()
+            .map(|f| (f.file_id.as_str(), f.filename.as_str()))
+            .collect();
+        let data_names = crate::store::names::data_names(&ids_and_names);
+        for (f, data_name) in files.iter().zip(&data_names) {
             prompt.push_str(&format!(
-                "- {} `{}` ({}, {} bytes)",
-                f.file_id, f.filename, f.file_type, f.file_size
+                "- ID {} at {}/{} ({}, {} bytes)",
+                f.file_id,
+                crate::store::names::DATA_DIR_IN_RUN,
+                data_name,
+                f.file_type,
+                f.file_size
             ));
             match &f.summary {
                 Some(summary) if crate::filetypes::carries_text(&f.file_type) => {

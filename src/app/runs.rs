@@ -82,7 +82,12 @@ pub async fn stage_records<M: Metadata>(
     let dir = crate::staging::run_directory(staging_root, "run")
         .map_err(|(path, source)| UserRunError::Staging { path, source })?;
     let mut files = Vec::with_capacity(records.len());
-    for record in records {
+    let ids_and_names: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r.file_id.as_str(), r.filename.as_str()))
+        .collect();
+    let data_names = crate::store::names::data_names(&ids_and_names);
+    for (record, data_name) in records.iter().zip(data_names) {
         let name = record.disk_name();
         let target = dir.path().join(&name);
         let source = store.local_path(record).await?;
@@ -92,6 +97,7 @@ pub async fn stage_records<M: Metadata>(
             filename: record.filename.clone(),
             file_type: record.file_type.clone(),
             path: format!("{INPUT_DIR}/{name}"),
+            data_name,
         });
     }
     Ok(StagedFiles { dir, files })

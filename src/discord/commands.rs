@@ -128,7 +128,7 @@ async fn delete(
 #[poise::command(slash_command)]
 async fn stop(ctx: Context<'_>) -> Result<(), CommandError> {
     let text = if ctx.data().cancel_user(&user_id(ctx)) {
-        "🛑 Cancelled your running code; its sandbox was removed."
+        "🛑 Cancelled your request: the model's answer or the code that was running (its sandbox removed)."
     } else {
         "Nothing of yours is running."
     };

@@ -7,8 +7,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::status::{EDIT_SPACING, StatusMessage};
+use tokio_util::sync::CancellationToken;
+
 use crate::app::{App, Progress, RunWatch, Subscription, UserRunResult, watch};
-use crate::render::live::{OutputTail, running_status};
+use crate::llm::conversation::ModelWait;
+use crate::render::live::{OutputTail, running_status, thinking_status, thought_status};
 use crate::render::status_line;
 
 /// Events held for a status that is behind (it drops, never slows the run, when full).
@@ -73,9 +76,35 @@ async fn show_live(
     }
 }
 
+/// A model that answers within this long is never shown thinking (no message for it).
+const THINKING_SHOWN_AFTER: Duration = Duration::from_secs(3);
+
+/// Shows the model thinking, with the elapsed time, until `done` is cancelled.
+async fn show_thinking(status: Arc<StatusMessage>, round: usize, done: CancellationToken) {
+    let started = Instant::now();
+    tokio::select! {
+        () = done.cancelled() => return,
+        () = tokio::time::sleep(THINKING_SHOWN_AFTER) => {}
+    }
+    loop {
+        status.waiting(thinking_status(round, started.elapsed()));
+        tokio::select! {
+            () = done.cancelled() => break,
+            () = tokio::time::sleep(ELAPSED_REFRESH) => {}
+        }
+    }
+    status.waited(thought_status(started.elapsed()));
+}
+
 impl Progress for DiscordProgress {
     async fn run_started(&self, round: usize) -> Option<RunWatch> {
         Some(follow_run(&self.status, round, self.app.clone()))
+    }
+
+    fn model_waiting(&self, round: usize) -> Option<ModelWait> {
+        let done = CancellationToken::new();
+        tokio::spawn(show_thinking(self.status.clone(), round, done.clone()));
+        Some(done.drop_guard())
     }
 
     async fn run_finished(&self, result: Result<&UserRunResult, &str>) {

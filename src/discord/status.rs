@@ -37,6 +37,8 @@ struct Wanted {
     /// The run whose live output may still be shown; None after its end was shown.
     live_run: Option<u64>,
     runs: u64,
+    /// What is shown is the model thinking (`waiting`), which `waited` may replace.
+    waiting: bool,
     /// The work ended (finished or cancelled): nothing may change the message any more.
     closed: bool,
 }
@@ -79,12 +81,39 @@ impl StatusMessage {
             w.runs += 1;
             run = w.runs;
             w.live_run = Some(run);
+            w.waiting = false;
             if !w.closed {
                 w.text = Some(text);
                 w.with_stop = true;
             }
         });
         run
+    }
+
+    /// The model is working and no run is: `text` says so, with a Stop button.
+    pub fn waiting(&self, text: String) {
+        self.wanted.send_if_modified(|w| {
+            let shown = w.live_run.is_none() && !w.closed;
+            if shown {
+                w.text = Some(text);
+                w.with_stop = true;
+                w.waiting = true;
+            }
+            shown
+        });
+    }
+
+    /// The model answered: replaces the `waiting` text, and nothing else.
+    pub fn waited(&self, text: String) {
+        self.wanted.send_if_modified(|w| {
+            let shown = w.waiting && w.live_run.is_none() && !w.closed;
+            if shown {
+                w.text = Some(text);
+                w.with_stop = false;
+                w.waiting = false;
+            }
+            shown
+        });
     }
 
     /// Live text of run `run`: shown only while that run is still the live one.

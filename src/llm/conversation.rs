@@ -32,7 +32,15 @@ pub trait Progress: Send + Sync {
     fn run_started(&self, round: usize) -> impl Future<Output = Option<RunWatch>> + Send;
     fn run_finished(&self, result: Result<&UserRunResult, &str>)
     -> impl Future<Output = ()> + Send;
+    /// A model request (before run `round`) is in flight until the returned guard is
+    /// dropped: a slow model (a local one can take minutes) is shown thinking.
+    fn model_waiting(&self, _round: usize) -> Option<ModelWait> {
+        None
+    }
 }
+
+/// Held while a model request is in flight; dropping it ends the "thinking" display.
+pub type ModelWait = tokio_util::sync::DropGuard;
 
 #[derive(Debug, Clone)]
 pub struct TurnSettings {
@@ -173,8 +181,10 @@ pub async fn run_turn<M: ChatModel, R: CodeRunner, P: Progress, S: PictureSource
     let mut sees = settings.vision.sees;
     let mut rounds = 0;
     loop {
-        let reply = match request(model, source, &messages, settings, &mut sees, &mut outcome).await
-        {
+        let waiting = progress.model_waiting(rounds + 1);
+        let reply = request(model, source, &messages, settings, &mut sees, &mut outcome).await;
+        drop(waiting);
+        let reply = match reply {
             Ok(reply) => reply,
             Err(err) => {
                 outcome.reply = err.user_message();

@@ -14,7 +14,7 @@ pub fn parameters_schema() -> Value {
         "properties": {
             "code": {
                 "type": "string",
-                "description": "Python 3 code, run like a notebook cell in a sandbox without network. The value of the last expression is shown; display(obj) shows any object; plt.show() and figures left open come back as PNG files. Variables, imports and functions persist across calls in this conversation. The user's files are available through load_file(file_id); files written to the working directory are returned to the user and can be loaded in later calls by their file_id."
+                "description": "Python 3 code, run like a notebook cell in a sandbox without network. The value of the last expression is shown; display(obj) shows any object; plt.show() and figures left open come back as PNG files. Variables, imports and functions persist across calls in this conversation. The user's files: load_file(file_id), or read-only at /mnt/data/<name>, or the file_id itself as a path. Files written to the working directory (not /mnt/data) are returned to the user and can be loaded in later calls by their file_id. print() what you need to see."
             },
             "timeout": {
                 "type": "number",
@@ -26,7 +26,7 @@ pub fn parameters_schema() -> Value {
     })
 }
 
-pub const DESCRIPTION: &str = "Run Python code in an isolated sandbox with numpy, pandas, matplotlib, scipy, scikit-learn and more, like a Jupyter notebook: the last expression's value is shown (DataFrames as tables), display(obj) works, plt.show() sends the figure to the user, and variables, imports and functions persist across calls in this conversation. Files written to the working directory are sent to the user and stay loadable by file_id. load_file(file_id) returns the user's uploaded or generated files as natural objects (DataFrame, dict, image, ...).";
+pub const DESCRIPTION: &str = "Run Python code in an isolated sandbox with numpy, pandas, matplotlib, scipy, scikit-learn and more, like a Jupyter notebook: the last expression's value is shown (DataFrames as tables), display(obj) works, plt.show() sends the figure to the user, and variables, imports and functions persist across calls in this conversation. Files written to the working directory are sent to the user and stay loadable by file_id. load_file(file_id) returns the user's uploaded or generated files as natural objects (DataFrame, dict, image, ...); the same files are read-only at /mnt/data/<name>, and the file_id works as a path too. If a run fails, fix the code and call again.";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCall {

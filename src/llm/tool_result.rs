@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::tokens::{Encoding, tail_within};
 use crate::app::runs::GeneratedFile;
-use crate::sandbox::ExecutionResult;
+use crate::sandbox::{ExecutionResult, Status};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
@@ -50,6 +50,13 @@ pub fn render(
         if !notes.is_empty() {
             value["session"] = json!(notes);
         }
+    }
+    if result.status != Status::Ok {
+        value["next"] = json!(
+            "the run failed: read the error, fix the code and call execute_python_code again; do not answer from this run"
+        );
+    } else if result.stdout.trim().is_empty() && generated.is_empty() {
+        value["note"] = json!("the run printed nothing: print() the values you need");
     }
     if stdout_cut || stderr_cut {
         value["note"] = json!("only the last part of long output is shown");

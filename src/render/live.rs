@@ -97,6 +97,21 @@ impl OutputTail {
 }
 
 /// The status text of a run in progress (`round` counts the model's runs in one message).
+/// Pure: the status while the model is working on step `round` (a slow model).
+pub fn thinking_status(round: usize, elapsed: Duration) -> String {
+    let step = if round > 1 {
+        format!(" (step {round})")
+    } else {
+        String::new()
+    };
+    format!("💭 the model is thinking{step}… {} s", elapsed.as_secs())
+}
+
+/// Pure: the status once a slow model answered (and ran no code after it).
+pub fn thought_status(elapsed: Duration) -> String {
+    format!("💭 the model answered after {} s", elapsed.as_secs())
+}
+
 pub fn running_status(round: usize, elapsed: Duration, tail: &OutputTail) -> String {
     let step = if round > 1 {
         format!(" (step {round})")

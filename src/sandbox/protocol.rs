@@ -90,6 +90,9 @@ pub struct JobFile {
     pub filename: String,
     pub file_type: String,
     pub path: String,
+    /// Its name under `/mnt/data` (`store::names::data_names`); the runner re-checks it.
+    #[serde(default)]
+    pub data_name: String,
 }
 
 /// The host's answer to `missing`: package directories to put on the code's path, or why

@@ -43,9 +43,58 @@ fn shorten(name: &str) -> String {
     format!("{}{}", &stem[..cut], ext)
 }
 
+/// Where models look for a user's files (ChatGPT's interpreter keeps them there).
+pub const DATA_DIR_IN_RUN: &str = "/mnt/data";
+
+/// Pure: each file's name under `/mnt/data` in a run, in the order given: its sanitized
+/// name, or, where two files would share one, `stem-<file_id>.ext` for each of them, so a
+/// name never depends on the order or on which of the twins came first.
+pub fn data_names(files: &[(&str, &str)]) -> Vec<String> {
+    let plain: Vec<String> = files
+        .iter()
+        .map(|(_, filename)| sanitize_filename(filename))
+        .collect();
+    plain
+        .iter()
+        .zip(files)
+        .map(|(name, (file_id, _))| {
+            if plain.iter().filter(|other| *other == name).count() == 1 {
+                return name.clone();
+            }
+            match name.rfind('.') {
+                Some(dot) if dot > 0 => format!("{}-{file_id}{}", &name[..dot], &name[dot..]),
+                _ => format!("{name}-{file_id}"),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_names_are_plain_unless_two_files_share_one() {
+        let names = data_names(&[
+            ("id1", "sales.csv"),
+            ("id2", "../sales.csv"),
+            ("id3", "notes"),
+            ("id4", "notes"),
+            ("id5", "report.xlsx"),
+        ]);
+        assert_eq!(
+            names,
+            [
+                "sales-id1.csv",
+                "sales-id2.csv",
+                "notes-id3",
+                "notes-id4",
+                "report.xlsx"
+            ]
+        );
+        let reversed = data_names(&[("id2", "sales.csv"), ("id1", "sales.csv")]);
+        assert_eq!(reversed, ["sales-id2.csv", "sales-id1.csv"]);
+    }
 
     #[test]
     fn hostile_names_become_plain_names() {
