@@ -293,3 +293,50 @@ impl App {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Origin;
+
+    fn record(id: &str, filename: &str) -> FileRecord {
+        FileRecord {
+            file_id: id.into(),
+            user_id: "u".into(),
+            filename: filename.into(),
+            file_type: "csv".into(),
+            file_size: 26,
+            sha256: String::new(),
+            origin: Origin::Uploaded,
+            created_at: chrono::Utc::now(),
+            expires_at: None,
+            summary: Some("5 rows x 2 columns".into()),
+        }
+    }
+
+    #[test]
+    fn the_prompt_names_every_way_to_a_file_and_forbids_invented_numbers() {
+        let files = [
+            record("AAAAAAAAAAAAAAAA", "sales.csv"),
+            record("BBBBBBBBBBBBBBBB", "sales.csv"),
+            record("CCCCCCCCCCCCCCCC", "notes.csv"),
+        ];
+        let prompt = system_prompt(&files, false);
+        assert!(
+            prompt.contains("never state a number that no run printed"),
+            "{prompt}"
+        );
+        assert!(
+            prompt.contains("fix the code and call the tool again"),
+            "{prompt}"
+        );
+        assert!(prompt.contains("load_file('ID')"), "{prompt}");
+        for line in [
+            "- ID AAAAAAAAAAAAAAAA at /mnt/data/sales-AAAAAAAAAAAAAAAA.csv (csv, 26 bytes)",
+            "- ID BBBBBBBBBBBBBBBB at /mnt/data/sales-BBBBBBBBBBBBBBBB.csv (csv, 26 bytes)",
+            "- ID CCCCCCCCCCCCCCCC at /mnt/data/notes.csv (csv, 26 bytes)",
+        ] {
+            assert!(prompt.contains(line), "{line}\n{prompt}");
+        }
+    }
+}

@@ -142,8 +142,32 @@ mod tests {
         assert_eq!(v["exit_code"], 1);
         assert_eq!(v["stdout"], "42\n");
         assert_eq!(v["error"]["type"], "ValueError");
+        assert!(
+            v["next"]
+                .as_str()
+                .unwrap()
+                .contains("fix the code and call"),
+            "a failed run tells the model to try again: {v}"
+        );
         assert_eq!(v["generated_files"][0]["file_id"], "ABCDEFGHIJKLMNOP");
         assert_eq!(v["stdout_truncated"], false);
+    }
+
+    #[test]
+    fn a_silent_ok_run_is_told_to_print() {
+        let mut quiet = result("");
+        quiet.status = Status::Ok;
+        quiet.error = None;
+        let v: Value = serde_json::from_str(&render(
+            &quiet,
+            &[],
+            Encoding::O200kBase,
+            Budget::default(),
+            &[],
+        ))
+        .unwrap();
+        assert!(v["next"].is_null(), "{v}");
+        assert!(v["note"].as_str().unwrap().contains("print()"), "{v}");
     }
 
     #[test]
