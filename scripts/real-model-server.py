@@ -21,6 +21,9 @@ def main():
     params.model.path = args.model
     params.n_ctx = args.context
     params.n_parallel = 1
+    # A small model can ramble until the context is full (20 minutes on 2 cores): no
+    # answer of the drill needs more than this.
+    params.n_predict = 1024
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.use_jinja = True

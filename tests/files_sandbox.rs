@@ -795,6 +795,20 @@ fn files_where_models_look(runtime: &str) {
         .collect();
     assert_eq!(outputs, ["out.txt"], "{}", run.json);
     assert_eq!(run.json["flags"], json!([]), "{}", run.json);
+    // Looked for where another interpreter keeps it: the error says where it is.
+    let missed = common::run_with(
+        common::codebox(data.path()),
+        &["--user", "u", "--runtime", runtime],
+        "import pandas as pd\npd.read_csv('data/notes.txt')",
+    );
+    assert_eq!(missed.json["status"], "error", "{}", missed.json);
+    let stderr = missed.json["stderr"].as_str().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "codebox: the user's file 'notes.txt' is at /mnt/data/notes.txt; load_file('{notes}') reads it too"
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -21,6 +21,9 @@ use common::fake::{Recorded, USER_ID};
 use serde_json::{Value, json};
 
 const TURN_TIMEOUT: Duration = Duration::from_secs(900);
+/// MAX_TOOL_ROUNDS of the drill's bot: after that many runs, its next answer ends the turn
+/// whatever it asks for.
+const TOOL_ROUNDS: usize = 5;
 
 /// One model exchange as the proxy saw it.
 #[derive(Clone)]
@@ -205,23 +208,25 @@ fn tasks() -> Vec<Task> {
         Task {
             name: "package_install",
             turns: vec![Turn {
-                text: "Use the Python package `roman` to convert 1994 to Roman numerals and tell me the result.",
+                text: "Use the Python package num2words to write the number 1994 in English words.",
                 attachment: None,
             }],
             check: |seen| {
-                if !seen.text.contains("MCMXCIV") {
-                    return Err("the answer does not say MCMXCIV".into());
+                let text = seen.text.to_lowercase().replace('-', " ");
+                if !text.contains("nine hundred and ninety four")
+                    && !text.contains("nine hundred ninety four")
+                {
+                    return Err("the answer does not spell 1994".into());
                 }
                 let installed = seen.tool_results.iter().any(|r| {
                     r["packages_installed"]
                         .as_array()
-                        .is_some_and(|p| !p.is_empty())
-                        || r.to_string().contains("roman")
+                        .is_some_and(|p| p.iter().any(|p| p == "num2words"))
                 });
                 if installed {
                     Ok(())
                 } else {
-                    Err("no run used the roman package".into())
+                    Err("no run installed num2words".into())
                 }
             },
         },
@@ -262,8 +267,11 @@ fn tasks() -> Vec<Task> {
                         "{} tool calls for a question needing none",
                         seen.tool_calls
                     ))
-                } else if !seen.text.to_lowercase().contains("comma") {
-                    Err("the answer does not mention commas".into())
+                } else if !["comma", "tabular", "table", "values"]
+                    .iter()
+                    .any(|w| seen.text.to_lowercase().contains(w))
+                {
+                    Err("the answer says nothing of what a CSV holds".into())
                 } else {
                     Ok(())
                 }
@@ -308,9 +316,10 @@ async fn run_task(
             .dispatch("MESSAGE_CREATE", message(bot, user, turn));
         let began = Instant::now();
         loop {
-            let done = exchanges.lock().unwrap()[before..]
-                .last()
-                .is_some_and(finished_turn);
+            let done = {
+                let turn = &exchanges.lock().unwrap()[before..];
+                turn.last().is_some_and(finished_turn) || turn.len() > TOOL_ROUNDS
+            };
             if done {
                 break;
             }
@@ -324,9 +333,19 @@ async fn run_task(
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let posted: Vec<Recorded> = bot.fake.requests_since(discord_mark);
+    // The answer only: not the upload's confirmation (it quotes the file's summary) nor
+    // the status message (created, then edited: its id comes back in a later request).
+    let edited: Vec<String> = posted
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .filter_map(|r| r.path.rsplit('/').next().map(str::to_string))
+        .collect();
     let text = posted
         .iter()
+        .filter(|r| r.method == "POST")
+        .filter(|r| !r.message_id.as_ref().is_some_and(|id| edited.contains(id)))
         .map(Recorded::content)
+        .filter(|c| !c.starts_with("📎") && !c.starts_with("⏳") && !c.starts_with("💭"))
         .collect::<Vec<_>>()
         .join("\n");
     let files = posted
@@ -334,6 +353,18 @@ async fn run_task(
         .flat_map(|r| r.files.iter().map(|(name, _)| name.clone()))
         .collect();
     let exchanges = exchanges.lock().unwrap()[first_exchange..].to_vec();
+    // For reading what the model was sent and said: REAL_MODEL_DRILL_DUMP=dir.
+    if let Ok(dir) = std::env::var("REAL_MODEL_DRILL_DUMP") {
+        let all: Vec<Value> = exchanges
+            .iter()
+            .map(|e| json!({"request": e.request, "response": e.response}))
+            .collect();
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(
+            format!("{dir}/{}.json", task.name),
+            serde_json::to_vec_pretty(&all).unwrap_or_default(),
+        );
+    }
     let mut code = Vec::new();
     let mut tokens = 0;
     let mut tool_calls = 0;
@@ -399,6 +430,7 @@ async fn real_model_drill() {
         ("OPENAI_RETRIES", "0"),
         ("RATE_LIMIT_PER_MINUTE", "1000"),
         ("MODEL_VISION", "off"),
+        ("MAX_TOOL_ROUNDS", "5"),
     ])
     .await;
     let mut passed = 0;

@@ -545,6 +545,7 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
         elif tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
         traceback.print_exception(type(exc), exc, tb)
+        hint_missing_file(exc, job.get("files") or [])
         name = type(exc).__qualname__
         module = type(exc).__module__
         if module not in ("builtins", "__main__"):
@@ -575,6 +576,31 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
         tell_runner(phase_w, {"phase": "finished", "exit_code": exit_code})
         save_session(session, globals_, phase_w)
     os._exit(exit_code)
+
+
+def hint_missing_file(exc, files):
+    """A missing path that names one of the user's files (its name, its /mnt/data name or
+    its id, in any directory): say where it is. Models look for uploads in the working
+    directory or under paths of other interpreters."""
+    if not isinstance(exc, FileNotFoundError):
+        return
+    missing = exc.filename
+    if not isinstance(missing, str):
+        # Some libraries (pandas) raise it with the path only in the message.
+        quoted = re.search(r"'([^']+)'", str(exc))
+        missing = quoted.group(1) if quoted else ""
+    wanted = os.path.basename(missing.strip())
+    for entry in files:
+        if not isinstance(entry, dict):
+            continue
+        names = {entry.get("filename"), entry.get("data_name"), entry.get("file_id")}
+        if wanted and wanted in names and _plain_name(entry.get("data_name")):
+            print(
+                "codebox: the user's file %r is at /mnt/data/%s; load_file(%r) reads it too"
+                % (wanted, entry["data_name"], entry.get("file_id")),
+                file=sys.stderr,
+            )
+            return
 
 
 def compile_cell(source, filename):

@@ -45,6 +45,19 @@ pub fn render(
             "file_id": f.file_id, "filename": f.filename, "file_type": f.file_type, "size": f.size,
         })).collect::<Vec<Value>>(),
     });
+    // Only what says something: a small model finds the output in a short result, and
+    // every model pays for the tokens of `false`, `null` and `[]`.
+    if let Some(fields) = value.as_object_mut() {
+        fields.retain(|key, field| match key.as_str() {
+            "status" | "stdout" => true,
+            "exit_code" => field != &json!(0),
+            _ => {
+                !matches!(field, Value::Null | Value::Bool(false))
+                    && field != &json!([])
+                    && field != &json!("")
+            }
+        });
+    }
     if let Some(session) = &result.session {
         let notes = session.notes();
         if !notes.is_empty() {
@@ -57,6 +70,10 @@ pub fn render(
         );
     } else if result.stdout.trim().is_empty() && generated.is_empty() {
         value["note"] = json!("the run printed nothing: print() the values you need");
+    } else {
+        value["next"] = json!(
+            "the run succeeded: answer the user from this output now, unless more code is really needed"
+        );
     }
     if stdout_cut || stderr_cut {
         value["note"] = json!("only the last part of long output is shown");
@@ -150,7 +167,8 @@ mod tests {
             "a failed run tells the model to try again: {v}"
         );
         assert_eq!(v["generated_files"][0]["file_id"], "ABCDEFGHIJKLMNOP");
-        assert_eq!(v["stdout_truncated"], false);
+        // Fields that say nothing are left out.
+        assert!(v.get("stdout_truncated").is_none(), "{v}");
     }
 
     #[test]
