@@ -774,7 +774,7 @@ fn files_where_models_look(runtime: &str) {
          print(open('{first}').read().split()[1])\n\
          try:\n    open('/mnt/data/new.txt', 'w')\nexcept OSError as e:\n    print('refused', type(e).__name__)\n\
          try:\n    os.remove('{notes}')\nexcept OSError as e:\n    print('kept', type(e).__name__)\n\
-         open('out.txt', 'w').write('x')\n"
+         open('out.txt', 'w').write('x');\n"
     );
     let run = common::run_with(
         common::codebox(data.path()),
@@ -782,7 +782,13 @@ fn files_where_models_look(runtime: &str) {
         &code,
     );
     let stdout = run.json["stdout"].as_str().unwrap();
-    let listed = format!("['notes.txt', 'sales-{first}.csv', 'sales-{second}.csv']");
+    let mut names = [
+        "notes.txt".to_string(),
+        format!("sales-{first}.csv"),
+        format!("sales-{second}.csv"),
+    ];
+    names.sort();
+    let listed = format!("['{}']", names.join("', '"));
     let mut expected = vec![listed.as_str(), "hello from notes", "3,4", "1,2"];
     expected.extend(["refused PermissionError", "kept PermissionError"]);
     let lines: Vec<&str> = stdout.lines().collect();
