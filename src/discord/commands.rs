@@ -124,11 +124,14 @@ async fn delete(
     Ok(())
 }
 
+/// What /stop and the Stop button say: either may end a model request or a run.
+pub const CANCELLED: &str = "🛑 Cancelled your request: the model's answer or the code that was running (its sandbox removed).";
+
 /// Cancel your running code
 #[poise::command(slash_command)]
 async fn stop(ctx: Context<'_>) -> Result<(), CommandError> {
     let text = if ctx.data().cancel_user(&user_id(ctx)) {
-        "🛑 Cancelled your request: the model's answer or the code that was running (its sandbox removed)."
+        CANCELLED
     } else {
         "Nothing of yours is running."
     };

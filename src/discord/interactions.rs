@@ -56,7 +56,7 @@ async fn answer(
                 .status_of(&user)
                 .is_some_and(|status| status.message_id() == Some(press.message.id));
             if current && state.cancel_user(&user) {
-                private("🛑 Cancelled your running code; its sandbox was removed.")
+                private(super::commands::CANCELLED)
             } else {
                 private("This run has already ended.")
             }
