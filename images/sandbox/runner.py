@@ -593,7 +593,11 @@ def hint_missing_file(exc, files):
     for entry in files:
         if not isinstance(entry, dict):
             continue
-        names = {entry.get("filename"), entry.get("data_name"), entry.get("file_id")}
+        file_id = entry.get("file_id")
+        names = {entry.get("filename"), entry.get("data_name"), file_id}
+        if isinstance(file_id, str):
+            # The id with the type's extension, as a model guesses a stored name.
+            names.add("%s.%s" % (file_id, entry.get("file_type")))
         if wanted and wanted in names and _plain_name(entry.get("data_name")):
             print(
                 "codebox: the user's file %r is at /mnt/data/%s; load_file(%r) reads it too"
