@@ -64,7 +64,12 @@ pub fn render(
             value["session"] = json!(notes);
         }
     }
-    if result.status != Status::Ok {
+    if matches!(result.status, Status::Refused | Status::InstallFailed) {
+        // Calling again with the same import gets the same answer.
+        value["next"] = json!(
+            "that package is not available here: solve it without it (or with the installed stack), or tell the user it is unavailable"
+        );
+    } else if result.status != Status::Ok {
         value["next"] = json!(
             "the run failed: read the error, fix the code and call execute_python_code again; do not answer from this run"
         );
