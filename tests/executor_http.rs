@@ -103,13 +103,20 @@ async fn the_token_is_checked_before_any_body_is_read() {
     ];
     for (content_type, body) in bodies {
         let size = body.len();
-        let response = client()
+        let response = match client()
             .post(&url)
             .header("content-type", content_type)
             .body(body)
             .send()
             .await
-            .unwrap();
+        {
+            Ok(response) => response,
+            // The 401 went out and the connection closed before the client had written a
+            // body of megabytes: refused unread, which is the point. (Whether the client
+            // reads the answer first or trips over the closed socket is a race.)
+            Err(err) if size > 1024 * 1024 && err.is_request() => continue,
+            Err(err) => panic!("{content_type}, {size} bytes: {err}"),
+        };
         assert_eq!(response.status(), 401, "{content_type}, {size} bytes");
         let text = response.text().await.unwrap();
         assert!(text.contains("bearer token"), "{text}");
