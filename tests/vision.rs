@@ -175,7 +175,7 @@ async fn what_only_claims_to_be_a_picture_is_not_sent_as_one() {
     assert!(image_parts(&requests[0]).is_empty());
     let system = requests[0]["messages"][0]["content"].as_str().unwrap();
     assert!(
-        system.contains("`fake.png` (txt"),
+        system.contains("/mnt/data/fake.png (txt"),
         "detected as text: {system}"
     );
     assert!(image_parts(&requests[1]).is_empty(), "{}", requests[1]);
