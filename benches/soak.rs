@@ -167,10 +167,8 @@ impl Traffic {
                     let mark = self.fake.request_count();
                     self.fake
                         .dispatch("INTERACTION_CREATE", self.fake.command("stop", json!([])));
-                    self.wait(mark, |r| {
-                        r.content().contains("Cancelled your running code")
-                    })
-                    .await
+                    self.wait(mark, |r| r.content().contains("Cancelled your request"))
+                        .await
                 } else {
                     false
                 }
