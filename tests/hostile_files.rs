@@ -18,13 +18,7 @@ const SECRET: &str = "sk-alice-private";
 const SALARY: &str = "alice,123456";
 
 fn ok(data: &Path, args: &[&str]) -> Value {
-    let output = codebox(data).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    common::cli_json(data, args)
 }
 
 fn mode(path: &Path) -> u32 {

@@ -12,13 +12,7 @@ use common::codebox;
 use serde_json::Value;
 
 fn ok(data: &Path, args: &[&str]) -> Value {
-    let out = codebox(data).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::cli_json(data, args)
 }
 
 fn entries(dir: &Path) -> Vec<String> {

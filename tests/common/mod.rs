@@ -37,6 +37,17 @@ pub fn codebox(data_dir: &Path) -> Command {
     cmd
 }
 
+/// `codebox ARGS` in `data`, which must succeed; its stdout as JSON.
+pub fn cli_json(data: &Path, args: &[&str]) -> Value {
+    let out = codebox(data).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// An executor from whole settings (each test states its settings in one struct).
 pub fn executor(
     engine: std::sync::Arc<DockerEngine>,
