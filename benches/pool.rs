@@ -26,11 +26,10 @@ mod settings;
 mod stats;
 
 use codebox::config::Settings;
-use codebox::sandbox::docker::DockerEngine;
-use codebox::sandbox::engine::Containers;
-use codebox::sandbox::{
-    ExecutionRequest, ExecutionResult, Executor, JobFile, Limits, OWNER_LABEL, Status,
-};
+use codebox::container::OWNER_LABEL;
+use codebox::container::docker::DockerEngine;
+use codebox::container::engine::Containers;
+use codebox::sandbox::{ExecutionRequest, ExecutionResult, Executor, JobFile, Limits, Status};
 use rss::rss_kib;
 use settings::bench_settings;
 use stats::{Stats, stats};
@@ -280,7 +279,7 @@ async fn main() {
     // (b) codebox, pool off
     // As the bot runs it: used containers are removed after the result is returned.
     let off = Arc::new(
-        Executor::new(
+        codebox::app::assembly::executor(
             engine.clone(),
             &base.sandbox,
             &base.pool,
@@ -300,7 +299,7 @@ async fn main() {
     // (c) codebox, pool on
     let on_settings = bench_settings(data.path(), pool_size);
     let on = Arc::new(
-        Executor::new(
+        codebox::app::assembly::executor(
             engine.clone(),
             &on_settings.sandbox,
             &on_settings.pool,
@@ -337,7 +336,7 @@ async fn main() {
     // bursts can buy with memory.
     let big_settings = bench_settings(data.path(), BURST);
     let big = Arc::new(
-        Executor::new(
+        codebox::app::assembly::executor(
             engine.clone(),
             &big_settings.sandbox,
             &big_settings.pool,
@@ -350,7 +349,7 @@ async fn main() {
     let (d3, d3_fail, d3_warm) = codebox_burst(&big, &big_settings, inputs.path()).await;
     big.shutdown().await;
 
-    let owner = codebox::sandbox::reaper::current_owner();
+    let owner = codebox::container::reaper::current_owner();
     let leaked = engine
         .list_managed()
         .await

@@ -21,7 +21,7 @@ mod settings;
 mod stats;
 
 use codebox::config::Settings;
-use codebox::sandbox::docker::DockerEngine;
+use codebox::container::docker::DockerEngine;
 use codebox::sandbox::session::{STATE_RESTORE_NAME, SessionIo};
 use codebox::sandbox::{ExecutionRequest, ExecutionResult, Executor, Limits, Status};
 use docker::docker_w1;
@@ -112,7 +112,7 @@ async fn main() {
         "codebox session benchmark: {runs} runs, image {image}, runtime {}",
         base.sandbox.sandbox_runtime.as_str()
     );
-    let pooled = Executor::new(
+    let pooled = codebox::app::assembly::executor(
         engine.clone(),
         &base.sandbox,
         &base.pool,
@@ -170,7 +170,7 @@ async fn main() {
         ("500 MB", 32_768_000, 6144, 1024),
     ] {
         let settings = settings(data.path(), 0, memory_mb, state_mb);
-        let executor = Executor::new(
+        let executor = codebox::app::assembly::executor(
             engine.clone(),
             &settings.sandbox,
             &settings.pool,

@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::sandbox::run_uids::SANDBOX_GID;
+use crate::container::SANDBOX_GID;
 
 /// DATA_DIR's own mode.
 pub const DATA_DIR_MODE: u32 = 0o700;

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::config::{Runtime, Settings};
-use crate::sandbox::engine::{Containers, EngineError, Images, ManagedContainer, System};
-use crate::sandbox::image::{PROTOCOL_LABEL, rebuild_command, speaks_this_protocol};
+use crate::container::engine::{Containers, EngineError, Images, ManagedContainer, System};
+use crate::container::rebuild_command;
+use crate::container::{OWNER_LABEL, POOL_LABEL, reaper};
+use crate::sandbox::image::{PROTOCOL_LABEL, speaks_this_protocol};
 use crate::sandbox::mount_view::{path_seen_by_runc, shows_only_its_name};
 use crate::sandbox::protocol::PROTOCOL_VERSION;
-use crate::sandbox::{OWNER_LABEL, POOL_LABEL, reaper};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {

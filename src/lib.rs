@@ -4,15 +4,18 @@
 
 pub mod app;
 pub mod config;
+pub mod container;
 pub mod conversations;
 pub mod data_dir;
 pub mod discord;
 pub mod doctor;
+pub mod executor_api;
 pub mod filetypes;
 pub mod llm;
 pub mod no_room;
 pub mod packages;
 pub mod render;
+pub mod run_result;
 pub mod sandbox;
 pub mod service;
 pub mod staging;

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use codebox::app::{App, CodeRun, Lifetime, Limits, Upload, UploadSource, watch};
 use codebox::config::{MAX_MEMORY_MB, MAX_TIMEOUT_S, Runtime, Settings, Sources};
-use codebox::sandbox::docker::DockerEngine;
+use codebox::container::docker::DockerEngine;
 use codebox::sandbox::image::{self, BuildOutcome, BuildRequest};
 use codebox::{doctor, render, terminal};
 use tokio::signal::unix::SignalKind;

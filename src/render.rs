@@ -96,7 +96,7 @@ pub fn usage_report(month: &str, u: &crate::conversations::UsageTotals) -> Strin
 }
 
 /// /run: the result of code run directly, as Discord text.
-pub fn run_for_discord(run: &crate::app::runs::UserRunResult) -> String {
+pub fn run_for_discord(run: &crate::run_result::UserRunResult) -> String {
     let r = &run.result;
     let mut out = format!("**{}** in {:.0} ms\n", r.status.as_str(), r.execution_ms);
     // The exception comes from the code: inside a block, never live markdown or mentions.
@@ -144,7 +144,7 @@ pub fn run_for_discord(run: &crate::app::runs::UserRunResult) -> String {
 }
 
 /// The status line for a finished run (or a run that could not start).
-pub fn status_line(result: Result<&crate::app::runs::UserRunResult, &str>) -> String {
+pub fn status_line(result: Result<&crate::run_result::UserRunResult, &str>) -> String {
     match result {
         Err(reason) => format!("❌ could not run the code: {reason}"),
         Ok(run) => {
@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn the_status_shows_an_exception_type_as_code() {
-        let mut run = crate::app::runs::UserRunResult {
+        let mut run = crate::run_result::UserRunResult {
             result: ExecutionResult {
                 stdout: String::new(),
                 stderr: String::new(),

@@ -33,7 +33,10 @@ impl StagedInputs {
 pub fn run_directory(root: &Path, kind: &str) -> Result<tempfile::TempDir, (PathBuf, io::Error)> {
     fs::create_dir_all(root).map_err(|e| (root.to_path_buf(), e))?;
     let dir = tempfile::Builder::new()
-        .prefix(&format!("{kind}-{}-", crate::sandbox::reaper::owner_tag()))
+        .prefix(&format!(
+            "{kind}-{}-",
+            crate::container::reaper::owner_tag()
+        ))
         .tempdir_in(root)
         .map_err(|e| (root.to_path_buf(), e))?;
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codebox::config::Settings;
-use codebox::sandbox::docker::DockerEngine;
-use codebox::sandbox::engine::Containers;
-use codebox::sandbox::reaper::current_owner;
-use codebox::sandbox::{ExecutionRequest, Limits, OWNER_LABEL};
+use codebox::container::OWNER_LABEL;
+use codebox::container::docker::DockerEngine;
+use codebox::container::engine::Containers;
+use codebox::container::reaper::current_owner;
+use codebox::sandbox::{ExecutionRequest, Limits};
 
 async fn containers_owned_by_this_process(engine: &DockerEngine) -> usize {
     let owner = current_owner();

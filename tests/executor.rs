@@ -6,10 +6,11 @@ mod common;
 use std::sync::Arc;
 
 use codebox::config::Settings;
-use codebox::sandbox::docker::DockerEngine;
-use codebox::sandbox::engine::Containers;
+use codebox::container::RUN_ID_LABEL;
+use codebox::container::docker::DockerEngine;
+use codebox::container::engine::Containers;
 use codebox::sandbox::spec::{ContainerSpec, container_config, container_name};
-use codebox::sandbox::{ExecutionRequest, Limits, RUN_ID_LABEL, Status};
+use codebox::sandbox::{ExecutionRequest, Limits, Status};
 
 fn settings(data_dir: &std::path::Path, concurrency: usize) -> Settings {
     let mut settings = Settings {
@@ -104,7 +105,7 @@ async fn startup_reaps_containers_of_dead_owners_only() {
     let live_id = format!("reaptest-live-{}", std::process::id());
     // pid 0 is never a live process's pid.
     let dead = make(&dead_id, format!("{host}:0:1"));
-    let live = make(&live_id, codebox::sandbox::reaper::current_owner());
+    let live = make(&live_id, codebox::container::reaper::current_owner());
     let dead_container = engine
         .create(&container_name(&dead_id), container_config(&dead))
         .await

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use codebox::app::runs::{self as user_runs, UserRun, UserRunResult};
 use codebox::config::Settings;
-use codebox::sandbox::docker::DockerEngine;
+use codebox::container::docker::DockerEngine;
 use codebox::sandbox::{Executor, Limits, Status};
 use codebox::store::sqlite::SqliteMetadata;
 use codebox::store::{FileStore, Origin, StoreLimits};

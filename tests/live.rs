@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codebox::config::{Runtime, Settings};
-use codebox::sandbox::docker::DockerEngine;
+use codebox::container::docker::DockerEngine;
 use codebox::sandbox::watch::{OutputStream, RunEvent, Subscription, watch};
 use codebox::sandbox::{ExecutionRequest, Executor, Limits, Status};
 use common::codebox;

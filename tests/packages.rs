@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use codebox::config::{PackagePolicy, Settings};
-use codebox::sandbox::docker::DockerEngine;
+use codebox::container::docker::DockerEngine;
 use codebox::sandbox::{ExecutionRequest, ExecutionResult, Executor, Limits, Status};
 use common::index::{LocalIndex, build_wheel, build_wheel_with_payload, build_wheel_with_pth};
 
@@ -18,6 +18,7 @@ struct Fixture {
     wheels: tempfile::TempDir,
     index: LocalIndex,
     executor: Arc<Executor<DockerEngine>>,
+    packages: Arc<codebox::packages::PackageManager<DockerEngine>>,
     settings: Settings,
 }
 
@@ -59,8 +60,17 @@ async fn fixture_with(configure: impl FnOnce(&mut Settings)) -> Fixture {
     settings.pool.warm_pool_size = 0;
     configure(&mut settings);
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
-    let executor = Arc::new(common::executor(engine, &settings).unwrap());
+    let (executor, packages) = codebox::app::assembly::executor_with_packages(
+        engine,
+        &settings.sandbox,
+        &settings.pool,
+        &settings.packages,
+        &settings.data_dir,
+    )
+    .unwrap();
+    let executor = Arc::new(executor);
     Fixture {
+        packages: packages.unwrap(),
         _data: data,
         wheels,
         index,
@@ -459,7 +469,7 @@ async fn an_installation_larger_than_its_limit_fails_before_reaching_host_disk()
         "host disk grew by {peak_mb:.2} MiB at its peak"
     );
     assert!(end_mb < 3.0, "host disk grew by {end_mb:.2} MiB");
-    assert!(!f.executor.packages().unwrap().cache().contains("cbx-huge"));
+    assert!(!f.packages.cache().contains("cbx-huge"));
     assert_eq!(installer_containers("cbx-huge"), 0, "no installer left");
 }
 
@@ -497,7 +507,7 @@ async fn an_installation_the_cache_cannot_hold_is_refused_and_room_is_made_by_ev
 
     // Two installations of 8 MB do not fit a 12 MB cache together: the second evicts the
     // first, which no run is using.
-    let cache = f.executor.packages().unwrap().cache().clone();
+    let cache = f.packages.cache().clone();
     let before = disk_usage(&f.settings.data_dir);
     for module in ["cbx_eight_a", "cbx_eight_b"] {
         let run = f

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codebox::config::{PackagePolicy, Settings};
-use codebox::sandbox::docker::DockerEngine;
-use codebox::sandbox::engine::Containers;
-use codebox::sandbox::{
-    ExecutionRequest, Executor, JobFile, Limits, OWNER_LABEL, POOL_LABEL, RUN_ID_LABEL, Status,
-};
+use codebox::container::docker::DockerEngine;
+use codebox::container::engine::Containers;
+use codebox::container::{OWNER_LABEL, POOL_LABEL, RUN_ID_LABEL};
+use codebox::sandbox::{ExecutionRequest, Executor, JobFile, Limits, Status};
 use common::index::{LocalIndex, build_wheel};
 
 const READY: Duration = Duration::from_secs(60);
@@ -41,7 +40,7 @@ fn request(code: &str, settings: &Settings) -> ExecutionRequest {
 /// One executor's warm containers (by pool label), as (run id, container id).
 async fn pool_containers(executor: &Executor<DockerEngine>) -> Vec<(String, String)> {
     let pool = executor.pool_status().unwrap().id;
-    let owner = codebox::sandbox::reaper::current_owner();
+    let owner = codebox::container::reaper::current_owner();
     DockerEngine::connect()
         .await
         .unwrap()

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::sandbox::reaper::tag_owner_alive;
+use crate::container::reaper::tag_owner_alive;
 
 /// Prefixes of the directories runs create, each followed by the owner tag.
 const PREFIXES: [&str; 4] = ["run-", "inputs-", "user-run-", "state-"];
@@ -93,7 +93,7 @@ mod tests {
         let dead = root.path().join("run-1-999999999-abc");
         let live = root
             .path()
-            .join(format!("run-{}-abc", crate::sandbox::reaper::owner_tag()));
+            .join(format!("run-{}-abc", crate::container::reaper::owner_tag()));
         for dir in [&dead, &live] {
             fs::create_dir(dir).unwrap();
             fs::write(dir.join("f.csv"), "x").unwrap();

@@ -4,6 +4,7 @@
 //! reset, usage, limits, cancel. Front ends keep only their own protocol.
 
 pub mod admission;
+pub mod assembly;
 mod chat;
 pub mod leftovers;
 mod picture_cache;
@@ -20,11 +21,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 use crate::config::{Settings, absolute};
+use crate::container::docker::DockerEngine;
+use crate::container::engine::EngineError;
 use crate::conversations::{AnyConversations, ConversationStore, GuildLimits};
 use crate::llm::client::OpenAiChat;
 use crate::packages::{PackageCache, PackagesError};
-use crate::sandbox::docker::DockerEngine;
-use crate::sandbox::engine::EngineError;
 use crate::sandbox::limits::LimitError;
 use crate::sandbox::{ExecutionRequest, ExecutionResult, Executor, ExecutorError};
 use crate::staging::{self, StagingError};
@@ -37,12 +38,12 @@ use crate::store::{
 
 pub use crate::conversations::UsageTotals;
 pub use crate::llm::conversation::Progress;
+pub use crate::run_result::{GeneratedFile, UserRunResult};
 pub use crate::sandbox::watch::{RunEvent, RunWatch, Subscription, Watched, watch};
 pub use crate::sandbox::{Limits, Status};
 pub use crate::store::FileRecord;
 pub use admission::{Admission, Refusal, Ticket};
 pub use chat::{ChatReply, ChatTurn, attached_pictures};
-pub use runs::{GeneratedFile, UserRunResult};
 pub use uploads::{Upload, UploadReport, UploadSource};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,8 @@ pub enum AppError {
     Staging(#[from] StagingError),
     #[error(transparent)]
     Packages(#[from] PackagesError),
+    #[error(transparent)]
+    Assembly(#[from] assembly::AssemblyError),
     #[error(transparent)]
     Limits(#[from] LimitError),
     #[error(transparent)]
@@ -295,7 +298,7 @@ impl App {
                     },
                     Lifetime::Service => self.settings.pool.clone(),
                 };
-                let executor = Executor::new(
+                let executor = assembly::executor(
                     engine,
                     &self.settings.sandbox,
                     &pool,
@@ -445,7 +448,7 @@ impl App {
         let operator = self.operator_limits();
         let narrowed =
             run.limits.timeout < operator.timeout || run.limits.memory_mb < operator.memory_mb;
-        let request = crate::service::api::RunRequest {
+        let request = crate::executor_api::RunRequest {
             user_id: run.user_id.clone(),
             code: run.code,
             conversation: run.session,

@@ -10,8 +10,8 @@ use reqwest::Url;
 
 use super::runs::UserRunResult;
 use crate::config::{ExecutorSettings, Secret};
+use crate::executor_api::{HEALTH_PATH, Health, RUNS_PATH, RunLine, RunRequest};
 use crate::sandbox::watch::RunWatch;
-use crate::service::api::{HEALTH_PATH, Health, RUNS_PATH, RunLine, RunRequest};
 
 /// How long a health check may take before that executor counts as down.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);

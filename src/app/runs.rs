@@ -8,11 +8,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::absolute;
+use crate::container::engine::Containers;
 use crate::llm::tokens::{Encoding, head_within};
-use crate::sandbox::engine::Containers;
+pub use crate::run_result::{GeneratedFile, UserRunResult};
 use crate::sandbox::session::{STATE_RESTORE_NAME, SessionIo};
 use crate::sandbox::watch::RunWatch;
 use crate::sandbox::{
@@ -31,25 +30,6 @@ pub enum UserRunError {
     Staging { path: PathBuf, source: io::Error },
     #[error("the summary run failed: {reason}")]
     Summary { reason: String },
-}
-
-/// A file the run wrote, now in the store: paired with its output by the store's record,
-/// never by name (the store cleans names).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GeneratedFile {
-    pub file_id: String,
-    pub filename: String,
-    pub size: u64,
-    pub file_type: String,
-    /// The stored copy on the host.
-    pub path: PathBuf,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserRunResult {
-    #[serde(flatten)]
-    pub result: ExecutionResult,
-    pub generated_files: Vec<GeneratedFile>,
 }
 
 /// A per-run directory of hard links to the user's files, deleted when dropped.
@@ -342,7 +322,7 @@ impl RunDirectory {
         RunDirectory {
             path: outputs_root.join(format!(
                 "user-run-{}-{}",
-                crate::sandbox::reaper::owner_tag(),
+                crate::container::reaper::owner_tag(),
                 uuid::Uuid::new_v4().simple()
             )),
             owned,

@@ -119,7 +119,7 @@ impl App {
     ) -> Result<crate::sandbox::ExecutionResult, AppError> {
         match &self.remote {
             Some(remote) => {
-                let request = crate::service::api::RunRequest {
+                let request = crate::executor_api::RunRequest {
                     user_id: user_id.to_string(),
                     code: code.code,
                     conversation: None,

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::pricing::{Price, default_prices};
 use super::{ConfigError, Secret, invalid, is_positive};
-use crate::llm::pricing::{Price, default_prices};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

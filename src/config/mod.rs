@@ -9,7 +9,9 @@
 mod chat;
 mod discord;
 mod executor;
+pub mod lists;
 mod packages;
+pub mod pricing;
 mod sandbox;
 mod store;
 

@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::lists::{parse_list, parse_upstreams};
 use super::{ConfigError, invalid, is_positive};
-use crate::packages::egress_rules::parse_upstreams;
-use crate::packages::names::parse_list;
 
 /// Which missing packages may be installed before a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

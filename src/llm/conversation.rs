@@ -13,7 +13,7 @@ use super::pricing::Usage;
 use super::tokens::Encoding;
 use super::tool::{self, TOOL_NAME};
 use super::tool_result::{self, Budget};
-use crate::app::runs::UserRunResult;
+use crate::run_result::UserRunResult;
 use crate::sandbox::watch::RunWatch;
 
 /// Runs code for the user the conversation belongs to.
@@ -359,7 +359,7 @@ mod tests {
                     run_id: "r".into(),
                 },
                 generated_files: if code.contains("draw") {
-                    vec![crate::app::GeneratedFile {
+                    vec![crate::run_result::GeneratedFile {
                         file_id: "FIGUREFIGUREFIG1".into(),
                         filename: "figure_1.png".into(),
                         size: 10,

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::tokens::{Encoding, tail_within};
-use crate::app::runs::GeneratedFile;
+use crate::run_result::GeneratedFile;
 use crate::sandbox::{ExecutionResult, Status};
 
 #[derive(Debug, Clone, Copy)]

@@ -16,7 +16,7 @@ use super::entry_names::EntryNames;
 use super::eviction::CacheEntry;
 
 /// Where the cache is visible inside run containers.
-pub const PACKAGES_MOUNT: &str = "/opt/codebox-packages";
+pub use crate::container::PACKAGES_MOUNT;
 /// Longer than any installation may take (PACKAGE_INSTALL_TIMEOUT is at most a day).
 const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(25 * 3600);
 

@@ -8,37 +8,13 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub use crate::config::lists::{Upstream, parse_upstreams};
+
 const PYPI_HOST: &str = "pypi.org";
 /// PyPI's index pages link their files on this host.
 const PYPI_FILES_HOST: &str = "files.pythonhosted.org";
 /// The longest request head a proxy client may send (pip sends a few hundred bytes).
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
-    pub host: String,
-    pub port: u16,
-}
-
-impl Upstream {
-    /// Hosts as URLs give them (`[::1]`, `PyPI.org`), compared bare and in lower case.
-    fn new(host: &str, port: u16) -> Upstream {
-        Upstream {
-            host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
-            port,
-        }
-    }
-}
-
-impl fmt::Display for Upstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
 
 /// The destinations the installer may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,23 +60,6 @@ impl fmt::Display for Upstreams {
         let names: Vec<String> = self.0.iter().map(Upstream::to_string).collect();
         f.write_str(&names.join(", "))
     }
-}
-
-/// Parses `host[:port]` items of a comma-separated setting; the port defaults to 443.
-pub fn parse_upstreams(list: &str) -> Result<Vec<Upstream>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(|item| {
-            let url = url::Url::parse(&format!("https://{item}/"))
-                .map_err(|_| format!("`{item}` is not host[:port]"))?;
-            let host = url
-                .host_str()
-                .filter(|_| url.path() == "/" && url.username().is_empty())
-                .ok_or_else(|| format!("`{item}` is not host[:port]"))?;
-            Ok(Upstream::new(host, url.port().unwrap_or(443)))
-        })
-        .collect()
 }
 
 /// Where a proxy request goes: a tunnel (`CONNECT host:port`, what pip does for https) or

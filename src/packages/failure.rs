@@ -7,7 +7,7 @@
 
 use super::PackagesError;
 use super::installer::InstallOutcome;
-use crate::sandbox::image::rebuild_command;
+use crate::container::rebuild_command;
 
 const MIB: u64 = 1024 * 1024;
 

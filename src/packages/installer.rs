@@ -10,9 +10,9 @@ use tokio::io::AsyncWriteExt;
 use super::PackagesError;
 use super::egress::EgressProxy;
 use super::installer_spec::{InstallerSpec, installer_config};
-use crate::sandbox::engine::{Chunk, Containers};
-use crate::sandbox::live::start_attached;
-use crate::sandbox::retirer::Retirer;
+use crate::container::attach::start_attached;
+use crate::container::engine::{Chunk, Containers};
+use crate::container::retirer::Retirer;
 
 /// The report is a few short JSON lines; anything beyond this is not an honest installer.
 const MAX_REPORT_BYTES: usize = 256 * 1024;

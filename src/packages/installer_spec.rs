@@ -1,5 +1,5 @@
 //! Pure: the installer container. It has the run container's hardening
-//! (`sandbox::spec::hardened_config`): same image, no network, read-only root, no
+//! (`container::hardening::hardened_config`): same image, no network, read-only root, no
 //! capabilities, the sandbox uid, a fixed environment, its own memory and pids limits, and
 //! no user file or code in reach. pip reaches the index through a proxy on the container's
 //! loopback whose only way out is codebox's `egress` proxy, over a Unix socket in the
@@ -19,7 +19,9 @@ use std::path::PathBuf;
 use bollard::models::{ContainerCreateBody, Mount, MountType};
 
 use super::egress_rules::Upstreams;
-use crate::sandbox::spec::{Hardened, Privileges, Resources, hardened_config, read_only_bind};
+use crate::container::hardening::{
+    Hardened, Privileges, Resources, hardened_config, read_only_bind,
+};
 
 pub const INSTALLER_SCRIPT: &str = "/opt/codebox/install_packages.py";
 pub const ROLE_LABEL: &str = "codebox.role";
@@ -166,8 +168,10 @@ fn plain_http_host(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::spec::{ContainerSpec, MIB, base_env, container_config};
-    use crate::sandbox::{Limits, MANAGED_LABEL, OWNER_LABEL, RUN_ID_LABEL, SANDBOX_USER};
+    use crate::container::hardening::{MIB, base_env};
+    use crate::container::{MANAGED_LABEL, OWNER_LABEL, RUN_ID_LABEL, SANDBOX_USER};
+    use crate::sandbox::Limits;
+    use crate::sandbox::spec::{ContainerSpec, container_config};
 
     fn spec() -> InstallerSpec {
         InstallerSpec {

@@ -25,8 +25,9 @@ use super::names::distribution_for;
 use super::not_found::{NotOnIndex, REMEMBER_FOR};
 use super::policy::{Decision, Policy};
 use crate::config::PackageSettings;
-use crate::sandbox::engine::Containers;
-use crate::sandbox::retirer::Retirer;
+use crate::container::engine::Containers;
+use crate::container::retirer::Retirer;
+use crate::sandbox::package_source::{PackageSource, Prepared, Resolution, ResolveError};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -54,25 +55,6 @@ pub struct PackageManager<E: Containers + 'static> {
     in_use: Arc<Mutex<HashMap<String, usize>>>,
     /// Removes an installer container whose run was cancelled.
     retirer: Arc<Retirer>,
-}
-
-/// What a run needs before its code starts.
-#[derive(Debug)]
-pub enum Resolution {
-    Ready(Prepared),
-    /// Not run: the policy refused a distribution. The message names it.
-    Refused(String),
-}
-
-#[derive(Debug)]
-pub struct Prepared {
-    /// Directories inside the sandbox to add to the code's path.
-    pub site_dirs: Vec<String>,
-    pub install_ms: f64,
-    pub installed: Vec<String>,
-    pub cached: Vec<String>,
-    /// Keeps these distributions from eviction while the run lasts.
-    pub lease: Lease,
 }
 
 /// What one installer container may copy to the host.
@@ -201,7 +183,7 @@ impl<E: Containers + 'static> PackageManager<E> {
                 .cloned()
                 .collect(),
             installed,
-            lease,
+            lease: Box::new(lease),
         }))
     }
 
@@ -409,5 +391,22 @@ impl<E: Containers + 'static> PackageManager<E> {
             tracing::info!(distribution = %dist, "package evicted from the cache");
         }
         Ok(evicted)
+    }
+}
+
+impl<E: Containers + 'static> PackageSource for PackageManager<E> {
+    fn host_dir(&self) -> std::path::PathBuf {
+        self.cache.root().to_path_buf()
+    }
+
+    fn resolve<'a>(
+        &'a self,
+        modules: &'a [String],
+    ) -> futures_util::future::BoxFuture<'a, Result<Resolution, ResolveError>> {
+        Box::pin(async move {
+            PackageManager::resolve(self, modules)
+                .await
+                .map_err(ResolveError::from)
+        })
     }
 }

@@ -22,11 +22,11 @@ pub mod not_found;
 pub mod policy;
 
 pub use cache::{PACKAGES_MOUNT, PackageCache};
-pub use manager::{PackageManager, Prepared, Resolution};
+pub use manager::PackageManager;
 
 use std::path::PathBuf;
 
-use crate::sandbox::engine::EngineError;
+use crate::container::engine::EngineError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackagesError {

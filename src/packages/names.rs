@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+pub use crate::config::lists::{MAX_NAME_LEN, normalize_distribution, parse_list};
+
 const TABLE: &str = include_str!("distributions.json");
-const MAX_NAME_LEN: usize = 100;
 
 fn table() -> &'static HashMap<String, String> {
     static TABLE_MAP: OnceLock<HashMap<String, String>> = OnceLock::new();
@@ -29,40 +30,6 @@ pub fn is_module_name(name: &str) -> bool {
         && name.len() <= MAX_NAME_LEN
 }
 
-/// PEP 503 normalized form: lower case, runs of `-`, `_`, `.` become one `-`. The result is
-/// safe as a directory name and as a pip argument.
-pub fn normalize_distribution(name: &str) -> Option<String> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return None;
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return None;
-    }
-    let first = name.chars().next()?;
-    let last = name.chars().last()?;
-    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
-        return None;
-    }
-    let mut out = String::with_capacity(name.len());
-    let mut in_separator = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            in_separator = true;
-        } else {
-            if in_separator {
-                out.push('-');
-                in_separator = false;
-            }
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    Some(out)
-}
-
 /// The distribution that provides a top-level module, normalized; None for a name that is
 /// not a valid module name.
 pub fn distribution_for(module: &str) -> Option<String> {
@@ -71,22 +38,6 @@ pub fn distribution_for(module: &str) -> Option<String> {
     }
     let mapped = table().get(module).map(String::as_str).unwrap_or(module);
     normalize_distribution(mapped)
-}
-
-/// Parses an operator list (`a, b,c`) into normalized names; invalid entries are returned
-/// separately so configuration errors can name them.
-pub fn parse_list(list: &str) -> (Vec<String>, Vec<String>) {
-    let mut valid = Vec::new();
-    let mut invalid = Vec::new();
-    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        match normalize_distribution(entry) {
-            Some(name) => valid.push(name),
-            None => invalid.push(entry.to_string()),
-        }
-    }
-    valid.sort();
-    valid.dedup();
-    (valid, invalid)
 }
 
 #[cfg(test)]

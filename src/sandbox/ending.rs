@@ -4,11 +4,11 @@
 //! two alone. A cancelled run has no ending: its future is dropped, and the container
 //! guard hands the container to the retirer.
 
-use super::engine::{EngineError, ExitState};
 use super::limits::Limits;
+use super::package_source::Prepared;
 use super::protocol::{OutdatedImage, ProtocolError, RunnerResult};
 use super::result::{Flag, Phases, RunError, Status};
-use crate::packages::Prepared;
+use crate::container::engine::{EngineError, ExitState};
 
 #[derive(Debug)]
 pub enum Ending {

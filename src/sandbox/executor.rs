@@ -12,27 +12,27 @@ use tracing::Instrument;
 
 use super::deadlines::{Deadlines, Phase};
 use super::ending::{self, Ending, PackageRefusal, Session, Transcript};
-use super::engine::{Chunk, Containers, EngineError, ExitState, InputSink};
 use super::limits::Limits;
 use super::link::link_tree;
 use super::live::RUNNER_DIAGNOSTICS_BYTES;
 use super::live::{LiveContainer, launch};
 use super::order;
 use super::outputs::{self, OutputCaps, OutputError};
+use super::package_source::{PackageSource, Prepared, Resolution};
 use super::pool::{PoolError, PoolStatus};
 use super::pool::{WarmContainer, WarmPool};
 use super::protocol::{
     Item, Job, JobFile, LiveJob, OutdatedImage, RunnerEvent, SiteDirs, check_ready,
 };
-use super::reaper;
 use super::result::{ExecutionResult, Flag, RunError, Status};
-use super::retirer::Retirer;
 use super::session::{SessionIo, SessionJob, state_budget};
 use super::spec::ContainerSpec;
 use super::watch::{RunEvent, RunWatch};
 use super::{INPUT_DIR, OUTPUT_DIR};
-use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings};
-use crate::packages::{PackageManager, PackagesError, Prepared, Resolution};
+use crate::config::{PoolSettings, SandboxSettings};
+use crate::container::engine::{Chunk, Containers, EngineError, ExitState, InputSink};
+use crate::container::reaper;
+use crate::container::retirer::Retirer;
 
 /// How long `shutdown` waits for removals in flight.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(15);
@@ -62,8 +62,6 @@ pub enum ExecutorError {
     Outputs(#[from] OutputError),
     #[error("cannot serialize the job: {0}")]
     Job(#[from] serde_json::Error),
-    #[error(transparent)]
-    Packages(#[from] PackagesError),
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error("cannot make the input files visible to the sandbox: {0}")]
@@ -96,7 +94,7 @@ pub struct Executor<E: Containers + 'static> {
     startup_timeout: Duration,
     outputs_root: PathBuf,
     permits: Arc<Semaphore>,
-    packages: Option<Arc<PackageManager<E>>>,
+    packages: Option<Arc<dyn PackageSource>>,
     pool: Option<WarmPool<E>>,
     /// Used containers are removed here, after their result is returned.
     retirer: Arc<Retirer>,
@@ -110,28 +108,18 @@ pub struct Executor<E: Containers + 'static> {
 }
 
 impl<E: Containers + 'static> Executor<E> {
+    /// `retirer` removes used containers; a package source that starts containers of its
+    /// own should share it, so that `shutdown` waits for those too (`Executor::retirer`
+    /// makes one to share).
     pub fn new(
         engine: Arc<E>,
         sandbox: &SandboxSettings,
         pool: &PoolSettings,
-        package_settings: &PackageSettings,
         data_dir: &std::path::Path,
+        packages: Option<Arc<dyn PackageSource>>,
+        retirer: Arc<Retirer>,
     ) -> Result<Executor<E>, ExecutorError> {
         let owner = reaper::current_owner();
-        let retirer = Arc::new(Retirer::default());
-        let packages = match package_settings.package_policy {
-            PackagePolicy::Off => None,
-            _ => Some(Arc::new(
-                PackageManager::new(
-                    engine.clone(),
-                    package_settings,
-                    &sandbox.sandbox_image,
-                    data_dir,
-                    owner.clone(),
-                )?
-                .with_retirer(retirer.clone()),
-            )),
-        };
         let mut executor = Executor {
             engine,
             image: sandbox.sandbox_image.clone(),
@@ -194,9 +182,9 @@ impl<E: Containers + 'static> Executor<E> {
         }
     }
 
-    /// The package manager, when package installation is on.
-    pub fn packages(&self) -> Option<&Arc<PackageManager<E>>> {
-        self.packages.as_ref()
+    /// The retirer a new executor and its package source share.
+    pub fn retirer() -> Arc<Retirer> {
+        Arc::new(Retirer::default())
     }
 
     /// Removes containers left by codebox processes that died; call once at start-up.
@@ -266,10 +254,7 @@ impl<E: Containers + 'static> Executor<E> {
             owner: self.owner.clone(),
             preload: false,
             pool_id: None,
-            packages_dir: self
-                .packages
-                .as_ref()
-                .map(|p| p.cache().root().to_path_buf()),
+            packages_dir: self.packages.as_ref().map(|p| p.host_dir()),
             state_mb: self.state_mb,
             code_uid: super::run_uids::next_run_uid(),
         }

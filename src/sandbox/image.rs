@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::engine::{BuildProgress, EngineError, Images};
 use super::protocol::PROTOCOL_VERSION;
+use crate::container::engine::{BuildProgress, EngineError, Images};
 
 /// Label on the built image: the hash of its build context and base, so an unchanged
 /// context is not rebuilt (`--if-changed`).
@@ -60,13 +60,6 @@ pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
         include_bytes!("../../images/sandbox/install_packages.py"),
     ),
 ];
-
-/// Pure: how an operator rebuilds `image` (the base it was built from is not known here).
-pub fn rebuild_command(image: &str) -> String {
-    format!(
-        "codebox image build --tag {image} (add --base codebox-base:bookworm on machines without a registry), or bash scripts/setup.sh"
-    )
-}
 
 /// Pure: whether an image's labels say it speaks this codebox's runner protocol.
 pub fn speaks_this_protocol(labels: &HashMap<String, String>) -> bool {

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::ContainerCreateBody;
 use futures_util::{FutureExt, StreamExt};
 
-use super::engine::{Attached, Chunk, Containers, EngineError};
-use super::guard::ContainerGuard;
 use super::protocol::{Decoder, Item, OutdatedImage, RunnerEvent, check_ready};
-use super::retirer::Retirer;
 use super::spec::{ContainerSpec, container_config, container_name};
+use crate::container::attach::start_attached;
+use crate::container::engine::{Attached, Chunk, Containers, EngineError};
+use crate::container::guard::ContainerGuard;
+use crate::container::retirer::Retirer;
 
 /// The runner's own stderr (its crash messages, never the user's) is kept up to this size.
 pub const RUNNER_DIAGNOSTICS_BYTES: usize = 16 * 1024;
@@ -42,22 +42,6 @@ pub enum LiveError {
     Ended { detail: String },
     #[error(transparent)]
     Outdated(#[from] OutdatedImage),
-}
-
-/// Creates, attaches (before start, so no output is missed) and starts a container from
-/// any body; the guard holds it from the creation request on, and hands it to `retirer`
-/// when dropped.
-pub async fn start_attached<E: Containers + 'static>(
-    engine: &Arc<E>,
-    retirer: &Arc<Retirer>,
-    name: String,
-    body: ContainerCreateBody,
-) -> Result<(ContainerGuard<E>, String, Attached), EngineError> {
-    let mut guard = ContainerGuard::create(engine, retirer, name, body);
-    let id = guard.created().await?;
-    let attached = engine.attach(&id).await?;
-    engine.start(&id).await?;
-    Ok((guard, id, attached))
 }
 
 /// Starts one sandbox container for `spec`.
@@ -156,9 +140,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::container::scripted::{Script, ScriptedEngine};
     use crate::sandbox::limits::Limits;
     use crate::sandbox::protocol::PROTOCOL_VERSION;
-    use crate::sandbox::scripted::{Script, ScriptedEngine};
 
     async fn warm_up(ready: &str) -> (Result<(), LiveError>, bool) {
         let engine = Arc::new(ScriptedEngine::new().script(Script::new().line(ready).hang()));

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::engine::Containers;
-use super::guard::ContainerGuard;
 use super::limits::Limits;
 use super::live::{LiveContainer, LiveError, launch};
-use super::retirer::Retirer;
 use super::spec::ContainerSpec;
+use crate::container::engine::Containers;
+use crate::container::guard::ContainerGuard;
+use crate::container::retirer::Retirer;
 
 /// How often waiting containers are checked for death and age.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
@@ -104,7 +104,7 @@ impl<E: Containers + 'static> WarmPool<E> {
         remove_dead_pools(&shared, (3 * max_age).max(Duration::from_secs(3600)));
         // Several processes may share a DATA_DIR (executors of two nodes on one disk, a bot
         // beside an executor): each pool keeps its containers' directories in its own.
-        let root = shared.join(super::reaper::owner_tag());
+        let root = shared.join(crate::container::reaper::owner_tag());
         std::fs::create_dir_all(&root).map_err(|source| PoolError::Directory {
             path: root.clone(),
             source,
@@ -350,7 +350,7 @@ fn remove_dead_pools(shared: &Path, stale: Duration) {
             .ok()
             .and_then(|t| t.elapsed().ok())
             .unwrap_or_default();
-        if super::reaper::tag_owner_alive(&name) != Some(true) || untouched > stale {
+        if crate::container::reaper::tag_owner_alive(&name) != Some(true) || untouched > stale {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -476,7 +476,7 @@ mod tests {
     #[test]
     fn a_pool_removes_dead_and_legacy_pool_directories_and_keeps_live_ones() {
         let shared = tempfile::tempdir().unwrap();
-        let live = super::super::reaper::owner_tag();
+        let live = crate::container::reaper::owner_tag();
         let (_, rest) = live.split_once('-').unwrap();
         // Beyond the kernel's largest pid: never alive.
         let dead = format!("4194305-{rest}");

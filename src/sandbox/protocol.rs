@@ -11,10 +11,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::image::rebuild_command;
 use super::limits::Limits;
 use super::result::{Flag, RunError, Status};
 use super::session::{SessionJob, SessionReport};
+use crate::container::rebuild_command;
 
 /// The version of this protocol, announced by the runner in `ready`. Bumped whenever host
 /// and runner stop understanding each other; an image whose runner speaks another version

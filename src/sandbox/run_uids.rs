@@ -5,8 +5,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The code's gid in every run (the image's `sandbox` group).
-pub const SANDBOX_GID: u32 = 10001;
+pub use crate::container::SANDBOX_GID;
 /// Run uids are taken from `FIRST_RUN_UID..FIRST_RUN_UID + RUN_UIDS`: far above the ranges
 /// distributions give accounts (1000-59999) and subordinate ids (100000 on), below 2^31.
 pub const FIRST_RUN_UID: u32 = 1_900_000_000;

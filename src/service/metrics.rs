@@ -5,7 +5,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::app::UserRunResult;
+use crate::run_result::UserRunResult;
 use crate::sandbox::pool::PoolStatus;
 
 #[derive(Debug, thiserror::Error)]

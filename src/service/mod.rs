@@ -4,7 +4,6 @@
 //! least every HEARTBEAT, so a client that went away is noticed within about a second and
 //! its run dropped: the container guard removes the container.
 
-pub mod api;
 pub mod connections;
 pub mod metrics;
 pub mod storage_probe;
@@ -24,7 +23,9 @@ use futures_util::Stream;
 
 use crate::app::{App, AppError, CodeRun, UserRunResult, watch};
 use crate::config::Secret;
-use api::{HEALTH_PATH, HEARTBEAT, Health, METRICS_PATH, RUNS_PATH, RunLine, RunRequest};
+use crate::executor_api::{
+    HEALTH_PATH, HEARTBEAT, Health, METRICS_PATH, RUNS_PATH, RunLine, RunRequest,
+};
 use connections::ConnectionLimits;
 use metrics::{Metrics, MetricsError};
 use storage_probe::StorageProbe;
@@ -181,7 +182,7 @@ async fn run(State(service): State<Arc<Service>>, Json(request): Json<RunRequest
     if let Some(chars) = request.output_chars {
         limits.max_output_chars = limits
             .max_output_chars
-            .max(chars.min(crate::service::api::OUTPUT_CHARS_CEILING));
+            .max(chars.min(crate::executor_api::OUTPUT_CHARS_CEILING));
     }
     let events = request.events;
     let (watch, subscription) = watch(CLIENT_BACKLOG);

@@ -13,9 +13,9 @@ pub mod tmpfs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use codebox::sandbox::RUN_ID_LABEL;
-use codebox::sandbox::docker::DockerEngine;
-use codebox::sandbox::engine::Containers;
+use codebox::container::RUN_ID_LABEL;
+use codebox::container::docker::DockerEngine;
+use codebox::container::engine::Containers;
 use serde_json::Value;
 
 pub const SECRET_VARS: [(&str, &str); 3] = [
@@ -52,8 +52,8 @@ pub fn cli_json(data: &Path, args: &[&str]) -> Value {
 pub fn executor(
     engine: std::sync::Arc<DockerEngine>,
     settings: &codebox::config::Settings,
-) -> Result<codebox::sandbox::Executor<DockerEngine>, codebox::sandbox::ExecutorError> {
-    codebox::sandbox::Executor::new(
+) -> Result<codebox::sandbox::Executor<DockerEngine>, codebox::app::assembly::AssemblyError> {
+    codebox::app::assembly::executor(
         engine,
         &settings.sandbox,
         &settings.pool,
@@ -162,7 +162,7 @@ pub fn assert_container_gone(run_id: &str) {
 }
 
 /// Sandbox containers owned by the codebox process `pid` (its owner label names the pid).
-pub async fn containers_of(pid: u32) -> Vec<codebox::sandbox::engine::ManagedContainer> {
+pub async fn containers_of(pid: u32) -> Vec<codebox::container::engine::ManagedContainer> {
     let engine = DockerEngine::connect().await.expect("docker daemon");
     engine
         .list_managed()
@@ -171,7 +171,7 @@ pub async fn containers_of(pid: u32) -> Vec<codebox::sandbox::engine::ManagedCon
         .into_iter()
         .filter(|c| {
             c.labels
-                .get(codebox::sandbox::OWNER_LABEL)
+                .get(codebox::container::OWNER_LABEL)
                 .is_some_and(|owner| owner.contains(&format!(":{pid}:")))
         })
         .collect()

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings};
-use crate::sandbox::scripted::{Call, Script, ScriptedEngine};
+use crate::config::{PoolSettings, SandboxSettings};
+use crate::container::scripted::{Call, Script, ScriptedEngine};
 
 fn ready() -> String {
     format!(
@@ -43,11 +43,15 @@ fn executor(engine: &Arc<ScriptedEngine>, data: &Path) -> Executor<ScriptedEngin
         warm_pool_size: 0,
         ..PoolSettings::default()
     };
-    let packages = PackageSettings {
-        package_policy: PackagePolicy::Off,
-        ..PackageSettings::default()
-    };
-    let mut executor = Executor::new(engine.clone(), &sandbox, &pool, &packages, data).unwrap();
+    let mut executor = Executor::new(
+        engine.clone(),
+        &sandbox,
+        &pool,
+        data,
+        None,
+        Executor::<ScriptedEngine>::retirer(),
+    )
+    .unwrap();
     executor.job_keys = test_key;
     executor
 }

@@ -150,8 +150,8 @@ mod tests {
     use futures_util::StreamExt;
 
     use super::*;
-    use crate::sandbox::live::start_attached;
-    use crate::sandbox::scripted::{Script, ScriptedEngine};
+    use crate::container::attach::start_attached;
+    use crate::container::scripted::{Script, ScriptedEngine};
 
     #[tokio::test(start_paused = true)]
     async fn a_guard_dropped_mid_run_is_removed_before_drain_returns() {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::sync::watch;
 
-use super::engine::{
+use crate::container::engine::{
     Attached, Chunk, Containers, EngineError, ExitState, ManagedContainer, OutputStream,
 };
 

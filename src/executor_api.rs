@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::app::UserRunResult;
+use crate::run_result::UserRunResult;
 use crate::sandbox::watch::{OutputStream, RunEvent, Watched};
 
 pub const RUNS_PATH: &str = "/v1/runs";
