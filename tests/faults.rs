@@ -14,6 +14,7 @@ use common::eventually;
 use common::executor::ExecutorProcess;
 use common::fake::code_running_model;
 use common::tmpfs::Tmpfs;
+use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -192,6 +193,36 @@ async fn a_database_outage_gets_a_clear_sentence_loses_nothing_and_heals_without
             .iter()
             .any(|r| r.content().contains("answer [[during]]")),
         "no answer was made up without the history"
+    );
+
+    // /files says storage is down, privately; never "You have no files". The database
+    // takes longer than Discord's 3 s to fail, so the answer is deferred (private) first.
+    bot.fake
+        .dispatch("INTERACTION_CREATE", bot.fake.command("files", json!([])));
+    let deferred = bot
+        .fake
+        .wait_for("the deferred /files answer", LONG, |r| {
+            r.path.ends_with("/callback")
+        })
+        .await;
+    assert_eq!(deferred.json["type"], 5, "{:?}", deferred.json);
+    assert_eq!(deferred.json["data"]["flags"], 64, "ephemeral");
+    let listing = bot
+        .fake
+        .wait_for("the /files answer during the outage", LONG, |r| {
+            r.path.contains("/webhooks/")
+        })
+        .await;
+    assert_eq!(
+        listing.content(),
+        "⚠️ Sorry: storage is unavailable right now; please try again shortly."
+    );
+    assert!(
+        !bot.fake
+            .requests()
+            .iter()
+            .any(|r| r.content().contains("You have no files")),
+        "an outage is not an empty list"
     );
 
     // Back: the same bot and executor, no restart.

@@ -90,6 +90,11 @@ impl AppError {
         }
     }
 
+    /// The file asked for does not exist (for this user): an answer, not a failure.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, AppError::Store(StoreError::NotFound { .. }))
+    }
+
     /// A failure of this host's engine or sandbox rather than of the request: on another
     /// host the same run may succeed.
     pub fn is_host_failure(&self) -> bool {

@@ -13,13 +13,49 @@ use super::progress::follow_run;
 use super::reply;
 use super::state::BotState;
 use super::status::StatusMessage;
-use crate::app::CodeRun;
+use crate::app::{AppError, CodeRun};
 use crate::render;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error("Discord request failed: {0}")]
     Discord(#[from] serenity::Error),
+    /// Reported to the member by `on_error` (storage trouble in its own words).
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+/// Discord drops an interaction not answered within 3 s; storage that is slow to answer
+/// (a database failing over) gets the answer deferred before then.
+const REPLY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `work`'s value, deferring the (private) answer when it takes longer than `REPLY_WINDOW`.
+async fn within_reply_window<T>(
+    ctx: Context<'_>,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, CommandError> {
+    tokio::pin!(work);
+    match tokio::time::timeout(REPLY_WINDOW, &mut work).await {
+        Ok(value) => Ok(value),
+        Err(_) => {
+            ctx.defer_ephemeral().await?;
+            Ok(work.await)
+        }
+    }
+}
+
+/// A file the member does not have is an answer; any other failure (storage down) is the
+/// command's error, never "you have no file".
+async fn own_file(
+    ctx: Context<'_>,
+    id: &str,
+) -> Result<Option<(crate::store::FileRecord, std::path::PathBuf)>, CommandError> {
+    let user = user_id(ctx);
+    match within_reply_window(ctx, ctx.data().app.get_file(&user, id)).await? {
+        Ok(found) => Ok(Some(found)),
+        Err(err) if err.is_not_found() => Ok(None),
+        Err(err) => Err(err.into()),
+    }
 }
 
 pub type Context<'a> = poise::Context<'a, Arc<BotState>, CommandError>;
@@ -46,7 +82,7 @@ async fn files(
     let app = &ctx.data().app;
     let user = user_id(ctx);
     let Some(id) = id else {
-        let files = app.list_files(&user).await.unwrap_or_default();
+        let files = within_reply_window(ctx, app.list_files(&user)).await??;
         let text = if files.is_empty() {
             "You have no files. Attach one to a message to store it.".to_string()
         } else {
@@ -60,7 +96,7 @@ async fn files(
         ctx.send(private(text)).await?;
         return Ok(());
     };
-    let Ok((record, path)) = app.get_file(&user, &id).await else {
+    let Some((record, path)) = own_file(ctx, &id).await? else {
         ctx.send(private(format!("You have no file `{id}`.")))
             .await?;
         return Ok(());
@@ -90,9 +126,8 @@ async fn delete(
     ctx: Context<'_>,
     #[description = "File id"] id: String,
 ) -> Result<(), CommandError> {
-    let app = &ctx.data().app;
     let owner = ctx.author().id;
-    let Ok((record, _)) = app.get_file(&owner.to_string(), &id).await else {
+    let Some((record, _)) = own_file(ctx, &id).await? else {
         ctx.send(private(format!("You have no file `{id}`.")))
             .await?;
         return Ok(());

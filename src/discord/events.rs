@@ -144,12 +144,7 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
         }
         Some(Err(err)) => {
             tracing::warn!(error = %err, "chat turn failed");
-            let text = match err.storage_trouble() {
-                Some(trouble) => format!("⚠️ Sorry: {}.", trouble.sentence()),
-                None => "❌ Something went wrong on the bot's side; please try again shortly."
-                    .to_string(),
-            };
-            say(&ctx.http, msg.channel_id, &text).await;
+            say(&ctx.http, msg.channel_id, &reply::failure_text(&err)).await;
         }
     }
 }

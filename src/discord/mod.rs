@@ -34,7 +34,7 @@ pub enum BotError {
     #[error(transparent)]
     App(#[from] crate::app::AppError),
     #[error("Discord client failed: {0}")]
-    Discord(String),
+    Discord(#[from] serenity::Error),
 }
 
 type Framework = poise::Framework<Arc<BotState>, commands::CommandError>;
@@ -69,8 +69,7 @@ pub async fn run(
         | GatewayIntents::GUILDS;
     let mut client = ClientBuilder::new_with_http(http.build(), intents)
         .framework(framework)
-        .await
-        .map_err(|e| BotError::Discord(e.to_string()))?;
+        .await?;
 
     let shards = client.shard_manager.clone();
     let shutdown_state = state.clone();
@@ -81,10 +80,7 @@ pub async fn run(
         shutdown_state.app.cancel_all();
         shards.shutdown_all().await;
     });
-    client
-        .start()
-        .await
-        .map_err(|e| BotError::Discord(e.to_string()))?;
+    client.start().await?;
     state.app.cancel_all();
     Ok(())
 }
@@ -146,6 +142,14 @@ async fn on_error(error: poise::FrameworkError<'_, Arc<BotState>, commands::Comm
     match error {
         poise::FrameworkError::Command { error, ctx, .. } => {
             tracing::warn!(error = %error, command = %ctx.command().name, "command failed");
+            if let commands::CommandError::App(err) = &error {
+                let answer = poise::CreateReply::default()
+                    .content(reply::failure_text(err))
+                    .ephemeral(true);
+                if let Err(err) = ctx.send(answer).await {
+                    tracing::warn!(error = %err, "cannot report a command error");
+                }
+            }
         }
         other => {
             if let Err(err) = poise::builtins::on_error(other).await {

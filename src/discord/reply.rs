@@ -9,6 +9,15 @@ pub const MAX_TEXT_MESSAGES: usize = 4;
 
 /// Mentions are disabled on everything the bot sends: text from code, exceptions and file
 /// names is untrusted and must never ping `@everyone`, a role or a user.
+/// What a member is told when a request failed on the bot's side: storage trouble in its
+/// own words (it heals by itself), anything else as one plain sentence.
+pub fn failure_text(err: &crate::app::AppError) -> String {
+    match err.storage_trouble() {
+        Some(trouble) => format!("⚠️ Sorry: {}.", trouble.sentence()),
+        None => "❌ Something went wrong on the bot's side; please try again shortly.".to_string(),
+    }
+}
+
 pub fn no_mentions() -> serenity::all::CreateAllowedMentions {
     serenity::all::CreateAllowedMentions::new()
 }
