@@ -262,12 +262,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
 
 async fn bot(settings: Settings) -> anyhow::Result<ExitCode> {
     // Refuse before anything starts (no pool warmed for nothing).
-    if settings.discord.discord_token.is_none() {
-        return Err(codebox::discord::BotError::MissingToken.into());
-    }
-    if settings.chat.openai_api_key.is_none() {
-        return Err(codebox::discord::BotError::MissingApiKey.into());
-    }
+    codebox::discord::required_token(&settings.discord, &settings.chat)?;
     let discord = settings.discord.clone();
     let app = Arc::new(App::new(settings, Lifetime::Service));
     app.start().await?;
@@ -287,10 +282,7 @@ async fn executor(
     };
     let token = settings.executor.executor_token.clone();
     let limits = codebox::service::connections::ConnectionLimits::from_settings(&settings.executor);
-    // Refused before anything starts: no pool warmed for a service that cannot be safe.
-    if token.is_none() && !addr.ip().is_loopback() {
-        return Err(codebox::service::ServiceError::NoToken { addr }.into());
-    }
+    codebox::service::check_listen(addr, token.as_ref())?;
     let app = Arc::new(App::new(settings, Lifetime::Service));
     app.start().await?;
     let outcome =

@@ -46,13 +46,25 @@ struct UserCodeRunner<'a> {
     limits: Limits,
 }
 
+/// A tool call's run that did not happen: the app error, and its text with every secret
+/// redacted, which is all the model and the member see of it.
+#[derive(Debug, thiserror::Error)]
+#[error("{redacted}")]
+pub struct ToolRunError {
+    redacted: String,
+    #[source]
+    source: AppError,
+}
+
 impl CodeRunner for UserCodeRunner<'_> {
+    type Error = ToolRunError;
+
     async fn run(
         &self,
         code: String,
         timeout: Duration,
         watch: Option<RunWatch>,
-    ) -> Result<UserRunResult, String> {
+    ) -> Result<UserRunResult, ToolRunError> {
         let mut limits = self.limits.clone();
         limits.timeout = timeout.min(limits.timeout);
         self.app
@@ -66,7 +78,10 @@ impl CodeRunner for UserCodeRunner<'_> {
                 watch,
             })
             .await
-            .map_err(|e| redact(&e.to_string(), self.app.secrets()))
+            .map_err(|source| ToolRunError {
+                redacted: redact(&source.to_string(), self.app.secrets()),
+                source,
+            })
     }
 }
 

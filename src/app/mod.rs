@@ -160,12 +160,14 @@ pub struct CodeRun {
 }
 
 /// What `reset` did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ResetReport {
-    pub history_error: Option<String>,
+    pub history_error: Option<AppError>,
     pub files_deleted: Option<usize>,
+    /// Asked to delete the files, the list of them could not be read.
+    pub files_error: Option<AppError>,
     /// The variables of the user's conversations could not be forgotten.
-    pub state_error: Option<String>,
+    pub state_error: Option<AppError>,
 }
 
 impl App {
@@ -658,7 +660,7 @@ impl App {
             Err(err) => Err(err),
         };
         if let Err(err) = cleared {
-            report.history_error = Some(err.to_string());
+            report.history_error = Some(err);
         }
         let forgotten = match self.store().await {
             Ok(store) => store
@@ -668,16 +670,19 @@ impl App {
             Err(err) => Err(err),
         };
         if let Err(err) = forgotten {
-            report.state_error = Some(err.to_string());
+            report.state_error = Some(err);
         }
         if files {
             let mut deleted = 0;
-            if let Ok(records) = self.list_files(user_id).await {
-                for record in records {
-                    if self.delete_file(user_id, &record.file_id).await.is_ok() {
-                        deleted += 1;
+            match self.list_files(user_id).await {
+                Ok(records) => {
+                    for record in records {
+                        if self.delete_file(user_id, &record.file_id).await.is_ok() {
+                            deleted += 1;
+                        }
                     }
                 }
+                Err(err) => report.files_error = Some(err),
             }
             report.files_deleted = Some(deleted);
         }

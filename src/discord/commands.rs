@@ -189,18 +189,28 @@ async fn reset(
         .await;
     let mut text = match &report.history_error {
         None => "🧹 Conversation history cleared.".to_string(),
-        Some(err) => format!("Could not clear the history: {err}"),
+        Some(err) => format!(
+            "Could not clear the history: {}.",
+            reply::failure_reason(err)
+        ),
     };
     if stopped {
         text.push_str(" Your running code was stopped.");
     }
     match &report.state_error {
         None => text.push_str(" Variables forgotten."),
-        Some(err) => text.push_str(&format!(" Could not forget your variables: {err}.")),
+        Some(err) => text.push_str(&format!(
+            " Could not forget your variables: {}.",
+            reply::failure_reason(err)
+        )),
     }
-    match report.files_deleted {
-        Some(deleted) => text.push_str(&format!(" Deleted {deleted} files.")),
-        None => text.push_str(" Your files are kept."),
+    match (&report.files_error, report.files_deleted) {
+        (Some(err), _) => text.push_str(&format!(
+            " Could not delete your files: {}.",
+            reply::failure_reason(err)
+        )),
+        (None, Some(deleted)) => text.push_str(&format!(" Deleted {deleted} files.")),
+        (None, None) => text.push_str(" Your files are kept."),
     }
     ctx.send(private(text)).await?;
     Ok(())

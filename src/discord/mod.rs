@@ -34,10 +34,26 @@ pub enum BotError {
     #[error(transparent)]
     App(#[from] crate::app::AppError),
     #[error("Discord client failed: {0}")]
-    Discord(#[from] serenity::Error),
+    Discord(#[from] Box<serenity::Error>),
 }
 
 type Framework = poise::Framework<Arc<BotState>, commands::CommandError>;
+
+/// The one check of what the bot cannot start without: its Discord token (returned) and a
+/// model's API key.
+pub fn required_token(
+    discord: &DiscordSettings,
+    chat: &crate::config::ChatSettings,
+) -> Result<crate::config::Secret, BotError> {
+    let token = discord
+        .discord_token
+        .clone()
+        .ok_or(BotError::MissingToken)?;
+    if chat.openai_api_key.is_none() {
+        return Err(BotError::MissingApiKey);
+    }
+    Ok(token)
+}
 
 /// Runs the bot on `app` until `shutdown` completes (SIGTERM or Ctrl-C in `codebox bot`),
 /// then stops taking messages, cancels runs (their containers are removed) and returns.
@@ -47,13 +63,7 @@ pub async fn run(
     discord: DiscordSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BotError> {
-    let token = discord
-        .discord_token
-        .clone()
-        .ok_or(BotError::MissingToken)?;
-    if app.settings().chat.openai_api_key.is_none() {
-        return Err(BotError::MissingApiKey);
-    }
+    let token = required_token(&discord, &app.settings().chat)?;
     let mut http = HttpBuilder::new(token.expose());
     if let Some(base) = &discord.discord_api_base {
         // A proxy owns rate limiting; serenity ignores the proxy while its limiter is on.
@@ -69,7 +79,8 @@ pub async fn run(
         | GatewayIntents::GUILDS;
     let mut client = ClientBuilder::new_with_http(http.build(), intents)
         .framework(framework)
-        .await?;
+        .await
+        .map_err(Box::new)?;
 
     let shards = client.shard_manager.clone();
     let shutdown_state = state.clone();
@@ -80,7 +91,7 @@ pub async fn run(
         shutdown_state.app.cancel_all();
         shards.shutdown_all().await;
     });
-    client.start().await?;
+    client.start().await.map_err(Box::new)?;
     state.app.cancel_all();
     Ok(())
 }

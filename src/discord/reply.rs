@@ -13,8 +13,17 @@ pub const MAX_TEXT_MESSAGES: usize = 4;
 /// own words (it heals by itself), anything else as one plain sentence.
 pub fn failure_text(err: &crate::app::AppError) -> String {
     match err.storage_trouble() {
-        Some(trouble) => format!("⚠️ Sorry: {}.", trouble.sentence()),
+        Some(_) => format!("⚠️ Sorry: {}.", failure_reason(err)),
         None => "❌ Something went wrong on the bot's side; please try again shortly.".to_string(),
+    }
+}
+
+/// Why, as a clause: storage trouble in its own words, anything else without the
+/// internals (those go to the log).
+pub fn failure_reason(err: &crate::app::AppError) -> String {
+    match err.storage_trouble() {
+        Some(trouble) => trouble.sentence().to_string(),
+        None => "an error on the bot's side".to_string(),
     }
 }
 

@@ -18,12 +18,16 @@ use crate::sandbox::watch::RunWatch;
 
 /// Runs code for the user the conversation belongs to.
 pub trait CodeRunner: Send + Sync {
+    /// Why a run did not happen; its text is what the model and the member are told, so it
+    /// must carry no secret.
+    type Error: std::error::Error + Send + Sync + 'static;
+
     fn run(
         &self,
         code: String,
         timeout: Duration,
         watch: Option<RunWatch>,
-    ) -> impl Future<Output = Result<UserRunResult, String>> + Send;
+    ) -> impl Future<Output = Result<UserRunResult, Self::Error>> + Send;
 }
 
 /// Told about each run as it starts and ends (the Discord status message). A progress that
@@ -243,7 +247,9 @@ pub async fn run_turn<M: ChatModel, R: CodeRunner, P: Progress, S: PictureSource
                                 outcome.runs.push(result);
                                 text
                             }
-                            Err(reason) => {
+                            Err(err) => {
+                                tracing::warn!(error = %err, "a tool call's run did not happen");
+                                let reason = err.to_string();
                                 progress.run_finished(Err(&reason)).await;
                                 format!(
                                     "{{\"status\": \"not_run\", \"error\": {}}}",
@@ -327,15 +333,17 @@ mod tests {
     }
 
     impl CodeRunner for EchoRunner {
+        type Error = std::io::Error;
+
         async fn run(
             &self,
             code: String,
             timeout: Duration,
             _: Option<RunWatch>,
-        ) -> Result<UserRunResult, String> {
+        ) -> Result<UserRunResult, std::io::Error> {
             self.runs.lock().unwrap().push((code.clone(), timeout));
             if code.contains("unrunnable") {
-                return Err("the sandbox is unavailable".into());
+                return Err(std::io::Error::other("the sandbox is unavailable"));
             }
             Ok(UserRunResult {
                 result: ExecutionResult {

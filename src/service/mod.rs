@@ -57,6 +57,15 @@ struct Service {
     storage: StorageProbe,
 }
 
+/// The one check that a listener may be opened without a token: only on loopback.
+/// Callers run it before anything starts (no pool warmed for a service that cannot be safe).
+pub fn check_listen(addr: SocketAddr, token: Option<&Secret>) -> Result<(), ServiceError> {
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Err(ServiceError::NoToken { addr });
+    }
+    Ok(())
+}
+
 /// Serves until `shutdown` completes. `app` must be started.
 pub async fn serve(
     app: Arc<App>,
@@ -65,9 +74,7 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    if token.is_none() && !addr.ip().is_loopback() {
-        return Err(ServiceError::NoToken { addr });
-    }
+    check_listen(addr, token.as_ref())?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServiceError::Listen { addr, source })?;
