@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 /// Top to bottom. A module may use modules of its own layer (without cycles) and of layers
 /// below it, never above.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("front ends", &["discord", "service", "render", "terminal"]),
+    // `cli` is the binary's (src/main.rs), which reaches the library as `codebox::`.
+    (
+        "front ends",
+        &["cli", "discord", "service", "render", "terminal"],
+    ),
     ("application", &["app"]),
     (
         "parts",
