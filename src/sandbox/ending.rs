@@ -6,7 +6,7 @@
 
 use super::limits::Limits;
 use super::package_source::Prepared;
-use super::protocol::{OutdatedImage, ProtocolError, RunnerResult};
+use super::protocol::{ProtocolError, RunnerResult};
 use super::result::{Flag, Phases, RunError, Status};
 use crate::container::engine::{EngineError, ExitState};
 
@@ -14,8 +14,6 @@ use crate::container::engine::{EngineError, ExitState};
 pub enum Ending {
     /// The runner reported its result and outputs and said `done`.
     Done,
-    /// The code did not start within the startup timeout; the container was killed.
-    StartupTimeout,
     /// The code ran past its time limit and the runner did not stop it; the host killed
     /// the container.
     HostTimeout,
@@ -27,9 +25,6 @@ pub enum Ending {
     StreamFailed(EngineError),
     /// The runner sent something unreadable; the container was killed.
     ProtocolError(ProtocolError),
-    /// The runner said `ready` in another protocol version: the image must be rebuilt.
-    /// It never got the job; the container was killed.
-    Outdated(OutdatedImage),
 }
 
 /// A package the code asked for as it ran and did not get (refused by the policy, or not
@@ -88,12 +83,12 @@ pub struct Transcript {
 }
 
 #[derive(Debug)]
-pub struct Session {
+pub struct RunRecord {
     pub ending: Ending,
     pub transcript: Transcript,
 }
 
-impl Session {
+impl RunRecord {
     /// The stream broke before the runner said the code started: nothing of the job ran,
     /// so a warm container's job may run in a fresh one instead.
     pub fn code_never_started(&self) -> bool {
@@ -117,7 +112,7 @@ impl Session {
 }
 
 /// Pure: the runner's report, or the host's honest account of why there is none, with the
-/// flags the ending adds. Not for `StartupTimeout` and `Outdated`, which have no result.
+/// flags the ending adds.
 pub fn report(
     ending: &Ending,
     transcript: &mut Transcript,
@@ -139,9 +134,7 @@ pub fn report(
             reported_or_died(transcript, exit, limits, None)
         }
         Ending::StreamFailed(err) => reported_or_died(transcript, exit, limits, Some(err)),
-        Ending::Done | Ending::StreamEnded | Ending::StartupTimeout | Ending::Outdated(_) => {
-            reported_or_died(transcript, exit, limits, None)
-        }
+        Ending::Done | Ending::StreamEnded => reported_or_died(transcript, exit, limits, None),
     };
     let mut flags = Vec::new();
     if runner.stdout_truncated {

@@ -5,34 +5,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::deadlines::{Deadlines, Phase};
-use super::ending::{self, Ending, PackageRefusal, Session, Transcript};
+use super::ending::{self, PackageRefusal, RunRecord};
 use super::limits::Limits;
 use super::link::link_tree;
-use super::live::RUNNER_DIAGNOSTICS_BYTES;
 use super::live::{LiveContainer, launch};
-use super::order;
 use super::outputs::{self, OutputCaps, OutputError};
 use super::package_source::{PackageSource, Prepared, Resolution};
 use super::pool::{PoolError, PoolStatus};
 use super::pool::{WarmContainer, WarmPool};
-use super::protocol::{
-    Item, Job, JobFile, LiveJob, OutdatedImage, RunnerEvent, SiteDirs, check_ready,
-};
-use super::result::{ExecutionResult, Flag, RunError, Status};
-use super::session::{SessionIo, SessionJob, state_budget};
+use super::protocol::{JobFile, OutdatedImage};
+use super::result::{ExecutionResult, RunError, Status};
+use super::session::SessionIo;
 use super::spec::ContainerSpec;
-use super::watch::{RunEvent, RunWatch};
-use super::{INPUT_DIR, OUTPUT_DIR};
+use super::watch::RunWatch;
 use crate::config::{PoolSettings, SandboxSettings};
-use crate::container::engine::{Chunk, Containers, EngineError, ExitState, InputSink};
+use crate::container::engine::{Containers, EngineError, ExitState};
 use crate::container::reaper;
 use crate::container::retirer::Retirer;
+use stream::RunStream;
 
 /// How long `shutdown` waits for removals in flight.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(15);
@@ -361,282 +355,14 @@ impl<E: Containers + 'static> Executor<E> {
             .map(Some)
     }
 
-    /// Attach, start, hand over the job, and read the runner's stream under deadlines.
+    /// Hands the job to the runner and reads its stream under deadlines to the ending.
     async fn drive(
         &self,
         live: &mut LiveContainer<E>,
         request: &ExecutionRequest,
         limits: &Limits,
-    ) -> Result<Session, ExecutorError> {
-        let handoff_started = Instant::now();
-        let run_id = live.run_id.clone();
-        let watch = request.watch.as_ref().filter(|watch| !watch.is_closed());
-        let id = live.id.clone();
-        let job = Job {
-            code: request.code.clone(),
-            timeout_s: limits.timeout.as_secs_f64(),
-            memory_mb: limits.memory_mb,
-            workdir: OUTPUT_DIR.to_string(),
-            output_dir: OUTPUT_DIR.to_string(),
-            max_output_chars: limits.max_output_chars,
-            max_output_files: limits.max_output_files,
-            max_output_file_bytes: limits.max_output_file_bytes,
-            max_output_total_bytes: limits.max_output_total_bytes,
-            files: request.files.clone(),
-            scan_imports: self.packages.is_some(),
-            session: self
-                .session_of(request)
-                .map(|io| SessionJob::for_io(io, INPUT_DIR)),
-            live: watch.map(|_| LiveJob::for_limits(limits)),
-            auth: (self.job_keys)(),
-        };
-        let attached = &mut live.attached;
-        // The runner reads the job line, and one more (the package directories) only when
-        // it reports missing imports; stdin is closed once the code has started. The job
-        // goes only to a runner that said `ready` in this protocol version: an out-of-date
-        // image never runs the code.
-        let mut job_line = Some(job.to_line()?);
-        let decoder = &mut live.decoder;
-        // Deadlines are fixed from the hand-off on; nothing the container sends moves them.
-        let mut deadlines = Deadlines::new(
-            tokio::time::Instant::now(),
-            self.startup_timeout,
-            limits.timeout,
-        );
-        let session = self.session_of(request);
-        if let Some(io) = session {
-            deadlines = deadlines.with_session(state_budget(limits.timeout));
-            decoder.accept_state(io.max_bytes);
-        }
-        let mut snapshot = SnapshotSpool::default();
-        if live.ready
-            && let Some(line) = job_line.take()
-        {
-            hand_off(&mut attached.input, &line, "job").await;
-            decoder.authenticate_with(&job.auth);
-            deadlines.handed_over(tokio::time::Instant::now());
-        }
-
-        let mut transcript = Transcript {
-            diagnostics: std::mem::take(&mut live.diagnostics),
-            ..Transcript::default()
-        };
-        let mut spool: Option<tokio::fs::File> = None;
-        let mut phase = Phase::Starting;
-        let mut installs_requested = 0;
-        let mut outputs_announced = false;
-        let mut code_started: Option<Instant> = None;
-        let mut collect_started: Option<Instant> = None;
-        let ending = 'stream: loop {
-            let deadline = deadlines.for_phase(phase);
-            let next = match tokio::time::timeout_at(deadline, attached.output.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    self.engine.kill(&id).await?;
-                    break match phase {
-                        Phase::Starting => Ending::StartupTimeout,
-                        Phase::Running => Ending::HostTimeout,
-                        Phase::Collecting => Ending::CollectionTimeout,
-                    };
-                }
-            };
-            let chunk = match next {
-                None => break Ending::StreamEnded,
-                Some(Err(err)) => {
-                    tracing::warn!(run_id = %run_id, error = %err, "sandbox stream ended with an error");
-                    break Ending::StreamFailed(err);
-                }
-                Some(Ok(chunk)) => chunk,
-            };
-            let data = match chunk {
-                Chunk::Stderr(data) => {
-                    let room =
-                        RUNNER_DIAGNOSTICS_BYTES.saturating_sub(transcript.diagnostics.len());
-                    transcript
-                        .diagnostics
-                        .extend_from_slice(&data[..data.len().min(room)]);
-                    continue;
-                }
-                Chunk::Stdout(data) => data,
-            };
-            let items = match decoder.push(&data) {
-                Ok(items) => items,
-                Err(err) => {
-                    self.engine.kill(&id).await?;
-                    break Ending::ProtocolError(err);
-                }
-            };
-            for item in items {
-                let progress = order::Progress {
-                    job_handed: job_line.is_none(),
-                    installs_requested,
-                    outputs_announced,
-                    state_announced: snapshot.announced,
-                    session: session.is_some(),
-                    live: watch.is_some(),
-                };
-                if let Err(reason) = order::check(&item, phase, progress) {
-                    self.engine.kill(&id).await?;
-                    break 'stream Ending::ProtocolError(reason);
-                }
-                match item {
-                    Item::Event(RunnerEvent::Ready { protocol }) => {
-                        if let Err(outdated) = check_ready(&live.image, protocol) {
-                            self.engine.kill(&id).await?;
-                            break 'stream Ending::Outdated(outdated);
-                        }
-                        live.ready = true;
-                        if let Some(line) = job_line.take() {
-                            hand_off(&mut attached.input, &line, "job").await;
-                            decoder.authenticate_with(&job.auth);
-                            deadlines.handed_over(tokio::time::Instant::now());
-                        }
-                    }
-                    Item::Event(RunnerEvent::Missing { modules }) => {
-                        installs_requested += 1;
-                        if let Some(watch) = watch {
-                            // Names come from the code's pipe: bounded before anyone shows them.
-                            watch.publish(RunEvent::Installing {
-                                modules: modules
-                                    .iter()
-                                    .take(10)
-                                    .map(|m| m.chars().take(100).collect())
-                                    .collect(),
-                            });
-                        }
-                        let install_started = tokio::time::Instant::now();
-                        let resolved = self.resolve_packages(&modules).await;
-                        // The code is stopped meanwhile; the host's deadlines wait too.
-                        deadlines.add_install(install_started.elapsed());
-                        let reply = match resolved {
-                            Ok(prepared) => {
-                                let reply = SiteDirs {
-                                    site_dirs: prepared.site_dirs.clone(),
-                                    error: None,
-                                };
-                                transcript.packages.push(prepared);
-                                reply
-                            }
-                            Err(refusal) => {
-                                let reply = SiteDirs {
-                                    site_dirs: Vec::new(),
-                                    error: Some(refusal.error.message.clone()),
-                                };
-                                let flag = match refusal.status {
-                                    Status::Refused => "package_refused",
-                                    _ => "package_install_failed",
-                                };
-                                transcript.flags.push(Flag::named(flag, &refusal.module));
-                                transcript.refusals.push(refusal);
-                                reply
-                            }
-                        };
-                        hand_off(
-                            &mut attached.input,
-                            &reply.to_line()?,
-                            "package directories",
-                        )
-                        .await;
-                    }
-                    Item::Event(RunnerEvent::Started) => {
-                        transcript.started = true;
-                        transcript.phases.handoff_ms = elapsed_ms(handoff_started);
-                        phase = Phase::Running;
-                        code_started = Some(Instant::now());
-                        if let Some(watch) = watch {
-                            watch.publish(RunEvent::Started);
-                        }
-                    }
-                    Item::Event(RunnerEvent::Output {
-                        stream,
-                        text,
-                        skipped,
-                    }) => {
-                        if let Some(watch) = watch {
-                            watch.publish(RunEvent::Output {
-                                stream,
-                                text,
-                                skipped_chars: skipped,
-                            });
-                        }
-                    }
-                    Item::Event(RunnerEvent::Result(result)) => {
-                        phase = Phase::Collecting;
-                        // No more package requests: the runner's stdin is done.
-                        let _ = attached.input.shutdown().await;
-                        collect_started = Some(Instant::now());
-                        transcript.result = Some(result);
-                    }
-                    Item::Event(RunnerEvent::Outputs { flags, .. }) => {
-                        outputs_announced = true;
-                        transcript.flags.extend(flags);
-                        let file = tempfile::tempfile().map_err(|source| ExecutorError::Spool {
-                            run_id: run_id.to_string(),
-                            source,
-                        })?;
-                        spool = Some(tokio::fs::File::from_std(file));
-                    }
-                    Item::Event(RunnerEvent::State { .. }) => {
-                        let Some(io) = session else { continue };
-                        snapshot.open(&io.save_to).await.map_err(|source| {
-                            ExecutorError::Spool {
-                                run_id: run_id.to_string(),
-                                source,
-                            }
-                        })?;
-                    }
-                    Item::BlobChunk(bytes) => {
-                        let file = match snapshot.file.as_mut() {
-                            Some(file) => Some(file),
-                            None => spool.as_mut(),
-                        };
-                        if let Some(file) = file {
-                            file.write_all(&bytes).await.map_err(|source| {
-                                ExecutorError::Spool {
-                                    run_id: run_id.to_string(),
-                                    source,
-                                }
-                            })?;
-                        }
-                    }
-                    Item::BlobEnd if snapshot.file.is_some() => {
-                        snapshot
-                            .finish()
-                            .await
-                            .map_err(|source| ExecutorError::Spool {
-                                run_id: run_id.to_string(),
-                                source,
-                            })?;
-                    }
-                    Item::BlobEnd => transcript.archive = spool.take(),
-                    Item::Event(RunnerEvent::Done) => {
-                        transcript.phases.collect_ms = collect_started.map_or(0.0, elapsed_ms);
-                        break 'stream Ending::Done;
-                    }
-                }
-            }
-        };
-        // A snapshot counts only from a run that ended by the protocol's rules.
-        transcript.snapshot_arrived = snapshot.arrived && matches!(ending, Ending::Done);
-        if let Some(io) = session {
-            if transcript.snapshot_arrived {
-                snapshot
-                    .place(&io.save_to)
-                    .await
-                    .map_err(|source| ExecutorError::Spool {
-                        run_id: run_id.to_string(),
-                        source,
-                    })?;
-            } else {
-                snapshot.discard(&io.save_to).await;
-            }
-        }
-        if transcript.result.is_none() {
-            // The runner could not say how long the code ran: it ran until the ending.
-            transcript.execution_ms = code_started.map_or(0.0, elapsed_ms);
-        }
-        tracing::debug!(run_id = %run_id, ending = ?ending, "sandbox stream ended");
-        Ok(Session { ending, transcript })
+    ) -> Result<RunRecord, ExecutorError> {
+        RunStream::new(self, live, request, limits)?.read().await
     }
 
     /// The container's exit state, needed only when the runner could not report (it says
@@ -644,7 +370,7 @@ impl<E: Containers + 'static> Executor<E> {
     /// that stopped answering leaves the run's outcome unknown: that is the error.
     async fn exit_if_unreported(
         &self,
-        outcome: &Result<Session, ExecutorError>,
+        outcome: &Result<RunRecord, ExecutorError>,
         run_id: &str,
         id: &str,
     ) -> Result<Option<ExitState>, ExecutorError> {
@@ -703,19 +429,28 @@ impl<E: Containers + 'static> Executor<E> {
         }
     }
 
+    /// Spooling the run's outputs or snapshot failed on this host.
+    fn spool_error(&self, run_id: &str) -> impl Fn(std::io::Error) -> ExecutorError + use<E> {
+        let run_id = run_id.to_string();
+        move |source| ExecutorError::Spool {
+            run_id: run_id.clone(),
+            source,
+        }
+    }
+
     async fn finish(
         &self,
         run_id: &str,
         request: ExecutionRequest,
         limits: &Limits,
-        session: Session,
+        record: RunRecord,
         exit: Option<ExitState>,
         started: Instant,
     ) -> Result<ExecutionResult, ExecutorError> {
-        let Session {
+        let RunRecord {
             ending,
             mut transcript,
-        } = session;
+        } = record;
         let mut phases = std::mem::take(&mut transcript.phases);
         // Kept until the run is reported: their leases spare the packages from eviction.
         let packages = std::mem::take(&mut transcript.packages);
@@ -728,24 +463,14 @@ impl<E: Containers + 'static> Executor<E> {
         let packages_installed: Vec<String> =
             packages.iter().flat_map(|p| p.installed.clone()).collect();
         let packages_cached: Vec<String> = packages.iter().flat_map(|p| p.cached.clone()).collect();
-        let ending = match ending {
-            Ending::Outdated(outdated) => return Err(outdated.into()),
-            Ending::StartupTimeout => {
-                return Err(ExecutorError::StartupTimeout {
-                    seconds: self.startup_timeout.as_secs_f64(),
-                    image: self.image.clone(),
-                });
-            }
-            other => other,
-        };
         let (mut runner, mut flags) =
             ending::report(&ending, &mut transcript, exit.as_ref(), limits);
-        let session = runner
+        let session_report = runner
             .session
             .take()
             .filter(|_| self.session_of(&request).is_some())
             .map(|report| (*report).bounded().settle(transcript.snapshot_arrived));
-        if let Some(report) = &session {
+        if let Some(report) = &session_report {
             phases.restore_ms = report.restore_ms;
             phases.save_ms = report.save_ms;
         }
@@ -761,10 +486,7 @@ impl<E: Containers + 'static> Executor<E> {
             archive
                 .seek(std::io::SeekFrom::Start(0))
                 .await
-                .map_err(|source| ExecutorError::Spool {
-                    run_id: run_id.to_string(),
-                    source,
-                })?;
+                .map_err(self.spool_error(run_id))?;
             let archive = archive.into_std().await;
             let caps = OutputCaps {
                 max_files: limits.max_output_files,
@@ -775,10 +497,7 @@ impl<E: Containers + 'static> Executor<E> {
                 outputs::extract(std::io::BufReader::new(archive), &dest, caps)
             })
             .await
-            .map_err(|join| ExecutorError::Spool {
-                run_id: run_id.to_string(),
-                source: std::io::Error::other(join.to_string()),
-            })??;
+            .map_err(|join| self.spool_error(run_id)(std::io::Error::other(join.to_string())))??;
             output_files = files;
             flags.extend(host_flags);
         }
@@ -802,79 +521,8 @@ impl<E: Containers + 'static> Executor<E> {
             flags,
             run_id: run_id.to_string(),
             phases,
-            session,
+            session: session_report,
         })
-    }
-}
-
-/// Where a session's snapshot is written as it arrives: beside its destination, renamed
-/// into place only once it arrived whole, so a broken stream never leaves half a snapshot.
-#[derive(Default)]
-struct SnapshotSpool {
-    file: Option<tokio::fs::File>,
-    partial: Option<PathBuf>,
-    announced: bool,
-    arrived: bool,
-}
-
-impl SnapshotSpool {
-    async fn open(&mut self, destination: &std::path::Path) -> std::io::Result<()> {
-        self.announced = true;
-        let mut partial = destination.as_os_str().to_owned();
-        partial.push(".part");
-        let partial = PathBuf::from(partial);
-        if let Some(parent) = partial.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        // The snapshot holds whatever the code's variables held: codebox's alone.
-        self.file = Some(
-            tokio::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&partial)
-                .await?,
-        );
-        self.partial = Some(partial);
-        Ok(())
-    }
-
-    async fn finish(&mut self) -> std::io::Result<()> {
-        if let Some(mut file) = self.file.take() {
-            file.flush().await?;
-            file.sync_all().await?;
-        }
-        self.arrived = true;
-        Ok(())
-    }
-
-    /// Puts an arrived snapshot in place, or removes what a broken one left.
-    async fn discard(&mut self, destination: &std::path::Path) {
-        self.file = None;
-        if let Some(partial) = self.partial.take() {
-            let _ = tokio::fs::remove_file(&partial).await;
-        }
-        let _ = tokio::fs::remove_file(destination).await;
-    }
-
-    async fn place(&mut self, destination: &std::path::Path) -> std::io::Result<()> {
-        if let Some(partial) = self.partial.take() {
-            tokio::fs::rename(&partial, destination).await?;
-        }
-        Ok(())
-    }
-}
-
-/// Writes one line to the runner's stdin. A runner that died closes stdin; the stream,
-/// read next, tells why, so a failed write is only logged.
-async fn hand_off(input: &mut InputSink, line: &[u8], what: &'static str) {
-    let written = async {
-        input.write_all(line).await?;
-        input.flush().await
-    };
-    if let Err(err) = written.await {
-        tracing::debug!(error = %err, what, "hand-off to the runner interrupted");
     }
 }
 
@@ -882,5 +530,6 @@ fn elapsed_ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
+mod stream;
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@ pub mod protocol;
 pub mod result;
 pub mod run_uids;
 pub mod session;
+pub mod snapshot_spool;
 pub mod spec;
 pub mod watch;
 
