@@ -316,20 +316,20 @@ fn section(out: &mut String, title: &str, text: &str, truncated: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::Outcome;
     use crate::sandbox::{Flag, OutputFile, RunError};
 
     #[test]
     fn the_status_shows_an_exception_type_as_code() {
+        let mut result = failed();
+        result.stdout = String::new();
+        result.stderr = String::new();
+        result.stdout_truncated = false;
+        result.execution_ms = 1200.0;
+        result.output_files = vec![];
+        result.flags = vec![];
         let mut run = crate::run_result::UserRunResult {
-            result: ExecutionResult {
-                stdout: String::new(),
-                stderr: String::new(),
-                stdout_truncated: false,
-                execution_ms: 1200.0,
-                output_files: vec![],
-                flags: vec![],
-                ..failed()
-            },
+            result,
             generated_files: vec![],
         };
         assert_eq!(status_line(Ok(&run)), "⚠️ failed after 1.2 s: `ValueError`");
@@ -340,24 +340,26 @@ mod tests {
     /// A run whose code raised ValueError, with a truncated stdout, a file and a flag.
     fn failed() -> ExecutionResult {
         ExecutionResult {
-            status: Status::Error,
-            exit_code: Some(1),
-            stdout: "partial".into(),
-            stderr: "Traceback...\n".into(),
-            stdout_truncated: true,
-            stderr_truncated: false,
-            execution_ms: 12.0,
-            cpu_ms: None,
+            outcome: Outcome {
+                status: Status::Error,
+                exit_code: Some(1),
+                stdout: "partial".into(),
+                stderr: "Traceback...\n".into(),
+                stdout_truncated: true,
+                stderr_truncated: false,
+                execution_ms: 12.0,
+                cpu_ms: None,
+                error: Some(RunError {
+                    kind: "ValueError".into(),
+                    message: "bad".into(),
+                }),
+            },
             total_ms: 180.0,
             install_ms: 0.0,
             packages_installed: Vec::new(),
             packages_cached: Vec::new(),
             phases: Default::default(),
             session: None,
-            error: Some(RunError {
-                kind: "ValueError".into(),
-                message: "bad".into(),
-            }),
             output_files: vec![OutputFile {
                 name: "a.png".into(),
                 size: 10,

@@ -1009,9 +1009,8 @@ async fn the_model_uses_a_variable_from_its_last_call_and_the_user_gets_the_figu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bot_runs_code_on_an_executor_elsewhere_and_shows_it_live() {
     const TOKEN: &str = "bot-executor-token";
-    let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
-        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
-    let database = format!("codebox_test_{}", codebox::store::ids::new_file_id());
+    let uri = common::mongo_uri();
+    let database = common::fresh_database();
     // In its own data directory, sharing only MongoDB with the bot.
     let data = tempfile::tempdir().unwrap();
     let executor = ExecutorProcess::start(

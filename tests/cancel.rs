@@ -6,12 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use codebox::config::Settings;
 use codebox::container::OWNER_LABEL;
 use codebox::container::docker::DockerEngine;
 use codebox::container::engine::Containers;
 use codebox::container::reaper::current_owner;
-use codebox::sandbox::{ExecutionRequest, Limits};
 
 async fn containers_owned_by_this_process(engine: &DockerEngine) -> usize {
     let owner = current_owner();
@@ -27,22 +25,10 @@ async fn containers_owned_by_this_process(engine: &DockerEngine) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_request_leaves_no_container() {
     let data = tempfile::tempdir().unwrap();
-    let mut settings = Settings {
-        data_dir: data.path().to_path_buf(),
-        ..Settings::default()
-    };
-    settings.pool.warm_pool_size = 0;
+    let settings = common::settings(data.path(), 0);
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
     let executor = Arc::new(common::executor(engine.clone(), &settings).unwrap());
-    let request = ExecutionRequest {
-        code: "import time\ntime.sleep(60)".to_string(),
-        limits: Limits::from_settings(&settings.sandbox),
-        input_dir: None,
-        output_dir: None,
-        files: Vec::new(),
-        session: None,
-        watch: None,
-    };
+    let request = common::request("import time\ntime.sleep(60)", &settings);
     let task = {
         let executor = executor.clone();
         tokio::spawn(async move { executor.execute(request).await })

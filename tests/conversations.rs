@@ -1,5 +1,7 @@
 //! History and usage persistence on both backends.
 
+mod common;
+
 use codebox::conversations::mongo::MongoConversations;
 use codebox::conversations::sqlite::SqliteConversations;
 use codebox::conversations::{ConversationStore, GuildLimits, UsageTotals};
@@ -90,8 +92,7 @@ async fn embedded() {
 
 #[tokio::test]
 async fn mongodb() {
-    let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
-        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
+    let uri = common::mongo_uri();
     let db = format!("codebox_conv_{}", codebox::store::ids::new_file_id());
     contract(MongoConversations::connect(&uri, &db).await.unwrap()).await;
 }

@@ -10,38 +10,21 @@ use codebox::container::RUN_ID_LABEL;
 use codebox::container::docker::DockerEngine;
 use codebox::container::engine::Containers;
 use codebox::sandbox::spec::{ContainerSpec, container_config, container_name};
-use codebox::sandbox::{ExecutionRequest, Limits, Status};
+use codebox::sandbox::{Limits, Status};
+use common::request;
 
+/// Settings of these tests: no warm pool, `concurrency` runs at once.
 fn settings(data_dir: &std::path::Path, concurrency: usize) -> Settings {
-    let mut settings = Settings {
-        data_dir: data_dir.to_path_buf(),
-        ..Settings::default()
-    };
+    let mut settings = common::settings(data_dir, 0);
     settings.sandbox.max_concurrent_executions = concurrency;
-    settings.pool.warm_pool_size = 0;
     settings
 }
 
-fn request(code: &str, settings: &Settings) -> ExecutionRequest {
-    ExecutionRequest {
-        code: code.to_string(),
-        limits: Limits::from_settings(&settings.sandbox),
-        input_dir: None,
-        output_dir: None,
-        files: Vec::new(),
-        session: None,
-        watch: None,
-    }
-}
-
-async fn containers_with_run_label() -> Vec<String> {
-    let engine = DockerEngine::connect().await.unwrap();
-    engine
-        .list_managed()
+async fn run_labels() -> Vec<String> {
+    common::containers_by_label(RUN_ID_LABEL)
         .await
-        .unwrap()
         .into_iter()
-        .filter_map(|c| c.labels.get(RUN_ID_LABEL).cloned())
+        .map(|(run_id, _)| run_id)
         .collect()
 }
 
@@ -74,7 +57,7 @@ async fn eight_concurrent_runs_all_succeed() {
         );
         run_ids.push(result.run_id);
     }
-    let remaining = containers_with_run_label().await;
+    let remaining = run_labels().await;
     for id in run_ids {
         assert!(!remaining.contains(&id), "container of {id} remains");
     }
@@ -118,7 +101,7 @@ async fn startup_reaps_containers_of_dead_owners_only() {
     let executor = common::executor(engine.clone(), &settings).unwrap();
     let removed = executor.reap_orphans().await.unwrap();
     assert!(removed >= 1);
-    let labels = containers_with_run_label().await;
+    let labels = run_labels().await;
     assert!(!labels.contains(&dead_id), "dead owner's container reaped");
     assert!(
         labels.contains(&live_id),
@@ -146,7 +129,7 @@ async fn background_removal_finishes_by_shutdown() {
         run_ids.push(result.run_id);
     }
     executor.shutdown().await;
-    let remaining = containers_with_run_label().await;
+    let remaining = run_labels().await;
     for id in run_ids {
         assert!(
             !remaining.contains(&id),

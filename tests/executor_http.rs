@@ -420,9 +420,8 @@ async fn clients_pick_a_healthy_executor_and_never_rerun_started_code() {
 
 /// MONGODB_URI and a database of this test's own.
 fn mongo_env() -> [(&'static str, String); 2] {
-    let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
-        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
-    let database = format!("codebox_test_{}", codebox::store::ids::new_file_id());
+    let uri = common::mongo_uri();
+    let database = common::fresh_database();
     [("MONGODB_URI", uri), ("MONGODB_DATABASE", database)]
 }
 

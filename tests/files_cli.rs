@@ -32,8 +32,7 @@ impl Cli {
     fn cmd(&self) -> Command {
         let mut cmd = codebox(self.data.path());
         if let Backend::Mongo = self.backend {
-            let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
-                .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
+            let uri = common::mongo_uri();
             cmd.env("MONGODB_URI", uri)
                 .env("MONGODB_DATABASE", &self.database);
         }

@@ -10,23 +10,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codebox::config::{Runtime, Settings};
+use codebox::config::Runtime;
 use codebox::container::docker::DockerEngine;
 use codebox::sandbox::watch::{OutputStream, RunEvent, Subscription, watch};
 use codebox::sandbox::{ExecutionRequest, Executor, Limits, Status};
-use common::codebox;
+use common::{codebox, settings};
 
 const TICKS: &str =
     "import time\nfor i in range(15):\n    print(i, flush=True)\n    time.sleep(0.2)";
-
-fn settings(data_dir: &std::path::Path, pool: usize) -> Settings {
-    let mut settings = Settings {
-        data_dir: data_dir.to_path_buf(),
-        ..Settings::default()
-    };
-    settings.pool.warm_pool_size = pool;
-    settings
-}
 
 fn request(
     code: &str,

@@ -591,7 +591,11 @@ async fn a_name_the_index_lacks_is_remembered_so_retries_start_no_installer() {
         message.contains("No matching distribution for `cbx-absent` (imported as `cbx_absent`)"),
         "{message}"
     );
-    assert_eq!(second.error.unwrap().message, message, "the same words");
+    assert_eq!(
+        second.outcome.error.unwrap().message,
+        message,
+        "the same words"
+    );
     assert!(asked >= 1, "the first run asked the index");
     assert_eq!(
         f.index.page_requests("cbx-absent"),

@@ -7,35 +7,15 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use codebox::config::{PackagePolicy, Settings};
+use codebox::config::PackagePolicy;
 use codebox::container::docker::DockerEngine;
 use codebox::container::engine::Containers;
 use codebox::container::{OWNER_LABEL, POOL_LABEL, RUN_ID_LABEL};
-use codebox::sandbox::{ExecutionRequest, Executor, JobFile, Limits, Status};
+use codebox::sandbox::{Executor, JobFile, Status};
 use common::index::{LocalIndex, build_wheel};
+use common::{request, settings};
 
 const READY: Duration = Duration::from_secs(60);
-
-fn settings(data_dir: &std::path::Path, pool: usize) -> Settings {
-    let mut settings = Settings {
-        data_dir: data_dir.to_path_buf(),
-        ..Settings::default()
-    };
-    settings.pool.warm_pool_size = pool;
-    settings
-}
-
-fn request(code: &str, settings: &Settings) -> ExecutionRequest {
-    ExecutionRequest {
-        code: code.to_string(),
-        limits: Limits::from_settings(&settings.sandbox),
-        input_dir: None,
-        output_dir: None,
-        files: Vec::new(),
-        session: None,
-        watch: None,
-    }
-}
 
 /// One executor's warm containers (by pool label), as (run id, container id).
 async fn pool_containers(executor: &Executor<DockerEngine>) -> Vec<(String, String)> {

@@ -619,50 +619,38 @@ fn readable_summary_without_json() {
     );
 }
 
+/// A run that cannot start fails with one line on stderr naming what to fix, and nothing
+/// on stdout (no JSON when the sandbox did not run).
 #[test]
-fn missing_image_fails_with_the_fixing_command() {
-    let data = tempfile::tempdir().unwrap();
-    let output = codebox(data.path())
-        .env("SANDBOX_IMAGE", "codebox-no-such-image:never")
-        .args(["run", "--json", "-c", "print(1)"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(
-        output.stdout.is_empty(),
-        "no JSON when the sandbox did not run"
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("codebox-no-such-image:never"), "{stderr}");
-    assert!(stderr.contains("codebox image build"), "{stderr}");
-}
-
-#[test]
-fn unreachable_daemon_fails_with_one_line() {
-    let data = tempfile::tempdir().unwrap();
-    let output = codebox(data.path())
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .args(["run", "-c", "print(1)"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("Docker daemon"), "{stderr}");
-}
-
-#[test]
-fn invalid_settings_name_the_setting() {
-    let data = tempfile::tempdir().unwrap();
-    let output = codebox(data.path())
-        .env("SANDBOX_MEMORY_MB", "a lot")
-        .args(["run", "-c", "print(1)"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("SANDBOX_MEMORY_MB"), "{stderr}");
+fn a_run_that_cannot_start_fails_with_one_line_naming_the_fix() {
+    let cases: [(&str, &str, &[&str]); 3] = [
+        (
+            "SANDBOX_IMAGE",
+            "codebox-no-such-image:never",
+            &["codebox-no-such-image:never", "codebox image build"],
+        ),
+        (
+            "DOCKER_HOST",
+            "unix:///nonexistent/docker.sock",
+            &["Docker daemon"],
+        ),
+        ("SANDBOX_MEMORY_MB", "a lot", &["SANDBOX_MEMORY_MB"]),
+    ];
+    for (name, value, expected) in cases {
+        let data = tempfile::tempdir().unwrap();
+        let output = codebox(data.path())
+            .env(name, value)
+            .args(["run", "--json", "-c", "print(1)"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{name}={value}");
+        assert!(output.stdout.is_empty(), "{name}={value}: no JSON");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{name}={value}: {stderr}");
+        for part in expected {
+            assert!(stderr.contains(part), "{name}={value}: {stderr}");
+        }
+    }
 }
 
 #[test]

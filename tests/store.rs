@@ -3,6 +3,8 @@
 //! names it, default mongodb://127.0.0.1:27017). A missing server fails these tests.
 //! Every store reads a manual clock: expiry is tested by moving it, never by sleeping.
 
+mod common;
+
 use std::collections::HashSet;
 use std::fs;
 use std::path::PathBuf;
@@ -496,10 +498,9 @@ fn sqlite_store(fx: &Fixture, limits: StoreLimits) -> FileStore<SqliteMetadata> 
 }
 
 async fn mongo_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetadata> {
-    let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
-        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
+    let uri = common::mongo_uri();
     // A fresh database per test keeps tests independent on one server.
-    let database = format!("codebox_test_{}", codebox::store::ids::new_file_id());
+    let database = common::fresh_database();
     let meta = MongoMetadata::connect(&uri, &database)
         .await
         .unwrap_or_else(|err| panic!("MongoDB-compatible server at {uri}: {err}"));
@@ -508,9 +509,8 @@ async fn mongo_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetada
 
 /// MongoDB for the records and GridFS for the bytes, as when MONGODB_URI is set.
 async fn gridfs_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetadata> {
-    let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
-        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
-    let database = format!("codebox_test_{}", codebox::store::ids::new_file_id());
+    let uri = common::mongo_uri();
+    let database = common::fresh_database();
     let meta = MongoMetadata::connect(&uri, &database)
         .await
         .unwrap_or_else(|err| panic!("MongoDB-compatible server at {uri}: {err}"));
@@ -680,9 +680,8 @@ gridfs_suite!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_copies_of_gridfs_files_stay_within_their_bound() {
     let fx = Fixture::new();
-    let uri = std::env::var("CODEBOX_TEST_MONGODB_URI")
-        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string());
-    let database = format!("codebox_test_{}", codebox::store::ids::new_file_id());
+    let uri = common::mongo_uri();
+    let database = common::fresh_database();
     let meta = MongoMetadata::connect(&uri, &database).await.unwrap();
     let db = codebox::store::db::connect_mongo(&uri, &database)
         .await

@@ -292,6 +292,7 @@ mod tests {
     use super::*;
     use crate::llm::history::ToolCallRecord;
     use crate::llm::pictures::Shown;
+    use crate::sandbox::Outcome;
     use crate::sandbox::{ExecutionResult, Status};
 
     /// Replays scripted replies and records the prompts it was given.
@@ -347,21 +348,23 @@ mod tests {
             }
             Ok(UserRunResult {
                 result: ExecutionResult {
-                    status: Status::Ok,
-                    exit_code: Some(0),
-                    stdout: format!("ran: {code}\n"),
-                    stderr: String::new(),
-                    stdout_truncated: false,
-                    stderr_truncated: false,
-                    execution_ms: 5.0,
-                    cpu_ms: None,
+                    outcome: Outcome {
+                        status: Status::Ok,
+                        exit_code: Some(0),
+                        stdout: format!("ran: {code}\n"),
+                        stderr: String::new(),
+                        stdout_truncated: false,
+                        stderr_truncated: false,
+                        execution_ms: 5.0,
+                        cpu_ms: None,
+                        error: None,
+                    },
                     total_ms: 10.0,
                     install_ms: 0.0,
                     packages_installed: Vec::new(),
                     packages_cached: Vec::new(),
                     phases: Default::default(),
                     session: None,
-                    error: None,
                     output_files: vec![],
                     flags: vec![],
                     run_id: "r".into(),

@@ -115,28 +115,31 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::Outcome;
     use crate::sandbox::{RunError, Status};
 
     fn result(stdout: &str) -> ExecutionResult {
         ExecutionResult {
-            status: Status::Error,
-            exit_code: Some(1),
-            stdout: stdout.to_string(),
-            stderr: "Traceback ...\nValueError: bad\n".into(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            execution_ms: 12.4,
-            cpu_ms: None,
+            outcome: Outcome {
+                status: Status::Error,
+                exit_code: Some(1),
+                stdout: stdout.to_string(),
+                stderr: "Traceback ...\nValueError: bad\n".into(),
+                stdout_truncated: false,
+                stderr_truncated: false,
+                execution_ms: 12.4,
+                cpu_ms: None,
+                error: Some(RunError {
+                    kind: "ValueError".into(),
+                    message: "bad".into(),
+                }),
+            },
             total_ms: 200.0,
             install_ms: 0.0,
             packages_installed: Vec::new(),
             packages_cached: Vec::new(),
             phases: Default::default(),
             session: None,
-            error: Some(RunError {
-                kind: "ValueError".into(),
-                message: "bad".into(),
-            }),
             output_files: vec![],
             flags: vec![],
             run_id: "r".into(),

@@ -5,6 +5,7 @@
 //! guard hands the container to the retirer.
 
 use super::limits::Limits;
+use super::outcome::Outcome;
 use super::package_source::Prepared;
 use super::protocol::{ProtocolError, RunnerResult};
 use super::result::{Flag, Phases, RunError, Status};
@@ -185,12 +186,12 @@ fn broken_protocol(err: &ProtocolError, transcript: &mut Transcript) -> RunnerRe
         ),
     };
     match transcript.result.take() {
-        Some(reported) => RunnerResult {
-            status: Status::Killed,
-            exit_code: None,
-            error: Some(error),
-            ..reported
-        },
+        Some(mut reported) => {
+            reported.status = Status::Killed;
+            reported.exit_code = None;
+            reported.error = Some(error);
+            reported
+        }
         None => unreported(Status::Killed, None, transcript.execution_ms, error),
     }
 }
@@ -242,15 +243,17 @@ fn unreported(
     error: RunError,
 ) -> RunnerResult {
     RunnerResult {
-        status,
-        exit_code,
-        stdout: String::new(),
-        stderr: String::new(),
-        stdout_truncated: false,
-        stderr_truncated: false,
-        execution_ms,
-        cpu_ms: None,
-        error: Some(error),
+        outcome: Outcome {
+            status,
+            exit_code,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            execution_ms,
+            cpu_ms: None,
+            error: Some(error),
+        },
         session: None,
     }
 }
@@ -292,15 +295,17 @@ mod tests {
     fn a_protocol_error_after_an_ok_result_is_never_ok() {
         let mut transcript = Transcript {
             result: Some(RunnerResult {
-                status: Status::Ok,
-                exit_code: Some(0),
-                stdout: "1\n".into(),
-                stderr: String::new(),
-                stdout_truncated: false,
-                stderr_truncated: false,
-                execution_ms: 2.0,
-                cpu_ms: None,
-                error: None,
+                outcome: Outcome {
+                    status: Status::Ok,
+                    exit_code: Some(0),
+                    stdout: "1\n".into(),
+                    stderr: String::new(),
+                    stdout_truncated: false,
+                    stderr_truncated: false,
+                    execution_ms: 2.0,
+                    cpu_ms: None,
+                    error: None,
+                },
                 session: None,
             }),
             ..Transcript::default()
@@ -313,7 +318,7 @@ mod tests {
         assert_eq!(runner.status, Status::Killed);
         assert_eq!(runner.stdout, "1\n");
         assert_eq!(
-            runner.error.map(|e| e.kind).as_deref(),
+            runner.outcome.error.map(|e| e.kind).as_deref(),
             Some("ProtocolError")
         );
         assert_eq!(flags[0].flag, "protocol_error");
@@ -338,18 +343,20 @@ mod verdict_tests {
 
     fn ended_with(kind: &str, message: &str) -> RunnerResult {
         RunnerResult {
-            status: Status::Error,
-            exit_code: Some(1),
-            stdout: String::new(),
-            stderr: String::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            execution_ms: 1.0,
-            cpu_ms: None,
-            error: Some(RunError {
-                kind: kind.into(),
-                message: message.into(),
-            }),
+            outcome: Outcome {
+                status: Status::Error,
+                exit_code: Some(1),
+                stdout: String::new(),
+                stderr: String::new(),
+                stdout_truncated: false,
+                stderr_truncated: false,
+                execution_ms: 1.0,
+                cpu_ms: None,
+                error: Some(RunError {
+                    kind: kind.into(),
+                    message: message.into(),
+                }),
+            },
             session: None,
         }
     }
@@ -360,7 +367,7 @@ mod verdict_tests {
         let mut stopped = ended_with("ModuleNotFoundError", "No module named 'cbx_denied' (…)");
         package_verdict(&mut stopped, &refusals);
         assert_eq!(stopped.status, Status::Refused);
-        assert_eq!(stopped.error.unwrap().kind, "PackageNotAllowed");
+        assert_eq!(stopped.outcome.error.unwrap().kind, "PackageNotAllowed");
 
         // Another module, or another error: the code's own failure stays its own.
         for (kind, message) in [

@@ -504,19 +504,11 @@ impl<E: Containers + 'static> Executor<E> {
         phases.collect_ms += elapsed_ms(extract_started);
 
         Ok(ExecutionResult {
-            status: runner.status,
-            exit_code: runner.exit_code,
-            stdout: runner.stdout,
-            stderr: runner.stderr,
-            stdout_truncated: runner.stdout_truncated,
-            stderr_truncated: runner.stderr_truncated,
-            execution_ms: runner.execution_ms,
-            cpu_ms: runner.cpu_ms,
+            outcome: runner.outcome,
             total_ms: elapsed_ms(started),
             install_ms,
             packages_installed,
             packages_cached,
-            error: runner.error,
             output_files,
             flags,
             run_id: run_id.to_string(),

@@ -15,6 +15,7 @@ pub mod link;
 pub mod live;
 pub mod mount_view;
 pub mod order;
+pub mod outcome;
 pub mod outputs;
 pub mod package_source;
 pub mod pool;
@@ -28,6 +29,7 @@ pub mod watch;
 
 pub use executor::{ExecutionRequest, Executor, ExecutorError};
 pub use limits::Limits;
+pub use outcome::Outcome;
 pub use protocol::JobFile;
 pub use result::{ExecutionResult, Flag, OutputFile, RunError, Status};
 

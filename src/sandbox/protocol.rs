@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::limits::Limits;
-use super::result::{Flag, RunError, Status};
+use super::outcome::Outcome;
+use super::result::Flag;
 use super::session::{SessionJob, SessionReport};
 use crate::container::rebuild_command;
 
@@ -123,56 +124,24 @@ impl Job {
 /// The runner's report on the code, before output collection.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RunnerResult {
-    pub status: Status,
-    pub exit_code: Option<i64>,
-    pub stdout: String,
-    pub stderr: String,
-    pub stdout_truncated: bool,
-    pub stderr_truncated: bool,
-    pub execution_ms: f64,
-    /// CPU time of the run as the kernel counted it (the container's cgroup, or under
-    /// gVisor the reaped processes' usage); None from a runner that cannot tell.
-    #[serde(default, deserialize_with = "cpu_time")]
-    pub cpu_ms: Option<f64>,
-    #[serde(default, deserialize_with = "bounded_error")]
-    pub error: Option<RunError>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
     /// Boxed: most results have none, and it would triple every event's size.
     #[serde(default)]
     pub session: Option<Box<SessionReport>>,
 }
 
-/// Pure: whether a reported exception type looks like one (`ValueError`,
-/// `pandas.errors.ParserError`): the runner bounds it, and the host checks again, since the
-/// name comes from the code and is shown in Discord.
-pub fn is_exception_name(name: &str) -> bool {
-    name.len() <= 200
-        && !name.is_empty()
-        && name.split('.').all(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
+impl std::ops::Deref for RunnerResult {
+    type Target = Outcome;
+    fn deref(&self) -> &Outcome {
+        &self.outcome
+    }
 }
 
-/// A CPU time is a finite, non-negative number of milliseconds below a year; anything else
-/// is no figure at all.
-fn cpu_time<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
-    let ms = Option::<f64>::deserialize(deserializer)?;
-    Ok(ms.filter(|ms| ms.is_finite() && (0.0..3.2e10).contains(ms)))
-}
-
-fn bounded_error<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<RunError>, D::Error> {
-    let error = Option::<RunError>::deserialize(deserializer)?;
-    Ok(error.map(|mut error| {
-        if !is_exception_name(&error.kind) {
-            error.kind = "Exception".to_string();
-        }
-        error
-    }))
+impl std::ops::DerefMut for RunnerResult {
+    fn deref_mut(&mut self) -> &mut Outcome {
+        &mut self.outcome
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -490,7 +459,7 @@ mod tests {
     #[test]
     fn exception_names_are_identifiers_only() {
         for good in ["ValueError", "pandas.errors.ParserError", "_Private", "E1"] {
-            assert!(super::is_exception_name(good), "{good}");
+            assert!(crate::sandbox::outcome::is_exception_name(good), "{good}");
         }
         for bad in [
             "",
@@ -501,7 +470,7 @@ mod tests {
             "Err`or",
             &"A".repeat(201),
         ] {
-            assert!(!super::is_exception_name(bad), "{bad}");
+            assert!(!crate::sandbox::outcome::is_exception_name(bad), "{bad}");
         }
         let result: super::RunnerResult = serde_json::from_value(serde_json::json!({
             "status": "error", "exit_code": 1, "stdout": "", "stderr": "",
@@ -509,7 +478,7 @@ mod tests {
             "error": {"type": "X\n# Heading [link](https://evil.example)", "message": "m"}
         }))
         .unwrap();
-        assert_eq!(result.error.unwrap().kind, "Exception");
+        assert_eq!(result.outcome.error.unwrap().kind, "Exception");
     }
 
     use super::*;

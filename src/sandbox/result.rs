@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::outcome::Outcome;
 use super::session::SessionReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,20 +114,8 @@ pub struct Phases {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionResult {
-    pub status: Status,
-    pub exit_code: Option<i64>,
-    pub stdout: String,
-    pub stderr: String,
-    pub stdout_truncated: bool,
-    pub stderr_truncated: bool,
-    /// Wall time the user's code ran, by the runner's own clock from the hand-over to the
-    /// code's exit (for a session, restoring and saving its variables included), package
-    /// installs excluded.
-    pub execution_ms: f64,
-    /// CPU time the run used, as the kernel counted it; None when the runtime showed no
-    /// figure. What `/usage` charges (wall time when None).
-    #[serde(default)]
-    pub cpu_ms: Option<f64>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
     /// Wall time of the whole request: queueing, container start, run, collection, removal.
     pub total_ms: f64,
     /// Time spent making missing packages available (never part of the time limit).
@@ -138,7 +127,6 @@ pub struct ExecutionResult {
     /// Distributions this run took from the package cache.
     #[serde(default)]
     pub packages_cached: Vec<String>,
-    pub error: Option<RunError>,
     pub output_files: Vec<OutputFile>,
     pub flags: Vec<Flag>,
     pub run_id: String,
@@ -147,4 +135,17 @@ pub struct ExecutionResult {
     /// What became of the session's state, for a run that has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionReport>,
+}
+
+impl std::ops::Deref for ExecutionResult {
+    type Target = Outcome;
+    fn deref(&self) -> &Outcome {
+        &self.outcome
+    }
+}
+
+impl std::ops::DerefMut for ExecutionResult {
+    fn deref_mut(&mut self) -> &mut Outcome {
+        &mut self.outcome
+    }
 }

@@ -141,6 +141,56 @@ pub fn run_with(mut cmd: Command, args: &[&str], code: &str) -> Run {
     Run { json, output }
 }
 
+/// The MongoDB-compatible server the store tests use (scripts/test.sh starts one and sets
+/// CODEBOX_TEST_MONGODB_URI).
+pub fn mongo_uri() -> String {
+    std::env::var("CODEBOX_TEST_MONGODB_URI")
+        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_string())
+}
+
+/// A database name no other test uses, so tests share one server independently.
+pub fn fresh_database() -> String {
+    format!("codebox_test_{}", codebox::store::ids::new_file_id())
+}
+
+/// Settings with a private DATA_DIR and `pool` warm containers; the rest default.
+pub fn settings(data_dir: &Path, pool: usize) -> codebox::config::Settings {
+    let mut settings = codebox::config::Settings {
+        data_dir: data_dir.to_path_buf(),
+        ..codebox::config::Settings::default()
+    };
+    settings.pool.warm_pool_size = pool;
+    settings
+}
+
+/// A plain run of `code` under the settings' limits.
+pub fn request(
+    code: &str,
+    settings: &codebox::config::Settings,
+) -> codebox::sandbox::ExecutionRequest {
+    codebox::sandbox::ExecutionRequest {
+        code: code.to_string(),
+        limits: codebox::sandbox::Limits::from_settings(&settings.sandbox),
+        input_dir: None,
+        output_dir: None,
+        files: Vec::new(),
+        session: None,
+        watch: None,
+    }
+}
+
+/// Every managed container carrying `label`, as (the label's value, container id).
+pub async fn containers_by_label(label: &str) -> Vec<(String, String)> {
+    let engine = DockerEngine::connect().await.expect("docker daemon");
+    engine
+        .list_managed()
+        .await
+        .expect("list containers")
+        .into_iter()
+        .filter_map(|c| Some((c.labels.get(label)?.clone(), c.id)))
+        .collect()
+}
+
 /// True when any container (running or not) carries this run's id.
 pub async fn run_container_exists(run_id: &str) -> bool {
     let engine = DockerEngine::connect().await.expect("docker daemon");

@@ -133,7 +133,7 @@ async fn a_silent_run_past_its_deadline_is_killed_as_a_timeout() {
         .unwrap();
     assert_eq!(result.status, Status::Timeout);
     assert_eq!(result.exit_code, None);
-    assert_eq!(result.error.unwrap().kind, "TimeoutError");
+    assert_eq!(result.outcome.error.unwrap().kind, "TimeoutError");
     assert_eq!(engine.killed(), [CONTAINER]);
     assert_eq!(engine.removed(), [CONTAINER]);
 }
@@ -160,7 +160,7 @@ async fn a_stream_that_ends_without_a_result_after_an_oom_kill_is_oom() {
         .await
         .unwrap();
     assert_eq!(result.status, Status::Oom);
-    assert_eq!(result.error.unwrap().kind, "MemoryError");
+    assert_eq!(result.outcome.error.unwrap().kind, "MemoryError");
     assert!(engine.calls().contains(&Call::ExitState(CONTAINER.into())));
     assert_eq!(engine.removed(), [CONTAINER]);
 }
@@ -179,7 +179,7 @@ async fn a_stream_that_ends_without_a_result_or_oom_is_killed() {
         .unwrap();
     assert_eq!(result.status, Status::Killed);
     assert_eq!(result.exit_code, Some(137));
-    let error = result.error.unwrap();
+    let error = result.outcome.error.unwrap();
     assert_eq!(error.kind, "SandboxError");
     assert!(error.message.contains("exit code 137"), "{}", error.message);
     assert!(
@@ -217,7 +217,7 @@ async fn a_garbage_line_kills_the_run_as_a_protocol_error() {
         .await
         .unwrap();
     assert_eq!(result.status, Status::Killed);
-    assert_eq!(result.error.unwrap().kind, "ProtocolError");
+    assert_eq!(result.outcome.error.unwrap().kind, "ProtocolError");
     assert!(result.flags.iter().any(|f| f.flag == "protocol_error"));
     assert_eq!(engine.killed(), [CONTAINER]);
     assert_eq!(engine.removed(), [CONTAINER]);
@@ -239,7 +239,7 @@ async fn a_garbage_line_after_an_ok_result_is_never_ok() {
         .await
         .unwrap();
     assert_ne!(result.status, Status::Ok);
-    assert_eq!(result.error.unwrap().kind, "ProtocolError");
+    assert_eq!(result.outcome.error.unwrap().kind, "ProtocolError");
     assert!(result.flags.iter().any(|f| f.flag == "protocol_error"));
     assert_eq!(engine.killed(), [CONTAINER]);
 }
@@ -292,7 +292,7 @@ async fn a_stream_that_breaks_off_without_a_result_is_killed_and_says_why() {
         .await
         .unwrap();
     assert_eq!(result.status, Status::Killed);
-    let message = result.error.unwrap().message;
+    let message = result.outcome.error.unwrap().message;
     assert!(message.contains("connection reset"), "{message}");
     assert_eq!(engine.removed(), [CONTAINER]);
 }
