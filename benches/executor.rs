@@ -75,10 +75,7 @@ async fn pool_full(url: &str) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(30);
+    let runs: usize = docker::runs_asked(30);
     let data = tempfile::tempdir().unwrap();
     let local = settings(data.path(), &[]);
     let image = local.sandbox.sandbox_image.clone();

@@ -13,11 +13,12 @@
 //! Run with `bash bench/pool.sh` (it prepares the machine first).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "common/docker.rs"]
+mod docker;
 #[path = "common/rss.rs"]
 mod rss;
 #[path = "common/settings.rs"]
@@ -67,36 +68,6 @@ fn write_csv(dir: &Path) -> PathBuf {
     }
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn docker_run(image: &str, inputs: &Path, code: &str) -> (f64, bool) {
-    let out = tempfile::tempdir().unwrap();
-    // The image runs as the sandbox uid; let it write the PNG.
-    std::fs::set_permissions(
-        out.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let started = Instant::now();
-    let status = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "python3",
-        ])
-        .arg("-v")
-        .arg(format!("{}:/mnt/inputs:ro", inputs.display()))
-        .arg("-v")
-        .arg(format!("{}:/mnt/outputs", out.path().display()))
-        .args([image, "-c", code])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    (started.elapsed().as_secs_f64() * 1000.0, status.success())
 }
 
 fn request(code: &str, settings: &Settings, inputs: &Path) -> ExecutionRequest {
@@ -221,7 +192,7 @@ fn docker_burst(image: &str, inputs: &Path) -> (f64, usize) {
     let handles: Vec<_> = (0..BURST)
         .map(|_| {
             let (image, inputs) = (image.to_string(), inputs.to_path_buf());
-            std::thread::spawn(move || docker_run(&image, &inputs, W1).1)
+            std::thread::spawn(move || docker::docker_run(&image, &inputs, W1).1)
         })
         .collect();
     let failures = handles
@@ -235,10 +206,7 @@ fn docker_burst(image: &str, inputs: &Path) -> (f64, usize) {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     // `cargo bench --bench pool -- 50` runs 50 of each; cargo adds `--bench` itself.
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(30);
+    let runs: usize = docker::runs_asked(30);
     let data = tempfile::tempdir().unwrap();
     let inputs = tempfile::tempdir().unwrap();
     write_csv(inputs.path());
@@ -260,16 +228,16 @@ async fn main() {
     let rss_start = rss_kib("self");
 
     // (a) plain docker run
-    let _ = docker_run(&image, inputs.path(), W1); // first-use effects out of the samples
+    let _ = docker::docker_run(&image, inputs.path(), W1); // first-use effects out of the samples
     let mut a1 = Vec::new();
     let mut a2 = Vec::new();
     for _ in 0..runs {
-        let (ms, ok) = docker_run(&image, inputs.path(), W1);
+        let (ms, ok) = docker::docker_run(&image, inputs.path(), W1);
         assert!(ok, "docker run W1 failed");
         a1.push(ms);
     }
     for _ in 0..runs {
-        let (ms, ok) = docker_run(&image, inputs.path(), W2_DOCKER);
+        let (ms, ok) = docker::docker_run(&image, inputs.path(), W2_DOCKER);
         assert!(ok, "docker run W2 failed");
         a2.push(ms);
     }

@@ -98,10 +98,7 @@ async fn w1(
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(30);
+    let runs: usize = docker::runs_asked(30);
     let data = tempfile::tempdir().unwrap();
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
 

@@ -317,7 +317,7 @@ fn section(out: &mut String, title: &str, text: &str, truncated: bool) {
 mod tests {
     use super::*;
     use crate::sandbox::Outcome;
-    use crate::sandbox::{Flag, OutputFile, RunError};
+    use crate::sandbox::{Flag, OutputFile};
 
     #[test]
     fn the_status_shows_an_exception_type_as_code() {
@@ -339,35 +339,15 @@ mod tests {
 
     /// A run whose code raised ValueError, with a truncated stdout, a file and a flag.
     fn failed() -> ExecutionResult {
-        ExecutionResult {
-            outcome: Outcome {
-                status: Status::Error,
-                exit_code: Some(1),
-                stdout: "partial".into(),
-                stderr: "Traceback...\n".into(),
-                stdout_truncated: true,
-                stderr_truncated: false,
-                execution_ms: 12.0,
-                cpu_ms: None,
-                error: Some(RunError {
-                    kind: "ValueError".into(),
-                    message: "bad".into(),
-                }),
-            },
-            total_ms: 180.0,
-            install_ms: 0.0,
-            packages_installed: Vec::new(),
-            packages_cached: Vec::new(),
-            phases: Default::default(),
-            session: None,
-            output_files: vec![OutputFile {
-                name: "a.png".into(),
-                size: 10,
-                path: "/d/a.png".into(),
-            }],
-            flags: vec![Flag::named("file_too_large", "big.bin")],
-            run_id: "r".into(),
-        }
+        let mut result = ExecutionResult::of(Outcome::value_error("partial", 12.0), 180.0);
+        result.stdout_truncated = true;
+        result.output_files = vec![OutputFile {
+            name: "a.png".into(),
+            size: 10,
+            path: "/d/a.png".into(),
+        }];
+        result.flags = vec![Flag::named("file_too_large", "big.bin")];
+        result
     }
 
     #[test]

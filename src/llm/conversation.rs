@@ -347,8 +347,8 @@ mod tests {
                 return Err(std::io::Error::other("the sandbox is unavailable"));
             }
             Ok(UserRunResult {
-                result: ExecutionResult {
-                    outcome: Outcome {
+                result: ExecutionResult::of(
+                    Outcome {
                         status: Status::Ok,
                         exit_code: Some(0),
                         stdout: format!("ran: {code}\n"),
@@ -359,16 +359,8 @@ mod tests {
                         cpu_ms: None,
                         error: None,
                     },
-                    total_ms: 10.0,
-                    install_ms: 0.0,
-                    packages_installed: Vec::new(),
-                    packages_cached: Vec::new(),
-                    phases: Default::default(),
-                    session: None,
-                    output_files: vec![],
-                    flags: vec![],
-                    run_id: "r".into(),
-                },
+                    10.0,
+                ),
                 generated_files: if code.contains("draw") {
                     vec![crate::run_result::GeneratedFile {
                         file_id: "FIGUREFIGUREFIG1".into(),
@@ -459,6 +451,16 @@ mod tests {
         }
     }
 
+    /// A turn with no history, no progress shown and the test gallery of pictures.
+    async fn turn(
+        model: &ScriptedModel,
+        runner: &EchoRunner,
+        settings: &TurnSettings,
+        user: ChatMessage,
+    ) -> TurnOutcome {
+        run_turn(model, runner, &Quiet, &Gallery, settings, &[], user).await
+    }
+
     fn runner() -> EchoRunner {
         EchoRunner {
             runs: Mutex::new(Vec::new()),
@@ -476,16 +478,7 @@ mod tests {
             Ok(text("the answer is 1; key sk-supersecret-value")),
         ]);
         let runner = runner();
-        let out = run_turn(
-            &model,
-            &runner,
-            &Quiet,
-            &Gallery,
-            &settings(5),
-            &[],
-            ChatMessage::user("compute"),
-        )
-        .await;
+        let out = turn(&model, &runner, &settings(5), ChatMessage::user("compute")).await;
         assert_eq!(out.reply, "the answer is 1; key [redacted]");
         assert_eq!(
             runner.runs.lock().unwrap()[0],
@@ -511,16 +504,7 @@ mod tests {
             Ok(call("c3", TOOL_NAME, r#"{"code":"c"}"#)),
         ]);
         let runner = runner();
-        let out = run_turn(
-            &model,
-            &runner,
-            &Quiet,
-            &Gallery,
-            &settings(2),
-            &[],
-            ChatMessage::user("loop"),
-        )
-        .await;
+        let out = turn(&model, &runner, &settings(2), ChatMessage::user("loop")).await;
         assert_eq!(runner.runs.lock().unwrap().len(), 2, "no third run");
         assert!(
             out.reply.contains("Stopped after 2 code runs"),
@@ -545,16 +529,7 @@ mod tests {
             Ok(text("done")),
         ]);
         let runner = runner();
-        let out = run_turn(
-            &model,
-            &runner,
-            &Quiet,
-            &Gallery,
-            &settings(5),
-            &[],
-            ChatMessage::user("x"),
-        )
-        .await;
+        let out = turn(&model, &runner, &settings(5), ChatMessage::user("x")).await;
         assert_eq!(out.reply, "done");
         let tools: Vec<String> = out
             .new_messages
@@ -580,28 +555,16 @@ mod tests {
             Err(ModelError::RateLimited),
             Err(ModelError::RateLimited),
         ]);
-        let out = run_turn(
-            &model,
-            &runner(),
-            &Quiet,
-            &Gallery,
-            &settings(5),
-            &[],
-            ChatMessage::user("hello"),
-        )
-        .await;
+        let out = turn(&model, &runner(), &settings(5), ChatMessage::user("hello")).await;
         assert_eq!(out.error, Some(ModelError::RateLimited));
         assert!(out.reply.contains("busy"), "{}", out.reply);
         assert_eq!(out.new_messages, vec![ChatMessage::user("hello")]);
         assert_eq!(model.prompts.lock().unwrap().len(), 2, "one retry");
         let unauthorized = ScriptedModel::new(vec![Err(ModelError::Unauthorized)]);
-        let out = run_turn(
+        let out = turn(
             &unauthorized,
             &runner(),
-            &Quiet,
-            &Gallery,
             &settings(5),
-            &[],
             ChatMessage::user("hi"),
         )
         .await;
@@ -630,16 +593,7 @@ mod tests {
             Ok(call("c1", TOOL_NAME, r#"{"code":"draw()"}"#)),
             Ok(text("the chart shows a line")),
         ]);
-        let out = run_turn(
-            &model,
-            &runner(),
-            &Quiet,
-            &Gallery,
-            &settings(5),
-            &[],
-            photo(),
-        )
-        .await;
+        let out = turn(&model, &runner(), &settings(5), photo()).await;
         let prompts = model.prompts.lock().unwrap();
         let pictures = model.pictures.lock().unwrap();
         assert!(matches!(
@@ -680,7 +634,7 @@ mod tests {
         ]);
         let mut blind = settings(5);
         blind.vision.sees = false;
-        let out = run_turn(&model, &runner(), &Quiet, &Gallery, &blind, &[], photo()).await;
+        let out = turn(&model, &runner(), &blind, photo()).await;
         let pictures = model.pictures.lock().unwrap();
         assert!(
             pictures
@@ -705,16 +659,7 @@ mod tests {
             }),
             Ok(text("I cannot see it, but code can read it")),
         ]);
-        let out = run_turn(
-            &model,
-            &runner(),
-            &Quiet,
-            &Gallery,
-            &settings(5),
-            &[],
-            photo(),
-        )
-        .await;
+        let out = turn(&model, &runner(), &settings(5), photo()).await;
         assert!(out.images_refused);
         assert!(out.error.is_none(), "{:?}", out.error);
         let pictures = model.pictures.lock().unwrap().clone();
@@ -732,16 +677,7 @@ mod tests {
             status: 400,
             message: "context length exceeded".into(),
         })]);
-        let out = run_turn(
-            &other,
-            &runner(),
-            &Quiet,
-            &Gallery,
-            &settings(5),
-            &[],
-            photo(),
-        )
-        .await;
+        let out = turn(&other, &runner(), &settings(5), photo()).await;
         assert!(!out.images_refused && out.error.is_some());
         assert_eq!(other.prompts.lock().unwrap().len(), 1);
     }

@@ -116,34 +116,10 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 mod tests {
     use super::*;
     use crate::sandbox::Outcome;
-    use crate::sandbox::{RunError, Status};
+    use crate::sandbox::Status;
 
     fn result(stdout: &str) -> ExecutionResult {
-        ExecutionResult {
-            outcome: Outcome {
-                status: Status::Error,
-                exit_code: Some(1),
-                stdout: stdout.to_string(),
-                stderr: "Traceback ...\nValueError: bad\n".into(),
-                stdout_truncated: false,
-                stderr_truncated: false,
-                execution_ms: 12.4,
-                cpu_ms: None,
-                error: Some(RunError {
-                    kind: "ValueError".into(),
-                    message: "bad".into(),
-                }),
-            },
-            total_ms: 200.0,
-            install_ms: 0.0,
-            packages_installed: Vec::new(),
-            packages_cached: Vec::new(),
-            phases: Default::default(),
-            session: None,
-            output_files: vec![],
-            flags: vec![],
-            run_id: "r".into(),
-        }
+        ExecutionResult::of(Outcome::value_error(stdout, 12.4), 200.0)
     }
 
     #[test]

@@ -27,6 +27,27 @@ pub struct Outcome {
     pub error: Option<RunError>,
 }
 
+#[cfg(test)]
+impl Outcome {
+    /// A run whose code raised `ValueError: bad` after printing `stdout`, for unit tests.
+    pub(crate) fn value_error(stdout: &str, execution_ms: f64) -> Outcome {
+        Outcome {
+            status: Status::Error,
+            exit_code: Some(1),
+            stdout: stdout.to_string(),
+            stderr: "Traceback ...\nValueError: bad\n".into(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            execution_ms,
+            cpu_ms: None,
+            error: Some(RunError {
+                kind: "ValueError".into(),
+                message: "bad".into(),
+            }),
+        }
+    }
+}
+
 /// Pure: whether a reported exception type looks like one (`ValueError`,
 /// `pandas.errors.ParserError`): the runner bounds it, and the host checks again, since the
 /// name comes from the code and is shown in Discord.

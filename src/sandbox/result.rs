@@ -137,6 +137,25 @@ pub struct ExecutionResult {
     pub session: Option<SessionReport>,
 }
 
+#[cfg(test)]
+impl ExecutionResult {
+    /// A result of `outcome` with nothing else (no files, flags or phases), for unit tests.
+    pub(crate) fn of(outcome: Outcome, total_ms: f64) -> ExecutionResult {
+        ExecutionResult {
+            outcome,
+            total_ms,
+            install_ms: 0.0,
+            packages_installed: Vec::new(),
+            packages_cached: Vec::new(),
+            phases: Phases::default(),
+            session: None,
+            output_files: vec![],
+            flags: vec![],
+            run_id: "r".into(),
+        }
+    }
+}
+
 impl std::ops::Deref for ExecutionResult {
     type Target = Outcome;
     fn deref(&self) -> &Outcome {

@@ -179,13 +179,16 @@ pub fn request(
     }
 }
 
+/// Every container codebox manages, running or not.
+pub async fn managed_containers() -> Vec<codebox::container::engine::ManagedContainer> {
+    let engine = DockerEngine::connect().await.expect("docker daemon");
+    engine.list_managed().await.expect("list containers")
+}
+
 /// Every managed container carrying `label`, as (the label's value, container id).
 pub async fn containers_by_label(label: &str) -> Vec<(String, String)> {
-    let engine = DockerEngine::connect().await.expect("docker daemon");
-    engine
-        .list_managed()
+    managed_containers()
         .await
-        .expect("list containers")
         .into_iter()
         .filter_map(|c| Some((c.labels.get(label)?.clone(), c.id)))
         .collect()
@@ -193,13 +196,10 @@ pub async fn containers_by_label(label: &str) -> Vec<(String, String)> {
 
 /// True when any container (running or not) carries this run's id.
 pub async fn run_container_exists(run_id: &str) -> bool {
-    let engine = DockerEngine::connect().await.expect("docker daemon");
-    engine
-        .list_managed()
+    containers_by_label(RUN_ID_LABEL)
         .await
-        .expect("list containers")
         .iter()
-        .any(|c| c.labels.get(RUN_ID_LABEL).map(String::as_str) == Some(run_id))
+        .any(|(id, _)| id == run_id)
 }
 
 pub fn assert_container_gone(run_id: &str) {
@@ -213,11 +213,8 @@ pub fn assert_container_gone(run_id: &str) {
 
 /// Sandbox containers owned by the codebox process `pid` (its owner label names the pid).
 pub async fn containers_of(pid: u32) -> Vec<codebox::container::engine::ManagedContainer> {
-    let engine = DockerEngine::connect().await.expect("docker daemon");
-    engine
-        .list_managed()
+    managed_containers()
         .await
-        .expect("list containers")
         .into_iter()
         .filter(|c| {
             c.labels
