@@ -20,6 +20,8 @@ if ! port_open "$mongo_port"; then
 fi
 export CODEBOX_TEST_MONGODB_URI="mongodb://127.0.0.1:$mongo_port"
 
+echo "==> runner tests (pytest)"
+bash scripts/runner-tests.sh
 echo "==> cargo fmt --check"
 cargo fmt --check
 echo "==> cargo clippy"

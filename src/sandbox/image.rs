@@ -59,6 +59,62 @@ pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
         "install_packages.py",
         include_bytes!("../../images/sandbox/install_packages.py"),
     ),
+    (
+        "codebox_runner/__init__.py",
+        include_bytes!("../../images/sandbox/codebox_runner/__init__.py"),
+    ),
+    (
+        "codebox_runner/accounting.py",
+        include_bytes!("../../images/sandbox/codebox_runner/accounting.py"),
+    ),
+    (
+        "codebox_runner/child.py",
+        include_bytes!("../../images/sandbox/codebox_runner/child.py"),
+    ),
+    (
+        "codebox_runner/constants.py",
+        include_bytes!("../../images/sandbox/codebox_runner/constants.py"),
+    ),
+    (
+        "codebox_runner/ending.py",
+        include_bytes!("../../images/sandbox/codebox_runner/ending.py"),
+    ),
+    (
+        "codebox_runner/main.py",
+        include_bytes!("../../images/sandbox/codebox_runner/main.py"),
+    ),
+    (
+        "codebox_runner/outputs.py",
+        include_bytes!("../../images/sandbox/codebox_runner/outputs.py"),
+    ),
+    (
+        "codebox_runner/packages.py",
+        include_bytes!("../../images/sandbox/codebox_runner/packages.py"),
+    ),
+    (
+        "codebox_runner/privileges.py",
+        include_bytes!("../../images/sandbox/codebox_runner/privileges.py"),
+    ),
+    (
+        "codebox_runner/protocol.py",
+        include_bytes!("../../images/sandbox/codebox_runner/protocol.py"),
+    ),
+    (
+        "codebox_runner/session_io.py",
+        include_bytes!("../../images/sandbox/codebox_runner/session_io.py"),
+    ),
+    (
+        "codebox_runner/supervisor.py",
+        include_bytes!("../../images/sandbox/codebox_runner/supervisor.py"),
+    ),
+    (
+        "codebox_runner/user_files.py",
+        include_bytes!("../../images/sandbox/codebox_runner/user_files.py"),
+    ),
+    (
+        "codebox_runner/warmup.py",
+        include_bytes!("../../images/sandbox/codebox_runner/warmup.py"),
+    ),
 ];
 
 /// Pure: whether an image's labels say it speaks this codebox's runner protocol.

@@ -1,0 +1,249 @@
+"""The code's process: forked by the runner before its job is known, it drops to the code's
+uid, waits for the job on a pipe, and becomes the user's program, run as a notebook cell.
+
+It never holds the runner's stdout: its fds 1 and 2 are pipes the runner reads, and what
+it reports (its exception, its session's phases, its missing packages) goes on pipes of
+its own, which the runner treats as the code's."""
+
+import builtins
+import io
+import json
+import os
+import re
+import signal
+import sys
+import traceback
+
+from .constants import (
+    CLOSE_FDS_BELOW,
+    EXIT_PRIVILEGE_DROP_FAILED,
+    MAX_EXCEPTION_MESSAGE_CHARS,
+    MAX_EXCEPTION_NAME_CHARS,
+    READ_CHUNK,
+)
+from .packages import CODE_FILENAME, HostInstaller, add_site_dirs
+from .privileges import drop_privileges, set_dumpable, unshield_signals
+from .session_io import Phase, restore_session, save_session, tell_runner
+from .user_files import plain_name
+
+# What an exception's reported type may look like: `ValueError`, `pandas.errors.ParserError`.
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def run_when_handed(job_r, out_w, err_w, report_w, ask_w, answer_r, phase_w):
+    """The forked process, its parent's descriptors closed: becomes the code's uid, then
+    waits for the job and runs it. Never returns."""
+    signal.set_wakeup_fd(-1)
+    unshield_signals()
+    try:
+        drop_privileges()
+    except OSError:
+        os._exit(EXIT_PRIVILEGE_DROP_FAILED)  # never run code with the runner's privileges
+    chunks = []
+    while True:
+        data = os.read(job_r, READ_CHUNK)
+        if not data:
+            break
+        chunks.append(data)
+    if not chunks:
+        os._exit(0)  # the runner ended without a job
+    job = json.loads(b"".join(chunks))
+    child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w)
+
+
+def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
+    """Runs in the forked child: becomes the user's program."""
+    set_dumpable(1)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    # The phase pipe exists only for a session; without one the code must not hold it.
+    session = job.get("session")
+    if not session:
+        os.close(phase_w)
+    keep = sorted({report_w, ask_w, answer_r} | ({phase_w} if session else set()))
+    low = 3
+    for fd in keep:
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, CLOSE_FDS_BELOW)
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False), line_buffering=True, errors="backslashreplace"
+    )
+    os.chdir(job["workdir"])
+    for key, value in job.get("env", {}).items():
+        os.environ[key] = value
+    sys.argv = ["main.py"]
+    add_site_dirs(job.get("site_dirs", []))
+    sys.path.insert(0, job["workdir"])
+    if job.get("scan_imports"):
+        sys.meta_path.append(HostInstaller(ask_w, answer_r, job["workdir"]))
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    filename = CODE_FILENAME
+    source = job["code"]
+    import linecache
+
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    # The builtins module itself, as a script's `__main__` has it (not its dict).
+    globals_ = {"__name__": "__main__", "__file__": "main.py", "__builtins__": builtins}
+    # load_file and display are ready to use without an import, as in a notebook.
+    try:
+        import codebox_files
+
+        codebox_files.register(job.get("files", []))
+        globals_["load_file"] = codebox_files.load_file
+    except ImportError:
+        pass
+    try:
+        import codebox_display
+    except ImportError:
+        codebox_display = None
+    if codebox_display is not None:
+        globals_["display"] = codebox_display.display
+    if session:
+        restore_session(session, globals_, phase_w)
+    exit_code = 0
+    report = None
+    try:
+        body, last = compile_cell(source, filename)
+        exec(body, globals_)
+        if last is not None:
+            value = eval(last, globals_)
+            if codebox_display is not None:
+                codebox_display.show_last_value(value)
+    except SystemExit as exc:
+        exit_code = system_exit_code(exc.code)
+    except BaseException as exc:  # the user's exception, reported like python would
+        tb = exc.__traceback__
+        # Hide this runner's own frame so the traceback starts at the user's code; a syntax
+        # error says where it is without any frame.
+        if isinstance(exc, SyntaxError):
+            tb = None
+        elif tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        traceback.print_exception(type(exc), exc, tb)
+        hint_missing_file(exc, job.get("files") or [])
+        report = exception_report(exc)
+        exit_code = 1
+    # Figures still open when the code ends are shown, as a notebook shows them.
+    if codebox_display is not None:
+        try:
+            codebox_display.show_figures()
+        except Exception:
+            pass
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    if report is not None:
+        try:
+            os.write(report_w, json.dumps(report).encode())
+        except OSError:
+            pass
+    if session:
+        tell_runner(phase_w, {"phase": Phase.FINISHED.value, "exit_code": exit_code})
+        save_session(session, globals_, phase_w)
+    os._exit(exit_code)
+
+
+def system_exit_code(code):
+    """The exit status of `sys.exit(code)`, as python's own: None is 0, an int its low byte,
+    anything else is printed to stderr and is 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def exception_name(exc_type):
+    """The reported type of an exception: its qualified name, with its module unless that is
+    builtins or the code's own. The name is the code's to choose: only a dotted identifier
+    is reported, so it can carry no formatting, link or newline to wherever it is shown."""
+    name = exc_type.__qualname__
+    module = exc_type.__module__
+    if module not in ("builtins", "__main__"):
+        name = "%s.%s" % (module, name)
+    if not (
+        isinstance(name, str)
+        and len(name) <= MAX_EXCEPTION_NAME_CHARS
+        and _DOTTED_NAME.fullmatch(name)
+    ):
+        name = "Exception"
+    return name
+
+
+def exception_report(exc):
+    """What the code's process tells the runner about the exception that ended the code."""
+    return {"type": exception_name(type(exc)), "message": str(exc)[:MAX_EXCEPTION_MESSAGE_CHARS]}
+
+
+def hint_missing_file(exc, files, out=None):
+    """A missing path that names one of the user's files (its name, its /mnt/data name or
+    its id, in any directory): say where it is. Models look for uploads in the working
+    directory or under paths of other interpreters."""
+    if not isinstance(exc, FileNotFoundError):
+        return
+    missing = exc.filename
+    if not isinstance(missing, str):
+        # Some libraries (pandas) raise it with the path only in the message.
+        quoted = re.search(r"'([^']+)'", str(exc))
+        missing = quoted.group(1) if quoted else ""
+    wanted = os.path.basename(missing.strip())
+    for entry in files:
+        if not isinstance(entry, dict):
+            continue
+        file_id = entry.get("file_id")
+        names = {entry.get("filename"), entry.get("data_name"), file_id}
+        if isinstance(file_id, str):
+            # The id with the type's extension, as a model guesses a stored name.
+            names.add("%s.%s" % (file_id, entry.get("file_type")))
+        if wanted and wanted in names and plain_name(entry.get("data_name")):
+            print(
+                "codebox: the user's file %r is at /mnt/data/%s; load_file(%r) reads it too"
+                % (wanted, entry["data_name"], entry.get("file_id")),
+                file=out if out is not None else sys.stderr,
+            )
+            return
+
+
+def compile_cell(source, filename):
+    """The code as a notebook cell: everything, and separately its last statement when
+    that is an expression whose value is shown (not when the line ends with `;`)."""
+    import ast
+
+    tree = ast.parse(source, filename, "exec")
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr) or ends_with_semicolon(source):
+        return compile(tree, filename, "exec"), None
+    last = tree.body.pop()
+    expression = ast.Expression(last.value)
+    return compile(tree, filename, "exec"), compile(expression, filename, "eval")
+
+
+def ends_with_semicolon(source):
+    """IPython's rule: a cell whose last code token is `;` shows nothing."""
+    import tokenize
+
+    last = None
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type not in (
+                tokenize.COMMENT,
+                tokenize.NL,
+                tokenize.NEWLINE,
+                tokenize.INDENT,
+                tokenize.DEDENT,
+                tokenize.ENDMARKER,
+            ):
+                last = token
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return last is not None and last.type == tokenize.OP and last.string == ";"

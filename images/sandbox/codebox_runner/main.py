@@ -1,0 +1,42 @@
+"""The runner's life, as the container's PID 1: started before its job is known (a warm
+pool can start it early), it optionally imports the data stack, forks the code's process,
+announces readiness, then reads exactly one JSON job line from stdin, runs the code once,
+kills every other process in the container, and streams back one result, a tar of the
+output directory and, for a session, the new snapshot (the protocol: protocol.py)."""
+
+import json
+import sys
+
+from . import protocol
+from .constants import MAX_JOB_LINE_BYTES
+from .outputs import collect_outputs
+from .privileges import set_dumpable, shield_signals
+from .protocol import PROTOCOL_VERSION, Event, emit, send_outputs, send_snapshot
+from .supervisor import Forked, run_job
+from .warmup import DEFAULT_PRELOAD, preload, seed_matplotlib_cache
+
+
+def main(argv=None):
+    set_dumpable(0)
+    shield_signals()
+    seed_matplotlib_cache()
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["--preload"]:
+        preload(args[1].split(",") if len(args) > 1 else list(DEFAULT_PRELOAD))
+    forked = Forked()
+    emit(Event.READY, protocol=PROTOCOL_VERSION)
+    line = sys.stdin.buffer.readline(MAX_JOB_LINE_BYTES)
+    if not line:
+        return
+    job = json.loads(line)
+    # The key stays in this process: the code's process was forked before it was read.
+    key = str(job.pop("auth", "")).encode()
+    if not key:
+        return  # a job without a key cannot be answered in a way the host accepts
+    protocol.set_auth_key(key)
+    snapshot = run_job(job, forked)
+    payload, flags = collect_outputs(job)
+    send_outputs(payload, flags)
+    if snapshot is not None:
+        send_snapshot(snapshot)
+    emit(Event.DONE)
