@@ -1066,15 +1066,7 @@ async fn the_bot_runs_code_on_an_executor_elsewhere_and_shows_it_live() {
     // The code ran on the executor: the bot created no container and keeps no bytes.
     assert_eq!(containers_of(bot.child.id()).await.len(), 0);
     assert!(!bot.user_files_dir().exists(), "file bytes are in GridFS");
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", executor.url))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::executor::metrics(&executor.url, TOKEN).await;
     assert!(
         metrics.contains("codebox_runs_total{status=\"ok\"} 3"),
         "the summary, the model's run and the figure made ready for the model ran there: {metrics}"

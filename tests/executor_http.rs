@@ -34,15 +34,7 @@ async fn containers_of(pid: u32) -> usize {
 }
 
 async fn metrics(url: &str) -> String {
-    client()
-        .get(format!("{url}/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    common::executor::metrics(url, TOKEN).await
 }
 
 /// The value of one Prometheus sample line (0 when absent).
@@ -267,9 +259,6 @@ async fn a_client_that_goes_away_cancels_its_run_and_its_container() {
 /// A fake executor: healthy and idle (so it is tried first), but its runs break, before
 /// the code started or after, as told.
 async fn flaky_executor(after_start: bool) -> SocketAddr {
-    let health = || async {
-        axum::Json(json!({"ready": true, "pool_idle": 100, "pool_target": 100, "in_flight": 0}))
-    };
     let runs = move || async move {
         let body = if after_start {
             "{\"event\":\"started\"}\n{\"event\":\"output\",\"stream\":\"stdout\",\"text\":\"half\",\"skipped_chars\":0,\"missed_before\":0}\n"
@@ -280,9 +269,17 @@ async fn flaky_executor(after_start: bool) -> SocketAddr {
         // The answer ends without a result: the connection broke.
         ([("content-type", "application/x-ndjson")], body)
     };
+    serve_fake_executor(post(runs)).await
+}
+
+/// Serves a fake executor: always healthy and idle, its runs answered by `runs`.
+async fn serve_fake_executor(runs: axum::routing::MethodRouter) -> SocketAddr {
+    let health = || async {
+        axum::Json(json!({"ready": true, "pool_idle": 100, "pool_target": 100, "in_flight": 0}))
+    };
     let app = Router::new()
         .route("/healthz", get(health))
-        .route("/v1/runs", post(runs));
+        .route("/v1/runs", runs);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -291,9 +288,6 @@ async fn flaky_executor(after_start: bool) -> SocketAddr {
 
 /// A fake executor whose result names a "generated file" at a path of its choosing.
 async fn lying_executor() -> SocketAddr {
-    let health = || async {
-        axum::Json(json!({"ready": true, "pool_idle": 100, "pool_target": 100, "in_flight": 0}))
-    };
     let runs = || async {
         let result = json!({"event": "result", "result": {
             "status": "ok", "exit_code": 0, "stdout": "done\n", "stderr": "",
@@ -309,13 +303,7 @@ async fn lying_executor() -> SocketAddr {
         let body = format!("{{\"event\":\"started\"}}\n{result}\n");
         ([("content-type", "application/x-ndjson")], body)
     };
-    let app = Router::new()
-        .route("/healthz", get(health))
-        .route("/v1/runs", post(runs));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    serve_fake_executor(post(runs)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -497,23 +497,25 @@ fn sqlite_store(fx: &Fixture, limits: StoreLimits) -> FileStore<SqliteMetadata> 
     FileStore::with_clock(meta, &fx.data_dir(), limits, fx.clock.clock())
 }
 
-async fn mongo_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetadata> {
+/// Metadata in a fresh database (tests stay independent on one server), and its name.
+async fn mongo_metadata() -> (MongoMetadata, String) {
     let uri = common::mongo_uri();
-    // A fresh database per test keeps tests independent on one server.
     let database = common::fresh_database();
     let meta = MongoMetadata::connect(&uri, &database)
         .await
         .unwrap_or_else(|err| panic!("MongoDB-compatible server at {uri}: {err}"));
+    (meta, database)
+}
+
+async fn mongo_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetadata> {
+    let (meta, _) = mongo_metadata().await;
     FileStore::with_clock(meta, &fx.data_dir(), limits, fx.clock.clock())
 }
 
 /// MongoDB for the records and GridFS for the bytes, as when MONGODB_URI is set.
 async fn gridfs_store(fx: &Fixture, limits: StoreLimits) -> FileStore<MongoMetadata> {
+    let (meta, database) = mongo_metadata().await;
     let uri = common::mongo_uri();
-    let database = common::fresh_database();
-    let meta = MongoMetadata::connect(&uri, &database)
-        .await
-        .unwrap_or_else(|err| panic!("MongoDB-compatible server at {uri}: {err}"));
     let db = codebox::store::db::connect_mongo(&uri, &database)
         .await
         .unwrap();

@@ -6,6 +6,19 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+/// The executor's Prometheus text, asked with `token`.
+pub async fn metrics(url: &str, token: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("{url}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub struct ExecutorProcess {
     child: Child,
     pub url: String,
