@@ -1,6 +1,6 @@
-//! The small traits the sandbox needs from a container engine. `docker::DockerEngine` is the
-//! real adapter; keeping bollard behind these keeps the executor readable and its error
-//! handling in one place.
+//! The small traits codebox needs from a container engine, for runs and installs alike.
+//! `docker::DockerEngine` is the real adapter; keeping bollard behind these keeps the
+//! executor readable and its error handling in one place.
 
 use std::collections::HashMap;
 use std::future::Future;
