@@ -247,15 +247,9 @@ async fn main() {
     // (b) codebox, pool off
     // As the bot runs it: used containers are removed after the result is returned.
     let off = Arc::new(
-        codebox::app::assembly::executor(
-            engine.clone(),
-            &base.sandbox,
-            &base.pool,
-            &base.packages,
-            &base.data_dir,
-        )
-        .unwrap()
-        .removing_in_background(),
+        codebox::app::assembly::from_settings(engine.clone(), &base)
+            .unwrap()
+            .removing_in_background(),
     );
     let _ = off.execute(request(W1, &base, inputs.path())).await;
     let (b1, b1_phases, _) = codebox_sequential(&off, &base, inputs.path(), W1, "W1", runs).await;
@@ -267,15 +261,9 @@ async fn main() {
     // (c) codebox, pool on
     let on_settings = bench_settings(data.path(), pool_size);
     let on = Arc::new(
-        codebox::app::assembly::executor(
-            engine.clone(),
-            &on_settings.sandbox,
-            &on_settings.pool,
-            &on_settings.packages,
-            &on_settings.data_dir,
-        )
-        .unwrap()
-        .removing_in_background(),
+        codebox::app::assembly::from_settings(engine.clone(), &on_settings)
+            .unwrap()
+            .removing_in_background(),
     );
     on.wait_for_warm_pool(Duration::from_secs(120)).await;
     let rss_idle = rss_kib("self");
@@ -304,15 +292,9 @@ async fn main() {
     // bursts can buy with memory.
     let big_settings = bench_settings(data.path(), BURST);
     let big = Arc::new(
-        codebox::app::assembly::executor(
-            engine.clone(),
-            &big_settings.sandbox,
-            &big_settings.pool,
-            &big_settings.packages,
-            &big_settings.data_dir,
-        )
-        .unwrap()
-        .removing_in_background(),
+        codebox::app::assembly::from_settings(engine.clone(), &big_settings)
+            .unwrap()
+            .removing_in_background(),
     );
     let (d3, d3_fail, d3_warm) = codebox_burst(&big, &big_settings, inputs.path()).await;
     big.shutdown().await;

@@ -109,15 +109,9 @@ async fn main() {
         "codebox session benchmark: {runs} runs, image {image}, runtime {}",
         base.sandbox.sandbox_runtime.as_str()
     );
-    let pooled = codebox::app::assembly::executor(
-        engine.clone(),
-        &base.sandbox,
-        &base.pool,
-        &base.packages,
-        &base.data_dir,
-    )
-    .unwrap()
-    .removing_in_background();
+    let pooled = codebox::app::assembly::from_settings(engine.clone(), &base)
+        .unwrap()
+        .removing_in_background();
     pooled.wait_for_warm_pool(Duration::from_secs(120)).await;
     let _ = docker_w1(&image);
     let docker: Vec<f64> = (0..runs.min(10)).map(|_| docker_w1(&image)).collect();
@@ -167,14 +161,7 @@ async fn main() {
         ("500 MB", 32_768_000, 6144, 1024),
     ] {
         let settings = settings(data.path(), 0, memory_mb, state_mb);
-        let executor = codebox::app::assembly::executor(
-            engine.clone(),
-            &settings.sandbox,
-            &settings.pool,
-            &settings.packages,
-            &settings.data_dir,
-        )
-        .unwrap();
+        let executor = codebox::app::assembly::from_settings(engine.clone(), &settings).unwrap();
         let dir = tempfile::tempdir().unwrap();
         // Two float64 columns: 16 bytes a row.
         let code = format!(

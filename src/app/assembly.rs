@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings};
+use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings, Settings};
 use crate::container::engine::Containers;
 use crate::container::reaper;
 use crate::packages::{PackageManager, PackagesError};
@@ -61,4 +61,18 @@ pub fn executor<E: Containers + 'static>(
     data_dir: &Path,
 ) -> Result<Executor<E>, AssemblyError> {
     executor_with_packages(engine, sandbox, pool, packages, data_dir).map(|(executor, _)| executor)
+}
+
+/// `executor` from whole settings, as benchmarks and tests state them.
+pub fn from_settings<E: Containers + 'static>(
+    engine: Arc<E>,
+    settings: &Settings,
+) -> Result<Executor<E>, AssemblyError> {
+    executor(
+        engine,
+        &settings.sandbox,
+        &settings.pool,
+        &settings.packages,
+        &settings.data_dir,
+    )
 }

@@ -53,13 +53,7 @@ pub fn executor(
     engine: std::sync::Arc<DockerEngine>,
     settings: &codebox::config::Settings,
 ) -> Result<codebox::sandbox::Executor<DockerEngine>, codebox::app::assembly::AssemblyError> {
-    codebox::app::assembly::executor(
-        engine,
-        &settings.sandbox,
-        &settings.pool,
-        &settings.packages,
-        &settings.data_dir,
-    )
+    codebox::app::assembly::from_settings(engine, settings)
 }
 
 pub struct Run {
