@@ -54,7 +54,7 @@ start_dockerd() {
   bash scripts/dockerd.sh start
 }
 
-apt_install docker.io runsc debootstrap ca-certificates python3 python3-pip
+apt_install docker.io runsc debootstrap ca-certificates python3 python3-pip python3-venv
 register_runsc
 start_dockerd
 

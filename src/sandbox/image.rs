@@ -235,7 +235,21 @@ mod tests {
                 "codebox_documents.py",
                 "codebox_vision.py",
                 "filetypes.json",
-                "install_packages.py"
+                "install_packages.py",
+                "codebox_runner/__init__.py",
+                "codebox_runner/accounting.py",
+                "codebox_runner/child.py",
+                "codebox_runner/constants.py",
+                "codebox_runner/ending.py",
+                "codebox_runner/main.py",
+                "codebox_runner/outputs.py",
+                "codebox_runner/packages.py",
+                "codebox_runner/privileges.py",
+                "codebox_runner/protocol.py",
+                "codebox_runner/session_io.py",
+                "codebox_runner/supervisor.py",
+                "codebox_runner/user_files.py",
+                "codebox_runner/warmup.py"
             ]
         );
     }
@@ -244,7 +258,7 @@ mod tests {
     fn the_runner_in_the_context_speaks_this_protocol() {
         let runner = CONTEXT_FILES
             .iter()
-            .find(|(name, _)| *name == "runner.py")
+            .find(|(name, _)| *name == "codebox_runner/protocol.py")
             .map(|(_, data)| String::from_utf8_lossy(data))
             .unwrap();
         assert!(runner.contains(&format!("PROTOCOL_VERSION = {PROTOCOL_VERSION}\n")));
