@@ -95,6 +95,23 @@ fn timeout_keeps_what_was_printed_before() {
 }
 
 #[test]
+fn code_killed_by_a_realtime_signal_still_gets_its_result() {
+    let data = tempfile::tempdir().unwrap();
+    let run = run_code(
+        data.path(),
+        &[],
+        "import os\nprint('before', flush=True)\nos.kill(os.getpid(), 40)\n",
+    );
+    assert_eq!(run.status(), "killed", "{}", run.json);
+    assert_eq!(run.json["exit_code"], -40);
+    assert_eq!(run.stdout(), "before\n");
+    assert_eq!(
+        run.json["error"]["message"],
+        "the code was killed by signal 40"
+    );
+}
+
+#[test]
 fn memory_bomb_is_oom() {
     let data = tempfile::tempdir().unwrap();
     let run = run_code(

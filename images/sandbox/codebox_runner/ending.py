@@ -32,7 +32,13 @@ def oom_message(memory_mb):
 
 
 def killed_message(sig):
-    return KILLED_TEXT % signal.Signals(sig).name
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        # Realtime signals between SIGRTMIN and SIGRTMAX have no name of their own; a code
+        # that dies of one still gets its result.
+        name = str(sig)
+    return KILLED_TEXT % name
 
 
 def reported_error(report, exit_status):

@@ -112,3 +112,9 @@ def test_timeout_messages_say_what_the_run_was_doing():
         "the time limit of 30 s ran out while the session's variables were being saved "
         "(the output is kept, the variables are not), and the run was stopped"
     )
+
+
+def test_a_realtime_signal_without_a_name_is_reported_by_number():
+    assert end(killed(40)) == (
+        Status.KILLED, -40, {"type": "Killed", "message": "the code was killed by signal 40"},
+    )
