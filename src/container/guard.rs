@@ -151,7 +151,22 @@ mod tests {
 
     use super::*;
     use crate::container::attach::start_attached;
+    use crate::container::engine::Attached;
     use crate::container::scripted::{Script, ScriptedEngine};
+
+    async fn started(
+        engine: &Arc<ScriptedEngine>,
+        retirer: &Arc<Retirer>,
+    ) -> (ContainerGuard<ScriptedEngine>, String, Attached) {
+        start_attached(
+            engine,
+            retirer,
+            "run".to_string(),
+            ContainerCreateBody::default(),
+        )
+        .await
+        .unwrap()
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_guard_dropped_mid_run_is_removed_before_drain_returns() {
@@ -161,14 +176,7 @@ mod tests {
                 .remove_delay(Duration::from_secs(2)),
         );
         let retirer = Arc::new(Retirer::default());
-        let (guard, id, mut attached) = start_attached(
-            &engine,
-            &retirer,
-            "run".to_string(),
-            ContainerCreateBody::default(),
-        )
-        .await
-        .unwrap();
+        let (guard, id, mut attached) = started(&engine, &retirer).await;
         assert!(attached.output.next().await.is_some());
         drop(guard);
         assert!(engine.removed().is_empty());
@@ -196,14 +204,7 @@ mod tests {
     async fn a_removal_that_never_succeeds_gives_up_and_disarms() {
         let engine = Arc::new(ScriptedEngine::new().script(Script::new().daemon_dies()));
         let retirer = Arc::new(Retirer::default());
-        let (guard, _, mut attached) = start_attached(
-            &engine,
-            &retirer,
-            "run".to_string(),
-            ContainerCreateBody::default(),
-        )
-        .await
-        .unwrap();
+        let (guard, _, mut attached) = started(&engine, &retirer).await;
         assert!(attached.output.next().await.is_some_and(|r| r.is_err()));
         retirer.retire(guard, None);
         assert!(retirer.drain(Duration::from_secs(600)).await);

@@ -170,7 +170,6 @@ mod tests {
     use super::*;
     use crate::container::hardening::{MIB, base_env};
     use crate::container::{MANAGED_LABEL, OWNER_LABEL, RUN_ID_LABEL, SANDBOX_USER};
-    use crate::sandbox::Limits;
     use crate::sandbox::spec::{ContainerSpec, container_config};
 
     fn spec() -> InstallerSpec {
@@ -236,18 +235,7 @@ mod tests {
     }
 
     fn run_container() -> ContainerCreateBody {
-        container_config(&ContainerSpec {
-            image: "codebox-sandbox:latest".into(),
-            limits: Limits::from_settings(&crate::config::SandboxSettings::default()),
-            input_dir: Some(PathBuf::from("/data/in")),
-            run_id: "r1".into(),
-            owner: "host:1:2".into(),
-            preload: false,
-            pool_id: None,
-            packages_dir: None,
-            state_mb: None,
-            code_uid: 10001,
-        })
+        container_config(&ContainerSpec::sample(10001))
     }
 
     fn without_size(tmpfs_options: &str) -> Vec<&str> {

@@ -40,6 +40,25 @@ pub struct ContainerSpec {
 
 pub const RUNNER_PATH: &str = "/opt/codebox/runner.py";
 
+#[cfg(test)]
+impl ContainerSpec {
+    /// A run of the default limits with inputs at /data/in, for unit tests.
+    pub(crate) fn sample(code_uid: u32) -> ContainerSpec {
+        ContainerSpec {
+            image: "codebox-sandbox:latest".into(),
+            limits: Limits::from_settings(&crate::config::SandboxSettings::default()),
+            input_dir: Some(PathBuf::from("/data/in")),
+            run_id: "r1".into(),
+            owner: "host:1:2".into(),
+            preload: false,
+            pool_id: None,
+            packages_dir: None,
+            state_mb: None,
+            code_uid,
+        }
+    }
+}
+
 pub fn container_name(run_id: &str) -> String {
     format!("codebox-run-{run_id}")
 }
@@ -141,22 +160,11 @@ pub fn sandbox_env() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Runtime, SandboxSettings};
+    use crate::config::Runtime;
     use crate::container::{MANAGED_LABEL, OWNER_LABEL, RUN_ID_LABEL};
 
     fn spec() -> ContainerSpec {
-        ContainerSpec {
-            image: "codebox-sandbox:latest".into(),
-            limits: Limits::from_settings(&SandboxSettings::default()),
-            input_dir: Some(PathBuf::from("/data/in")),
-            run_id: "r1".into(),
-            owner: "host:1:2".into(),
-            preload: false,
-            pool_id: None,
-            packages_dir: None,
-            state_mb: None,
-            code_uid: 1_900_000_042,
-        }
+        ContainerSpec::sample(1_900_000_042)
     }
 
     #[test]

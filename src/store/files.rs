@@ -357,6 +357,15 @@ impl<M: Metadata> FileStore<M> {
 
     /// The user's live files, oldest first (session snapshots are not files to them).
     pub async fn list(&self, user_id: &str) -> Result<Vec<FileRecord>, StoreError> {
+        self.unexpired(user_id, |r| r.origin != Origin::State).await
+    }
+
+    /// The user's unexpired records that `keep` wants, oldest first.
+    async fn unexpired(
+        &self,
+        user_id: &str,
+        keep: impl Fn(&FileRecord) -> bool,
+    ) -> Result<Vec<FileRecord>, StoreError> {
         Self::check_user(user_id)?;
         let now = self.clock.now();
         Ok(self
@@ -364,7 +373,7 @@ impl<M: Metadata> FileStore<M> {
             .list_user(user_id)
             .await?
             .into_iter()
-            .filter(|r| !r.is_expired(now) && r.origin != Origin::State)
+            .filter(|r| !r.is_expired(now) && keep(r))
             .collect())
     }
 
@@ -406,16 +415,9 @@ impl<M: Metadata> FileStore<M> {
         user_id: &str,
         session: &str,
     ) -> Result<Vec<FileRecord>, StoreError> {
-        Self::check_user(user_id)?;
         let name = session_state_name(session);
-        let now = self.clock.now();
-        Ok(self
-            .meta
-            .list_user(user_id)
-            .await?
-            .into_iter()
-            .filter(|r| r.origin == Origin::State && r.filename == name && !r.is_expired(now))
-            .collect())
+        self.unexpired(user_id, |r| r.origin == Origin::State && r.filename == name)
+            .await
     }
 
     /// Keeps `source` as the session's state, replacing the one before.
