@@ -224,6 +224,14 @@ async fn a_database_outage_gets_a_clear_sentence_loses_nothing_and_heals_without
             .any(|r| r.content().contains("You have no files")),
         "an outage is not an empty list"
     );
+    // /usage too names the trouble instead of the driver's error text.
+    bot.fake
+        .dispatch("INTERACTION_CREATE", bot.fake.command("usage", json!([])));
+    let usage = bot.fake.wait_for_text("Could not read usage", LONG).await;
+    assert_eq!(
+        usage.content(),
+        "Could not read usage: storage is unavailable right now; please try again shortly."
+    );
 
     // Back: the same bot and executor, no restart.
     db.resume();

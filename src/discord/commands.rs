@@ -219,9 +219,13 @@ async fn reset(
 /// Your tokens, cost, runs and CPU time this month
 #[poise::command(slash_command)]
 async fn usage(ctx: Context<'_>) -> Result<(), CommandError> {
-    let text = match ctx.data().app.usage(&user_id(ctx)).await {
+    let user = user_id(ctx);
+    let text = match within_reply_window(ctx, ctx.data().app.usage(&user)).await? {
         Ok((month, totals)) => render::usage_report(&month, &totals),
-        Err(err) => format!("Could not read usage: {err}"),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read usage");
+            format!("Could not read usage: {}.", reply::failure_reason(&err))
+        }
     };
     ctx.send(private(text)).await?;
     Ok(())
@@ -268,7 +272,13 @@ async fn limits(
                 l.memory_mb
             ),
             Err(crate::app::AppError::Limits(err)) => format!("Not changed: {err}."),
-            Err(err) => format!("Could not save the limits: {err}"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot save limits");
+                format!(
+                    "Could not save the limits: {}.",
+                    reply::failure_reason(&err)
+                )
+            }
         }
     };
     ctx.send(private(text)).await?;
