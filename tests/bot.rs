@@ -128,6 +128,12 @@ print("env:", sorted(os.environ))
         system.contains("data.csv"),
         "the model knows the user's files: {system}"
     );
+    // ... and today's date (UTC), as the bot's clock has it.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(
+        system.contains("It is now ") && system.contains(&today),
+        "the model knows the date: {system}"
+    );
     assert_eq!(
         openai[0]["tools"][0]["function"]["name"],
         "execute_python_code"

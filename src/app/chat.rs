@@ -114,12 +114,21 @@ pub fn interrupted_turn(user: &ChatMessage) -> [ChatMessage; 2] {
     ]
 }
 
-/// The system prompt: what the assistant is, what it can see, and the user's files for
-/// `load_file` (a document's summary carries its text, kept as lines).
-pub fn system_prompt(files: &[FileRecord], sees: bool) -> String {
+/// The system prompt: what the assistant is, the time it is, what it can see, and the
+/// user's files for `load_file` (a document's summary carries its text, kept as lines).
+pub fn system_prompt(
+    files: &[FileRecord],
+    sees: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let mut prompt = String::from(
         "You are codebox, a data assistant in Discord. Use the execute_python_code tool to compute answers, and never state a number that no run printed. When a run fails, read its error, fix the code and call the tool again; do not answer from a failed run. Files written to the working directory are sent to the user automatically. Keep answers short.\n",
     );
+    // A model knows only its training cut-off; "today", "this month" and ages need this.
+    prompt.push_str(&format!(
+        "It is now {} UTC.\n",
+        now.format("%A %Y-%m-%d %H:%M")
+    ));
     prompt.push_str(if sees {
         "You can see pictures: images the user attaches, and the figures and images your code produces (shown to you after the tool result). Look at a figure before you describe it, and fix it if it is wrong.\n"
     } else {
@@ -218,7 +227,7 @@ impl App {
             &image_tokens,
         );
         let mut prompt = vec![ChatMessage::System {
-            content: system_prompt(&files, sees),
+            content: system_prompt(&files, sees, chrono::Utc::now()),
         }];
         prompt.extend(history.iter().cloned());
         let limits = self.limits_for(turn.guild_id.as_deref()).await;
@@ -336,7 +345,14 @@ mod tests {
             record("BBBBBBBBBBBBBBBB", "sales.csv"),
             record("CCCCCCCCCCCCCCCC", "notes.csv"),
         ];
-        let prompt = system_prompt(&files, false);
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-02T21:05:09Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let prompt = system_prompt(&files, false, now);
+        assert!(
+            prompt.contains("It is now Wednesday 2026-12-02 21:05 UTC.\n"),
+            "{prompt}"
+        );
         assert!(
             prompt.contains("never state a number that no run printed"),
             "{prompt}"
