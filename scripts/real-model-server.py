@@ -24,6 +24,10 @@ def main():
     # A small model can ramble until the context is full (20 minutes on 2 cores): no
     # answer of the drill needs more than this.
     params.n_predict = 1024
+    # Greedy and seeded: the drill's figure then moves with what the model reads, not with
+    # sampling luck (at llama.cpp's default 0.8 the same subset passed different tasks).
+    params.sampling.temp = 0.0
+    params.sampling.seed = 42
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.use_jinja = True
