@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::{PackagePolicy, PackageSettings, PoolSettings, SandboxSettings, Settings};
 use crate::container::engine::Containers;
 use crate::container::reaper;
+use crate::container::retirer::Retirer;
 use crate::packages::{PackageManager, PackagesError};
 use crate::sandbox::package_source::PackageSource;
 use crate::sandbox::{Executor, ExecutorError};
@@ -31,7 +32,7 @@ pub fn executor_with_packages<E: Containers + 'static>(
     packages: &PackageSettings,
     data_dir: &Path,
 ) -> Result<WithPackages<E>, AssemblyError> {
-    let retirer = Executor::<E>::retirer();
+    let retirer = Arc::new(Retirer::default());
     let manager = match packages.package_policy {
         PackagePolicy::Off => None,
         _ => Some(Arc::new(

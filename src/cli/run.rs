@@ -12,8 +12,6 @@ use codebox::config::{MAX_MEMORY_MB, MAX_TIMEOUT_S, Runtime, Settings};
 use codebox::{render, terminal};
 use tokio::signal::unix::SignalKind;
 
-use super::emit::emit;
-
 /// Events held for a terminal that is behind (it drops them, never slows the run).
 const LIVE_BACKLOG: usize = 1024;
 
@@ -171,7 +169,7 @@ pub async fn run_with(
         if let (Some(object), true) = (value.as_object_mut(), for_user) {
             object.insert("generated_files".into(), serde_json::to_value(&generated)?);
         }
-        emit(true, &value, String::new)?;
+        println!("{}", serde_json::to_string(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     // Output already shown whole is not repeated; otherwise the capped copy follows.

@@ -103,8 +103,7 @@ pub struct Executor<E: Containers + 'static> {
 
 impl<E: Containers + 'static> Executor<E> {
     /// `retirer` removes used containers; a package source that starts containers of its
-    /// own should share it, so that `shutdown` waits for those too (`Executor::retirer`
-    /// makes one to share).
+    /// own should share it, so that `shutdown` waits for those too.
     pub fn new(
         engine: Arc<E>,
         sandbox: &SandboxSettings,
@@ -174,11 +173,6 @@ impl<E: Containers + 'static> Executor<E> {
                 "some used containers were not removed before shutdown; the next start reaps them"
             );
         }
-    }
-
-    /// The retirer a new executor and its package source share.
-    pub fn retirer() -> Arc<Retirer> {
-        Arc::new(Retirer::default())
     }
 
     /// Removes containers left by codebox processes that died; call once at start-up.

@@ -187,12 +187,23 @@ def test_the_child_side_writes_lines_the_runner_side_reads(tmp_path):
     assert result["restored"] == ["x"] and restored["x"] == 41
 
 
-def test_a_failed_save_is_reported_as_its_exception(tmp_path):
+def reported_by(step, session):
+    """The one report `step` (restore_session or save_session) writes on its pipe."""
     read_fd, write_fd = os.pipe()
-    session_io.save_session({"save_to": str(tmp_path / "no" / "dir"), "max_bytes": 10}, {}, write_fd)
-    os.close(write_fd)
-    message = json.loads(os.read(read_fd, 65536))
-    os.close(read_fd)
+    try:
+        step(session, {}, write_fd)
+        os.close(write_fd)
+        write_fd = None
+        return json.loads(os.read(read_fd, 65536))
+    finally:
+        os.close(read_fd)
+        if write_fd is not None:
+            os.close(write_fd)
+
+
+def test_a_failed_save_is_reported_as_its_exception(tmp_path):
+    session = {"save_to": str(tmp_path / "no" / "dir"), "max_bytes": 10}
+    message = reported_by(session_io.save_session, session)
     assert message["phase"] == "saved"
     assert message["error"].startswith("FileNotFoundError: ")
 
@@ -200,11 +211,7 @@ def test_a_failed_save_is_reported_as_its_exception(tmp_path):
 def test_an_unreadable_snapshot_is_a_restore_error(tmp_path):
     bad = tmp_path / "state"
     bad.write_bytes(b"not a snapshot")
-    read_fd, write_fd = os.pipe()
-    session_io.restore_session({"restore": str(bad)}, {}, write_fd)
-    os.close(write_fd)
-    message = json.loads(os.read(read_fd, 65536))
-    os.close(read_fd)
+    message = reported_by(session_io.restore_session, {"restore": str(bad)})
     assert message["phase"] == "restored"
     assert message["error"].startswith("the saved state could not be read (ValueError")
 

@@ -49,7 +49,7 @@ fn executor(engine: &Arc<ScriptedEngine>, data: &Path) -> Executor<ScriptedEngin
         &pool,
         data,
         None,
-        Executor::<ScriptedEngine>::retirer(),
+        Arc::new(crate::container::retirer::Retirer::default()),
     )
     .unwrap();
     executor.job_keys = test_key;
