@@ -70,6 +70,70 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// The last line of an answer: which model wrote it (Discord's small text).
+pub fn reply_footer(model: &str) -> String {
+    format!("-# {}", model.replace(['`', '\n'], ""))
+}
+
+/// The code of a turn's runs, each with how it ended and how long it took, in Python
+/// blocks (the code is the model's: fences inside it are defused).
+pub fn code_section(ran: &[crate::llm::conversation::RanCode]) -> String {
+    let mut out = String::new();
+    for (i, run) in ran.iter().enumerate() {
+        let time = run
+            .seconds
+            .map(|s| format!(" in {s:.2} s"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "**Run {}** · {}{time}\n```python\n{}\n```\n",
+            i + 1,
+            defuse_fences(&run.status.replace('\n', " ")),
+            defuse_fences(run.code.trim_end())
+        ));
+    }
+    out
+}
+
+/// The same runs as a Python file, for code too long for a message.
+pub fn code_file(ran: &[crate::llm::conversation::RanCode]) -> String {
+    let mut out = String::new();
+    for (i, run) in ran.iter().enumerate() {
+        let time = run
+            .seconds
+            .map(|s| format!(" in {s:.2} s"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "# --- run {} · {}{time} ---\n{}\n\n",
+            i + 1,
+            run.status.replace('\n', " "),
+            run.code.trim_end()
+        ));
+    }
+    out
+}
+
+/// /usage by model: one line per model this month.
+pub fn usage_by_model(
+    by_model: &std::collections::BTreeMap<String, crate::conversations::UsageTotals>,
+) -> String {
+    let mut out = String::new();
+    for (model, u) in by_model {
+        let cost = if u.unpriced_requests > 0 {
+            "cost unknown (no price)".to_string()
+        } else {
+            format!("${:.4}", u.cost_usd)
+        };
+        out.push_str(&format!(
+            "- `{}`: {} requests, {} prompt + {} completion tokens, {cost}\n",
+            model.replace('`', ""),
+            u.requests,
+            u.prompt_tokens,
+            u.completion_tokens
+        ));
+    }
+    out
+}
+
 /// /usage: this month's totals; an unpriced model's cost is said to be unknown.
 pub fn usage_report(month: &str, u: &crate::conversations::UsageTotals) -> String {
     let cost = if u.unpriced_requests > 0 {
@@ -84,7 +148,7 @@ pub fn usage_report(month: &str, u: &crate::conversations::UsageTotals) -> Strin
     // API billed; text is the rest.
     let text_tokens = u.prompt_tokens.saturating_sub(u.image_tokens);
     format!(
-        "Usage for {month}: {} messages, {} prompt tokens ({text_tokens} text, {} images; {} cached), {} completion tokens, cost {cost}; {} code runs, {:.1} CPU seconds.",
+        "Usage for {month}: {} model requests, {} prompt tokens ({text_tokens} text, {} images; {} cached), {} completion tokens, cost {cost}; {} code runs, {:.1} CPU seconds.",
         u.requests,
         u.prompt_tokens,
         u.image_tokens,
@@ -192,6 +256,18 @@ pub fn limits_report(l: &crate::sandbox::Limits, settings: &crate::config::Setti
         settings.store.file_expiration_hours,
         settings.chat.rate_limit_per_minute,
         settings.chat.max_tool_rounds,
+    )
+}
+
+/// /limits: the monthly caps in force here.
+pub fn budget_report(caps: &crate::app::budget::Caps) -> String {
+    let usd = |cap: Option<f64>| cap.map_or("none".to_string(), crate::app::budget::dollars);
+    format!(
+        "Monthly budgets: {} per member, {} for this server, {} tokens per member on unpriced models.",
+        usd(caps.user_usd),
+        usd(caps.server_usd),
+        caps.user_tokens
+            .map_or("no cap on".to_string(), |t| t.to_string())
     )
 }
 

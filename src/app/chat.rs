@@ -4,14 +4,18 @@
 
 use std::time::Duration;
 
+use super::access::Access;
+use super::budget::Caps;
+use super::metered::{MeteredModel, month_of};
 use super::pictures::UserPictures;
 use super::runs::{GeneratedFile, UserRunResult};
 use super::{App, AppError, CodeRun};
-use crate::conversations::{ConversationStore, UsageTotals};
-use crate::llm::conversation::{CodeRunner, Progress, TurnSettings, VisionSettings, run_turn};
+use crate::conversations::{ConversationStore, TurnCode, UsageTotals};
+use crate::llm::conversation::{
+    CodeRunner, Progress, RanCode, TurnSettings, VisionSettings, run_turn,
+};
 use crate::llm::history::{ChatMessage, ImageKind, ImageRef, trim_with_images};
 use crate::llm::pictures::{self, PictureSource};
-use crate::llm::pricing;
 use crate::llm::tokens::encoding_for;
 use crate::llm::tool_result::{Budget, redact};
 use crate::sandbox::Limits;
@@ -29,13 +33,32 @@ pub struct ChatTurn {
     pub text: String,
     /// Pictures attached to the message (stored files whose content is a picture).
     pub images: Vec<ImageRef>,
+    /// The member's roles in that server (access rules may name them).
+    pub roles: Vec<String>,
 }
 
 /// The answer: text for the user (redacted) and the files the turn's runs stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ChatReply {
     pub text: String,
     pub files: Vec<GeneratedFile>,
+    /// The model that answered; None when none was asked (a cap, a refusal).
+    pub model: Option<String>,
+    /// The code of the turn's runs, kept under this id for its Code button.
+    pub turn_id: Option<String>,
+    pub ran: Vec<RanCode>,
+    /// The member wants the code in the reply itself.
+    pub show_code: bool,
+}
+
+impl ChatReply {
+    /// A sentence instead of an answer: nothing was asked of the model.
+    pub fn said(text: impl Into<String>) -> ChatReply {
+        ChatReply {
+            text: text.into(),
+            ..ChatReply::default()
+        }
+    }
 }
 
 struct UserCodeRunner<'a> {
@@ -44,6 +67,8 @@ struct UserCodeRunner<'a> {
     /// The conversation whose variables persist between the turn's runs and later turns.
     channel_id: &'a str,
     limits: Limits,
+    /// Runs are refused, with this reason, for a member who may not run code.
+    refusal: Option<String>,
 }
 
 /// A tool call's run that did not happen: the app error, and its text with every secret
@@ -65,6 +90,12 @@ impl CodeRunner for UserCodeRunner<'_> {
         timeout: Duration,
         watch: Option<RunWatch>,
     ) -> Result<UserRunResult, ToolRunError> {
+        if let Some(reason) = &self.refusal {
+            return Err(ToolRunError {
+                redacted: reason.clone(),
+                source: AppError::Refused(reason.clone()),
+            });
+        }
         let mut limits = self.limits.clone();
         limits.timeout = timeout.min(limits.timeout);
         self.app
@@ -114,12 +145,14 @@ pub fn interrupted_turn(user: &ChatMessage) -> [ChatMessage; 2] {
     ]
 }
 
-/// The system prompt: what the assistant is, the time it is, what it can see, and the
-/// user's files for `load_file` (a document's summary carries its text, kept as lines).
+/// The system prompt: what the assistant is, the time it is, what it can see, the
+/// server's own prompt, and the user's files for `load_file` (a document's summary
+/// carries its text, kept as lines).
 pub fn system_prompt(
     files: &[FileRecord],
     sees: bool,
     now: chrono::DateTime<chrono::Utc>,
+    server_prompt: Option<&str>,
 ) -> String {
     let mut prompt = String::from(
         "You are codebox, a data assistant in Discord. Use the execute_python_code tool to compute answers, and never state a number that no run printed. When a run fails, read its error, fix the code and call the tool again; do not answer from a failed run. Files written to the working directory are sent to the user automatically. Keep answers short.\n",
@@ -134,6 +167,14 @@ pub fn system_prompt(
     } else {
         "You cannot see pictures; read an image with code (load_file(file_id) gives a PIL image).\n"
     });
+    if let Some(text) = server_prompt.map(str::trim).filter(|t| !t.is_empty()) {
+        // The admins' words are instructions for this server, fenced so they cannot pose
+        // as the end of the prompt or as the user's files.
+        prompt.push_str(&format!(
+            "This server's admins add these instructions:\n<<<server\n{}\n>>>\n",
+            text.replace(">>>", "> > >")
+        ));
+    }
     if files.is_empty() {
         prompt.push_str("The user has no stored files.\n");
     } else {
@@ -191,10 +232,36 @@ impl App {
         turn: ChatTurn,
         progress: &impl Progress,
     ) -> Result<ChatReply, AppError> {
-        let model = self.model.as_ref().ok_or(AppError::NoModel)?;
         let chat = &self.settings.chat;
-        let encoding = encoding_for(&chat.openai_model);
-        let sees = self.model_sees(&chat.openai_model);
+        let guild = self.guild_settings(turn.guild_id.as_deref()).await;
+        let access = super::access::access(
+            &self.settings.discord,
+            guild.as_ref(),
+            &turn.user_id,
+            &turn.roles,
+        );
+        if let Access::Blocked(sentence) = access {
+            return Ok(ChatReply::said(sentence));
+        }
+        let member = self
+            .user_settings(&turn.user_id)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "cannot read the member's settings; defaults apply");
+                Default::default()
+            });
+        let model_name = super::models::model_for(chat, guild.as_ref(), &member);
+        let client = self
+            .models
+            .get(chat, &model_name)
+            .ok_or(AppError::NoModel)?;
+        if !chat.model_has_tools(&model_name) {
+            return Ok(ChatReply::said(format!(
+                "⚙️ `{model_name}` cannot call tools, and every answer here may need code run; choose another model with /model."
+            )));
+        }
+        let encoding = encoding_for(&model_name);
+        let sees = self.model_sees(&model_name);
         let files = self.list_files(&turn.user_id).await?;
         let conversations = self.conversations().await?;
         // A history that cannot be read is not overwritten: this turn goes without it, and
@@ -226,11 +293,12 @@ impl App {
             chat.history_token_budget,
             &image_tokens,
         );
+        let server_prompt = guild.as_ref().and_then(|g| g.system_prompt.as_deref());
         let mut prompt = vec![ChatMessage::System {
-            content: system_prompt(&files, sees, chrono::Utc::now()),
+            content: system_prompt(&files, sees, chrono::Utc::now(), server_prompt),
         }];
         prompt.extend(history.iter().cloned());
-        let limits = self.limits_for(turn.guild_id.as_deref()).await;
+        let limits = self.limits_in(guild.as_ref());
         let settings = TurnSettings {
             max_tool_rounds: chat.max_tool_rounds,
             max_timeout: limits.timeout,
@@ -250,6 +318,20 @@ impl App {
             user_id: &turn.user_id,
             channel_id: &turn.channel_id,
             limits,
+            refusal: match access {
+                Access::NoCode(reason) => Some(reason),
+                _ => None,
+            },
+        };
+        let model = MeteredModel {
+            app: self,
+            client,
+            model: model_name.clone(),
+            user_id: &turn.user_id,
+            guild_id: turn.guild_id.as_deref(),
+            caps: Caps::in_force(chat, guild.as_ref()),
+            price: chat.price_of(&model_name),
+            encoding,
         };
         // Written before the turn, replaced after it: a turn cut short (a crash, a restart,
         // /stop) stays in the history as asked and marked unanswered, never half-written.
@@ -262,11 +344,11 @@ impl App {
         {
             tracing::warn!(error = %err, "cannot mark the turn as begun");
         }
-        let outcome = run_turn(model, &runner, progress, &source, &settings, &prompt, user).await;
+        let outcome = run_turn(&model, &runner, progress, &source, &settings, &prompt, user).await;
         if outcome.images_refused
             && let Ok(mut blind) = self.blind_models.lock()
         {
-            blind.insert(chat.openai_model.clone());
+            blind.insert(model_name.clone());
         }
 
         history.extend(outcome.new_messages.iter().cloned());
@@ -283,30 +365,41 @@ impl App {
         {
             tracing::warn!(error = %err, "cannot save history");
         }
-        let model_name = outcome
-            .model
-            .clone()
-            .unwrap_or_else(|| chat.openai_model.clone());
-        let cost = pricing::cost(&chat.pricing, &model_name, outcome.usage);
+        // Tokens and dollars were recorded request by request; the turn adds its runs.
         let usage = UsageTotals {
-            requests: 1,
-            prompt_tokens: outcome.usage.prompt_tokens,
-            cached_tokens: outcome.usage.cached_tokens,
-            completion_tokens: outcome.usage.completion_tokens,
             image_tokens: outcome.image_tokens,
-            cost_usd: cost.unwrap_or(0.0),
-            unpriced_requests: u64::from(cost.is_none() && outcome.model.is_some()),
             runs: outcome.runs.len() as u64,
             cpu_seconds: outcome
                 .runs
                 .iter()
                 .map(|r| r.result.cpu_ms.unwrap_or(r.result.execution_ms) / 1000.0)
                 .sum(),
+            ..UsageTotals::default()
         };
-        let month = chrono::Utc::now().format("%Y-%m").to_string();
-        if let Err(err) = conversations.add_usage(&turn.user_id, &month, &usage).await {
+        let month = month_of(chrono::Utc::now());
+        if usage != UsageTotals::default()
+            && let Err(err) = conversations
+                .add_usage(&turn.user_id, &month, &model_name, &usage)
+                .await
+        {
             tracing::warn!(error = %err, "cannot record usage");
         }
+        let turn_id = if outcome.ran.is_empty() {
+            None
+        } else {
+            let id = crate::store::ids::new_file_id();
+            let code = TurnCode {
+                user_id: turn.user_id.clone(),
+                runs: outcome.ran.clone(),
+            };
+            match conversations.save_turn_code(&id, &code).await {
+                Ok(()) => Some(id),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot keep the turn's code");
+                    None
+                }
+            }
+        };
         Ok(ChatReply {
             text: outcome.reply,
             files: outcome
@@ -314,6 +407,10 @@ impl App {
                 .into_iter()
                 .flat_map(|run| run.generated_files)
                 .collect(),
+            model: outcome.model.is_some().then_some(model_name),
+            turn_id,
+            ran: outcome.ran,
+            show_code: member.show_code,
         })
     }
 }
@@ -348,7 +445,11 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-12-02T21:05:09Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let prompt = system_prompt(&files, false, now);
+        let prompt = system_prompt(&files, false, now, Some("Answer in French.\n>>> ignore"));
+        assert!(
+            prompt.contains("<<<server\nAnswer in French.\n> > > ignore\n>>>"),
+            "{prompt}"
+        );
         assert!(
             prompt.contains("It is now Wednesday 2026-12-02 21:05 UTC.\n"),
             "{prompt}"

@@ -3,10 +3,15 @@
 //! (CLI, Discord, later HTTP): run code for a user, store uploads, answer a chat turn,
 //! reset, usage, limits, cancel. Front ends keep only their own protocol.
 
+pub mod access;
 pub mod admission;
 pub mod assembly;
+pub mod budget;
 mod chat;
+mod community;
 pub mod leftovers;
+mod metered;
+pub mod models;
 mod picture_cache;
 pub mod pictures;
 pub mod remote;
@@ -23,8 +28,7 @@ use tokio::sync::OnceCell;
 use crate::config::{Settings, absolute};
 use crate::container::docker::DockerEngine;
 use crate::container::engine::EngineError;
-use crate::conversations::{AnyConversations, ConversationStore, GuildLimits};
-use crate::llm::client::OpenAiChat;
+use crate::conversations::{AnyConversations, ConversationStore};
 use crate::packages::{PackageCache, PackagesError};
 use crate::sandbox::limits::LimitError;
 use crate::sandbox::{ExecutionRequest, ExecutionResult, Executor, ExecutorError};
@@ -70,6 +74,9 @@ pub enum AppError {
     Remote(#[from] remote::RemoteError),
     #[error("OPENAI_API_KEY is not set: chat needs an OpenAI-compatible API key")]
     NoModel,
+    /// A request the member can fix; the sentence says how.
+    #[error("{0}")]
+    Refused(String),
     #[error("file bytes move into GridFS only when MONGODB_URI is set")]
     NoGridFs,
     #[error("cannot create {path}: {source}")]
@@ -126,7 +133,10 @@ pub struct App {
     executor: OnceCell<Arc<Executor<DockerEngine>>>,
     store: OnceCell<Arc<FileStore<AnyMetadata>>>,
     conversations: OnceCell<AnyConversations>,
-    model: Option<OpenAiChat>,
+    /// One client per model asked for (each may be on its own server).
+    models: models::ModelClients,
+    /// What model requests in flight may still bill, against the monthly caps.
+    reservations: budget::Reservations,
     limiter: admission::Limiter,
     running: running::Running,
     sweeper: std::sync::Mutex<Option<SweeperHandle>>,
@@ -174,14 +184,6 @@ impl App {
     /// Nothing is connected yet: each part opens on first use, so `codebox files list`
     /// needs no Docker daemon and `codebox run -c` no database.
     pub fn new(settings: Settings, lifetime: Lifetime) -> App {
-        let model = settings.chat.openai_api_key.as_ref().map(|key| {
-            OpenAiChat::new(
-                &settings.chat.openai_base_url,
-                key.expose(),
-                &settings.chat.openai_model,
-                Duration::from_secs_f64(settings.chat.openai_timeout),
-            )
-        });
         let limiter = admission::Limiter::new(
             settings.chat.rate_limit_per_minute,
             settings.sandbox.max_concurrent_executions,
@@ -196,7 +198,8 @@ impl App {
             executor: OnceCell::new(),
             store: OnceCell::new(),
             conversations: OnceCell::new(),
-            model,
+            models: models::ModelClients::default(),
+            reservations: budget::Reservations::default(),
             limiter,
             running: running::Running::default(),
             sweeper: std::sync::Mutex::new(None),
@@ -597,25 +600,8 @@ impl App {
 
     /// The limits in a guild: the operator's, lowered by the guild's admins if they chose.
     pub async fn limits_for(&self, guild_id: Option<&str>) -> Limits {
-        let operator = self.operator_limits();
-        let Some(guild) = guild_id else {
-            return operator;
-        };
-        let stored = match self.conversations().await {
-            Ok(conversations) => conversations.guild_limits(guild).await,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot open conversations; using the operator's limits");
-                return operator;
-            }
-        };
-        match stored {
-            Ok(Some(g)) => operator.narrowed(g.timeout_s, g.memory_mb),
-            Ok(None) => operator,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot read guild limits; using the operator's");
-                operator
-            }
-        }
+        let guild = self.guild_settings(guild_id).await;
+        self.limits_in(guild.as_ref())
     }
 
     /// Lowers a guild's limits within the operator's maxima; the caller checked that the
@@ -627,24 +613,23 @@ impl App {
         memory_mb: Option<u64>,
     ) -> Result<Limits, AppError> {
         self.operator_limits().check_request(timeout_s, memory_mb)?;
-        let conversations = self.conversations().await?;
-        let mut current: GuildLimits = conversations
-            .guild_limits(guild_id)
-            .await?
-            .unwrap_or_default();
-        if timeout_s.is_some() {
-            current.timeout_s = timeout_s;
-        }
-        if memory_mb.is_some() {
-            current.memory_mb = memory_mb;
-        }
-        conversations.set_guild_limits(guild_id, &current).await?;
-        Ok(self.limits_for(Some(guild_id)).await)
+        let saved = self
+            .update_guild_settings(guild_id, |current| {
+                if timeout_s.is_some() {
+                    current.timeout_s = timeout_s;
+                }
+                if memory_mb.is_some() {
+                    current.memory_mb = memory_mb;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(self.limits_in(Some(&saved)))
     }
 
     /// This month's usage of a user: (month, totals).
     pub async fn usage(&self, user_id: &str) -> Result<(String, UsageTotals), AppError> {
-        let month = chrono::Utc::now().format("%Y-%m").to_string();
+        let month = metered::month_of(chrono::Utc::now());
         let totals = self.conversations().await?.usage(user_id, &month).await?;
         Ok((month, totals))
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::pricing::{Price, default_prices};
+use super::models::{ModelEntry, default_models, longest_match};
 use super::{ConfigError, Secret, invalid, is_positive};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,8 +28,16 @@ pub struct ChatSettings {
     pub rate_limit_per_minute: u32,
     /// Messages waiting for a free slot across all users; more get a "busy" reply.
     pub max_queued_messages: usize,
-    /// Prices per model in dollars per 1M tokens (TOML `[pricing."model"]` tables).
-    pub pricing: BTreeMap<String, Price>,
+    /// Models members may choose with /model, comma-separated (OPENAI_MODEL always is one).
+    pub chat_models: String,
+    /// Answers are streamed into the reply as they are written (per model: `stream`).
+    pub openai_stream: bool,
+    /// Monthly cap in dollars per user; unset: none.
+    pub user_monthly_budget_usd: Option<f64>,
+    /// Monthly cap in dollars per server (all its members); unset: none.
+    pub server_monthly_budget_usd: Option<f64>,
+    /// Monthly cap in tokens per user, for models without a price; unset: none.
+    pub user_monthly_token_budget: Option<u64>,
     /// Whether the model gets pictures: `auto` asks the model table, `on`/`off` decide.
     pub model_vision: VisionMode,
     /// Attached pictures larger than this (or over 2048 px a side) are downscaled first.
@@ -40,7 +48,8 @@ pub struct ChatSettings {
     pub vision_max_figures: usize,
     /// Tokens of a document's text the model gets with the file's summary.
     pub document_context_tokens: usize,
-    /// What is known of each model (TOML `[models."name"]` tables, longest prefix wins).
+    /// What is known of each model (TOML `[models."name"]` tables, longest prefix wins):
+    /// prices, context window, vision, tools, its server.
     pub models: BTreeMap<String, ModelEntry>,
 }
 
@@ -51,14 +60,6 @@ pub enum VisionMode {
     Auto,
     On,
     Off,
-}
-
-/// One row of the model table.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ModelEntry {
-    /// Whether the model takes pictures; unset asks the built-in name patterns.
-    pub vision: Option<bool>,
 }
 
 impl Default for ChatSettings {
@@ -74,13 +75,17 @@ impl Default for ChatSettings {
             history_token_budget: 12_000,
             rate_limit_per_minute: 10,
             max_queued_messages: 20,
-            pricing: default_prices(),
+            chat_models: String::new(),
+            openai_stream: true,
+            user_monthly_budget_usd: None,
+            server_monthly_budget_usd: None,
+            user_monthly_token_budget: None,
             model_vision: VisionMode::Auto,
             vision_max_image_mb: 5.0,
             vision_max_images: 8,
             vision_max_figures: 4,
             document_context_tokens: 4000,
-            models: BTreeMap::new(),
+            models: default_models(),
         }
     }
 }
@@ -120,9 +125,90 @@ impl ChatSettings {
         if self.document_context_tokens > 100_000 {
             return invalid("DOCUMENT_CONTEXT_TOKENS", "must be at most 100000");
         }
+        for (setting, cap) in [
+            ("USER_MONTHLY_BUDGET_USD", self.user_monthly_budget_usd),
+            ("SERVER_MONTHLY_BUDGET_USD", self.server_monthly_budget_usd),
+        ] {
+            if cap.is_some_and(|c| !(c.is_finite() && c >= 0.0)) {
+                return invalid(setting, "must be a number of dollars, 0 or more");
+            }
+        }
+        for name in self.chat_model_names() {
+            if name.len() > 100 || name.chars().any(|c| c.is_whitespace() || c == ':') {
+                return invalid("CHAT_MODELS", "must be comma-separated model names");
+            }
+        }
+        for (name, entry) in &self.models {
+            let prices = [entry.input, entry.cached_input, entry.output];
+            if prices
+                .iter()
+                .flatten()
+                .any(|p| !(p.is_finite() && *p >= 0.0))
+            {
+                return invalid(
+                    &format!("models.{name}"),
+                    "prices must be dollars per 1M tokens, 0 or more",
+                );
+            }
+            if entry.api_key_env.is_some() && entry.api_key.is_none() {
+                return invalid(
+                    &format!("models.{name}.api_key_env"),
+                    "names an environment variable that is not set",
+                );
+            }
+        }
         if self.history_token_budget < 500 {
             return invalid("HISTORY_TOKEN_BUDGET", "must be at least 500");
         }
         Ok(())
+    }
+}
+
+impl ChatSettings {
+    /// The models members may choose, OPENAI_MODEL first.
+    pub fn chat_model_names(&self) -> Vec<String> {
+        let mut names = vec![self.openai_model.clone()];
+        for name in self.chat_models.split(',').map(str::trim) {
+            if !name.is_empty() && !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        names
+    }
+
+    /// The table's row for `model` (longest key it starts with), if any.
+    pub fn model_entry(&self, model: &str) -> Option<&ModelEntry> {
+        longest_match(&self.models, model, |_| true)
+    }
+
+    /// The price of `model`: the longest matching row that has one.
+    pub fn price_of(&self, model: &str) -> Option<super::models::Price> {
+        longest_match(&self.models, model, |e| e.price().is_some()).and_then(ModelEntry::price)
+    }
+
+    /// Whether `model` calls tools (the table's word; yes when it says nothing).
+    pub fn model_has_tools(&self, model: &str) -> bool {
+        longest_match(&self.models, model, |e| e.tools.is_some())
+            .and_then(|e| e.tools)
+            .unwrap_or(true)
+    }
+
+    /// Whether `model`'s answers are streamed.
+    pub fn model_streams(&self, model: &str) -> bool {
+        longest_match(&self.models, model, |e| e.stream.is_some())
+            .and_then(|e| e.stream)
+            .unwrap_or(self.openai_stream)
+    }
+
+    /// Where `model` is served and with which key: its row's, else OPENAI_BASE_URL and
+    /// OPENAI_API_KEY.
+    pub fn model_server(&self, model: &str) -> (String, Option<Secret>) {
+        let base = longest_match(&self.models, model, |e| e.base_url.is_some())
+            .and_then(|e| e.base_url.clone())
+            .unwrap_or_else(|| self.openai_base_url.clone());
+        let key = longest_match(&self.models, model, |e| e.api_key_env.is_some())
+            .and_then(|e| e.api_key.clone())
+            .or_else(|| self.openai_api_key.clone());
+        (base, key)
     }
 }

@@ -17,6 +17,17 @@ pub struct DiscordSettings {
     pub bot_channels: String,
     /// Largest attachment the bot uploads to Discord, in MB (bigger files are named by id).
     pub discord_upload_limit_mb: u64,
+    /// Comma-separated role ids whose members are the bot's admins in their server, besides
+    /// members with Manage Server.
+    pub admin_role_ids: String,
+    /// Whether the bot answers direct messages.
+    pub allow_dms: bool,
+    /// Comma-separated user ids the bot does not serve anywhere.
+    pub blocked_user_ids: String,
+    /// Comma-separated user ids the bot serves; empty: everyone not blocked.
+    pub allowed_user_ids: String,
+    /// Comma-separated user ids who may chat but never run code.
+    pub code_blocked_user_ids: String,
 }
 
 impl Default for DiscordSettings {
@@ -26,22 +37,31 @@ impl Default for DiscordSettings {
             discord_api_base: None,
             bot_channels: String::new(),
             discord_upload_limit_mb: 8,
+            admin_role_ids: String::new(),
+            allow_dms: true,
+            blocked_user_ids: String::new(),
+            allowed_user_ids: String::new(),
+            code_blocked_user_ids: String::new(),
         }
     }
 }
 
 impl DiscordSettings {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self
-            .bot_channels
-            .split(',')
-            .map(str::trim)
-            .any(|c| !c.is_empty() && c.parse::<u64>().is_err())
-        {
-            return invalid(
-                "BOT_CHANNELS",
-                "must be comma-separated numeric channel ids",
-            );
+        for (setting, list) in [
+            ("BOT_CHANNELS", &self.bot_channels),
+            ("ADMIN_ROLE_IDS", &self.admin_role_ids),
+            ("BLOCKED_USER_IDS", &self.blocked_user_ids),
+            ("ALLOWED_USER_IDS", &self.allowed_user_ids),
+            ("CODE_BLOCKED_USER_IDS", &self.code_blocked_user_ids),
+        ] {
+            if list
+                .split(',')
+                .map(str::trim)
+                .any(|c| !c.is_empty() && c.parse::<u64>().is_err())
+            {
+                return invalid(setting, "must be comma-separated numeric Discord ids");
+            }
         }
         if self.discord_upload_limit_mb > 1024 {
             return invalid("DISCORD_UPLOAD_LIMIT_MB", "must be at most 1024");
@@ -51,9 +71,17 @@ impl DiscordSettings {
 
     /// Channel ids of BOT_CHANNELS (validated at load).
     pub fn bot_channel_ids(&self) -> Vec<u64> {
-        self.bot_channels
-            .split(',')
-            .filter_map(|c| c.trim().parse().ok())
-            .collect()
+        ids(&self.bot_channels)
     }
+
+    pub fn admin_role_ids(&self) -> Vec<u64> {
+        ids(&self.admin_role_ids)
+    }
+}
+
+/// The ids of a comma-separated list setting (validated at load).
+pub fn ids(list: &str) -> Vec<u64> {
+    list.split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect()
 }

@@ -10,8 +10,8 @@ mod chat;
 mod discord;
 mod executor;
 pub mod lists;
+pub mod models;
 mod packages;
-pub mod pricing;
 mod sandbox;
 mod store;
 
@@ -25,9 +25,10 @@ use figment::value::Value;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use chat::{ChatSettings, ModelEntry, VisionMode};
-pub use discord::DiscordSettings;
+pub use chat::{ChatSettings, VisionMode};
+pub use discord::{DiscordSettings, ids as id_list};
 pub use executor::ExecutorSettings;
+pub use models::ModelEntry;
 pub use packages::{PackagePolicy, PackageSettings};
 pub use sandbox::{
     MAX_MEMORY_MB, MAX_TIMEOUT_S, PoolSettings, Runtime, SandboxSettings, SessionState,
@@ -181,9 +182,13 @@ impl Settings {
         if let Some(path) = sources.toml_file.as_ref().filter(|p| p.exists()) {
             figment = figment.merge(Toml::file_exact(path));
         }
+        let mut dotenv = Vec::new();
         if let Some(path) = sources.dotenv_file.as_ref().filter(|p| p.exists()) {
-            let pairs = read_dotenv(path)?;
-            figment = figment.merge(Serialized::defaults(as_setting_values(pairs, &names)));
+            dotenv = read_dotenv(path)?;
+            figment = figment.merge(Serialized::defaults(as_setting_values(
+                dotenv.clone(),
+                &names,
+            )));
         }
         let environment = with_file_values(&sources.environment, &names)?;
         figment = figment.merge(Serialized::defaults(as_setting_values(environment, &names)));
@@ -198,7 +203,7 @@ impl Settings {
             pool: extract(&figment)?,
             packages: extract(&figment)?,
             store: extract(&figment)?,
-            chat: extract(&figment)?,
+            chat: with_model_keys(extract(&figment)?, &dotenv, &sources.environment),
             discord: extract(&figment)?,
             executor: extract(&figment)?,
         };
@@ -227,9 +232,29 @@ impl Settings {
         ]
         .into_iter()
         .flatten()
+        .chain(self.chat.models.values().filter_map(|m| m.api_key.as_ref()))
         .map(|s| s.expose().to_string())
         .collect()
     }
+}
+
+/// Each model row's `api_key_env` read from the environment (or `.env`): the one place a
+/// variable named by the operator, not by codebox, is read.
+fn with_model_keys(
+    mut chat: ChatSettings,
+    dotenv: &[(String, String)],
+    environment: &[(String, String)],
+) -> ChatSettings {
+    for entry in chat.models.values_mut() {
+        if let Some(name) = &entry.api_key_env {
+            entry.api_key = environment
+                .iter()
+                .chain(dotenv)
+                .find(|(k, v)| k == name && !v.is_empty())
+                .map(|(_, v)| Secret::new(v.clone()));
+        }
+    }
+    chat
 }
 
 /// Keys of an area's settings, from its own serialization: the structs are the only list.
@@ -241,7 +266,7 @@ fn keys_of<T: Serialize + Default>() -> Vec<String> {
 }
 
 /// Settings that exist only as TOML tables, never as one environment value.
-const TOML_ONLY: &[&str] = &["pricing", "models"];
+const TOML_ONLY: &[&str] = &["models"];
 
 /// Every environment name a setting answers to, derived from the settings structs.
 pub fn setting_names() -> BTreeSet<String> {
@@ -338,6 +363,11 @@ const TEXT_SETTINGS: &[&str] = &[
     "OPENAI_BASE_URL",
     "OPENAI_MODEL",
     "MODEL_VISION",
+    "CHAT_MODELS",
+    "ADMIN_ROLE_IDS",
+    "BLOCKED_USER_IDS",
+    "ALLOWED_USER_IDS",
+    "CODE_BLOCKED_USER_IDS",
     "PACKAGE_ALLOWLIST",
     "PACKAGE_DENYLIST",
     "PIP_INDEX_URL",
@@ -474,7 +504,7 @@ mod tests {
         assert!(names.contains("WARM_POOL_SIZE"));
         assert!(names.contains("OPENAI_RETRY_DELAY_MS"));
         assert!(names.contains("DATA_DIR"));
-        assert!(!names.contains("PRICING"), "pricing is TOML-only");
+        assert!(!names.contains("MODELS"), "the model table is TOML-only");
         for text in TEXT_SETTINGS {
             assert!(names.contains(*text), "{text} is not a setting");
         }
@@ -497,7 +527,6 @@ mod tests {
             }
         }
         let mut expected = setting_names();
-        expected.insert("pricing".to_string());
         expected.insert("models".to_string());
         // Read by the Docker client library, not by codebox's settings.
         documented.remove("DOCKER_HOST");

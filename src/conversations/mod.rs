@@ -1,9 +1,11 @@
 //! Conversation history per user and channel, and monthly usage per user, behind one small
 //! trait with the same two adapters as the file store: MongoDB, or embedded SQLite.
 
+pub mod guild;
 pub mod mongo;
 pub mod sqlite;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::StoreSettings;
 use crate::llm::history::ChatMessage;
 use crate::store::MetadataError;
+
+pub use crate::llm::conversation::RanCode;
+pub use guild::{AccessRules, GuildSettings, TurnCode, UserSettings};
 
 /// One user's usage over a month.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -28,6 +33,9 @@ pub struct UsageTotals {
     pub unpriced_requests: u64,
     pub runs: u64,
     pub cpu_seconds: f64,
+    /// Tokens of requests to models without a price (they count against the token cap).
+    #[serde(default)]
+    pub unpriced_tokens: u64,
 }
 
 impl UsageTotals {
@@ -41,26 +49,44 @@ impl UsageTotals {
         self.unpriced_requests += other.unpriced_requests;
         self.runs += other.runs;
         self.cpu_seconds += other.cpu_seconds;
+        self.unpriced_tokens += other.unpriced_tokens;
     }
 }
 
-/// Per-guild limits set by the guild's admins, always within the operator's maxima.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GuildLimits {
-    pub timeout_s: Option<f64>,
-    pub memory_mb: Option<u64>,
+/// The usage scope of a server's members together (user ids are numbers: no clash).
+pub fn guild_scope(guild_id: &str) -> String {
+    format!("guild:{guild_id}")
 }
 
 pub trait ConversationStore: Send + Sync {
-    fn guild_limits(
+    fn guild_settings(
         &self,
         guild_id: &str,
-    ) -> impl Future<Output = Result<Option<GuildLimits>, MetadataError>> + Send;
-    fn set_guild_limits(
+    ) -> impl Future<Output = Result<Option<GuildSettings>, MetadataError>> + Send;
+    fn set_guild_settings(
         &self,
         guild_id: &str,
-        limits: &GuildLimits,
+        settings: &GuildSettings,
     ) -> impl Future<Output = Result<(), MetadataError>> + Send;
+    fn user_settings(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<UserSettings, MetadataError>> + Send;
+    fn set_user_settings(
+        &self,
+        user_id: &str,
+        settings: &UserSettings,
+    ) -> impl Future<Output = Result<(), MetadataError>> + Send;
+    /// Keeps the code of a turn's runs for its Code button.
+    fn save_turn_code(
+        &self,
+        turn_id: &str,
+        code: &TurnCode,
+    ) -> impl Future<Output = Result<(), MetadataError>> + Send;
+    fn turn_code(
+        &self,
+        turn_id: &str,
+    ) -> impl Future<Output = Result<Option<TurnCode>, MetadataError>> + Send;
     fn history(
         &self,
         user_id: &str,
@@ -72,23 +98,31 @@ pub trait ConversationStore: Send + Sync {
         channel_id: &str,
         messages: &[ChatMessage],
     ) -> impl Future<Output = Result<(), MetadataError>> + Send;
-    /// Clears one channel's history, or all of the user's when `channel_id` is None.
+    /// Clears one channel's history, or all of the user's (and the code of their turns)
+    /// when `channel_id` is None.
     fn clear_history(
         &self,
         user_id: &str,
         channel_id: Option<&str>,
     ) -> impl Future<Output = Result<(), MetadataError>> + Send;
+    /// Adds to a scope's (a user id, or `guild_scope`) month, in all and for `model`.
     fn add_usage(
         &self,
-        user_id: &str,
+        scope: &str,
         month: &str,
+        model: &str,
         delta: &UsageTotals,
     ) -> impl Future<Output = Result<(), MetadataError>> + Send;
     fn usage(
         &self,
-        user_id: &str,
+        scope: &str,
         month: &str,
     ) -> impl Future<Output = Result<UsageTotals, MetadataError>> + Send;
+    fn usage_by_model(
+        &self,
+        scope: &str,
+        month: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, UsageTotals>, MetadataError>> + Send;
 }
 
 #[derive(Clone)]
@@ -124,15 +158,31 @@ macro_rules! delegate {
 }
 
 impl ConversationStore for AnyConversations {
-    async fn guild_limits(&self, guild_id: &str) -> Result<Option<GuildLimits>, MetadataError> {
-        delegate!(self, c => c.guild_limits(guild_id))
+    async fn guild_settings(&self, guild_id: &str) -> Result<Option<GuildSettings>, MetadataError> {
+        delegate!(self, c => c.guild_settings(guild_id))
     }
-    async fn set_guild_limits(
+    async fn set_guild_settings(
         &self,
         guild_id: &str,
-        limits: &GuildLimits,
+        settings: &GuildSettings,
     ) -> Result<(), MetadataError> {
-        delegate!(self, c => c.set_guild_limits(guild_id, limits))
+        delegate!(self, c => c.set_guild_settings(guild_id, settings))
+    }
+    async fn user_settings(&self, user_id: &str) -> Result<UserSettings, MetadataError> {
+        delegate!(self, c => c.user_settings(user_id))
+    }
+    async fn set_user_settings(
+        &self,
+        user_id: &str,
+        settings: &UserSettings,
+    ) -> Result<(), MetadataError> {
+        delegate!(self, c => c.set_user_settings(user_id, settings))
+    }
+    async fn save_turn_code(&self, turn_id: &str, code: &TurnCode) -> Result<(), MetadataError> {
+        delegate!(self, c => c.save_turn_code(turn_id, code))
+    }
+    async fn turn_code(&self, turn_id: &str) -> Result<Option<TurnCode>, MetadataError> {
+        delegate!(self, c => c.turn_code(turn_id))
     }
     async fn history(
         &self,
@@ -158,13 +208,21 @@ impl ConversationStore for AnyConversations {
     }
     async fn add_usage(
         &self,
-        user_id: &str,
+        scope: &str,
         month: &str,
+        model: &str,
         delta: &UsageTotals,
     ) -> Result<(), MetadataError> {
-        delegate!(self, c => c.add_usage(user_id, month, delta))
+        delegate!(self, c => c.add_usage(scope, month, model, delta))
     }
-    async fn usage(&self, user_id: &str, month: &str) -> Result<UsageTotals, MetadataError> {
-        delegate!(self, c => c.usage(user_id, month))
+    async fn usage(&self, scope: &str, month: &str) -> Result<UsageTotals, MetadataError> {
+        delegate!(self, c => c.usage(scope, month))
+    }
+    async fn usage_by_model(
+        &self,
+        scope: &str,
+        month: &str,
+    ) -> Result<BTreeMap<String, UsageTotals>, MetadataError> {
+        delegate!(self, c => c.usage_by_model(scope, month))
     }
 }

@@ -1,6 +1,6 @@
 //! Pure: the bot's buttons and their custom ids. A press comes back only with the custom id
 //! (and who pressed it), so the id carries what the press needs: whose button it is and,
-//! for /delete, which file.
+//! for /delete, which file; for Code, which turn (anyone who sees the reply may press it).
 
 use serenity::all::UserId;
 
@@ -12,11 +12,14 @@ pub enum Button {
     ConfirmDelete { owner: UserId, file_id: String },
     /// Keeps the file.
     CancelDelete { owner: UserId, file_id: String },
+    /// Shows the code a turn ran, privately to whoever pressed.
+    Code { turn_id: String },
 }
 
 const STOP: &str = "codebox-stop";
 const CONFIRM_DELETE: &str = "codebox-delete";
 const CANCEL_DELETE: &str = "codebox-keep";
+const CODE: &str = "codebox-code";
 
 impl Button {
     pub fn custom_id(&self) -> String {
@@ -26,6 +29,7 @@ impl Button {
                 format!("{CONFIRM_DELETE}:{owner}:{file_id}")
             }
             Button::CancelDelete { owner, file_id } => format!("{CANCEL_DELETE}:{owner}:{file_id}"),
+            Button::Code { turn_id } => format!("{CODE}:{turn_id}"),
         }
     }
 
@@ -33,6 +37,11 @@ impl Button {
     pub fn parse(custom_id: &str) -> Option<Button> {
         let mut parts = custom_id.split(':');
         let kind = parts.next()?;
+        if kind == CODE {
+            let turn_id = parts.next()?.to_string();
+            return (parts.next().is_none() && crate::store::ids::is_valid_file_id(&turn_id))
+                .then_some(Button::Code { turn_id });
+        }
         let owner = UserId::new(parts.next()?.parse::<std::num::NonZeroU64>().ok()?.get());
         let file_id = parts.next().map(str::to_string);
         if parts.next().is_some() {
@@ -51,11 +60,13 @@ impl Button {
         }
     }
 
-    pub fn owner(&self) -> UserId {
+    /// Whose button it is; None when anyone may press it.
+    pub fn owner(&self) -> Option<UserId> {
         match self {
             Button::Stop { owner }
             | Button::ConfirmDelete { owner, .. }
-            | Button::CancelDelete { owner, .. } => *owner,
+            | Button::CancelDelete { owner, .. } => Some(*owner),
+            Button::Code { .. } => None,
         }
     }
 }
@@ -77,6 +88,9 @@ mod tests {
                 owner,
                 file_id: crate::store::ids::new_file_id(),
             },
+            Button::Code {
+                turn_id: crate::store::ids::new_file_id(),
+            },
         ] {
             let id = button.custom_id();
             assert!(id.len() <= 100, "{id}");
@@ -96,6 +110,9 @@ mod tests {
             "codebox-delete:1:../x",
             "codebox-delete:1:a:b",
             "other:1",
+            "codebox-code",
+            "codebox-code:short",
+            "codebox-code:AAAAAAAAAAAAAAAA:1",
         ] {
             assert_eq!(Button::parse(id), None, "{id}");
         }

@@ -1,6 +1,6 @@
-//! Slash commands (poise): /files, /delete, /run, /reset, /usage, /limits, /stop. Each one
-//! is a use case of the application core; this file keeps only Discord: options, replies,
-//! permissions.
+//! Slash commands (poise): /files, /delete, /run, /reset, /usage, /limits, /stop (and, in
+//! `community_commands`, /model, /settings, /prompt, /access). Each one is a use case of
+//! the application core; this file keeps only Discord: options, replies, permissions.
 
 use std::sync::Arc;
 
@@ -62,14 +62,27 @@ pub type Context<'a> = poise::Context<'a, Arc<BotState>, CommandError>;
 
 /// Every command, for the framework and for registration.
 pub fn all() -> Vec<poise::Command<Arc<BotState>, CommandError>> {
-    vec![files(), delete(), run(), reset(), usage(), limits(), stop()]
+    use super::community_commands as community;
+    vec![
+        files(),
+        delete(),
+        run(),
+        reset(),
+        usage(),
+        limits(),
+        stop(),
+        community::model(),
+        community::settings(),
+        community::prompt(),
+        community::access(),
+    ]
 }
 
-fn private(text: impl Into<String>) -> CreateReply {
+pub(crate) fn private(text: impl Into<String>) -> CreateReply {
     CreateReply::default().content(text).ephemeral(true)
 }
 
-fn user_id(ctx: Context<'_>) -> String {
+pub(crate) fn user_id(ctx: Context<'_>) -> String {
     ctx.author().id.to_string()
 }
 
@@ -162,13 +175,31 @@ async fn delete(
 /// What /stop and the Stop button say: either may end a model request or a run.
 pub const CANCELLED: &str = "🛑 Cancelled your request: the model's answer or the code that was running (its sandbox removed).";
 
-/// Cancel your running code
+/// Cancel your running code; admins can stop a member's
 #[poise::command(slash_command)]
-async fn stop(ctx: Context<'_>) -> Result<(), CommandError> {
-    let text = if ctx.data().cancel_user(&user_id(ctx)) {
-        CANCELLED
-    } else {
-        "Nothing of yours is running."
+async fn stop(
+    ctx: Context<'_>,
+    #[description = "Admins: the member whose run to stop"] user: Option<serenity::all::User>,
+) -> Result<(), CommandError> {
+    let state = ctx.data();
+    let text = match user.filter(|u| u.id != ctx.author().id) {
+        None if state.cancel_user(&user_id(ctx)) => CANCELLED.to_string(),
+        None => "Nothing of yours is running.".to_string(),
+        Some(_) if !super::admin::is_admin(ctx) => super::admin::ADMINS_ONLY.to_string(),
+        Some(member) => {
+            // Only runs started in this server: an admin here is no admin elsewhere.
+            let here = ctx.guild_id();
+            let target = member.id.to_string();
+            if here.is_some()
+                && state.run_guild(&target) == Some(here)
+                && state.cancel_user(&target)
+            {
+                tracing::info!(admin = %ctx.author().id, member = %target, "an admin stopped a member's run");
+                format!("🛑 Stopped <@{target}>'s request (its sandbox removed).")
+            } else {
+                format!("<@{target}> has nothing running in this server.")
+            }
+        }
     };
     ctx.send(private(text)).await?;
     Ok(())
@@ -220,8 +251,20 @@ async fn reset(
 #[poise::command(slash_command)]
 async fn usage(ctx: Context<'_>) -> Result<(), CommandError> {
     let user = user_id(ctx);
-    let text = match within_reply_window(ctx, ctx.data().app.usage(&user)).await? {
-        Ok((month, totals)) => render::usage_report(&month, &totals),
+    let app = &ctx.data().app;
+    let read = within_reply_window(ctx, async {
+        Ok::<_, AppError>((app.usage(&user).await?, app.usage_by_model(&user).await?.1))
+    })
+    .await?;
+    let text = match read {
+        Ok(((month, totals), by_model)) => {
+            let mut text = render::usage_report(&month, &totals);
+            if !by_model.is_empty() {
+                text.push_str("\nBy model:\n");
+                text.push_str(&render::usage_by_model(&by_model));
+            }
+            text
+        }
         Err(err) => {
             tracing::warn!(error = %err, "cannot read usage");
             format!("Could not read usage: {}.", reply::failure_reason(&err))
@@ -231,21 +274,28 @@ async fn usage(ctx: Context<'_>) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// Show the limits code runs under; server admins can lower them
+/// Show the limits code runs under and the monthly budgets; server admins can lower them
 #[poise::command(slash_command)]
 async fn limits(
     ctx: Context<'_>,
-    #[description = "Seconds per run in this server (Manage Server only)"] timeout: Option<f64>,
-    #[description = "Memory per run in MB in this server (Manage Server only)"] memory_mb: Option<
-        u64,
-    >,
+    #[description = "Seconds per run in this server (admins only)"] timeout: Option<f64>,
+    #[description = "Memory per run in MB in this server (admins only)"] memory_mb: Option<u64>,
+    #[description = "Monthly dollars per member in this server (admins only)"]
+    user_budget_usd: Option<f64>,
+    #[description = "Monthly dollars for this whole server (admins only)"]
+    server_budget_usd: Option<f64>,
 ) -> Result<(), CommandError> {
     let app = &ctx.data().app;
     let guild = ctx.guild_id().map(|g| g.to_string());
-    if timeout.is_none() && memory_mb.is_none() {
-        let l = app.limits_for(guild.as_deref()).await;
-        ctx.send(private(render::limits_report(&l, app.settings())))
-            .await?;
+    let budgets_asked = user_budget_usd.is_some() || server_budget_usd.is_some();
+    if timeout.is_none() && memory_mb.is_none() && !budgets_asked {
+        let settings = app.guild_settings(guild.as_deref()).await;
+        let l = app.limits_in(settings.as_ref());
+        let caps = crate::app::budget::Caps::in_force(&app.settings().chat, settings.as_ref());
+        let mut text = render::limits_report(&l, app.settings());
+        text.push('\n');
+        text.push_str(&render::budget_report(&caps));
+        ctx.send(private(text)).await?;
         return Ok(());
     }
     let Some(guild) = guild else {
@@ -253,17 +303,56 @@ async fn limits(
             .await?;
         return Ok(());
     };
-    let allowed = match ctx {
-        poise::Context::Application(a) => a
-            .interaction
-            .member
-            .as_ref()
-            .and_then(|m| m.permissions)
-            .is_some_and(|p| p.manage_guild()),
-        poise::Context::Prefix(_) => false,
-    };
-    let text = if !allowed {
-        "Only members with the Manage Server permission can change limits.".to_string()
+    let text = if !super::admin::is_admin(ctx) {
+        super::admin::ADMINS_ONLY.to_string()
+    } else if budgets_asked {
+        let chat = &app.settings().chat;
+        let saved = app
+            .update_guild_settings(&guild, |settings| {
+                for (asked, operator, slot, name) in [
+                    (
+                        user_budget_usd,
+                        chat.user_monthly_budget_usd,
+                        &mut settings.user_budget_usd,
+                        "per member",
+                    ),
+                    (
+                        server_budget_usd,
+                        chat.server_monthly_budget_usd,
+                        &mut settings.server_budget_usd,
+                        "for the server",
+                    ),
+                ] {
+                    let Some(asked) = asked else { continue };
+                    if !(asked.is_finite() && asked >= 0.0) {
+                        return Err(AppError::Refused(
+                            "a budget is a number of dollars, 0 or more.".into(),
+                        ));
+                    }
+                    if let Some(cap) = operator.filter(|cap| asked > *cap) {
+                        return Err(AppError::Refused(format!(
+                            "the operator's cap {name} is {}; admins may only lower it.",
+                            crate::app::budget::dollars(cap)
+                        )));
+                    }
+                    *slot = Some(asked);
+                }
+                Ok(())
+            })
+            .await;
+        match saved {
+            Ok(settings) => {
+                render::budget_report(&crate::app::budget::Caps::in_force(chat, Some(&settings)))
+            }
+            Err(AppError::Refused(sentence)) => format!("Not changed: {sentence}"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot save budgets");
+                format!(
+                    "Could not save the budgets: {}.",
+                    reply::failure_reason(&err)
+                )
+            }
+        }
     } else {
         match app.set_guild_limits(&guild, timeout, memory_mb).await {
             Ok(l) => format!(
@@ -313,7 +402,7 @@ async fn run(
         ctx.channel_id(),
         ctx.author().id,
     ));
-    state.track_status(&user, status.clone());
+    state.track_status(&user, ctx.guild_id(), status.clone());
     let work = {
         let app = state.app.clone();
         let user = user.clone();

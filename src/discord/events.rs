@@ -3,17 +3,43 @@
 
 use std::sync::Arc;
 
-use serenity::all::{ChannelId, Context, CreateAttachment, CreateMessage, Http, Message, UserId};
+use serenity::all::{
+    ButtonStyle, ChannelId, Context, CreateActionRow, CreateAttachment, CreateButton,
+    CreateMessage, EditMessage, Http, Message, UserId,
+};
 
+use super::buttons::Button;
 use super::progress::DiscordProgress;
 use super::rate_limit;
 use super::reply::{self, Attachment, OutgoingFile, no_mentions};
 use super::state::BotState;
-use super::status::StatusMessage;
+use super::status::{EDIT_SPACING, StatusMessage};
+use super::streamed::{Streamed, StreamedReply};
+use crate::app::access::Access;
 use crate::app::{
-    Admission, App, ChatTurn, FileRecord, GeneratedFile, Refusal, Ticket, Upload, UploadSource,
+    Admission, App, ChatReply, ChatTurn, FileRecord, GeneratedFile, Refusal, Ticket, Upload,
+    UploadSource,
 };
 use crate::render;
+
+/// What a DM gets while ALLOW_DMS is off.
+pub const DMS_OFF: &str =
+    "Direct messages with this bot are turned off; talk to it in a server it is in.";
+
+/// `text` for the author of `msg` alone: in a DM where the message was one, else in a DM
+/// of its own (a server channel has no private messages).
+pub async fn tell_privately(http: &Http, msg: &Message, text: &str) {
+    if msg.guild_id.is_none() {
+        say(http, msg.channel_id, text).await;
+        return;
+    }
+    let message = CreateMessage::new()
+        .content(text)
+        .allowed_mentions(no_mentions());
+    if let Err(err) = msg.author.direct_message(http, message).await {
+        tracing::warn!(error = %err, "cannot tell a member privately");
+    }
+}
 
 pub async fn say(http: &Http, channel: ChannelId, text: &str) {
     let message = CreateMessage::new()
@@ -76,6 +102,25 @@ pub async fn admit(
 
 pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
     let user_id = msg.author.id.to_string();
+    if msg.guild_id.is_none() && !state.discord.allow_dms {
+        say(&ctx.http, msg.channel_id, DMS_OFF).await;
+        return;
+    }
+    let roles: Vec<String> = msg
+        .member
+        .as_ref()
+        .map(|m| m.roles.iter().map(|r| r.to_string()).collect())
+        .unwrap_or_default();
+    let guild = msg.guild_id.map(|g| g.to_string());
+    if let Access::Blocked(sentence) = state
+        .app
+        .access_for(&user_id, &roles, guild.as_deref())
+        .await
+    {
+        tracing::info!(user = %user_id, "a blocked member was refused");
+        tell_privately(&ctx.http, &msg, &sentence).await;
+        return;
+    }
     let stored = if msg.attachments.is_empty() {
         Vec::new()
     } else {
@@ -102,24 +147,28 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
         msg.channel_id,
         msg.author.id,
     ));
-    state.track_status(&user_id, status.clone());
+    state.track_status(&user_id, msg.guild_id, status.clone());
+    let answer = Arc::new(StreamedReply::new(ctx.http.clone(), msg.channel_id));
     let turn = ChatTurn {
         user_id: user_id.clone(),
         channel_id: msg.channel_id.to_string(),
-        guild_id: msg.guild_id.map(|g| g.to_string()),
+        guild_id: guild,
         text,
         images: crate::app::attached_pictures(&stored),
+        roles,
     };
     let work = {
         let app = state.app.clone();
         let http = ctx.http.clone();
         let channel = msg.channel_id;
         let status = status.clone();
+        let answer = answer.clone();
         async move {
             let _typing = channel.start_typing(&http);
             let progress = DiscordProgress {
                 status,
                 app: app.clone(),
+                answer,
             };
             let reply = app.chat_turn(turn, &progress).await;
             // Free the user before the answer is visible, so a quick follow-up is not
@@ -134,11 +183,18 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
         // Cancelled: /stop already said so.
         None => {}
         Some(Ok(reply)) => {
-            let files = outgoing(&reply.files);
-            send_plan(
+            let plan = reply::plan(
+                &answer_text(&state.app, &reply),
+                &outgoing(&reply.files),
+                state.upload_limit_bytes(),
+            );
+            let streamed = answer.finish().await;
+            deliver(
                 &ctx.http,
                 msg.channel_id,
-                reply::plan(&reply.text, &files, state.upload_limit_bytes()),
+                plan,
+                streamed,
+                answer_buttons(&reply),
             )
             .await;
         }
@@ -254,19 +310,96 @@ pub async fn discord_attachment(attachment: Attachment) -> Option<CreateAttachme
     }
 }
 
-pub async fn send_plan(http: &Http, channel: ChannelId, plan: Vec<reply::OutgoingMessage>) {
-    for message in plan {
-        let mut builder = CreateMessage::new().allowed_mentions(no_mentions());
-        if !message.content.is_empty() {
-            builder = builder.content(message.content);
-        }
+/// The whole answer as posted: the model's text, the code that ran when the member wants
+/// it inline, and the model's name.
+pub fn answer_text(app: &App, reply: &ChatReply) -> String {
+    let mut text = reply.text.clone();
+    if reply.show_code && !reply.ran.is_empty() {
+        text.push_str("\n\n");
+        text.push_str(&render::code_section(&reply.ran));
+    }
+    if let Some(model) = &reply.model {
+        text.push('\n');
+        text.push_str(&render::reply_footer(model));
+    }
+    app.redact(&text)
+}
+
+/// The Code button of an answer whose turn ran code.
+pub fn answer_buttons(reply: &ChatReply) -> Vec<CreateActionRow> {
+    let Some(turn_id) = &reply.turn_id else {
+        return Vec::new();
+    };
+    let code = Button::Code {
+        turn_id: turn_id.clone(),
+    };
+    vec![CreateActionRow::Buttons(vec![
+        CreateButton::new(code.custom_id())
+            .style(ButtonStyle::Secondary)
+            .label("Code"),
+    ])]
+}
+
+/// Posts `plan`, its last message carrying `buttons`. Messages a stream already posted are
+/// edited into the plan's first ones (at the edit spacing), and any the plan does not need
+/// are deleted, so the channel ends with exactly what an unstreamed answer posts.
+pub async fn deliver(
+    http: &Http,
+    channel: ChannelId,
+    plan: Vec<reply::OutgoingMessage>,
+    streamed: Streamed,
+    buttons: Vec<CreateActionRow>,
+) {
+    let count = plan.len();
+    let mut last = streamed.last_request;
+    for (i, message) in plan.into_iter().enumerate() {
+        let components = if i + 1 == count {
+            buttons.clone()
+        } else {
+            Vec::new()
+        };
+        let mut files = Vec::new();
         for attachment in message.attachments {
             if let Some(file) = discord_attachment(attachment).await {
-                builder = builder.add_file(file);
+                files.push(file);
             }
         }
-        if let Err(err) = rate_limit::send_message(http, channel, builder).await {
+        let sent = match streamed.messages.get(i) {
+            Some(id) => {
+                if let Some(at) = last {
+                    tokio::time::sleep_until(at + EDIT_SPACING).await;
+                }
+                let mut edit = EditMessage::new()
+                    .content(message.content)
+                    .components(components)
+                    .allowed_mentions(no_mentions());
+                for file in files {
+                    edit = edit.new_attachment(file);
+                }
+                let edited = rate_limit::edit_message(http, channel, *id, edit).await;
+                last = Some(tokio::time::Instant::now());
+                edited
+            }
+            None => {
+                let mut builder = CreateMessage::new()
+                    .allowed_mentions(no_mentions())
+                    .components(components);
+                if !message.content.is_empty() {
+                    builder = builder.content(message.content);
+                }
+                for file in files {
+                    builder = builder.add_file(file);
+                }
+                rate_limit::send_message(http, channel, builder).await
+            }
+        };
+        if let Err(err) = sent {
             tracing::warn!(error = %err, "cannot send a reply");
+        }
+    }
+    for id in streamed.messages.iter().skip(count) {
+        if let Err(err) = channel.delete_message(http, *id).await {
+            tracing::warn!(error = %err, "cannot remove a streamed part the answer no longer has");
         }
     }
 }

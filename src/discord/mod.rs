@@ -2,15 +2,19 @@
 //! attachments and questions become use cases of the application core, shown as they go.
 //! This layer keeps only Discord: events, replies, commands, progress.
 
+pub mod admin;
 pub mod buttons;
 pub mod commands;
+pub mod community_commands;
 pub mod events;
 pub mod interactions;
+pub mod model_menu;
 pub mod progress;
 pub mod rate_limit;
 pub mod reply;
 pub mod state;
 pub mod status;
+pub mod streamed;
 
 use std::future::Future;
 use std::sync::Arc;

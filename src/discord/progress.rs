@@ -23,6 +23,8 @@ pub struct DiscordProgress {
     pub status: Arc<StatusMessage>,
     /// Redacts what the code printed before it is shown.
     pub app: Arc<App>,
+    /// Where a streamed answer is shown as it is written.
+    pub answer: Arc<super::streamed::StreamedReply>,
 }
 
 /// Shows that run `round` starts and follows it; the returned watch is the run's.
@@ -109,5 +111,12 @@ impl Progress for DiscordProgress {
 
     async fn run_finished(&self, result: Result<&UserRunResult, &str>) {
         self.status.run_ended(status_line(result));
+    }
+
+    fn answer_text(&self, text: &str) {
+        let shown = crate::llm::tool_result::redact_growing(text, self.app.secrets());
+        if !shown.trim().is_empty() {
+            self.answer.show(shown);
+        }
     }
 }

@@ -38,3 +38,23 @@ pub async fn send_message(
         }
     }
 }
+
+/// Edits `id` to `edit`, waiting out rate limits like `send_message`.
+pub async fn edit_message(
+    http: &Http,
+    channel: ChannelId,
+    id: serenity::all::MessageId,
+    edit: serenity::all::EditMessage,
+) -> Result<Message, serenity::Error> {
+    let mut attempt = 1;
+    loop {
+        match channel.edit_message(http, id, edit.clone()).await {
+            Err(err) if is_rate_limited(&err) && attempt < ATTEMPTS => {
+                tracing::debug!(attempt, "edit rate limited; waiting");
+                tokio::time::sleep(RATE_LIMITED_WAIT).await;
+                attempt += 1;
+            }
+            edited => return edited,
+        }
+    }
+}

@@ -5,20 +5,23 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use serenity::all::{Message, UserId};
+use serenity::all::{GuildId, Message, UserId};
 
 use super::status::StatusMessage;
 use crate::app::App;
 use crate::config::DiscordSettings;
+
+type Tracked = (Option<GuildId>, Arc<StatusMessage>);
 
 pub struct BotState {
     pub app: Arc<App>,
     pub discord: DiscordSettings,
     bot_user: OnceLock<UserId>,
     shutting_down: AtomicBool,
-    /// The status message of each user's running work, so /stop and its Stop button can
-    /// say "cancelled".
-    statuses: Mutex<HashMap<String, Arc<StatusMessage>>>,
+    /// The status message of each user's running work, and the server it runs for, so
+    /// /stop and its Stop button can say "cancelled" (and an admin stops only their own
+    /// server's runs).
+    statuses: Mutex<HashMap<String, Tracked>>,
 }
 
 impl BotState {
@@ -48,7 +51,8 @@ impl BotState {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// DMs and mentions always; other messages only in BOT_CHANNELS (all when empty).
+    /// DMs (when ALLOW_DMS) and mentions always; other messages only in BOT_CHANNELS (all
+    /// when empty). A DM while DMs are off is answered with that sentence (`dms_off`).
     pub fn should_answer(&self, msg: &Message) -> bool {
         if msg.guild_id.is_none() {
             return true;
@@ -66,20 +70,26 @@ impl BotState {
         self.discord.discord_upload_limit_mb * 1024 * 1024
     }
 
-    pub fn track_status(&self, user_id: &str, slot: Arc<StatusMessage>) {
-        self.lock_statuses().insert(user_id.to_string(), slot);
+    pub fn track_status(&self, user_id: &str, guild: Option<GuildId>, slot: Arc<StatusMessage>) {
+        self.lock_statuses()
+            .insert(user_id.to_string(), (guild, slot));
     }
 
     /// The status message of the user's running work, if any.
     pub fn status_of(&self, user_id: &str) -> Option<Arc<StatusMessage>> {
-        self.lock_statuses().get(user_id).cloned()
+        self.lock_statuses().get(user_id).map(|(_, s)| s.clone())
+    }
+
+    /// The server the user's running work is for (None in DMs); None when nothing runs.
+    pub fn run_guild(&self, user_id: &str) -> Option<Option<GuildId>> {
+        self.lock_statuses().get(user_id).map(|(g, _)| *g)
     }
 
     pub fn forget_status(&self, user_id: &str, slot: &Arc<StatusMessage>) {
         let mut statuses = self.lock_statuses();
         if statuses
             .get(user_id)
-            .is_some_and(|current| Arc::ptr_eq(current, slot))
+            .is_some_and(|(_, current)| Arc::ptr_eq(current, slot))
         {
             statuses.remove(user_id);
         }
@@ -90,13 +100,13 @@ impl BotState {
     pub fn cancel_user(&self, user_id: &str) -> bool {
         let cancelled = self.app.cancel(user_id);
         let slot = self.lock_statuses().remove(user_id);
-        if cancelled && let Some(slot) = slot {
+        if cancelled && let Some((_, slot)) = slot {
             slot.close("🛑 cancelled".to_string());
         }
         cancelled
     }
 
-    fn lock_statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<StatusMessage>>> {
+    fn lock_statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
         self.statuses.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -44,6 +44,9 @@ pub enum ModelError {
     /// content type it does not take (image parts).
     #[error("the model API refused the request ({status}): {message}")]
     Rejected { status: u16, message: String },
+    /// Not sent: a cap or a rule of the bot's stopped it first; `sentence` says which.
+    #[error("not sent to the model: {sentence}")]
+    NotSent { sentence: String },
 }
 
 impl ModelError {
@@ -82,9 +85,13 @@ impl ModelError {
             ModelError::Rejected { status, .. } => {
                 format!("The model service refused the request ({status}); an admin can check the model settings.")
             }
+            ModelError::NotSent { sentence } => sentence.clone(),
         }
     }
 }
+
+/// Told the answer's text as it grows.
+pub type TextSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
 pub trait ChatModel: Send + Sync {
     /// `pictures` says what each picture the messages refer to becomes.
@@ -93,12 +100,26 @@ pub trait ChatModel: Send + Sync {
         messages: &[ChatMessage],
         pictures: &Pictures,
     ) -> impl Future<Output = Result<ModelReply, ModelError>> + Send;
+
+    /// The same reply as `complete`; a model that streams tells `on_text` the answer's text
+    /// as it is written (not the text of a reply that calls tools).
+    fn complete_streaming(
+        &self,
+        messages: &[ChatMessage],
+        pictures: &Pictures,
+        on_text: TextSink<'_>,
+    ) -> impl Future<Output = Result<ModelReply, ModelError>> + Send {
+        let _ = on_text;
+        self.complete(messages, pictures)
+    }
 }
 
 pub struct OpenAiChat {
     client: Client<OpenAIConfig>,
     model: String,
     timeout: Duration,
+    /// Answers are asked for as a stream (`stream_options.include_usage` bills them).
+    stream: bool,
 }
 
 impl OpenAiChat {
@@ -116,7 +137,54 @@ impl OpenAiChat {
             client: Client::with_config(config).with_http_service(transport),
             model: model.to_string(),
             timeout,
+            stream: false,
         }
+    }
+
+    pub fn streaming(mut self, stream: bool) -> OpenAiChat {
+        self.stream = stream;
+        self
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn request(
+        &self,
+        messages: &[ChatMessage],
+        pictures: &Pictures,
+        stream: bool,
+    ) -> Result<CreateChatCompletionRequest, ModelError> {
+        let mut json = request_json(&self.model, messages, pictures);
+        if stream {
+            json["stream"] = json!(true);
+            json["stream_options"] = json!({"include_usage": true});
+        }
+        serde_json::from_value(json).map_err(|e| ModelError::BadResponse {
+            reason: format!("request: {e}"),
+        })
+    }
+
+    async fn stream_reply(
+        &self,
+        request: CreateChatCompletionRequest,
+        on_text: TextSink<'_>,
+    ) -> Result<ModelReply, ModelError> {
+        use futures_util::StreamExt;
+        let mut stream = self
+            .client
+            .chat()
+            .create_stream(request)
+            .await
+            .map_err(map_error)?;
+        let mut assembly = super::stream::StreamAssembly::default();
+        while let Some(chunk) = stream.next().await {
+            if assembly.push(chunk.map_err(map_error)?) && !assembly.has_tool_calls() {
+                on_text(assembly.text());
+            }
+        }
+        Ok(assembly.finish())
     }
 }
 
@@ -277,12 +345,7 @@ impl ChatModel for OpenAiChat {
         messages: &[ChatMessage],
         pictures: &Pictures,
     ) -> Result<ModelReply, ModelError> {
-        let request: CreateChatCompletionRequest =
-            serde_json::from_value(request_json(&self.model, messages, pictures)).map_err(|e| {
-                ModelError::BadResponse {
-                    reason: format!("request: {e}"),
-                }
-            })?;
+        let request = self.request(messages, pictures, false)?;
         let response = tokio::time::timeout(self.timeout, self.client.chat().create(request))
             .await
             .map_err(|_| ModelError::Timeout {
@@ -290,5 +353,23 @@ impl ChatModel for OpenAiChat {
             })?
             .map_err(map_error)?;
         reply_from_response(response)
+    }
+
+    async fn complete_streaming(
+        &self,
+        messages: &[ChatMessage],
+        pictures: &Pictures,
+        on_text: TextSink<'_>,
+    ) -> Result<ModelReply, ModelError> {
+        if !self.stream {
+            return self.complete(messages, pictures).await;
+        }
+        let request = self.request(messages, pictures, true)?;
+        // The whole stream shares one request's time.
+        tokio::time::timeout(self.timeout, self.stream_reply(request, on_text))
+            .await
+            .map_err(|_| ModelError::Timeout {
+                seconds: self.timeout.as_secs(),
+            })?
     }
 }

@@ -6,6 +6,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::client::{ChatModel, ModelError, ModelReply};
 use super::history::{ChatMessage, ImageKind, ImageRef};
 use super::pictures::{self, PictureSource, Pictures};
@@ -41,6 +43,18 @@ pub trait Progress: Send + Sync {
     fn model_waiting(&self, _round: usize) -> Option<ModelWait> {
         None
     }
+    /// The answer's text so far, from a model that streams (redacted by the caller: raw).
+    fn answer_text(&self, _text: &str) {}
+}
+
+/// The code of one run of a turn, as the Code button shows it: the code that ran (secrets
+/// redacted), how it ended and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RanCode {
+    pub code: String,
+    /// `ok`, `error`, `timeout`..., or `not run: why`.
+    pub status: String,
+    pub seconds: Option<f64>,
 }
 
 /// Held while a model request is in flight; dropping it ends the "thinking" display.
@@ -94,6 +108,8 @@ pub struct TurnOutcome {
     pub image_tokens: u64,
     /// The model server refused image parts: the turn went on without them.
     pub images_refused: bool,
+    /// The code of each run asked for, in order, run or not.
+    pub ran: Vec<RanCode>,
 }
 
 async fn complete_with_retry<M: ChatModel>(
@@ -101,10 +117,11 @@ async fn complete_with_retry<M: ChatModel>(
     messages: &[ChatMessage],
     pictures: &Pictures,
     settings: &TurnSettings,
+    on_text: super::client::TextSink<'_>,
 ) -> Result<ModelReply, ModelError> {
     let mut attempt = 0;
     loop {
-        match model.complete(messages, pictures).await {
+        match model.complete_streaming(messages, pictures, on_text).await {
             Err(err) if err.is_transient() && attempt < settings.retries => {
                 let delay = settings.retry_delay * 2u32.saturating_pow(attempt);
                 tracing::warn!(error = %err, attempt, "model API error; retrying");
@@ -126,11 +143,12 @@ async fn request<M: ChatModel, S: PictureSource>(
     settings: &TurnSettings,
     sees: &mut bool,
     outcome: &mut TurnOutcome,
+    on_text: super::client::TextSink<'_>,
 ) -> Result<ModelReply, ModelError> {
     let resolved = source.resolve(&pictures::referenced(messages), *sees).await;
     let shown = pictures::within_cap(messages, resolved, settings.vision.max_images);
     let image_tokens: u64 = pictures::tokens_of(&shown).values().sum();
-    match complete_with_retry(model, messages, &shown, settings).await {
+    match complete_with_retry(model, messages, &shown, settings, on_text).await {
         Ok(reply) => {
             outcome.image_tokens += image_tokens;
             Ok(reply)
@@ -142,7 +160,7 @@ async fn request<M: ChatModel, S: PictureSource>(
             *sees = false;
             outcome.images_refused = true;
             let notes = pictures::as_notes(&shown, "this model server does not take pictures");
-            complete_with_retry(model, messages, &notes, settings).await
+            complete_with_retry(model, messages, &notes, settings, on_text).await
         }
         Err(err) => Err(err),
     }
@@ -181,12 +199,23 @@ pub async fn run_turn<M: ChatModel, R: CodeRunner, P: Progress, S: PictureSource
         error: None,
         image_tokens: 0,
         images_refused: false,
+        ran: Vec::new(),
     };
+    let on_text = |text: &str| progress.answer_text(text);
     let mut sees = settings.vision.sees;
     let mut rounds = 0;
     loop {
         let waiting = progress.model_waiting(rounds + 1);
-        let reply = request(model, source, &messages, settings, &mut sees, &mut outcome).await;
+        let reply = request(
+            model,
+            source,
+            &messages,
+            settings,
+            &mut sees,
+            &mut outcome,
+            &on_text,
+        )
+        .await;
         drop(waiting);
         let reply = match reply {
             Ok(reply) => reply,
@@ -234,9 +263,15 @@ pub async fn run_turn<M: ChatModel, R: CodeRunner, P: Progress, S: PictureSource
                     Err(err) => format!("{{\"error\": {}}}", serde_json::json!(err.to_string())),
                     Ok(args) => {
                         let watch = progress.run_started(rounds).await;
+                        let code = tool_result::redact(&args.code, &settings.secrets);
                         match runner.run(args.code, args.timeout, watch).await {
                             Ok(result) => {
                                 progress.run_finished(Ok(&result)).await;
+                                outcome.ran.push(RanCode {
+                                    code,
+                                    status: result.result.status.as_str().to_string(),
+                                    seconds: Some(result.result.execution_ms / 1000.0),
+                                });
                                 let text = tool_result::render(
                                     &result.result,
                                     &result.generated_files,
@@ -251,6 +286,11 @@ pub async fn run_turn<M: ChatModel, R: CodeRunner, P: Progress, S: PictureSource
                                 tracing::warn!(error = %err, "a tool call's run did not happen");
                                 let reason = err.to_string();
                                 progress.run_finished(Err(&reason)).await;
+                                outcome.ran.push(RanCode {
+                                    code,
+                                    status: format!("not run: {reason}"),
+                                    seconds: None,
+                                });
                                 format!(
                                     "{{\"status\": \"not_run\", \"error\": {}}}",
                                     serde_json::json!(reason)

@@ -6,6 +6,7 @@ pub mod conversation;
 pub mod history;
 pub mod pictures;
 pub mod pricing;
+pub mod stream;
 pub mod tokens;
 pub mod tool;
 pub mod tool_result;

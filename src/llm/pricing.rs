@@ -1,11 +1,9 @@
-//! Cost of a response from its billed usage and a pricing table in the settings.
+//! Cost of a response from its billed usage and the model's price in the model table.
 //! An unknown model has an unknown cost: never reported as zero.
-
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::config::pricing::{Price, default_prices};
+pub use crate::config::models::Price;
 
 /// Billed usage as the API reports it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +15,10 @@ pub struct Usage {
 }
 
 impl Usage {
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+
     pub fn add(&mut self, other: Usage) {
         self.prompt_tokens += other.prompt_tokens;
         self.cached_tokens += other.cached_tokens;
@@ -24,18 +26,9 @@ impl Usage {
     }
 }
 
-/// Longest table key that the model name starts with (`gpt-4o-2024-08-06` -> `gpt-4o`).
-pub fn price_for<'a>(table: &'a BTreeMap<String, Price>, model: &str) -> Option<&'a Price> {
-    table
-        .iter()
-        .filter(|(key, _)| model == key.as_str() || model.starts_with(&format!("{key}-")))
-        .max_by_key(|(key, _)| key.len())
-        .map(|(_, price)| price)
-}
-
 /// Dollars, or None when the model is not priced.
-pub fn cost(table: &BTreeMap<String, Price>, model: &str, usage: Usage) -> Option<f64> {
-    let price = price_for(table, model)?;
+pub fn cost(price: Option<Price>, usage: Usage) -> Option<f64> {
+    let price = price?;
     let cached = usage.cached_tokens.min(usage.prompt_tokens);
     let fresh = usage.prompt_tokens - cached;
     Some(
@@ -49,21 +42,21 @@ pub fn cost(table: &BTreeMap<String, Price>, model: &str, usage: Usage) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ChatSettings;
 
     #[test]
     fn cost_arithmetic() {
-        let table = default_prices();
+        let chat = ChatSettings::default();
         let usage = Usage {
             prompt_tokens: 1_000_000,
             cached_tokens: 200_000,
             completion_tokens: 500_000,
         };
         // 800k * 2.50 + 200k * 1.25 + 500k * 10.00, per million.
-        let dollars = cost(&table, "gpt-4o", usage).unwrap();
+        let dollars = cost(chat.price_of("gpt-4o"), usage).unwrap();
         assert!((dollars - (2.0 + 0.25 + 5.0)).abs() < 1e-9, "{dollars}");
         let small = cost(
-            &table,
-            "gpt-4o-mini",
+            chat.price_of("gpt-4o-mini"),
             Usage {
                 prompt_tokens: 1000,
                 cached_tokens: 0,
@@ -76,12 +69,24 @@ mod tests {
 
     #[test]
     fn dated_model_names_find_their_family_and_unknown_is_none() {
-        let table = default_prices();
-        assert_eq!(price_for(&table, "gpt-4o-2024-08-06").unwrap().input, 2.50);
+        let mut chat = ChatSettings::default();
+        assert_eq!(chat.price_of("gpt-4o-2024-08-06").unwrap().input, 2.50);
+        assert_eq!(chat.price_of("gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
         assert_eq!(
-            price_for(&table, "gpt-4o-mini-2024-07-18").unwrap().input,
+            cost(chat.price_of("my-local-llama"), Usage::default()),
+            None
+        );
+        // A row that only says the model sees does not hide its family's price.
+        chat.models.insert(
+            "gpt-4o-mini-vision-test".into(),
+            crate::config::ModelEntry {
+                vision: Some(true),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            chat.price_of("gpt-4o-mini-vision-test").unwrap().input,
             0.15
         );
-        assert_eq!(cost(&table, "my-local-llama", Usage::default()), None);
     }
 }

@@ -112,9 +112,39 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
     out
 }
 
+/// `redact` for text still being written: a tail that could be the start of a secret is
+/// held back until the text goes on (or ends), so no secret is shown half.
+pub fn redact_growing(text: &str, secrets: &[String]) -> String {
+    let mut out = redact(text, secrets);
+    let held = secrets
+        .iter()
+        .filter(|s| s.len() >= 8)
+        .filter_map(|secret| {
+            (1..secret.len())
+                .rev()
+                .filter(|n| secret.is_char_boundary(*n))
+                .find(|n| out.ends_with(&secret[..*n]))
+        })
+        .max()
+        .unwrap_or(0);
+    out.truncate(out.len() - held);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_being_written_is_never_shown_half() {
+        let secrets = vec!["sk-supersecret-value".to_string()];
+        assert_eq!(redact_growing("the key is sk-sup", &secrets), "the key is ");
+        assert_eq!(
+            redact_growing("the key is sk-supersecret-value.", &secrets),
+            "the key is [redacted]."
+        );
+        assert_eq!(redact_growing("nothing secret", &secrets), "nothing secret");
+    }
     use crate::sandbox::Outcome;
     use crate::sandbox::Status;
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::models::longest_match;
 use crate::config::{ModelEntry, VisionMode};
 
 /// OpenAI's `detail` of an image part: `high` tiles the picture, `low` is one 512-px view.
@@ -67,24 +68,12 @@ fn sees_by_name(model: &str) -> bool {
     prefixes.iter().any(|p| name.starts_with(p)) || name.contains("-vl")
 }
 
-/// The table row for a model: the longest key the name starts with.
-pub fn entry_for<'a>(
-    table: &'a BTreeMap<String, ModelEntry>,
-    model: &str,
-) -> Option<&'a ModelEntry> {
-    table
-        .iter()
-        .filter(|(key, _)| model.starts_with(key.as_str()))
-        .max_by_key(|(key, _)| key.len())
-        .map(|(_, entry)| entry)
-}
-
 /// Whether `model` gets pictures under `mode`.
 pub fn model_sees(mode: VisionMode, table: &BTreeMap<String, ModelEntry>, model: &str) -> bool {
     match mode {
         VisionMode::On => true,
         VisionMode::Off => false,
-        VisionMode::Auto => entry_for(table, model)
+        VisionMode::Auto => longest_match(table, model, |e| e.vision.is_some())
             .and_then(|entry| entry.vision)
             .unwrap_or_else(|| sees_by_name(model)),
     }
@@ -129,9 +118,16 @@ mod tests {
             "gpt-4o".to_string(),
             ModelEntry {
                 vision: Some(false),
+                ..ModelEntry::default()
             },
         );
-        table.insert("qwen".to_string(), ModelEntry { vision: Some(true) });
+        table.insert(
+            "qwen".to_string(),
+            ModelEntry {
+                vision: Some(true),
+                ..ModelEntry::default()
+            },
+        );
         assert!(!model_sees(VisionMode::Auto, &table, "gpt-4o-mini"));
         assert!(model_sees(VisionMode::Auto, &table, "qwen2.5-coder-1.5b"));
         assert!(model_sees(VisionMode::On, &table, "gpt-4o-mini"));
