@@ -583,7 +583,10 @@ async fn run_and_usage_commands() {
     bot.fake
         .dispatch("INTERACTION_CREATE", bot.fake.command("usage", json!([])));
     let usage = bot.fake.wait_for_text("Usage for", LONG).await.content();
-    assert!(usage.contains("1 messages, 120 prompt tokens"), "{usage}");
+    assert!(
+        usage.contains("1 model requests, 120 prompt tokens"),
+        "{usage}"
+    );
     assert!(usage.contains("30 completion tokens"), "{usage}");
     // gpt-4o-mini: 120 * 0.15 + 30 * 0.60 per million = $0.000036
     assert!(usage.contains("cost $0.0000"), "{usage}");
@@ -650,7 +653,7 @@ async fn server_channels_mentions_and_guild_limits() {
         ),
     );
     bot.fake
-        .wait_for_text("Manage Server permission", LONG)
+        .wait_for_text("Only this server's admins", LONG)
         .await;
     bot.fake.dispatch(
         "INTERACTION_CREATE",

@@ -11,22 +11,22 @@ use crate::conversations::{ConversationStore, GuildSettings, TurnCode, UsageTota
 use crate::sandbox::Limits;
 
 impl App {
-    /// A server's settings; None outside a server, or (logged) when they cannot be read:
-    /// the operator's settings then apply.
+    /// A server's settings (the defaults when its admins set none, or, logged, when they
+    /// cannot be read: the operator's settings then apply); None outside a server.
     pub async fn guild_settings(&self, guild_id: Option<&str>) -> Option<GuildSettings> {
         let guild = guild_id?;
         let conversations = match self.conversations().await {
             Ok(conversations) => conversations,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot open conversations; the operator's settings apply");
-                return None;
+                return Some(GuildSettings::default());
             }
         };
         match conversations.guild_settings(guild).await {
-            Ok(settings) => settings,
+            Ok(settings) => Some(settings.unwrap_or_default()),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the server's settings; the operator's apply");
-                None
+                Some(GuildSettings::default())
             }
         }
     }

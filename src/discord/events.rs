@@ -351,7 +351,7 @@ pub async fn deliver(
     buttons: Vec<CreateActionRow>,
 ) {
     let count = plan.len();
-    let mut last = streamed.last_request;
+    let mut last = streamed.last_edit;
     for (i, message) in plan.into_iter().enumerate() {
         let components = if i + 1 == count {
             buttons.clone()

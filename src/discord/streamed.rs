@@ -1,5 +1,5 @@
 //! An answer shown as the model writes it: the first message is posted with the first
-//! text, then edited (each request at least EDIT_SPACING after the last) as more comes;
+//! text, then edited as more comes (each edit at least EDIT_SPACING after the last edit);
 //! past 2000 characters the next part goes in a new message. The final answer then
 //! replaces what was streamed, message for message (`deliver`).
 
@@ -18,11 +18,11 @@ pub struct StreamedReply {
     worker: std::sync::Mutex<Option<JoinHandle<Streamed>>>,
 }
 
-/// What the stream left in the channel: its messages, and when the last was touched.
+/// What the stream left in the channel: its messages, and when it last edited one.
 #[derive(Debug, Default)]
 pub struct Streamed {
     pub messages: Vec<MessageId>,
-    pub last_request: Option<Instant>,
+    pub last_edit: Option<Instant>,
 }
 
 impl StreamedReply {
@@ -65,7 +65,8 @@ async fn keep_shown(
     // What each posted message shows now.
     let mut shown: Vec<String> = Vec::new();
     while seen.changed().await.is_ok() {
-        if let Some(last) = streamed.last_request {
+        if let (Some(last), false) = (streamed.last_edit, streamed.messages.is_empty()) {
+            // Text arriving meanwhile is folded into the next edit.
             tokio::time::sleep_until(last + EDIT_SPACING).await;
         }
         let text = seen.borrow_and_update().clone();
@@ -77,20 +78,23 @@ async fn keep_shown(
             if shown.get(i) == Some(part) {
                 continue;
             }
-            if let Some(last) = streamed.last_request {
-                tokio::time::sleep_until(last + EDIT_SPACING).await;
-            }
             let sent = match streamed.messages.get(i) {
-                Some(id) => channel
-                    .edit_message(
-                        &http,
-                        *id,
-                        EditMessage::new()
-                            .content(part.clone())
-                            .allowed_mentions(no_mentions()),
-                    )
-                    .await
-                    .map(|_| None),
+                Some(id) => {
+                    if let Some(last) = streamed.last_edit {
+                        tokio::time::sleep_until(last + EDIT_SPACING).await;
+                    }
+                    streamed.last_edit = Some(Instant::now());
+                    channel
+                        .edit_message(
+                            &http,
+                            *id,
+                            EditMessage::new()
+                                .content(part.clone())
+                                .allowed_mentions(no_mentions()),
+                        )
+                        .await
+                        .map(|_| None)
+                }
                 None => channel
                     .send_message(
                         &http,
@@ -101,7 +105,6 @@ async fn keep_shown(
                     .await
                     .map(|m| Some(m.id)),
             };
-            streamed.last_request = Some(Instant::now());
             match sent {
                 Ok(posted) => {
                     if let Some(id) = posted {

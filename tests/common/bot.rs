@@ -42,7 +42,9 @@ impl Bot {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             // Warm containers cost a second of CPU each; the test that wants a pool asks.
-            .env("WARM_POOL_SIZE", "0");
+            .env("WARM_POOL_SIZE", "0")
+            // Answers arrive as one post to read; the tests of streaming turn it on.
+            .env("OPENAI_STREAM", "false");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }

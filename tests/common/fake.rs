@@ -62,6 +62,11 @@ struct Inner {
     model: Option<Model>,
     /// Message creations still to answer with 429 Too Many Requests.
     rate_limited_creates: usize,
+    /// Streamed answers: the wait between two chunks, and the characters of text per chunk.
+    stream_spacing: Duration,
+    stream_piece_chars: usize,
+    /// When each streamed answer sent its last chunk.
+    stream_ends: Vec<Instant>,
     /// Gateway sessions begun with IDENTIFY, and resumed with RESUME.
     identifies: usize,
     resumes: usize,
@@ -134,6 +139,18 @@ impl Fake {
     /// Model requests that find the scripted queue empty are answered by `model`.
     pub fn model(&self, model: impl Fn(&Value) -> Value + Send + Sync + 'static) {
         self.inner.lock().unwrap().model = Some(Arc::new(model));
+    }
+
+    /// Streamed answers send their text `piece_chars` at a time, `spacing` apart.
+    pub fn stream_slowly(&self, spacing: Duration, piece_chars: usize) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.stream_spacing = spacing;
+        inner.stream_piece_chars = piece_chars;
+    }
+
+    /// When each streamed answer was sent whole.
+    pub fn stream_ends(&self) -> Vec<Instant> {
+        self.inner.lock().unwrap().stream_ends.clone()
     }
 
     /// When each model request arrived.
@@ -311,6 +328,58 @@ impl Fake {
             message["content"] = json!(format!("<@{BOT_ID}> {content}"));
         }
         message
+    }
+
+    /// A message from `user` with `roles` in a server channel.
+    pub fn guild_message_as(
+        &self,
+        user: &str,
+        roles: &[&str],
+        guild: &str,
+        channel: &str,
+        content: &str,
+    ) -> Value {
+        let mut message = self.guild_message(guild, channel, content, false);
+        message["author"] = self.user(user);
+        message["member"]["roles"] = json!(roles);
+        message
+    }
+
+    /// A slash command from `user` with `roles` in a server, with the member's permission bits.
+    pub fn guild_command_as(
+        &self,
+        user: &str,
+        roles: &[&str],
+        guild: &str,
+        name: &str,
+        options: Value,
+        permissions: u64,
+    ) -> Value {
+        let mut command = self.guild_command(guild, name, options, permissions);
+        command["member"]["user"] = self.user(user);
+        command["member"]["roles"] = json!(roles);
+        command
+    }
+
+    /// A user's pick in a select menu (custom id) on message `message_id`, in `guild`.
+    pub fn menu_choice(
+        &self,
+        user: &str,
+        guild: Option<&str>,
+        message_id: &str,
+        custom_id: &str,
+        value: &str,
+    ) -> Value {
+        let mut press = self.button_press(user, message_id, custom_id);
+        press["data"] = json!({"custom_id": custom_id, "component_type": 3, "values": [value]});
+        if let Some(guild) = guild {
+            let user = press["user"].take();
+            press.as_object_mut().unwrap().remove("user");
+            press["guild_id"] = json!(guild);
+            press["member"] = json!({"user": user, "roles": [], "joined_at": "2026-01-01T00:00:00.000000+00:00",
+                "deaf": false, "mute": false, "flags": 0, "permissions": "0"});
+        }
+        press
     }
 
     /// A slash command from the test user in a server, with the member's permission bits.
@@ -491,7 +560,91 @@ async fn openai(State((inner, _, _)): State<Shared>, Json(body): Json<Value>) ->
         }
     };
     tokio::time::sleep(delay).await;
+    let streamed = inner.lock().unwrap().openai_requests.last().unwrap()["stream"] == true;
+    if streamed && status == 200 {
+        return stream_of(inner, &body);
+    }
     (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
+}
+
+/// A completion as OpenAI streams it: the text in pieces, each tool call's id and name then
+/// its arguments in two fragments, the finish, and the usage chunk (`include_usage`).
+fn stream_chunks(completion: &Value, piece_chars: usize) -> Vec<Value> {
+    let model = completion["model"].clone();
+    let chunk = |choices: Value, usage: Value| {
+        json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
+               "model": model, "choices": choices, "usage": usage})
+    };
+    let delta = |delta: Value| {
+        chunk(
+            json!([{"index": 0, "delta": delta, "finish_reason": null}]),
+            Value::Null,
+        )
+    };
+    let message = &completion["choices"][0]["message"];
+    let mut chunks = vec![delta(json!({"role": "assistant", "content": ""}))];
+    let text: Vec<char> = message["content"].as_str().unwrap_or("").chars().collect();
+    for piece in text.chunks(piece_chars.max(1)) {
+        chunks.push(delta(json!({"content": piece.iter().collect::<String>()})));
+    }
+    for (index, call) in message["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let arguments = call["function"]["arguments"].as_str().unwrap_or("");
+        let half = arguments
+            .char_indices()
+            .nth(arguments.chars().count() / 2)
+            .map_or(0, |(i, _)| i);
+        chunks.push(delta(
+            json!({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": &arguments[..half]}}]}),
+        ));
+        chunks.push(delta(json!({"tool_calls": [{"index": index, "function": {"arguments": &arguments[half..]}}]})));
+    }
+    let finish = completion["choices"][0]["finish_reason"].clone();
+    chunks.push(chunk(
+        json!([{"index": 0, "delta": {}, "finish_reason": finish}]),
+        Value::Null,
+    ));
+    chunks.push(chunk(json!([]), completion["usage"].clone()));
+    chunks
+}
+
+fn stream_of(inner: Arc<Mutex<Inner>>, completion: &Value) -> Response {
+    let (spacing, piece) = {
+        let inner = inner.lock().unwrap();
+        let piece = match inner.stream_piece_chars {
+            0 => usize::MAX,
+            n => n,
+        };
+        (inner.stream_spacing, piece)
+    };
+    let mut lines: Vec<String> = stream_chunks(completion, piece)
+        .iter()
+        .map(|c| format!("data: {c}\n\n"))
+        .collect();
+    lines.push("data: [DONE]\n\n".to_string());
+    let count = lines.len();
+    use futures_util::StreamExt;
+    let body = futures_util::stream::iter(lines.into_iter().enumerate()).then(move |(i, line)| {
+        let inner = inner.clone();
+        async move {
+            if i > 0 {
+                tokio::time::sleep(spacing).await;
+            }
+            if i + 1 == count {
+                inner.lock().unwrap().stream_ends.push(Instant::now());
+            }
+            Ok::<_, std::convert::Infallible>(Bytes::from(line))
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(axum::body::Body::from_stream(body))
+        .unwrap()
 }
 
 async fn gateway(ws: WebSocketUpgrade, State(shared): State<Shared>) -> Response {
@@ -650,8 +803,7 @@ async fn rest(State((inner, ids, _)): State<Shared>, request: Request) -> Respon
     }
     let parts: Vec<&str> = path.trim_start_matches("/api/v10/").split('/').collect();
     let file_meta: Vec<(String, usize)> = files.iter().map(|(n, d)| (n.clone(), d.len())).collect();
-    let content = json_body["content"].as_str().unwrap_or("").to_string();
-    let (response, message_id) = answer(&ids, &method, &parts, &content, &file_meta, &inner);
+    let (response, message_id) = answer(&ids, &method, &parts, &json_body, &file_meta, &inner);
     let recorded = Recorded {
         method: method.to_string(),
         path: path.clone(),
@@ -679,11 +831,11 @@ fn answer(
     ids: &AtomicU64,
     method: &Method,
     parts: &[&str],
-    content: &str,
+    body: &Value,
     file_meta: &[(String, usize)],
     inner: &Mutex<Inner>,
 ) -> (Response, Option<String>) {
-    let content = content.to_string();
+    let content = body["content"].as_str().unwrap_or("").to_string();
     let response = match (method.clone(), parts) {
         (Method::POST, ["channels", channel, "typing"]) => {
             let _ = channel;
@@ -714,6 +866,18 @@ fn answer(
             return (Json(message).into_response(), Some(id.to_string()));
         }
         (Method::PUT, ["applications", _, "commands"]) => Json(json!([])).into_response(),
+        (Method::POST, ["users", "@me", "channels"]) => {
+            let id = ids.fetch_add(1, Ordering::SeqCst).to_string();
+            let recipient = body["recipient_id"].as_str().unwrap_or(USER_ID);
+            let user = json!({"id": recipient, "username": format!("user{recipient}"),
+                              "discriminator": "0", "avatar": null, "global_name": null, "bot": false});
+            return (
+                Json(json!({"id": id, "type": 1, "last_message_id": null, "recipients": [user]}))
+                    .into_response(),
+                Some(id),
+            );
+        }
+        (Method::DELETE, ["channels", _, "messages", _]) => StatusCode::NO_CONTENT.into_response(),
         (Method::POST, ["interactions", _, _, "callback"]) => StatusCode::NO_CONTENT.into_response(),
         (Method::PATCH, ["webhooks", _, _, "messages", _]) | (Method::POST, ["webhooks", _, _]) => {
             Json(message_json(ids, DM_CHANNEL, &content, file_meta)).into_response()
