@@ -319,6 +319,7 @@ pub fn answer_text(app: &App, reply: &ChatReply) -> String {
         text.push_str(&render::code_section(&reply.ran));
     }
     if let Some(model) = &reply.model {
+        text.truncate(text.trim_end().len());
         text.push('\n');
         text.push_str(&render::reply_footer(model));
     }
