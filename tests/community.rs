@@ -573,3 +573,124 @@ async fn a_streamed_answer_is_edited_as_written_and_ends_as_the_unstreamed_one()
         .wait_for_text("2 model requests, 220 prompt tokens", LONG)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_on_other_servers_the_servers_prompt_and_dms_off() {
+    // A second OpenAI-compatible server for one model, with its own key.
+    let other = Fake::start().await;
+    other.model(|_| completion_text("from the other server"));
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        format!(
+            "[models.\"elsewhere-7b\"]\nbase_url = \"{}\"\napi_key_env = \"ELSEWHERE_KEY\"\ninput = 0.0\noutput = 0.0\n\n[models.\"no-tools\"]\ntools = false\n",
+            other.openai_base()
+        ),
+    )
+    .unwrap();
+    let bot = Bot::start(&[
+        ("CODEBOX_CONFIG", config.path().to_str().unwrap()),
+        ("CHAT_MODELS", "elsewhere-7b,no-tools"),
+        ("ELSEWHERE_KEY", "canary-elsewhere-key-31f0"),
+        ("ALLOW_DMS", "false"),
+    ])
+    .await;
+    echo_model(&bot.fake);
+    // DMs are off: a DM gets one sentence, and no model is asked.
+    bot.send("hello in a DM");
+    bot.fake
+        .wait_for_text("Direct messages with this bot are turned off", LONG)
+        .await;
+    // A member picks the model served elsewhere: that server answers.
+    let choose = |model: &str| {
+        bot.fake.guild_command_as(
+            MEMBER_B,
+            &[],
+            GUILD,
+            "model",
+            json!([{"name": "name", "type": 3, "value": model}]),
+            0,
+        )
+    };
+    bot.fake
+        .dispatch("INTERACTION_CREATE", choose("elsewhere-7b"));
+    bot.fake
+        .wait_for_text("Your model is now `elsewhere-7b`", LONG)
+        .await;
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake
+            .guild_message_as(MEMBER_B, &[], GUILD, CHANNEL, "who answers?"),
+    );
+    bot.fake
+        .wait_for_text("from the other server\n-# elsewhere-7b", LONG)
+        .await;
+    assert_eq!(other.openai_requests().len(), 1);
+    assert!(bot.fake.openai_requests().is_empty());
+    // A model that cannot call tools is refused with a sentence, and not asked.
+    bot.fake.dispatch("INTERACTION_CREATE", choose("no-tools"));
+    bot.fake
+        .wait_for_text("Your model is now `no-tools`", LONG)
+        .await;
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake
+            .guild_message_as(MEMBER_B, &[], GUILD, CHANNEL, "and now?"),
+    );
+    bot.fake
+        .wait_for_text("`no-tools` cannot call tools", LONG)
+        .await;
+    assert_eq!(other.openai_requests().len(), 1);
+    assert!(bot.fake.openai_requests().is_empty());
+
+    // The server's prompt: admins set it (bounded), everyone may see it, the model gets it.
+    let prompt = |sub: &str, options: Value, permissions| {
+        bot.fake.guild_command(
+            GUILD,
+            "prompt",
+            json!([{"name": sub, "type": 1, "options": options}]),
+            permissions,
+        )
+    };
+    let text = json!([{"name": "text", "type": 3, "value": "Answer like a pirate."}]);
+    bot.fake
+        .dispatch("INTERACTION_CREATE", prompt("set", text.clone(), 0));
+    bot.fake
+        .wait_for_text("Only this server's admins", LONG)
+        .await;
+    let too_long = json!([{"name": "text", "type": 3, "value": "y".repeat(1501)}]);
+    bot.fake
+        .dispatch("INTERACTION_CREATE", prompt("set", too_long, MANAGE_GUILD));
+    bot.fake
+        .wait_for_text("the prompt is 1501 characters; at most 1500", LONG)
+        .await;
+    bot.fake
+        .dispatch("INTERACTION_CREATE", prompt("set", text, MANAGE_GUILD));
+    bot.fake
+        .wait_for_text("instructions in this server are set", LONG)
+        .await;
+    bot.fake
+        .dispatch("INTERACTION_CREATE", prompt("show", json!([]), 0));
+    bot.fake
+        .wait_for_text("```\nAnswer like a pirate.\n```", LONG)
+        .await;
+    bot.fake.dispatch(
+        "MESSAGE_CREATE",
+        bot.fake
+            .guild_message_as(MEMBER_C, &[], GUILD, CHANNEL, "ahoy?"),
+    );
+    bot.fake
+        .wait_for_text("answered by \"gpt-4o-mini\"", LONG)
+        .await;
+    let system = bot.fake.openai_requests()[0]["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        system.contains("<<<server\nAnswer like a pirate.\n>>>"),
+        "{system}"
+    );
+    for request in bot.fake.requests() {
+        assert!(!request.json.to_string().contains("canary-elsewhere-key"));
+    }
+}
