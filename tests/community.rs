@@ -694,3 +694,28 @@ async fn models_on_other_servers_the_servers_prompt_and_dms_off() {
         assert!(!request.json.to_string().contains("canary-elsewhere-key"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_streamed_answer_leaves_no_part_behind() {
+    let bot = Bot::start(&[("OPENAI_STREAM", "true")]).await;
+    bot.fake.stream_slowly(Duration::from_millis(400), 10);
+    bot.fake.script_openai(
+        200,
+        completion_text(&"a long answer that is stopped half way. ".repeat(20)),
+    );
+    bot.send("write slowly");
+    let part = bot
+        .fake
+        .wait_for("the first streamed part", LONG, |r| {
+            r.method == "POST" && r.content().starts_with("a long")
+        })
+        .await;
+    let id = part.message_id.unwrap();
+    bot.fake
+        .dispatch("INTERACTION_CREATE", bot.fake.command("stop", json!([])));
+    bot.fake
+        .wait_for("the streamed part removed", LONG, |r| {
+            r.method == "DELETE" && r.path.ends_with(&id)
+        })
+        .await;
+}

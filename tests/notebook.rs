@@ -25,7 +25,8 @@ fn the_issue_example_returns_the_table_and_the_figure() {
         "import matplotlib.pyplot as plt\nplt.plot([1,2,3],[4,1,9]); plt.show()\nimport pandas as pd\ndf = pd.DataFrame({'a':[1,2]})\ndf",
     );
     assert_eq!(run.status(), "ok", "{}", run.stderr());
-    assert_eq!(run.stdout(), "   a\n0  1\n1  2\n\n[2 rows x 1 columns]\n");
+    // pandas' own repr: its shape footer only when it truncates, as in Jupyter.
+    assert_eq!(run.stdout(), "   a\n0  1\n1  2\n");
     assert_eq!(run.output_names(), vec!["figure_1.png"]);
     let png = std::fs::read(run.json["output_files"][0]["path"].as_str().unwrap()).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a real PNG");
@@ -65,6 +66,36 @@ print("left open")
         ]
     );
     assert_eq!(run.stdout(), "left open\n");
+}
+
+#[test]
+fn a_figure_the_code_saved_is_not_sent_again_whatever_backend_it_chose() {
+    let data = tempfile::tempdir().unwrap();
+    for (how, code) in [
+        (
+            "matplotlib.use before pyplot",
+            "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.savefig('plot.png')",
+        ),
+        (
+            "plt.switch_backend",
+            "import matplotlib.pyplot as plt\nplt.switch_backend('agg')\nplt.plot([1, 2, 3])\nplt.savefig('plot.png')",
+        ),
+        (
+            "Figure.savefig after matplotlib.use",
+            "import matplotlib\nmatplotlib.use('agg')\nfrom matplotlib.figure import Figure\nimport matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.bar([1], [2])\nfig.savefig('plot.png')",
+        ),
+    ] {
+        let run = run_code(data.path(), &[], code);
+        assert_eq!(run.status(), "ok", "{how}: {}", run.stderr());
+        assert_eq!(run.output_names(), vec!["plot.png"], "{how}");
+    }
+    // A figure it did not save is still shown, under the backend it chose.
+    let shown = run_code(
+        data.path(),
+        &[],
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])",
+    );
+    assert_eq!(shown.output_names(), vec!["figure_1.png"]);
 }
 
 #[test]

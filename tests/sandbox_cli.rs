@@ -24,6 +24,28 @@ fn hello_world() {
 }
 
 #[test]
+fn code_may_start_with_a_dash_and_inputs_are_refused_for_a_user() {
+    let data = tempfile::tempdir().unwrap();
+    let run = run_code(data.path(), &[], "-(0.5 * 2 + 1) ** 2");
+    assert_eq!(run.status(), "ok", "{}", run.stderr());
+    assert_eq!(run.stdout(), "-4.0\n");
+    let input = data.path().join("in.csv");
+    std::fs::write(&input, "a\n1\n").unwrap();
+    let refused = codebox(data.path())
+        .args(["run", "--user", "u1", "--input"])
+        .arg(&input)
+        .args(["-c", "print(1)"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("'--input <PATH>' cannot be used with '--user <USER>'"),
+        "{said}"
+    );
+}
+
+#[test]
 fn exception_reports_type_message_and_traceback() {
     let data = tempfile::tempdir().unwrap();
     let run = run_code(

@@ -116,39 +116,47 @@ async fn upload_list_delete<M: Metadata>(store: FileStore<M>, fx: Fixture) {
 }
 
 async fn eviction_takes_the_oldest_first<M: Metadata>(store: FileStore<M>, fx: Fixture) {
-    let mut added = Vec::new();
-    for i in 0..3 {
-        added.push(add(&store, &fx, "u1", &format!("f{i}.txt"), b"x").await);
+    let generate = |name: &'static str| {
+        let store = &store;
+        let source = fx.source(name, name.as_bytes());
+        async move { store.add("u1", name, &source, Origin::Generated).await }
+    };
+    let mut uploads = Vec::new();
+    for i in 0..2 {
+        uploads.push(add(&store, &fx, "u1", &format!("f{i}.txt"), b"x").await);
     }
-    // A generated file counts like any other.
-    let generated = store
-        .add(
-            "u1",
-            "gen.txt",
-            &fx.source("gen.txt", b"g"),
-            Origin::Generated,
-        )
+    let chart = generate("chart.png").await.unwrap();
+    assert!(chart.evicted.is_empty());
+    // What runs wrote goes first, oldest first, before any upload.
+    let table = generate("table.csv").await.unwrap();
+    assert_eq!(ids(&table.evicted), [chart.record.file_id.as_str()]);
+    let upload = store
+        .add("u1", "f2.txt", &fx.source("f2.txt", b"y"), Origin::Uploaded)
         .await
         .unwrap();
-    assert_eq!(
-        ids(&generated.evicted),
-        [added[0].file_id.clone()],
-        "the oldest went to make room"
-    );
-    let fifth = store
-        .add("u1", "f4.txt", &fx.source("f4.txt", b"y"), Origin::Uploaded)
+    assert_eq!(ids(&upload.evicted), [table.record.file_id.as_str()]);
+    // Uploads alone fill the quota: a file a run wrote is refused, and no upload goes.
+    match generate("more.png").await {
+        Err(StoreError::UploadsFull { filename, limit }) => {
+            assert_eq!((filename.as_str(), limit.as_str()), ("more.png", "3 files"));
+        }
+        other => panic!("expected UploadsFull, got {other:?}"),
+    }
+    // An upload still makes room for itself, by the oldest upload.
+    let fourth = store
+        .add("u1", "f3.txt", &fx.source("f3.txt", b"z"), Origin::Uploaded)
         .await
         .unwrap();
-    assert_eq!(ids(&fifth.evicted), [added[1].file_id.clone()]);
+    assert_eq!(ids(&fourth.evicted), [uploads[0].file_id.clone()]);
     assert_eq!(
         ids(&store.list("u1").await.unwrap()),
         [
-            added[2].file_id.clone(),
-            generated.record.file_id.clone(),
-            fifth.record.file_id.clone()
+            uploads[1].file_id.clone(),
+            upload.record.file_id.clone(),
+            fourth.record.file_id.clone()
         ]
     );
-    for gone in &added[..2] {
+    for gone in [&uploads[0], &chart.record, &table.record] {
         assert!(!store.blobs().has(gone).await.unwrap());
         assert!(store.metadata().get(&gone.file_id).await.unwrap().is_none());
     }

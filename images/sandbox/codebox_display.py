@@ -103,6 +103,40 @@ def mark_savefig():
     cls.savefig = savefig
 
 
+class _FigureModuleHook:
+    """Wraps `Figure.savefig` as soon as `matplotlib.figure` is imported, whatever backend
+    the code selects (`matplotlib.use("Agg")` before pyplot never loads ours), so a figure
+    the code saved is never sent again as `figure_N.png`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "matplotlib.figure":
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is None or spec.loader is None:
+                continue
+            original = spec.loader.exec_module
+
+            def exec_module(module, original=original):
+                original(module)
+                mark_savefig()
+
+            spec.loader.exec_module = exec_module
+            return spec
+        return None
+
+
+def watch_for_matplotlib():
+    """`mark_savefig` now if matplotlib's figures are loaded, else when they are."""
+    if sys.modules.get("matplotlib.figure") is not None:
+        mark_savefig()
+    elif not any(isinstance(f, _FigureModuleHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _FigureModuleHook())
+
+
 def _cap(text):
     if len(text) <= MAX_REPR_CHARS:
         return text
@@ -115,6 +149,8 @@ def _cap(text):
 
 
 def _pandas_text(obj):
+    """pandas' own repr, within our row and column caps (pandas adds its shape footer
+    itself, only when it truncates)."""
     import pandas as pd
 
     with pd.option_context(
@@ -129,14 +165,7 @@ def _pandas_text(obj):
         "display.max_colwidth",
         60,
     ):
-        text = repr(obj)
-    if isinstance(obj, pd.DataFrame):
-        shape = "[%d rows x %d columns]" % obj.shape
-        if not text.rstrip().endswith(shape):
-            text += "\n\n" + shape
-    elif isinstance(obj, pd.Series) and "Length:" not in text:
-        text += "\n[%d rows]" % len(obj)
-    return text
+        return repr(obj)
 
 
 def as_text(obj):
@@ -178,3 +207,6 @@ def show_last_value(value):
     if value is None:
         return
     display(value)
+
+
+watch_for_matplotlib()

@@ -111,6 +111,11 @@ def _candidates(globals_):
         yield name, value
 
 
+def _cap_reason(max_bytes):
+    """Why a name did not fit: the operator's setting, named, so the fix is findable."""
+    return "the session's snapshot is full (SESSION_STATE_MAX_MB=%d)" % (max_bytes >> 20)
+
+
 def save(globals_, path, max_bytes):
     """Writes the snapshot; returns what was kept and what was not (name and why)."""
     kept, not_kept = [], []
@@ -157,11 +162,11 @@ def save(globals_, path, max_bytes):
             except _OverCap:
                 f.seek(start)
                 f.truncate()
-                not_kept.append({"name": name, "reason": "over the %d MB cap" % (max_bytes >> 20)})
+                not_kept.append({"name": name, "reason": _cap_reason(max_bytes)})
             except OSError as exc:
                 f.seek(start)
                 f.truncate()
-                reason = "no space left for it" if exc.errno in (27, 28) else "cannot be written"
+                reason = _cap_reason(max_bytes) if exc.errno in (27, 28) else "cannot be written"
                 not_kept.append({"name": name, "reason": reason})
             except Exception:
                 f.seek(start)

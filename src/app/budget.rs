@@ -1,9 +1,11 @@
 //! Monthly caps: what a user and a server may spend, checked before every model request
 //! against what was billed this month, what requests in flight may still bill, and this
 //! request's estimate. Requests in flight hold a reservation, so concurrent requests
-//! cannot all pass on the same reading.
+//! cannot all pass on the same reading; one that ended while a reading was under way still
+//! counts for it (its record may have landed after the reading).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{Datelike, NaiveDate};
@@ -85,6 +87,8 @@ pub enum Cap {
     User,
     Server,
     UserTokens,
+    /// A model without a price where only dollar caps are set: it cannot be counted.
+    Unpriced,
 }
 
 /// A request refused at a cap.
@@ -132,6 +136,7 @@ impl OverCap {
                 dollars(self.limit),
                 dollars(self.estimate)
             ),
+            Cap::Unpriced => "💸 This model has no price, and the budgets here are in dollars, so it cannot be used: an operator can price it in the model table or set USER_MONTHLY_TOKEN_BUDGET. Nothing was sent to the model.".to_string(),
             Cap::UserTokens => format!(
                 "💸 You have reached your monthly token budget for unpriced models: {} of {} tokens used this month, and this request would need about {} more. It resets on {resets} (UTC); nothing was sent to the model.",
                 self.spent as u64, self.limit as u64, self.estimate as u64
@@ -168,42 +173,64 @@ pub fn check(
                 caps.server_usd
                     .and_then(|l| over(Cap::Server, l, spent.server.usd, estimate.usd))
             })
-    } else {
-        caps.user_tokens.and_then(|l| {
-            over(
-                Cap::UserTokens,
-                l as f64,
-                spent.user.tokens as f64,
-                estimate.tokens as f64,
-            )
+    } else if let Some(limit) = caps.user_tokens {
+        over(
+            Cap::UserTokens,
+            limit as f64,
+            spent.user.tokens as f64,
+            estimate.tokens as f64,
+        )
+    } else if caps.user_usd.is_some() || caps.server_usd.is_some() {
+        Some(OverCap {
+            cap: Cap::Unpriced,
+            limit: 0.0,
+            spent: 0.0,
+            estimate: 0.0,
+            resets: reset_day(today),
         })
+    } else {
+        None
     };
     refusal.map_or(Ok(()), Err)
 }
 
-/// What requests in flight may still bill, per scope (a user id or a guild scope).
+/// Requests in flight by id: the scopes they count against and what they may bill.
+type Held = HashMap<u64, (Vec<String>, Amount)>;
+
+/// What requests in flight may still bill.
 #[derive(Default)]
 pub struct Reservations {
-    held: Arc<Mutex<HashMap<String, Amount>>>,
+    held: Arc<Mutex<Held>>,
+    next: AtomicU64,
 }
 
-/// Held while a request is in flight; its amount is released when dropped (after the
-/// request's real usage was recorded).
+/// The requests in flight when a reading of this month's usage began.
+pub struct Snapshot(Held);
+
+/// Held while a request is in flight; released when dropped (after the request's real
+/// usage was recorded).
 pub struct Reservation {
-    held: Arc<Mutex<HashMap<String, Amount>>>,
-    scopes: Vec<String>,
-    amount: Amount,
+    held: Arc<Mutex<Held>>,
+    id: u64,
+}
+
+fn lock(held: &Mutex<Held>) -> std::sync::MutexGuard<'_, Held> {
+    held.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Reservations {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Amount>> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    /// Taken before this month's usage is read.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(lock(&self.held).clone())
     }
 
-    /// Checks `estimate` against `billed` plus what is reserved, and reserves it when it
-    /// fits: one step under one lock, so two requests cannot both take the last room.
+    /// Checks `estimate` against `billed` (read after `before`) plus every request in
+    /// flight then or now, and reserves it when it fits: one step under one lock, so two
+    /// requests cannot both take the last room.
+    #[allow(clippy::too_many_arguments)]
     pub fn admit(
         &self,
+        before: Snapshot,
         caps: &Caps,
         user_scope: &str,
         server_scope: Option<&str>,
@@ -211,8 +238,15 @@ impl Reservations {
         estimate: Estimate,
         today: NaiveDate,
     ) -> Result<Reservation, OverCap> {
-        let mut held = self.lock();
-        let reserved = |scope: &str| held.get(scope).copied().unwrap_or_default();
+        let mut held = lock(&self.held);
+        let mut counted = before.0;
+        counted.extend(held.iter().map(|(id, r)| (*id, r.clone())));
+        let reserved = |scope: &str| {
+            counted
+                .values()
+                .filter(|(scopes, _)| scopes.iter().any(|s| s == scope))
+                .fold(Amount::default(), |sum, (_, amount)| sum.add(*amount))
+        };
         let spent = Spent {
             user: billed.user.add(reserved(user_scope)),
             server: billed
@@ -224,30 +258,18 @@ impl Reservations {
             .chain(server_scope)
             .map(str::to_string)
             .collect();
-        for scope in &scopes {
-            let entry = held.entry(scope.clone()).or_default();
-            *entry = entry.add(estimate.amount);
-        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        held.insert(id, (scopes, estimate.amount));
         Ok(Reservation {
             held: self.held.clone(),
-            scopes,
-            amount: estimate.amount,
+            id,
         })
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        for scope in &self.scopes {
-            if let Some(entry) = held.get_mut(scope) {
-                entry.usd -= self.amount.usd;
-                entry.tokens = entry.tokens.saturating_sub(self.amount.tokens);
-                if entry.tokens == 0 && entry.usd <= 1e-12 {
-                    held.remove(scope);
-                }
-            }
-        }
+        lock(&self.held).remove(&self.id);
     }
 }
 
@@ -350,18 +372,48 @@ mod tests {
         // Five requests of 0.2 on the same reading of 0.5 billed: two fit, not five.
         let admitted: Vec<_> = (0..5)
             .filter_map(|_| {
+                let before = reservations.snapshot();
                 reservations
-                    .admit(&caps, "u", None, billed, priced(0.2), day())
+                    .admit(before, &caps, "u", None, billed, priced(0.2), day())
                     .ok()
             })
             .collect();
         assert_eq!(admitted.len(), 2);
+        // One ends while another's reading is under way, its record not yet read: it
+        // still counts for that reading.
+        let before = reservations.snapshot();
         drop(admitted);
         assert!(
             reservations
-                .admit(&caps, "u", None, billed, priced(0.2), day())
+                .admit(before, &caps, "u", None, billed, priced(0.2), day())
+                .is_err(),
+            "a request that ended during the reading is not forgotten"
+        );
+        let before = reservations.snapshot();
+        assert!(
+            reservations
+                .admit(before, &caps, "u", None, billed, priced(0.2), day())
                 .is_ok(),
             "released when the requests ended"
         );
+    }
+
+    #[test]
+    fn an_unpriced_model_under_dollar_caps_only_is_refused() {
+        let caps = Caps {
+            user_usd: Some(1.0),
+            ..Caps::default()
+        };
+        let unpriced = Estimate {
+            amount: Amount {
+                usd: 0.0,
+                tokens: 10,
+            },
+            priced: false,
+        };
+        let over = check(&caps, &Spent::default(), unpriced, day()).unwrap_err();
+        assert_eq!(over.cap, Cap::Unpriced);
+        assert!(over.sentence().contains("USER_MONTHLY_TOKEN_BUDGET"));
+        assert!(check(&Caps::default(), &Spent::default(), unpriced, day()).is_ok());
     }
 }

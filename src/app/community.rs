@@ -11,24 +11,18 @@ use crate::conversations::{ConversationStore, GuildSettings, TurnCode, UsageTota
 use crate::sandbox::Limits;
 
 impl App {
-    /// A server's settings (the defaults when its admins set none, or, logged, when they
-    /// cannot be read: the operator's settings then apply); None outside a server.
-    pub async fn guild_settings(&self, guild_id: Option<&str>) -> Option<GuildSettings> {
-        let guild = guild_id?;
-        let conversations = match self.conversations().await {
-            Ok(conversations) => conversations,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot open conversations; the operator's settings apply");
-                return Some(GuildSettings::default());
-            }
+    /// A server's settings (the defaults when its admins set none); None outside a
+    /// server. Settings that cannot be read are an error: their blocks, caps and model
+    /// rules are never skipped.
+    pub async fn guild_settings(
+        &self,
+        guild_id: Option<&str>,
+    ) -> Result<Option<GuildSettings>, AppError> {
+        let Some(guild) = guild_id else {
+            return Ok(None);
         };
-        match conversations.guild_settings(guild).await {
-            Ok(settings) => Some(settings.unwrap_or_default()),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot read the server's settings; the operator's apply");
-                Some(GuildSettings::default())
-            }
-        }
+        let settings = self.conversations().await?.guild_settings(guild).await?;
+        Ok(Some(settings.unwrap_or_default()))
     }
 
     /// Changes a server's settings with `change` (which may refuse with a sentence, as
@@ -38,6 +32,8 @@ impl App {
         guild_id: &str,
         change: impl FnOnce(&mut GuildSettings) -> Result<(), AppError>,
     ) -> Result<GuildSettings, AppError> {
+        // Two admins at once must not undo each other's change (a block lost).
+        let _one_at_a_time = self.guild_updates.lock().await;
         let conversations = self.conversations().await?;
         let mut settings = conversations
             .guild_settings(guild_id)
@@ -76,16 +72,27 @@ impl App {
     }
 
     /// The models a member may choose in this server (OPENAI_MODEL first).
-    pub async fn allowed_models(&self, guild_id: Option<&str>) -> Vec<String> {
-        let guild = self.guild_settings(guild_id).await;
-        super::models::allowed_models(&self.settings.chat, guild.as_ref())
+    pub async fn allowed_models(&self, guild_id: Option<&str>) -> Result<Vec<String>, AppError> {
+        let guild = self.guild_settings(guild_id).await?;
+        Ok(super::models::allowed_models(
+            &self.settings.chat,
+            guild.as_ref(),
+        ))
     }
 
     /// The model that answers this member here.
-    pub async fn model_for(&self, user_id: &str, guild_id: Option<&str>) -> String {
-        let guild = self.guild_settings(guild_id).await;
-        let member = self.user_settings(user_id).await.unwrap_or_default();
-        super::models::model_for(&self.settings.chat, guild.as_ref(), &member)
+    pub async fn model_for(
+        &self,
+        user_id: &str,
+        guild_id: Option<&str>,
+    ) -> Result<String, AppError> {
+        let guild = self.guild_settings(guild_id).await?;
+        let member = self.user_settings(user_id).await?;
+        Ok(super::models::model_for(
+            &self.settings.chat,
+            guild.as_ref(),
+            &member,
+        ))
     }
 
     /// Keeps a member's choice of model; refused (with a sentence) when it is not allowed
@@ -96,7 +103,7 @@ impl App {
         guild_id: Option<&str>,
         model: &str,
     ) -> Result<(), AppError> {
-        let allowed = self.allowed_models(guild_id).await;
+        let allowed = self.allowed_models(guild_id).await?;
         if !allowed.iter().any(|m| m == model) {
             return Err(AppError::Refused(format!(
                 "`{model}` is not one of the models you may choose here ({}).",
@@ -108,15 +115,25 @@ impl App {
         self.set_user_settings(user_id, &settings).await
     }
 
-    /// What this member may do here.
+    /// What this member may do here; nothing while the server's rules cannot be read.
     pub async fn access_for(
         &self,
         user_id: &str,
         roles: &[String],
         guild_id: Option<&str>,
     ) -> Access {
-        let guild = self.guild_settings(guild_id).await;
-        super::access::access(&self.settings.discord, guild.as_ref(), user_id, roles)
+        match self.guild_settings(guild_id).await {
+            Ok(guild) => {
+                super::access::access(&self.settings.discord, guild.as_ref(), user_id, roles)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the server's rules; refusing");
+                Access::Blocked(format!(
+                    "⚠️ This server's rules for the bot cannot be read right now ({}); please try again shortly.",
+                    err.reason()
+                ))
+            }
+        }
     }
 
     /// This month's usage of a member per model: (month, totals by model).

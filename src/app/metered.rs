@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use super::App;
 use super::budget::{Amount, Caps, ESTIMATED_OUTPUT_TOKENS, Estimate, Reservation, Spent};
-use crate::conversations::{ConversationStore, UsageTotals, guild_scope};
+use crate::conversations::{AnyConversations, ConversationStore, UsageTotals, guild_scope};
 use crate::llm::client::{ChatModel, ModelError, ModelReply, OpenAiChat, TextSink};
 use crate::llm::history::{ChatMessage, count_messages};
 use crate::llm::pictures::{Pictures, tokens_of};
 use crate::llm::pricing::{self, Price, Usage};
-use crate::llm::tokens::Encoding;
+use crate::llm::tokens::{Encoding, count_text};
 
 pub struct MeteredModel<'a> {
     pub app: &'a App,
@@ -67,48 +67,119 @@ fn spent_of(totals: &UsageTotals) -> Amount {
     }
 }
 
+/// What a request that was not answered is billed when the provider may still have billed
+/// it (cut short by /stop, timed out): its estimate.
+fn estimated_bill(estimate: &Estimate) -> UsageTotals {
+    UsageTotals {
+        requests: 1,
+        cost_usd: estimate.amount.usd,
+        unpriced_requests: u64::from(!estimate.priced),
+        unpriced_tokens: if estimate.priced {
+            0
+        } else {
+            estimate.amount.tokens
+        },
+        ..UsageTotals::default()
+    }
+}
+
+/// Where one request's usage goes: the member and their server, this month, this model.
+#[derive(Clone)]
+struct Ledger {
+    conversations: AnyConversations,
+    scopes: Vec<String>,
+    month: String,
+    model: String,
+}
+
+impl Ledger {
+    async fn record(&self, delta: &UsageTotals) {
+        for scope in &self.scopes {
+            if let Err(err) = self
+                .conversations
+                .add_usage(scope, &self.month, &self.model, delta)
+                .await
+            {
+                tracing::warn!(error = %err, "cannot record usage");
+            }
+        }
+    }
+}
+
+/// A sent request's bill until it is recorded: dropped unrecorded (the turn was cut
+/// short), it records the estimate, so a request stopped before its usage arrived is not
+/// free.
+struct PendingBill {
+    ledger: Ledger,
+    estimate: Option<UsageTotals>,
+}
+
+impl PendingBill {
+    fn settled(&mut self) {
+        self.estimate = None;
+    }
+}
+
+impl Drop for PendingBill {
+    fn drop(&mut self) {
+        let Some(delta) = self.estimate.take() else {
+            return;
+        };
+        let ledger = self.ledger.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { ledger.record(&delta).await });
+        }
+    }
+}
+
+fn not_checkable(err: impl std::fmt::Display) -> ModelError {
+    tracing::warn!(error = %err, "cannot read this month's usage; the request is not sent");
+    ModelError::NotSent {
+        sentence: "⚠️ Your monthly budget cannot be checked right now (the bot's storage is not answering), so nothing was sent to the model. Please try again shortly.".into(),
+    }
+}
+
 impl MeteredModel<'_> {
-    fn server_scope(&self) -> Option<String> {
-        self.guild_id.map(guild_scope)
+    fn ledger(&self, conversations: &AnyConversations, month: &str) -> Ledger {
+        Ledger {
+            conversations: conversations.clone(),
+            scopes: std::iter::once(self.user_id.to_string())
+                .chain(self.guild_id.map(guild_scope))
+                .collect(),
+            month: month.to_string(),
+            model: self.model.clone(),
+        }
     }
 
-    /// A reservation when a cap is in force and the request fits; `NotSent` when it does
-    /// not, or when what was spent cannot be read (a cap is never skipped).
+    fn prompt_tokens(&self, messages: &[ChatMessage], pictures: &Pictures) -> u64 {
+        count_messages(self.encoding, messages) as u64 + tokens_of(pictures).values().sum::<u64>()
+    }
+
+    /// A reservation and the estimate when a cap is in force and the request fits;
+    /// `NotSent` when it does not, or when what was spent cannot be read (a cap is never
+    /// skipped).
     async fn admit(
         &self,
+        conversations: &AnyConversations,
+        month: &str,
         messages: &[ChatMessage],
         pictures: &Pictures,
-    ) -> Result<Option<Reservation>, ModelError> {
+    ) -> Result<Option<(Reservation, Estimate)>, ModelError> {
         if !self.caps.any() {
             return Ok(None);
         }
-        let prompt = count_messages(self.encoding, messages) as u64
-            + tokens_of(pictures).values().sum::<u64>();
-        let estimate = estimate(prompt, self.price);
-        let now = chrono::Utc::now();
-        let month = month_of(now);
-        let unreadable = |err: crate::store::MetadataError| {
-            tracing::warn!(error = %err, "cannot read this month's usage; the request is not sent");
-            ModelError::NotSent {
-                sentence: "⚠️ Your monthly budget cannot be checked right now (the bot's storage is not answering), so nothing was sent to the model. Please try again shortly.".into(),
-            }
-        };
-        let conversations = self.app.conversations().await.map_err(|err| {
-            tracing::warn!(error = %err, "cannot open conversations");
-            ModelError::NotSent {
-                sentence: "⚠️ Your monthly budget cannot be checked right now, so nothing was sent to the model.".into(),
-            }
-        })?;
+        let estimate = estimate(self.prompt_tokens(messages, pictures), self.price);
+        let before = self.app.reservations.snapshot();
         let user = conversations
-            .usage(self.user_id, &month)
+            .usage(self.user_id, month)
             .await
-            .map_err(unreadable)?;
-        let server_scope = self.server_scope();
+            .map_err(not_checkable)?;
+        let server_scope = self.guild_id.map(guild_scope);
         let server = match &server_scope {
             Some(scope) if self.caps.server_usd.is_some() => conversations
-                .usage(scope, &month)
+                .usage(scope, month)
                 .await
-                .map_err(unreadable)?,
+                .map_err(not_checkable)?,
             _ => UsageTotals::default(),
         };
         let billed = Spent {
@@ -118,14 +189,15 @@ impl MeteredModel<'_> {
         self.app
             .reservations
             .admit(
+                before,
                 &self.caps,
                 self.user_id,
                 server_scope.as_deref(),
                 billed,
                 estimate,
-                now.date_naive(),
+                chrono::Utc::now().date_naive(),
             )
-            .map(Some)
+            .map(|reservation| Some((reservation, estimate)))
             .map_err(|over| {
                 tracing::info!(cap = ?over.cap, "a request was refused at a monthly cap");
                 ModelError::NotSent {
@@ -134,21 +206,27 @@ impl MeteredModel<'_> {
             })
     }
 
-    async fn record(&self, reply: &ModelReply) {
-        let delta = billed(reply.usage, self.price);
-        let month = month_of(chrono::Utc::now());
-        let Ok(conversations) = self.app.conversations().await else {
-            return;
-        };
-        let scopes = std::iter::once(self.user_id.to_string()).chain(self.server_scope());
-        for scope in scopes {
-            if let Err(err) = conversations
-                .add_usage(&scope, &month, &self.model, &delta)
-                .await
-            {
-                tracing::warn!(error = %err, "cannot record usage");
-            }
+    /// What an answered request bills: its reported usage, or, from a server that reported
+    /// none (a stream without its usage chunk), the tokens counted here.
+    fn bill_of(
+        &self,
+        reply: &ModelReply,
+        messages: &[ChatMessage],
+        pictures: &Pictures,
+    ) -> UsageTotals {
+        let mut usage = reply.usage;
+        if usage == Usage::default() {
+            let written: String = reply
+                .content
+                .iter()
+                .cloned()
+                .chain(reply.tool_calls.iter().map(|c| c.arguments.clone()))
+                .collect();
+            usage.prompt_tokens = self.prompt_tokens(messages, pictures);
+            usage.completion_tokens = count_text(self.encoding, &written) as u64;
+            tracing::warn!(model = %self.model, "the model server reported no usage; counted here");
         }
+        billed(usage, self.price)
     }
 
     async fn metered<F>(
@@ -160,13 +238,37 @@ impl MeteredModel<'_> {
     where
         F: std::future::Future<Output = Result<ModelReply, ModelError>>,
     {
-        let reservation = self.admit(messages, pictures).await?;
+        // One month for the check and the record, even across midnight of the 31st.
+        let month = month_of(chrono::Utc::now());
+        let conversations = self.app.conversations().await.map_err(not_checkable)?;
+        let admitted = self
+            .admit(conversations, &month, messages, pictures)
+            .await?;
+        let ledger = self.ledger(conversations, &month);
+        let mut pending = admitted.as_ref().map(|(_, estimate)| PendingBill {
+            ledger: ledger.clone(),
+            estimate: Some(estimated_bill(estimate)),
+        });
         let reply = request.await;
-        if let Ok(reply) = &reply {
-            self.record(reply).await;
+        match &reply {
+            Ok(reply) => {
+                ledger
+                    .record(&self.bill_of(reply, messages, pictures))
+                    .await
+            }
+            // The server may have done the work it did not deliver.
+            Err(ModelError::Timeout { .. }) => {
+                if let Some(delta) = pending.as_mut().and_then(|p| p.estimate.take()) {
+                    ledger.record(&delta).await;
+                }
+            }
+            Err(_) => {}
+        }
+        if let Some(pending) = pending.as_mut() {
+            pending.settled();
         }
         // Released only once the usage is recorded: the next reading sees one or the other.
-        drop(reservation);
+        drop(admitted);
         reply
     }
 }

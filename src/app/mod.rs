@@ -97,6 +97,15 @@ impl AppError {
         }
     }
 
+    /// Why, as a clause a member may read: storage trouble in its own words, anything else
+    /// without the internals (those go to the log).
+    pub fn reason(&self) -> String {
+        match self.storage_trouble() {
+            Some(trouble) => trouble.sentence().to_string(),
+            None => "an error on the bot's side".to_string(),
+        }
+    }
+
     /// The file asked for does not exist (for this user): an answer, not a failure.
     pub fn is_not_found(&self) -> bool {
         matches!(self, AppError::Store(StoreError::NotFound { .. }))
@@ -137,6 +146,8 @@ pub struct App {
     models: models::ModelClients,
     /// What model requests in flight may still bill, against the monthly caps.
     reservations: budget::Reservations,
+    /// Changes of a server's settings, one at a time.
+    guild_updates: tokio::sync::Mutex<()>,
     limiter: admission::Limiter,
     running: running::Running,
     sweeper: std::sync::Mutex<Option<SweeperHandle>>,
@@ -200,6 +211,7 @@ impl App {
             conversations: OnceCell::new(),
             models: models::ModelClients::default(),
             reservations: budget::Reservations::default(),
+            guild_updates: tokio::sync::Mutex::new(()),
             limiter,
             running: running::Running::default(),
             sweeper: std::sync::Mutex::new(None),
@@ -599,9 +611,9 @@ impl App {
     }
 
     /// The limits in a guild: the operator's, lowered by the guild's admins if they chose.
-    pub async fn limits_for(&self, guild_id: Option<&str>) -> Limits {
-        let guild = self.guild_settings(guild_id).await;
-        self.limits_in(guild.as_ref())
+    pub async fn limits_for(&self, guild_id: Option<&str>) -> Result<Limits, AppError> {
+        let guild = self.guild_settings(guild_id).await?;
+        Ok(self.limits_in(guild.as_ref()))
     }
 
     /// Lowers a guild's limits within the operator's maxima; the caller checked that the

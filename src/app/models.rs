@@ -58,11 +58,11 @@ impl ModelClients {
         if let Some(client) = made.get(model) {
             return Some(client.clone());
         }
-        let (base_url, key) = chat.model_server(model);
+        let (base_url, key) = chat.model_server(model)?;
         let client = Arc::new(
             OpenAiChat::new(
                 &base_url,
-                key?.expose(),
+                key.expose(),
                 model,
                 Duration::from_secs_f64(chat.openai_timeout),
             )
@@ -83,6 +83,42 @@ mod tests {
             chat_models: "gpt-4.1, gpt-4o".into(),
             ..ChatSettings::default()
         }
+    }
+
+    #[test]
+    fn a_models_server_and_its_key_come_from_one_row() {
+        use crate::config::{ModelEntry, Secret};
+        let mut chat = chat();
+        chat.openai_api_key = Some(Secret::new("default-key"));
+        chat.models.insert(
+            "gpt".into(),
+            ModelEntry {
+                base_url: Some("http://a/v1".into()),
+                api_key_env: Some("A_KEY".into()),
+                api_key: Some(Secret::new("a-key")),
+                ..ModelEntry::default()
+            },
+        );
+        chat.models.insert(
+            "gpt-oss".into(),
+            ModelEntry {
+                base_url: Some("http://b/v1".into()),
+                ..ModelEntry::default()
+            },
+        );
+        let server = |model: &str| {
+            let (url, key) = chat.model_server(model).unwrap();
+            (url, key.expose().to_string())
+        };
+        assert_eq!(server("gpt-x"), ("http://a/v1".into(), "a-key".into()));
+        // Its own row's server, and no one else's key.
+        assert_eq!(server("gpt-oss-20b"), ("http://b/v1".into(), String::new()));
+        assert_eq!(
+            server("claude-3"),
+            (chat.openai_base_url.clone(), "default-key".into())
+        );
+        chat.openai_api_key = None;
+        assert!(chat.model_server("claude-3").is_none());
     }
 
     #[test]

@@ -207,6 +207,14 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
                     kept_outputs.push(output);
                 }
             }
+            Err(StoreError::UploadsFull { .. }) => {
+                result
+                    .flags
+                    .push(Flag::named("not_stored_uploads_full", &output.name));
+                if keep_outputs {
+                    kept_outputs.push(output);
+                }
+            }
             // The run happened: a store that is full or down costs its files, not its
             // result.
             Err(err) if err.trouble().is_some() => {

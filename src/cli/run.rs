@@ -29,8 +29,9 @@ pub struct RunArgs {
     /// Container runtime (default SANDBOX_RUNTIME).
     #[arg(long, value_enum)]
     pub runtime: Option<RuntimeArg>,
-    /// A file made visible read-only to the code under /mnt/inputs (repeatable).
-    #[arg(long = "input", value_name = "PATH")]
+    /// A file made visible read-only to the code under /mnt/inputs (repeatable). Not with
+    /// --user: a user's runs see their stored files (`codebox files upload` stores one).
+    #[arg(long = "input", value_name = "PATH", conflicts_with = "user")]
     pub inputs: Vec<PathBuf>,
     /// Where collected output files are saved (default: a fresh dir under DATA_DIR/outputs).
     #[arg(long, value_name = "DIR")]
@@ -47,8 +48,13 @@ pub struct RunArgs {
     /// before the next one with the same NAME, outside the time limit.
     #[arg(long, value_name = "NAME", requires = "user")]
     pub session: Option<String>,
-    /// Code to run.
-    #[arg(short = 'c', value_name = "CODE", conflicts_with = "script")]
+    /// Code to run (it may start with `-`: `-c '-(0.5*x + 1) ** 2'`).
+    #[arg(
+        short = 'c',
+        value_name = "CODE",
+        conflicts_with = "script",
+        allow_hyphen_values = true
+    )]
     pub code: Option<String>,
     /// Script file to run, or - for stdin.
     #[arg(value_name = "SCRIPT")]

@@ -200,15 +200,17 @@ impl ChatSettings {
             .unwrap_or(self.openai_stream)
     }
 
-    /// Where `model` is served and with which key: its row's, else OPENAI_BASE_URL and
-    /// OPENAI_API_KEY.
-    pub fn model_server(&self, model: &str) -> (String, Option<Secret>) {
-        let base = longest_match(&self.models, model, |e| e.base_url.is_some())
-            .and_then(|e| e.base_url.clone())
-            .unwrap_or_else(|| self.openai_base_url.clone());
-        let key = longest_match(&self.models, model, |e| e.api_key_env.is_some())
-            .and_then(|e| e.api_key.clone())
-            .or_else(|| self.openai_api_key.clone());
-        (base, key)
+    /// Where `model` is served and with which key, both from one row: the longest row
+    /// with a `base_url` gives that server and its own key (`api_key_env`, or none: a
+    /// server elsewhere never gets OPENAI_API_KEY); without one, OPENAI_BASE_URL and
+    /// OPENAI_API_KEY. None when the default server has no key.
+    pub fn model_server(&self, model: &str) -> Option<(String, Secret)> {
+        match longest_match(&self.models, model, |e| e.base_url.is_some()) {
+            Some(row) => Some((
+                row.base_url.clone().unwrap_or_default(),
+                row.api_key.clone().unwrap_or_else(|| Secret::new("")),
+            )),
+            None => Some((self.openai_base_url.clone(), self.openai_api_key.clone()?)),
+        }
     }
 }

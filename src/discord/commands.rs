@@ -78,6 +78,26 @@ pub fn all() -> Vec<poise::Command<Arc<BotState>, CommandError>> {
     ]
 }
 
+/// Every command's first check: DMs off, or a member the bot does not serve here, get
+/// their sentence privately and nothing else.
+pub async fn command_allowed(ctx: Context<'_>) -> Result<bool, CommandError> {
+    let state = ctx.data();
+    if ctx.guild_id().is_none() && !state.discord.allow_dms {
+        ctx.send(private(events::DMS_OFF)).await?;
+        return Ok(false);
+    }
+    let guild = ctx.guild_id().map(|g| g.to_string());
+    if let crate::app::access::Access::Blocked(sentence) = state
+        .app
+        .access_for(&user_id(ctx), &super::admin::roles(ctx), guild.as_deref())
+        .await
+    {
+        ctx.send(private(sentence)).await?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 pub(crate) fn private(text: impl Into<String>) -> CreateReply {
     CreateReply::default().content(text).ephemeral(true)
 }
@@ -289,7 +309,7 @@ async fn limits(
     let guild = ctx.guild_id().map(|g| g.to_string());
     let budgets_asked = user_budget_usd.is_some() || server_budget_usd.is_some();
     if timeout.is_none() && memory_mb.is_none() && !budgets_asked {
-        let settings = app.guild_settings(guild.as_deref()).await;
+        let settings = app.guild_settings(guild.as_deref()).await?;
         let l = app.limits_in(settings.as_ref());
         let caps = crate::app::budget::Caps::in_force(&app.settings().chat, settings.as_ref());
         let mut text = render::limits_report(&l, app.settings());
@@ -305,6 +325,8 @@ async fn limits(
     };
     let text = if !super::admin::is_admin(ctx) {
         super::admin::ADMINS_ONLY.to_string()
+    } else if budgets_asked && (timeout.is_some() || memory_mb.is_some()) {
+        "Set run limits and budgets in two commands: nothing was changed.".to_string()
     } else if budgets_asked {
         let chat = &app.settings().chat;
         let saved = app
@@ -382,6 +404,23 @@ async fn run(
 ) -> Result<(), CommandError> {
     let state = ctx.data().clone();
     let user = user_id(ctx);
+    let guild = ctx.guild_id().map(|g| g.to_string());
+    // Who may not run code through the model may not run it directly either.
+    match state
+        .app
+        .access_for(&user, &super::admin::roles(ctx), guild.as_deref())
+        .await
+    {
+        crate::app::access::Access::Full => {}
+        crate::app::access::Access::NoCode(reason) => {
+            ctx.send(private(format!("🚫 Not run: {reason}."))).await?;
+            return Ok(());
+        }
+        crate::app::access::Access::Blocked(sentence) => {
+            ctx.send(private(sentence)).await?;
+            return Ok(());
+        }
+    }
     ctx.defer().await?;
     // The same path as a message: admission, cancellable by /stop, outputs stored.
     let ticket = match events::admit(&state, ctx.http(), ctx.channel_id(), &user).await {
@@ -392,10 +431,7 @@ async fn run(
             return Ok(());
         }
     };
-    let limits = state
-        .app
-        .limits_for(ctx.guild_id().map(|g| g.to_string()).as_deref())
-        .await;
+    let limits = state.app.limits_for(guild.as_deref()).await?;
     // The run shows itself as it goes, with a Stop button, like a message's runs.
     let status = Arc::new(StatusMessage::new(
         ctx.serenity_context().http.clone(),

@@ -119,8 +119,8 @@ pub async fn model(
         ctx.send(private(text)).await?;
         return Ok(());
     }
-    let models = app.allowed_models(guild.as_deref()).await;
-    let current = app.model_for(&user, guild.as_deref()).await;
+    let models = app.allowed_models(guild.as_deref()).await?;
+    let current = app.model_for(&user, guild.as_deref()).await?;
     let mut text = format!("Your model: `{current}`. You may choose:\n");
     for m in &models {
         text.push_str(&format!("- `{m}`: {}\n", model_menu::model_line(chat, m)));
@@ -157,7 +157,7 @@ pub async fn settings(
         settings.show_code = matches!(choice, ShowCode::Always);
         app.set_user_settings(&user, &settings).await?;
     }
-    let model = app.model_for(&user, guild_of(ctx).as_deref()).await;
+    let model = app.model_for(&user, guild_of(ctx).as_deref()).await?;
     let shown = if settings.show_code {
         "in every answer"
     } else {
@@ -208,7 +208,7 @@ pub async fn prompt_show(ctx: Context<'_>) -> Result<(), CommandError> {
         .data()
         .app
         .guild_settings(guild_of(ctx).as_deref())
-        .await;
+        .await?;
     let text = match settings.and_then(|s| s.system_prompt) {
         Some(prompt) => format!(
             "This server's instructions for the model:\n```\n{}\n```",

@@ -165,11 +165,7 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
         let answer = answer.clone();
         async move {
             let _typing = channel.start_typing(&http);
-            let progress = DiscordProgress {
-                status,
-                app: app.clone(),
-                answer,
-            };
+            let progress = DiscordProgress::new(status, app.clone(), answer);
             let reply = app.chat_turn(turn, &progress).await;
             // Free the user before the answer is visible, so a quick follow-up is not
             // refused as "still being worked on".
@@ -180,8 +176,8 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
     let reply = state.app.run_cancellable(&user_id, work).await;
     state.forget_status(&user_id, &status);
     match reply {
-        // Cancelled: /stop already said so.
-        None => {}
+        // Cancelled: /stop already said so; what was streamed of the answer goes.
+        None => discard(&ctx.http, msg.channel_id, answer.finish().await).await,
         Some(Ok(reply)) => {
             let plan = reply::plan(
                 &answer_text(&state.app, &reply),
@@ -200,7 +196,17 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
         }
         Some(Err(err)) => {
             tracing::warn!(error = %err, "chat turn failed");
+            discard(&ctx.http, msg.channel_id, answer.finish().await).await;
             say(&ctx.http, msg.channel_id, &reply::failure_text(&err)).await;
+        }
+    }
+}
+
+/// Removes what a stream posted of an answer that will not come.
+async fn discard(http: &Http, channel: ChannelId, streamed: Streamed) {
+    for id in streamed.messages {
+        if let Err(err) = channel.delete_message(http, id).await {
+            tracing::warn!(error = %err, "cannot remove a streamed part of an answer");
         }
     }
 }
@@ -398,9 +404,9 @@ pub async fn deliver(
             tracing::warn!(error = %err, "cannot send a reply");
         }
     }
-    for id in streamed.messages.iter().skip(count) {
-        if let Err(err) = channel.delete_message(http, *id).await {
-            tracing::warn!(error = %err, "cannot remove a streamed part the answer no longer has");
-        }
-    }
+    let extra = Streamed {
+        messages: streamed.messages.into_iter().skip(count).collect(),
+        last_edit: None,
+    };
+    discard(http, channel, extra).await;
 }

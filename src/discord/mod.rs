@@ -105,6 +105,7 @@ fn framework(state: Arc<BotState>) -> Framework {
         commands: commands::all(),
         event_handler: |framework, event| Box::pin(on_event(framework, event)),
         on_error: |error| Box::pin(on_error(error)),
+        command_check: Some(|ctx| Box::pin(commands::command_allowed(ctx))),
         // Nothing the bot sends pings anyone: text from code and exceptions is untrusted.
         allowed_mentions: Some(reply::no_mentions()),
         ..Default::default()
@@ -166,6 +167,8 @@ async fn on_error(error: poise::FrameworkError<'_, Arc<BotState>, commands::Comm
                 }
             }
         }
+        // The check told the member why already.
+        poise::FrameworkError::CommandCheckFailed { error: None, .. } => {}
         other => {
             if let Err(err) = poise::builtins::on_error(other).await {
                 tracing::warn!(error = %err, "cannot report a command error");

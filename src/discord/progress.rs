@@ -25,6 +25,23 @@ pub struct DiscordProgress {
     pub app: Arc<App>,
     /// Where a streamed answer is shown as it is written.
     pub answer: Arc<super::streamed::StreamedReply>,
+    /// The "thinking" display of the request in flight: an answer being written ends it.
+    pub thinking: std::sync::Mutex<Option<CancellationToken>>,
+}
+
+impl DiscordProgress {
+    pub fn new(
+        status: Arc<StatusMessage>,
+        app: Arc<App>,
+        answer: Arc<super::streamed::StreamedReply>,
+    ) -> DiscordProgress {
+        DiscordProgress {
+            status,
+            app,
+            answer,
+            thinking: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 /// Shows that run `round` starts and follows it; the returned watch is the run's.
@@ -106,6 +123,9 @@ impl Progress for DiscordProgress {
     fn model_waiting(&self, round: usize) -> Option<ModelWait> {
         let done = CancellationToken::new();
         tokio::spawn(show_thinking(self.status.clone(), round, done.clone()));
+        if let Ok(mut thinking) = self.thinking.lock() {
+            *thinking = Some(done.clone());
+        }
         Some(done.drop_guard())
     }
 
@@ -116,6 +136,10 @@ impl Progress for DiscordProgress {
     fn answer_text(&self, text: &str) {
         let shown = crate::llm::tool_result::redact_growing(text, self.app.secrets());
         if !shown.trim().is_empty() {
+            // The answer shows the model at work: no "thinking" message beside it.
+            if let Some(thinking) = self.thinking.lock().ok().and_then(|mut t| t.take()) {
+                thinking.cancel();
+            }
             self.answer.show(shown);
         }
     }

@@ -21,10 +21,7 @@ pub fn failure_text(err: &crate::app::AppError) -> String {
 /// Why, as a clause: storage trouble in its own words, anything else without the
 /// internals (those go to the log).
 pub fn failure_reason(err: &crate::app::AppError) -> String {
-    match err.storage_trouble() {
-        Some(trouble) => trouble.sentence().to_string(),
-        None => "an error on the bot's side".to_string(),
-    }
+    err.reason()
 }
 
 pub fn no_mentions() -> serenity::all::CreateAllowedMentions {

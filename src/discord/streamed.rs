@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::reply::{MAX_MESSAGE_CHARS, no_mentions, split_keeping_fences};
+use super::rate_limit;
+use super::reply::{MAX_MESSAGE_CHARS, MAX_TEXT_MESSAGES, no_mentions, split_keeping_fences};
 use super::status::EDIT_SPACING;
 
 pub struct StreamedReply {
@@ -74,7 +75,8 @@ async fn keep_shown(
             break;
         }
         let parts = split_keeping_fences(&text, MAX_MESSAGE_CHARS);
-        for (i, part) in parts.iter().enumerate() {
+        // No more messages than an answer may take; the rest waits for the final answer.
+        for (i, part) in parts.iter().enumerate().take(MAX_TEXT_MESSAGES) {
             if shown.get(i) == Some(part) {
                 continue;
             }
@@ -95,15 +97,15 @@ async fn keep_shown(
                         .await
                         .map(|_| None)
                 }
-                None => channel
-                    .send_message(
-                        &http,
-                        CreateMessage::new()
-                            .content(part.clone())
-                            .allowed_mentions(no_mentions()),
-                    )
-                    .await
-                    .map(|m| Some(m.id)),
+                None => rate_limit::send_message(
+                    &http,
+                    channel,
+                    CreateMessage::new()
+                        .content(part.clone())
+                        .allowed_mentions(no_mentions()),
+                )
+                .await
+                .map(|m| Some(m.id)),
             };
             match sent {
                 Ok(posted) => {

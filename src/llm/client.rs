@@ -287,6 +287,10 @@ fn map_error(err: OpenAIError) -> ModelError {
                 reason: e.to_string(),
             },
         },
+        // A stream cut mid-way is a connection that failed: worth another try.
+        OpenAIError::StreamError(e) => ModelError::Unreachable {
+            reason: e.to_string(),
+        },
         OpenAIError::JSONDeserialize(e, _) => ModelError::BadResponse {
             reason: e.to_string(),
         },

@@ -58,6 +58,9 @@ pub enum StoreError {
         size: u64,
         limit: u64,
     },
+    /// A file a run wrote would need one of the user's uploads to go: uploads stay.
+    #[error("{filename} was not stored: the user's uploads fill their {limit}")]
+    UploadsFull { filename: String, limit: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
@@ -287,8 +290,35 @@ impl<M: Metadata> FileStore<M> {
         };
 
         let mut evicted = Vec::new();
-        // Expired files go first, then the oldest, until the new file fits both quotas.
-        existing.sort_by_key(|r| (!r.is_expired(now), r.created_at));
+        // Expired files go first, then what runs wrote (oldest first), then the oldest
+        // uploads, until the new file fits both quotas.
+        existing.sort_by_key(|r| {
+            (
+                !r.is_expired(now),
+                r.origin == Origin::Uploaded,
+                r.created_at,
+            )
+        });
+        // What a run wrote never pushes out an upload: refused before anything goes.
+        if origin == Origin::Generated {
+            let uploads = existing
+                .iter()
+                .filter(|r| !r.is_expired(now) && r.origin == Origin::Uploaded);
+            let (count, bytes) = uploads.fold((0usize, 0u64), |(c, b), r| (c + 1, b + r.file_size));
+            let limit = if count + 1 > self.limits.max_files_per_user {
+                Some(format!("{} files", self.limits.max_files_per_user))
+            } else if bytes + size > self.limits.max_bytes_per_user {
+                Some(format!("{} bytes", self.limits.max_bytes_per_user))
+            } else {
+                None
+            };
+            if let Some(limit) = limit {
+                return Err(StoreError::UploadsFull {
+                    filename: record.filename,
+                    limit,
+                });
+            }
+        }
         // A snapshot never pushes out the user's files: only expired records and older
         // snapshots make room for one, and one that still does not fit is refused.
         if origin == Origin::State {
@@ -311,9 +341,16 @@ impl<M: Metadata> FileStore<M> {
         let adds = usize::from(origin != Origin::State);
         let mut bytes: u64 = existing.iter().map(|r| r.file_size).sum();
         for old in existing {
-            let evictable = origin != Origin::State || old.origin == Origin::State;
+            let evictable = match origin {
+                Origin::State => old.origin == Origin::State,
+                Origin::Generated => old.origin != Origin::Uploaded,
+                Origin::Uploaded => true,
+            };
             let must_go = old.is_expired(now)
-                || (counted(&old) && adds == 1 && count + 1 > self.limits.max_files_per_user)
+                || (evictable
+                    && counted(&old)
+                    && adds == 1
+                    && count + 1 > self.limits.max_files_per_user)
                 || (evictable && bytes + size > self.limits.max_bytes_per_user);
             if !must_go {
                 continue;

@@ -241,3 +241,14 @@ def test_as_root_the_snapshot_must_be_the_codes():
         assert open_snapshot(f.name, 10, code_uid=10001) is None
         os.chown(f.name, 10001, 10001)
         assert open_snapshot(f.name, 10, code_uid=10001) is not None
+
+
+def test_a_name_over_the_snapshot_cap_names_the_setting(tmp_path):
+    import codebox_session
+
+    big = "x" * (3 << 20)
+    report = codebox_session.save({"big": big, "small": 1}, str(tmp_path / "s"), 2 << 20)
+    assert report["kept"] == ["small"]
+    assert report["not_kept"] == [
+        {"name": "big", "reason": "the session's snapshot is full (SESSION_STATE_MAX_MB=2)"}
+    ]
