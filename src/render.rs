@@ -392,6 +392,36 @@ fn section(out: &mut String, title: &str, text: &str, truncated: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_code_of_a_turn_is_shown_as_it_ran_with_fences_defused() {
+        use crate::llm::conversation::RanCode;
+        let ran = vec![
+            RanCode {
+                code: "print('```not a fence')".into(),
+                status: "ok".into(),
+                seconds: Some(0.1234),
+            },
+            RanCode {
+                code: "import os".into(),
+                status: "not run: running code is not allowed".into(),
+                seconds: None,
+            },
+        ];
+        let text = code_section(&ran);
+        assert!(
+            text.starts_with("**Run 1** · ok in 0.12 s\n```python\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("```").count(), 4, "only our fences: {text}");
+        assert!(text.contains("**Run 2** · not run: running code is not allowed\n"));
+        let file = code_file(&ran);
+        assert!(file.contains("# --- run 1 · ok in 0.12 s ---\nprint('```not a fence')\n"));
+        assert!(
+            file.contains("# --- run 2 · not run: running code is not allowed ---\nimport os\n")
+        );
+        assert_eq!(reply_footer("gpt-4o`\n@x"), "-# gpt-4o@x");
+    }
     use crate::sandbox::Outcome;
     use crate::sandbox::{Flag, OutputFile};
 

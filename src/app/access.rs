@@ -2,7 +2,7 @@
 //! rules. A refused member is always told why, in one sentence.
 
 use crate::config::{DiscordSettings, id_list};
-use crate::conversations::GuildSettings;
+use crate::conversations::{AccessRules, GuildSettings};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
@@ -14,10 +14,26 @@ pub enum Access {
     Blocked(String),
 }
 
-fn listed(list: &str, user_id: &str) -> bool {
-    user_id
-        .parse::<u64>()
-        .is_ok_and(|id| id_list(list).contains(&id))
+fn list(ids: &str) -> Vec<String> {
+    id_list(ids).iter().map(u64::to_string).collect()
+}
+
+/// Pure: the operator's lists as rules for the bot and for running code.
+pub fn operator_rules(operator: &DiscordSettings) -> (AccessRules, AccessRules) {
+    (
+        AccessRules {
+            blocked_users: list(&operator.blocked_user_ids),
+            blocked_roles: list(&operator.blocked_role_ids),
+            allowed_users: list(&operator.allowed_user_ids),
+            allowed_roles: list(&operator.allowed_role_ids),
+        },
+        AccessRules {
+            blocked_users: list(&operator.code_blocked_user_ids),
+            blocked_roles: list(&operator.code_blocked_role_ids),
+            allowed_users: list(&operator.code_allowed_user_ids),
+            allowed_roles: list(&operator.code_allowed_role_ids),
+        },
+    )
 }
 
 pub fn access(
@@ -26,12 +42,10 @@ pub fn access(
     user_id: &str,
     roles: &[String],
 ) -> Access {
-    let operator_allows = !listed(&operator.blocked_user_ids, user_id)
-        && (operator.allowed_user_ids.trim().is_empty()
-            || listed(&operator.allowed_user_ids, user_id));
-    if !operator_allows {
+    let (bot, code) = operator_rules(operator);
+    if !bot.permits(user_id, roles) {
         return Access::Blocked(
-            "🚫 You are not allowed to use this bot; its operator has blocked your account.".into(),
+            "🚫 You are not allowed to use this bot; its operator has not given your account access.".into(),
         );
     }
     if let Some(guild) = guild
@@ -41,7 +55,7 @@ pub fn access(
             "🚫 This server's admins have not allowed you to use this bot here.".into(),
         );
     }
-    if listed(&operator.code_blocked_user_ids, user_id) {
+    if !code.permits(user_id, roles) {
         return Access::NoCode(
             "running code is not allowed for this account by the bot's operator".into(),
         );
@@ -59,7 +73,6 @@ pub fn access(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conversations::AccessRules;
 
     #[test]
     fn operator_lists_then_server_rules_decide() {

@@ -24,10 +24,18 @@ pub struct DiscordSettings {
     pub allow_dms: bool,
     /// Comma-separated user ids the bot does not serve anywhere.
     pub blocked_user_ids: String,
-    /// Comma-separated user ids the bot serves; empty: everyone not blocked.
+    /// Comma-separated user ids the bot serves; with ALLOWED_ROLE_IDS empty too: everyone
+    /// not blocked.
     pub allowed_user_ids: String,
-    /// Comma-separated user ids who may chat but never run code.
+    /// Comma-separated role ids whose members the bot does not serve.
+    pub blocked_role_ids: String,
+    /// Comma-separated role ids whose members the bot serves (see ALLOWED_USER_IDS).
+    pub allowed_role_ids: String,
+    /// The same four lists for running code (members kept out of it may still chat).
     pub code_blocked_user_ids: String,
+    pub code_allowed_user_ids: String,
+    pub code_blocked_role_ids: String,
+    pub code_allowed_role_ids: String,
 }
 
 impl Default for DiscordSettings {
@@ -41,7 +49,12 @@ impl Default for DiscordSettings {
             allow_dms: true,
             blocked_user_ids: String::new(),
             allowed_user_ids: String::new(),
+            blocked_role_ids: String::new(),
+            allowed_role_ids: String::new(),
             code_blocked_user_ids: String::new(),
+            code_allowed_user_ids: String::new(),
+            code_blocked_role_ids: String::new(),
+            code_allowed_role_ids: String::new(),
         }
     }
 }
@@ -53,7 +66,12 @@ impl DiscordSettings {
             ("ADMIN_ROLE_IDS", &self.admin_role_ids),
             ("BLOCKED_USER_IDS", &self.blocked_user_ids),
             ("ALLOWED_USER_IDS", &self.allowed_user_ids),
+            ("BLOCKED_ROLE_IDS", &self.blocked_role_ids),
+            ("ALLOWED_ROLE_IDS", &self.allowed_role_ids),
             ("CODE_BLOCKED_USER_IDS", &self.code_blocked_user_ids),
+            ("CODE_ALLOWED_USER_IDS", &self.code_allowed_user_ids),
+            ("CODE_BLOCKED_ROLE_IDS", &self.code_blocked_role_ids),
+            ("CODE_ALLOWED_ROLE_IDS", &self.code_allowed_role_ids),
         ] {
             if list
                 .split(',')
