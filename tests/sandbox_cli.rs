@@ -40,7 +40,7 @@ fn code_may_start_with_a_dash_and_inputs_are_refused_for_a_user() {
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        said.contains("'--input <PATH>' cannot be used with '--user <USER>'"),
+        said.contains("'--user <USER>' cannot be used with '--input <PATH>'"),
         "{said}"
     );
 }
