@@ -80,32 +80,33 @@ pub fn reply_footer(model: &str) -> String {
 pub fn code_section(ran: &[crate::llm::conversation::RanCode]) -> String {
     let mut out = String::new();
     for (i, run) in ran.iter().enumerate() {
-        let time = run
-            .seconds
-            .map(|s| format!(" in {s:.2} s"))
-            .unwrap_or_default();
         out.push_str(&format!(
-            "**Run {}** · {}{time}\n```python\n{}\n```\n",
+            "**Run {}** · {}\n```python\n{}\n```\n",
             i + 1,
-            defuse_fences(&run.status.replace('\n', " ")),
+            defuse_fences(&ran_label(run)),
             defuse_fences(run.code.trim_end())
         ));
     }
     out
 }
 
+/// How a run ended and how long it took, on one line.
+fn ran_label(run: &crate::llm::conversation::RanCode) -> String {
+    let time = run
+        .seconds
+        .map(|s| format!(" in {s:.2} s"))
+        .unwrap_or_default();
+    format!("{}{time}", run.status.replace('\n', " "))
+}
+
 /// The same runs as a Python file, for code too long for a message.
 pub fn code_file(ran: &[crate::llm::conversation::RanCode]) -> String {
     let mut out = String::new();
     for (i, run) in ran.iter().enumerate() {
-        let time = run
-            .seconds
-            .map(|s| format!(" in {s:.2} s"))
-            .unwrap_or_default();
         out.push_str(&format!(
-            "# --- run {} · {}{time} ---\n{}\n\n",
+            "# --- run {} · {} ---\n{}\n\n",
             i + 1,
-            run.status.replace('\n', " "),
+            ran_label(run),
             run.code.trim_end()
         ));
     }
