@@ -14,10 +14,24 @@ mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # keeps numpy 1.x (Debian's) compatible.
 pyarrow_version="${PYARROW_VERSION:-17.0.0}"
 
-# A base built before a module joined the stack (pypdf reads documents' text) is rebuilt.
+# Rich display, laid in from PyPI as wheels: plotly (Debian's has its plotly.js stripped,
+# which kaleido needs), kaleido 0.2 (plotly to PNG, its own headless Chromium inside; 1.x
+# needs a Chrome installed), Vega-Altair 5 and vl-convert (Vega-Lite to PNG, self-contained).
+plotly_version="${PLOTLY_VERSION:-5.24.1}"
+kaleido_version="${KALEIDO_VERSION:-0.2.1}"
+altair_version="${ALTAIR_VERSION:-5.3.0}"
+vl_convert_version="${VL_CONVERT_VERSION:-1.9.0.post1}"
+
+# A base built before a module joined the stack (pypdf reads documents' text; cairosvg
+# renders SVG) or with other versions of the wheels laid in is rebuilt.
 base_complete() {
   docker image inspect "$tag" >/dev/null 2>&1 \
-    && docker run --rm --network none "$tag" python3 -c "import pypdf" >/dev/null 2>&1
+    && docker run --rm --network none "$tag" python3 -c "
+import importlib.metadata as m, sys
+import pypdf, cairosvg
+want = {'pyarrow': '$pyarrow_version', 'plotly': '$plotly_version', 'kaleido': '$kaleido_version',
+        'altair': '$altair_version', 'vl-convert-python': '$vl_convert_version'}
+sys.exit(any(m.version(name) != version for name, version in want.items()))" >/dev/null 2>&1
 }
 if [ "${FORCE:-0}" != 1 ] && base_complete; then
   echo "base image $tag already present"
@@ -48,16 +62,19 @@ chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONT
     python3 python3-pip python3-numpy python3-pandas python3-matplotlib python3-scipy \
     python3-openpyxl python3-yaml python3-pil python3-seaborn python3-sklearn python3-xlrd \
     python3-h5py python3-tables python3-lxml python3-bs4 python3-requests python3-tabulate \
-    python3-sympy python3-statsmodels python3-odf python3-pypdf fonts-dejavu-core ca-certificates \
+    python3-sympy python3-statsmodels python3-odf python3-pypdf python3-cairosvg python3-tenacity \
+    python3-jsonschema python3-jinja2 python3-toolz python3-packaging fonts-dejavu-core ca-certificates \
     >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/*'
 umount "$rootfs/proc"
 
-echo "==> laying in pyarrow $pyarrow_version (manylinux wheel)"
+echo "==> laying in pyarrow $pyarrow_version and the renderers (wheels)"
 site="$rootfs/usr/local/lib/python3.11/dist-packages"
 mkdir -p "$site"
 python3 -m pip install --quiet --no-deps --only-binary=:all: --python-version 3.11 \
-  --implementation cp --platform manylinux2014_x86_64 --target "$site" \
-  "pyarrow==$pyarrow_version"
+  --implementation cp --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+  --platform manylinux_2_17_x86_64 --target "$site" \
+  "pyarrow==$pyarrow_version" "plotly==$plotly_version" "kaleido==$kaleido_version" \
+  "altair==$altair_version" "vl-convert-python==$vl_convert_version"
 
 echo "==> docker import as $tag"
 : >"$rootfs/etc/resolv.conf"

@@ -25,8 +25,12 @@ fn the_issue_example_returns_the_table_and_the_figure() {
         "import matplotlib.pyplot as plt\nplt.plot([1,2,3],[4,1,9]); plt.show()\nimport pandas as pd\ndf = pd.DataFrame({'a':[1,2]})\ndf",
     );
     assert_eq!(run.status(), "ok", "{}", run.stderr());
-    // pandas' own repr: its shape footer only when it truncates, as in Jupyter.
-    assert_eq!(run.stdout(), "   a\n0  1\n1  2\n");
+    // The figure described where it was shown, then pandas' own repr: its shape footer only
+    // when it truncates, as in Jupyter.
+    assert_eq!(
+        run.stdout(),
+        "[figure_1.png: line chart, 1 series: line 3 points: (1, 4), (2, 1), (3, 9)]\n   a\n0  1\n1  2\n"
+    );
     assert_eq!(run.output_names(), vec!["figure_1.png"]);
     let png = std::fs::read(run.json["output_files"][0]["path"].as_str().unwrap()).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a real PNG");
@@ -65,7 +69,15 @@ print("left open")
             "mine.png"
         ]
     );
-    assert_eq!(run.stdout(), "left open\n");
+    // Each figure described where it was shown, in order with what the code printed.
+    assert_eq!(
+        run.stdout(),
+        "[figure_1.png: line chart, 1 series: line 2 points: (0, 1), (1, 2)]\n\
+         [figure_2.png: line chart, 1 series: line 2 points: (0, 3), (1, 4)]\n\
+         [figure_3.png: line chart, 1 series: line 1 point: (0, 6)]\n\
+         left open\n\
+         [figure_4.png: bar chart, 1 series: bar 1 point: (1, 2)]\n"
+    );
 }
 
 #[test]
@@ -122,6 +134,87 @@ fn the_last_expression_follows_ipythons_rules_and_display_keeps_order() {
     let syntax = run_code(data.path(), &[], "x = (");
     assert_eq!(syntax.json["error"]["type"], "SyntaxError");
     assert!(!syntax.stderr().contains("ast.py"), "{}", syntax.stderr());
+}
+
+#[test]
+fn a_notebooks_own_display_and_the_last_value_carry_over() {
+    let data = tempfile::tempdir().unwrap();
+    let first = run_in_session(
+        data.path(),
+        "u1",
+        "nb",
+        "class display:\n    def __init__(self, *frames):\n        self.frames = frames\n    def __repr__(self):\n        return 'shown: ' + ', '.join(self.frames)\n6 * 7",
+    );
+    assert_eq!(first.status(), "ok", "{}", first.stderr());
+    assert_eq!(first.stdout(), "42\n");
+    let second = run_in_session(
+        data.path(),
+        "u1",
+        "nb",
+        "print(_ + 1)\ndisplay('df1', 'df2')",
+    );
+    assert_eq!(second.status(), "ok", "{}", second.stderr());
+    assert_eq!(second.stdout(), "43\nshown: df1, df2\n");
+}
+
+#[test]
+fn rng_states_styles_options_and_the_working_directory_carry_over() {
+    let data = tempfile::tempdir().unwrap();
+    let first = run_in_session(
+        data.path(),
+        "u1",
+        "nb",
+        "import numpy as np, random, os\nimport pandas as pd\nimport matplotlib.pyplot as plt\nnp.random.seed(0)\nrandom.seed(1)\nplt.style.use('ggplot')\npd.set_option('display.max_rows', 7)\nnp.set_printoptions(precision=2)\nos.chdir('/tmp')",
+    );
+    assert_eq!(first.status(), "ok", "{}", first.stderr());
+    let second = run_in_session(
+        data.path(),
+        "u1",
+        "nb",
+        "print(np.random.rand(), random.random(), plt.rcParams['axes.facecolor'], pd.get_option('display.max_rows'), np.array([1/3]), os.getcwd())",
+    );
+    assert_eq!(second.status(), "ok", "{}", second.stderr());
+    // What the same two cells print in one Python process.
+    assert_eq!(
+        second.stdout(),
+        "0.5488135039273248 0.13436424411240122 #E5E5E5 7 [0.33] /tmp\n"
+    );
+}
+
+#[test]
+fn numpy_views_and_shared_objects_stay_shared_across_runs() {
+    let data = tempfile::tempdir().unwrap();
+    let first = run_in_session(
+        data.path(),
+        "u1",
+        "nb",
+        "import numpy as np\nx2 = np.arange(12).reshape(3, 4)\nx2_sub = x2[:2, :2]\nrow = x2[::-1][0]\nrows = [1, 2]\nby_name = {'rows': rows}",
+    );
+    assert_eq!(first.status(), "ok", "{}", first.stderr());
+    let second = run_in_session(
+        data.path(),
+        "u1",
+        "nb",
+        "x2_sub[0, 0] = 99\nrow[1] = -1\nrows.append(3)\nprint(x2.tolist(), by_name['rows'])",
+    );
+    assert_eq!(second.status(), "ok", "{}", second.stderr());
+    // As in one Python process: the views write into x2, the dict holds the same list.
+    assert_eq!(
+        second.stdout(),
+        "[[99, 1, 2, 3], [4, 5, 6, 7], [8, -1, 10, 11]] [1, 2, 3]\n"
+    );
+    let third = run_in_session(
+        data.path(),
+        "u1",
+        "nb",
+        "x2_sub[1, 1] = 55\nprint(x2[1, 1])",
+    );
+    assert_eq!(
+        third.stdout(),
+        "55\n",
+        "still a view after a second save: {}",
+        third.stderr()
+    );
 }
 
 #[test]

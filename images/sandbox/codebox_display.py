@@ -11,6 +11,10 @@ import os
 import sys
 import weakref
 
+import codebox_charts
+import codebox_imports
+import codebox_rich
+
 MAX_REPR_CHARS = 5000
 MAX_ROWS = 30
 MIN_ROWS = 10
@@ -18,21 +22,10 @@ MAX_COLUMNS = 20
 
 # Figures already written (shown, displayed, or saved by the code): never written again.
 _done = weakref.WeakSet()
-_counter = {"figure": 0, "image": 0}
 
 
 def output_dir():
-    return os.environ.get("CODEBOX_OUTPUT_DIR") or os.getcwd()
-
-
-def _next_free(kind):
-    """`figure_N.png` with the next N whose name the code has not taken itself."""
-    while True:
-        _counter[kind] += 1
-        name = "%s_%d.png" % (kind, _counter[kind])
-        path = os.path.join(output_dir(), name)
-        if not os.path.lexists(path):
-            return path
+    return codebox_rich.output_dir()
 
 
 def _pyplot():
@@ -55,13 +48,16 @@ def write_figure(fig):
     if fig in _done or getattr(fig, "_codebox_saved", False):
         return None
     _done.add(fig)
-    path = _next_free("figure")
+    path = codebox_rich.next_free("figure", "png")
     saver = getattr(type(fig), "_codebox_original_savefig", None) or type(fig).savefig
     try:
         saver(fig, path, format="png", dpi=100, bbox_inches="tight")
     except Exception as exc:  # a figure that cannot render must not end the run
         print("[figure could not be rendered: %s: %s]" % (type(exc).__name__, exc), file=sys.stderr)
         return None
+    # What the figure shows, in words, where it was shown: for a model that cannot see it.
+    sys.stdout.write(codebox_charts.describe(fig, os.path.basename(path)) + "\n")
+    sys.stdout.flush()
     return path
 
 
@@ -81,10 +77,10 @@ def show_figures():
     plt.close("all")
 
 
-def mark_savefig():
+def mark_savefig(figure_module=None):
     """Wraps `Figure.savefig` so a figure the code saved to a file is not also sent as
     `figure_N.png` (saving to a buffer does not count)."""
-    figure_module = sys.modules.get("matplotlib.figure")
+    figure_module = figure_module or sys.modules.get("matplotlib.figure")
     if figure_module is None:
         return
     cls = figure_module.Figure
@@ -103,38 +99,11 @@ def mark_savefig():
     cls.savefig = savefig
 
 
-class _FigureModuleHook:
-    """Wraps `Figure.savefig` as soon as `matplotlib.figure` is imported, whatever backend
-    the code selects (`matplotlib.use("Agg")` before pyplot never loads ours), so a figure
-    the code saved is never sent again as `figure_N.png`."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "matplotlib.figure":
-            return None
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
-                continue
-            spec = find(name, path, target)
-            if spec is None or spec.loader is None:
-                continue
-            original = spec.loader.exec_module
-
-            def exec_module(module, original=original):
-                original(module)
-                mark_savefig()
-
-            spec.loader.exec_module = exec_module
-            return spec
-        return None
-
-
 def watch_for_matplotlib():
-    """`mark_savefig` now if matplotlib's figures are loaded, else when they are."""
-    if sys.modules.get("matplotlib.figure") is not None:
-        mark_savefig()
-    elif not any(isinstance(f, _FigureModuleHook) for f in sys.meta_path):
-        sys.meta_path.insert(0, _FigureModuleHook())
+    """`mark_savefig` as soon as matplotlib's figures are loaded, whatever backend the code
+    selects (`matplotlib.use("Agg")` before pyplot never loads ours), so a figure the code
+    saved is never sent again as `figure_N.png`."""
+    codebox_imports.after_import("matplotlib.figure", mark_savefig)
 
 
 def _cap(text):
@@ -183,20 +152,33 @@ def as_text(obj):
         return "<%s object; repr failed: %s>" % (type(obj).__name__, type(exc).__name__)
 
 
-def display(*objs):
-    """Shows each object like the last line of a notebook cell: figures and images as PNG
-    files, everything else as text on stdout."""
+def _is_table(obj):
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(obj, (pandas.DataFrame, pandas.Series))
+
+
+def display(*objs, **kwargs):
+    """Shows each object like the last line of a notebook cell: figures, images and charts
+    as files, everything else as text on stdout (IPython's keyword arguments are taken and
+    have nothing to change here)."""
     for obj in objs:
         if _is_figure(obj):
             write_figure(obj)
             continue
         if _is_pil_image(obj):
-            path = _next_free("image")
+            path = codebox_rich.next_free("image", "png")
             try:
                 obj.save(path, format="PNG")
             except Exception as exc:
                 print("[image could not be saved: %s]" % type(exc).__name__, file=sys.stderr)
             continue
+        if not _is_table(obj):
+            try:
+                if codebox_rich.show(obj, as_text):
+                    continue
+            except Exception as exc:  # a broken representation falls back to the text
+                print("[%s could not be displayed: %s]" % (type(obj).__name__, type(exc).__name__),
+                      file=sys.stderr)
         text = as_text(obj)
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
@@ -210,3 +192,7 @@ def show_last_value(value):
 
 
 watch_for_matplotlib()
+codebox_rich.install()
+import codebox_ipython  # noqa: E402  (it uses `display`, defined above)
+
+codebox_ipython.install()

@@ -9,7 +9,10 @@ Snapshot layout (all integers big-endian):
     u32 length + JSON header {"python": [major, minor], "modules": {alias: module},
                               "imports": [top-level packages the values need]}
     records, each: u64 length of the rest, u16 name length, name (UTF-8), pickle
-Every variable is its own record, so one that cannot be saved or restored costs only itself.
+Every variable is its own record, so one that cannot be saved or restored costs only itself;
+a value that reaches an earlier record's variable refers to it (codebox_sharing), so two
+names for one object stay one object. The last record, PROCESS_RECORD, is the process's
+state besides variables (RNG states, styles, options, working directory).
 """
 
 import importlib
@@ -21,15 +24,21 @@ import struct
 import sys
 import types
 
+import codebox_sharing
+
 MAGIC = b"CODEBOX-STATE\x01\n"
 PICKLE_PROTOCOL = 5
 MAX_LISTED = 200
 
-# Names the runner puts into every run's globals, and Python's own: never saved.
-INJECTED = frozenset(
-    ["load_file", "display", "__builtins__", "__name__", "__file__", "__doc__", "__loader__",
-     "__spec__", "__package__", "__annotations__", "__cached__", "_"]
+# Python's own names in a run's globals: never saved.
+PYTHON_NAMES = frozenset(
+    ["__builtins__", "__name__", "__file__", "__doc__", "__loader__", "__spec__",
+     "__package__", "__annotations__", "__cached__"]
 )
+# The runner's helpers in every run's globals, by the module that has them: not saved
+# while they are the runner's, kept like any variable once the code defines its own
+# (a notebook's own `display` class).
+RUNNERS_HELPERS = {"load_file": "codebox_files", "display": "codebox_display"}
 # What the model is told when a name is not kept, by the value's type.
 KIND_BY_TYPE = {
     "TextIOWrapper": "file",
@@ -51,6 +60,115 @@ KIND_BY_TYPE = {
 
 class _OverCap(Exception):
     pass
+
+
+# The record of what the process keeps besides variables; no variable's name starts with
+# a NUL, so it can never clash with one.
+PROCESS_RECORD = "\x00process"
+# rcParams the runner owns (its backend): never carried from one run to the next.
+RUNNERS_RCPARAMS = ("backend", "backend_fallback", "interactive")
+
+
+def capture_process():
+    """What a notebook's process keeps between cells besides its variables: the random and
+    numpy global RNG states, matplotlib's rcParams (its style), pandas options and numpy
+    print options changed from their defaults, and the working directory."""
+    import warnings
+
+    # Reading every option may warn of deprecated ones: nothing the code asked for.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _capture_process()
+
+
+def _capture_process():
+    import random
+
+    state = {"random": random.getstate(), "cwd": os.getcwd()}
+    np = sys.modules.get("numpy")
+    if np is not None:
+        try:
+            state["numpy_random"] = np.random.get_state()
+            state["numpy_print"] = np.get_printoptions()
+        except Exception:
+            pass
+    mpl = sys.modules.get("matplotlib")
+    if mpl is not None:
+        try:
+            defaults = mpl.rcParamsDefault
+            state["rcparams"] = {
+                key: value
+                for key, value in mpl.rcParams.items()
+                if key not in RUNNERS_RCPARAMS and _differs(value, defaults.get(key))
+            }
+        except Exception:
+            pass
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        try:
+            from pandas._config import config as pandas_config
+
+            state["pandas"] = {
+                key: pd.get_option(key)
+                for key, option in pandas_config._registered_options.items()
+                if _differs(pd.get_option(key), option.defval)
+            }
+        except Exception:
+            pass
+    return state
+
+
+def _differs(value, default):
+    try:
+        return bool(value != default)
+    except Exception:
+        return True
+
+
+def apply_process(state):
+    """Puts `capture_process`'s state back; each part on its own, so one that fails (a
+    removed option) costs only itself."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _apply_process(state)
+
+
+def _apply_process(state):
+    import random
+
+    def attempt(part):
+        try:
+            part()
+        except Exception:
+            pass
+
+    if "random" in state:
+        attempt(lambda: random.setstate(state["random"]))
+    if "numpy_random" in state or "numpy_print" in state:
+        try:
+            import numpy as np
+        except Exception:
+            np = None
+        if np is not None:
+            if "numpy_random" in state:
+                attempt(lambda: np.random.set_state(state["numpy_random"]))
+            if "numpy_print" in state:
+                attempt(lambda: np.set_printoptions(**state["numpy_print"]))
+    if state.get("rcparams"):
+        import matplotlib
+
+        for key, value in state["rcparams"].items():
+            attempt(lambda: matplotlib.rcParams.__setitem__(key, value))
+    if state.get("pandas"):
+        import pandas as pd
+
+        for key, value in state["pandas"].items():
+            attempt(lambda: pd.set_option(key, value))
+    cwd = state.get("cwd")
+    if isinstance(cwd, str) and os.path.isdir(cwd):
+        attempt(lambda: os.chdir(cwd))
 
 
 def _cloudpickle():
@@ -102,13 +220,26 @@ def _top_level(module_name):
     return top
 
 
+def _is_runners(name, value):
+    module = sys.modules.get(RUNNERS_HELPERS.get(name, ""))
+    return module is not None and value is getattr(module, name, None)
+
+
 def _candidates(globals_):
     for name, value in list(globals_.items()):
-        if name in INJECTED or name.startswith("__"):
+        if name in PYTHON_NAMES or name.startswith("__") or _is_runners(name, value):
             continue
         if getattr(value, "_codebox_injected", False):
             continue
         yield name, value
+
+
+def _view_order(item):
+    value = item[1]
+    np = sys.modules.get("numpy")
+    if np is None or type(value) is not np.ndarray or value.base is None:
+        return (0, 0)
+    return (1, -value.nbytes)
 
 
 def _cap_reason(max_bytes):
@@ -140,7 +271,12 @@ def save(globals_, path, max_bytes):
     header = json.dumps(
         {"python": list(sys.version_info[:2]), "modules": modules, "imports": sorted(imports)}
     ).encode()
-    pickler_class = _pickler_class()
+    base_pickler = _pickler_class()
+    sharing_pickler = codebox_sharing.pickler_class(base_pickler)
+    saved = codebox_sharing.Saved()
+    # A view comes after the arrays it may be a view into (larger ones first), so it can
+    # refer to them; everything else keeps its order.
+    values.sort(key=_view_order)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w+b") as f:
         f.write(MAGIC + struct.pack(">I", len(header)) + header)
@@ -151,7 +287,10 @@ def save(globals_, path, max_bytes):
             encoded = name.encode("utf-8", "replace")[:65535]
             try:
                 f.write(struct.pack(">QH", 0, len(encoded)) + encoded)
-                pickler_class(f, protocol=PICKLE_PROTOCOL).dump(value)
+                if saved:
+                    sharing_pickler(f, saved, protocol=PICKLE_PROTOCOL).dump(value)
+                else:
+                    base_pickler(f, protocol=PICKLE_PROTOCOL).dump(value)
                 end = f.tell()
                 if end > max_bytes:
                     raise _OverCap()
@@ -159,6 +298,7 @@ def save(globals_, path, max_bytes):
                 f.write(struct.pack(">Q", end - start - 8))
                 f.seek(end)
                 kept.append(name)
+                saved.add(name, value)
             except _OverCap:
                 f.seek(start)
                 f.truncate()
@@ -172,9 +312,30 @@ def save(globals_, path, max_bytes):
                 f.seek(start)
                 f.truncate()
                 not_kept.append({"name": name, "reason": kind_of(value)})
+        _write_process_record(f, max_bytes)
     os.chmod(path, 0o644)
     return {"kept": kept[:MAX_LISTED], "kept_count": len(kept), "not_kept": not_kept[:MAX_LISTED],
             "not_kept_count": len(not_kept), "modules": sorted(modules)[:MAX_LISTED]}
+
+
+def _write_process_record(f, max_bytes):
+    """The process's state as the snapshot's last record; left out when it does not fit."""
+    import pickle
+
+    start = f.tell()
+    encoded = PROCESS_RECORD.encode()
+    try:
+        f.write(struct.pack(">QH", 0, len(encoded)) + encoded)
+        pickle.Pickler(f, protocol=PICKLE_PROTOCOL).dump(capture_process())
+        end = f.tell()
+        if end > max_bytes:
+            raise _OverCap()
+        f.seek(start)
+        f.write(struct.pack(">Q", end - start - 8))
+        f.seek(end)
+    except Exception:
+        f.seek(start)
+        f.truncate()
 
 
 def _read_exact(f, n):
@@ -191,6 +352,7 @@ def restore(path, globals_, import_like_the_code):
     import pickle
 
     restored, not_restored = [], []
+    values = {}
     report = {"restored": restored, "not_restored": not_restored, "error": None}
     try:
         f = open(path, "rb")
@@ -232,8 +394,12 @@ def restore(path, globals_, import_like_the_code):
                 name = _read_exact(f, name_length).decode("utf-8", "replace")
                 # Unpickled straight from the file: a large frame is never held twice.
                 try:
-                    globals_[name] = pickle.load(f)
-                    restored.append(name)
+                    if name == PROCESS_RECORD:
+                        apply_process(pickle.load(f))
+                    else:
+                        value = codebox_sharing.unpickler(f, values).load()
+                        globals_[name] = values[name] = value
+                        restored.append(name)
                 except Exception as exc:
                     not_restored.append(
                         {"name": name, "reason": "%s: %s" % (type(exc).__name__, str(exc)[:120])}

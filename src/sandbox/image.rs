@@ -40,8 +40,28 @@ pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
         include_bytes!("../../images/sandbox/codebox_backend.py"),
     ),
     (
+        "codebox_imports.py",
+        include_bytes!("../../images/sandbox/codebox_imports.py"),
+    ),
+    (
+        "codebox_rich.py",
+        include_bytes!("../../images/sandbox/codebox_rich.py"),
+    ),
+    (
+        "codebox_charts.py",
+        include_bytes!("../../images/sandbox/codebox_charts.py"),
+    ),
+    (
+        "codebox_ipython.py",
+        include_bytes!("../../images/sandbox/codebox_ipython.py"),
+    ),
+    (
         "codebox_session.py",
         include_bytes!("../../images/sandbox/codebox_session.py"),
+    ),
+    (
+        "codebox_sharing.py",
+        include_bytes!("../../images/sandbox/codebox_sharing.py"),
     ),
     (
         "codebox_documents.py",
@@ -231,7 +251,12 @@ mod tests {
                 "codebox_files.py",
                 "codebox_display.py",
                 "codebox_backend.py",
+                "codebox_imports.py",
+                "codebox_rich.py",
+                "codebox_charts.py",
+                "codebox_ipython.py",
                 "codebox_session.py",
+                "codebox_sharing.py",
                 "codebox_documents.py",
                 "codebox_vision.py",
                 "filetypes.json",

@@ -80,8 +80,6 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
     sys.argv = ["main.py"]
     add_site_dirs(job.get("site_dirs", []))
     sys.path.insert(0, job["workdir"])
-    if job.get("scan_imports"):
-        sys.meta_path.append(HostInstaller(ask_w, answer_r, job["workdir"]))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -106,6 +104,10 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
         codebox_display = None
     if codebox_display is not None:
         globals_["display"] = codebox_display.display
+    # Last, after the display's stand-ins (IPython where it is not installed): a module
+    # asked of the host is one that nothing in the image provides.
+    if job.get("scan_imports"):
+        sys.meta_path.append(HostInstaller(ask_w, answer_r, job["workdir"]))
     if session:
         restore_session(session, globals_, phase_w)
     exit_code = 0
@@ -115,6 +117,9 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
         exec(body, globals_)
         if last is not None:
             value = eval(last, globals_)
+            # IPython's `_`: the last value a cell showed, for the next cell to use.
+            if value is not None:
+                globals_["_"] = value
             if codebox_display is not None:
                 codebox_display.show_last_value(value)
     except SystemExit as exc:
@@ -220,12 +225,28 @@ def compile_cell(source, filename):
     that is an expression whose value is shown (not when the line ends with `;`)."""
     import ast
 
-    tree = ast.parse(source, filename, "exec")
+    try:
+        tree = ast.parse(source, filename, "exec")
+    except SyntaxError:
+        quiet = without_display_magics(source)
+        if quiet == source:
+            raise
+        tree = ast.parse(quiet, filename, "exec")
     if not tree.body or not isinstance(tree.body[-1], ast.Expr) or ends_with_semicolon(source):
         return compile(tree, filename, "exec"), None
     last = tree.body.pop()
     expression = ast.Expression(last.value)
     return compile(tree, filename, "exec"), compile(expression, filename, "eval")
+
+
+# IPython's line magics that only set up a notebook's display: nothing to do here, where
+# figures are always shown inline. Other magics stay the SyntaxError they are in Python.
+_DISPLAY_MAGIC = re.compile(r"^([ \t]*)%(matplotlib|config|load_ext|reload_ext|autoreload)\b.*$", re.M)
+
+
+def without_display_magics(source):
+    """The source with each display magic line made a `pass`, line numbers unchanged."""
+    return _DISPLAY_MAGIC.sub(lambda m: m.group(1) + "pass", source)
 
 
 def ends_with_semicolon(source):

@@ -280,3 +280,33 @@ def test_the_code_cannot_speak_on_the_protocol_stream(dirs):
 def test_the_cell_sees_a_scripts_globals(dirs):
     t = run(dirs, "print(type(__builtins__).__name__, __name__, __file__)\nimport sys\nprint(sys.argv)")
     assert t.result["stdout"] == "module __main__ main.py\n['main.py']\n"
+
+
+def test_names_the_code_defines_are_kept_ours_only_while_ours(scratch):
+    state_dir = scratch.dir("state")
+    inputs = scratch.dir("inputs", 0o755)
+    first = run(
+        (scratch.dir("w1"), scratch.dir("o1")),
+        # (A notebook's own `display` class needs cloudpickle, which the image has.)
+        "display = 'my own display'\n6 * 7",
+        session={"restore": None, "save_to": state_dir + "/snapshot", "max_bytes": 1 << 20},
+    )
+    assert first.result["stdout"] == "42\n"
+    assert sorted(first.result["session"]["kept"]) == ["_", "display"]
+    restore = os.path.join(inputs, ".codebox-state")
+    with open(restore, "wb") as f:
+        f.write(first.blobs["state"])
+    os.chmod(restore, 0o644)
+    second = run(
+        (scratch.dir("w2"), scratch.dir("o2")),
+        "print(_ + 1, display)",
+        session={"restore": restore, "save_to": state_dir + "/snapshot", "max_bytes": 1 << 20},
+    )
+    assert second.result["stdout"] == "43 my own display\n"
+    # The runner's own helpers are never saved.
+    third = run(
+        (scratch.dir("w3"), scratch.dir("o3")),
+        "y = 1",
+        session={"restore": None, "save_to": state_dir + "/snapshot2", "max_bytes": 1 << 20},
+    )
+    assert third.result["session"]["kept"] == ["y"]

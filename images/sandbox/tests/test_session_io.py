@@ -252,3 +252,63 @@ def test_a_name_over_the_snapshot_cap_names_the_setting(tmp_path):
     assert report["not_kept"] == [
         {"name": "big", "reason": "the session's snapshot is full (SESSION_STATE_MAX_MB=2)"}
     ]
+
+
+def test_the_process_state_of_a_notebook_carries_over(tmp_path):
+    import random
+
+    import codebox_session
+
+    random.seed(7)
+    expected = random.random()
+    random.seed(7)
+    here = os.getcwd()
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    os.chdir(sub)
+    try:
+        report = codebox_session.save({"x": 1}, str(tmp_path / "s"), 1 << 20)
+        assert report["kept"] == ["x"], "the process record is not a variable"
+        random.seed(99)
+        os.chdir(here)
+        globals_ = {}
+        restored = codebox_session.restore(str(tmp_path / "s"), globals_, lambda top: None)
+        assert restored["error"] is None and restored["restored"] == ["x"]
+        assert random.random() == expected, "the RNG goes on where it was"
+        assert os.getcwd() == str(sub)
+    finally:
+        os.chdir(here)
+
+
+def test_two_names_for_one_object_stay_one_object(tmp_path):
+    import codebox_session
+
+    shared = [1, 2]
+    globals_ = {"a": shared, "b": shared, "holder": {"items": shared}, "n": 5, "m": 5}
+    report = codebox_session.save(globals_, str(tmp_path / "s"), 1 << 20)
+    assert report["kept"] == ["a", "b", "holder", "n", "m"]
+    back = {}
+    restored = codebox_session.restore(str(tmp_path / "s"), back, lambda top: None)
+    assert restored["error"] is None and restored["not_restored"] == []
+    back["a"].append(3)
+    assert back["b"] == [1, 2, 3] and back["holder"]["items"] is back["a"]
+
+
+def test_a_value_sharing_an_object_that_failed_to_come_back_fails_alone(tmp_path):
+    import codebox_session
+
+    shared = {"k": 1}
+    codebox_session.save(
+        {"first": shared, "second": [shared], "alone": 3}, str(tmp_path / "s"), 1 << 20
+    )
+    # Corrupt the first record's pickle: the one that refers to it cannot come back either,
+    # the independent one does.
+    data = bytearray((tmp_path / "s").read_bytes())
+    at = data.index(b"first") + len("first")
+    data[at] = ord("X")
+    (tmp_path / "s").write_bytes(bytes(data))
+    back = {}
+    restored = codebox_session.restore(str(tmp_path / "s"), back, lambda top: None)
+    assert restored["restored"] == ["alone"]
+    assert [entry["name"] for entry in restored["not_restored"]] == ["first", "second"]
+    assert "shares an object with 'first'" in restored["not_restored"][1]["reason"]
