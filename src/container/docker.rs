@@ -208,6 +208,14 @@ impl Images for DockerEngine {
         }
     }
 
+    async fn image_id(&self, image: &str) -> Result<Option<String>, EngineError> {
+        match self.docker.inspect_image(image).await {
+            Ok(inspect) => Ok(inspect.id),
+            Err(err) if status_of(&err) == Some(404) => Ok(None),
+            Err(err) => Err(api_error("inspect image")(err)),
+        }
+    }
+
     fn build(
         &self,
         context_tar: Vec<u8>,

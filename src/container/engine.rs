@@ -94,6 +94,11 @@ pub trait Images: Send + Sync {
         &self,
         image: &str,
     ) -> impl Future<Output = Result<Option<HashMap<String, String>>, EngineError>> + Send;
+    /// The id of a local image, or None when it is absent.
+    fn image_id(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<Option<String>, EngineError>> + Send;
     fn build(
         &self,
         context_tar: Vec<u8>,

@@ -169,12 +169,17 @@ pub fn context_tar() -> Result<Vec<u8>, ImageError> {
     builder.into_inner().map_err(ImageError::Context)
 }
 
-/// Pure: the hash that identifies one build (context and base image name).
-pub fn context_hash(context: &[u8], base: &str) -> String {
+/// Pure: the hash that identifies one build: the context, the base image's name and, when
+/// it is local, its id (a base rebuilt under the same tag is a new build).
+pub fn context_hash(context: &[u8], base: &str, base_id: Option<&str>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(context);
     hasher.update(b"\0base=");
     hasher.update(base.as_bytes());
+    if let Some(id) = base_id {
+        hasher.update(b"\0base_id=");
+        hasher.update(id.as_bytes());
+    }
     hex::encode(hasher.finalize())
 }
 
@@ -198,7 +203,8 @@ pub async fn build<E: Images>(
     mut progress: impl FnMut(&str),
 ) -> Result<BuildOutcome, ImageError> {
     let context = context_tar()?;
-    let hash = context_hash(&context, request.base);
+    let base_id = engine.image_id(request.base).await?;
+    let hash = context_hash(&context, request.base, base_id.as_deref());
     if request.if_changed
         && let Some(labels) = engine.image_labels(request.tag).await?
         && labels.get(CONTEXT_HASH_LABEL) == Some(&hash)
@@ -300,7 +306,12 @@ mod tests {
     #[test]
     fn hash_depends_on_base() {
         let ctx = context_tar().unwrap();
-        assert_ne!(context_hash(&ctx, "a"), context_hash(&ctx, "b"));
-        assert_eq!(context_hash(&ctx, "a"), context_hash(&ctx, "a"));
+        assert_ne!(context_hash(&ctx, "a", None), context_hash(&ctx, "b", None));
+        assert_eq!(context_hash(&ctx, "a", None), context_hash(&ctx, "a", None));
+        // The same tag rebuilt is another base.
+        assert_ne!(
+            context_hash(&ctx, "a", Some("sha256:1")),
+            context_hash(&ctx, "a", Some("sha256:2"))
+        );
     }
 }
