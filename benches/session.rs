@@ -3,9 +3,12 @@
 //! 1. W1 `print(1)` through the warm pool, without a session (today's path) and with an
 //!    empty session (nothing to restore, an empty snapshot saved): medians, p95 and the
 //!    difference; plain `docker run` of the same code in the same run for the ratio.
-//! 2. Save and restore of a DataFrame of about 1 MB, 100 MB and 500 MB (memory limit and
+//! 2. Save and restore of a DataFrame of about 1 MB, 100 MB and 250 MB (memory limit and
 //!    snapshot cap raised for the last): the runner's save and restore times, the
-//!    snapshot's size, and the whole request.
+//!    snapshot's size, the whole request, and pickling the same frame to /dev/null in the
+//!    same process (the save's floor) with the ratio.
+//! 3. Small state (a 1,000-row DataFrame, a dict, a seeded RNG) restored through the warm
+//!    pool: the restore's median and p95, and the modules the restore itself imported.
 //!
 //! Run with `bash bench/session.sh [RUNS]` (default 30).
 
@@ -152,20 +155,27 @@ async fn main() {
     // 2. Save and restore of DataFrames.
     println!("DataFrame state, fresh containers (ms):");
     println!(
-        "  {:>8} {:>12} {:>10} {:>10} {:>12} {:>12}",
-        "target", "snapshot MB", "save", "restore", "save run", "restore run"
+        "  {:>8} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10} {:>11}",
+        "target",
+        "snapshot MB",
+        "save",
+        "restore",
+        "save run",
+        "restore run",
+        "pickle",
+        "save/pickle"
     );
     for (label, rows, memory_mb, state_mb) in [
         ("1 MB", 65_536u64, 1024, 256),
         ("100 MB", 6_553_600, 2048, 256),
-        ("500 MB", 32_768_000, 6144, 1024),
+        ("250 MB", 16_384_000, 4096, 512),
     ] {
         let settings = settings(data.path(), 0, memory_mb, state_mb);
         let executor = codebox::app::assembly::from_settings(engine.clone(), &settings).unwrap();
         let dir = tempfile::tempdir().unwrap();
         // Two float64 columns: 16 bytes a row.
         let code = format!(
-            "import numpy as np, pandas as pd\ndf = pd.DataFrame({{'a': np.arange({rows}, dtype='float64'), 'b': np.random.rand({rows})}})"
+            "import numpy as np, pandas as pd, pickle, time\ndf = pd.DataFrame({{'a': np.arange({rows}, dtype='float64'), 'b': np.random.rand({rows})}})\nstarted = time.perf_counter()\nwith open('/dev/null', 'wb') as sink: pickle.dump(df, sink, protocol=5)\nprint(round((time.perf_counter() - started) * 1000, 1))\ndel started, sink"
         );
         let started = Instant::now();
         let saved = executor
@@ -179,22 +189,12 @@ async fn main() {
             .unwrap();
         let save_total = started.elapsed().as_secs_f64() * 1000.0;
         ok(&saved);
+        let pickle_ms: f64 = saved.stdout.trim().parse().unwrap_or(f64::NAN);
         let report = saved.session.clone().unwrap();
         assert!(report.saved, "{label}: {report:?}");
         let snapshot = dir.path().join("snapshot");
         let size = std::fs::metadata(&snapshot).unwrap().len() as f64 / 1048576.0;
-        let inputs = tempfile::tempdir().unwrap();
-        std::fs::rename(&snapshot, inputs.path().join(STATE_RESTORE_NAME)).unwrap();
-        std::fs::set_permissions(
-            inputs.path().join(STATE_RESTORE_NAME),
-            std::os::unix::fs::PermissionsExt::from_mode(0o444),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            inputs.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let inputs = staged(&snapshot);
         let started = Instant::now();
         let restored = executor
             .execute(request(
@@ -209,8 +209,73 @@ async fn main() {
         ok(&restored);
         assert_eq!(restored.stdout, format!("{rows}\n"));
         println!(
-            "  {label:>8} {size:>12.1} {:>10.1} {:>10.1} {save_total:>12.1} {restore_total:>12.1}",
-            saved.phases.save_ms, restored.phases.restore_ms
+            "  {label:>8} {size:>12.1} {:>10.1} {:>10.1} {save_total:>12.1} {restore_total:>12.1} {pickle_ms:>10.1} {:>10.2}x",
+            saved.phases.save_ms,
+            restored.phases.restore_ms,
+            saved.phases.save_ms / pickle_ms
         );
     }
+
+    // 3. Small state restored through the warm pool.
+    let pooled_settings = settings(data.path(), 1, 1024, 64);
+    let pooled = codebox::app::assembly::from_settings(engine.clone(), &pooled_settings)
+        .unwrap()
+        .removing_in_background();
+    pooled.wait_for_warm_pool(Duration::from_secs(120)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let saved = pooled
+        .execute(request(
+            "import numpy as np, pandas as pd, random\nrandom.seed(1)\nnp.random.seed(1)\nsmall = pd.DataFrame({'a': np.arange(1000), 'b': np.random.rand(1000)})\nconfig = {'name': 'demo', 'rows': [1, 2, 3]}",
+            &pooled_settings,
+            Some(session_io(dir.path(), false, 64)),
+            None,
+        ))
+        .await
+        .unwrap();
+    ok(&saved);
+    let inputs = staged(&dir.path().join("snapshot"));
+    let mut restores = Vec::new();
+    let mut warm = 0;
+    let mut imported = String::new();
+    for _ in 0..runs {
+        pooled.wait_for_warm_pool(Duration::from_secs(120)).await;
+        let out = tempfile::tempdir().unwrap();
+        let result = pooled
+            .execute(request(
+                "import codebox_session\nprint(','.join(codebox_session.last_restore_imports) or '-')\nlen(small)",
+                &pooled_settings,
+                Some(session_io(out.path(), true, 64)),
+                Some(inputs.path()),
+            ))
+            .await
+            .unwrap();
+        ok(&result);
+        warm += usize::from(result.phases.warm);
+        restores.push(result.phases.restore_ms);
+        imported = result.stdout.lines().next().unwrap_or("").to_string();
+    }
+    let restores = stats(restores);
+    println!(
+        "Small state (1,000-row DataFrame, dict, RNG states) restored through the warm pool:\n  restore median {:.1} ms  p95 {:.1} ms  warm {warm}/{runs}  imported by the restore: {imported}",
+        restores.median, restores.p95
+    );
+    pooled.shutdown().await;
+}
+
+/// A directory holding `snapshot` as the next run's state to restore, readable by the
+/// sandbox uid as the executor stages it.
+fn staged(snapshot: &Path) -> tempfile::TempDir {
+    let inputs = tempfile::tempdir().unwrap();
+    std::fs::rename(snapshot, inputs.path().join(STATE_RESTORE_NAME)).unwrap();
+    std::fs::set_permissions(
+        inputs.path().join(STATE_RESTORE_NAME),
+        std::os::unix::fs::PermissionsExt::from_mode(0o444),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        inputs.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    inputs
 }

@@ -110,6 +110,22 @@ def _altair_chart(obj):
     return top is not None and isinstance(obj, top)
 
 
+def _chart_files(what, render_png, render_html):
+    """`chart_N.png` and `chart_N.html`, each on its own: one that fails says so on stderr
+    and leaves no file."""
+    png = next_free("chart", "png")
+    html = png[: -len("png")] + "html"
+    for path, render, label in ((png, render_png, what), (html, render_html, what + "'s HTML")):
+        try:
+            data = render()
+        except Exception as exc:
+            _warn(label, exc)
+            continue
+        with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+    return True
+
+
 def show_plotly(fig_or_spec):
     """A plotly figure: `chart_N.png` through kaleido, and its HTML."""
     import plotly.io as pio
@@ -117,45 +133,29 @@ def show_plotly(fig_or_spec):
     fig = fig_or_spec
     if isinstance(fig_or_spec, dict):
         fig = pio.from_json(json.dumps(fig_or_spec))
-    png = next_free("chart", "png")
-    try:
-        data = pio.to_image(fig, format="png", engine="kaleido")
-        with open(png, "wb") as f:
-            f.write(data)
-    except Exception as exc:
-        _warn("plotly figure", exc)
-    html_path = png[: -len("png")] + "html"
-    try:
-        pio.write_html(fig, html_path, include_plotlyjs="cdn", full_html=True)
-    except Exception as exc:
-        _warn("plotly figure's HTML", exc)
-    return True
+    return _chart_files(
+        "plotly figure",
+        lambda: pio.to_image(fig, format="png", engine="kaleido"),
+        lambda: pio.to_html(fig, include_plotlyjs="cdn", full_html=True),
+    )
 
 
 def show_vegalite(spec, chart=None):
     """A Vega-Lite chart (Vega-Altair's): `chart_N.png` through vl-convert, and its HTML."""
-    png = next_free("chart", "png")
-    try:
+
+    def png():
         import vl_convert
 
-        data = vl_convert.vegalite_to_png(spec, scale=1)
-        with open(png, "wb") as f:
-            f.write(data)
-    except Exception as exc:
-        _warn("Vega-Lite chart", exc)
-    html_path = png[: -len("png")] + "html"
-    try:
-        if chart is not None and hasattr(chart, "to_html"):
-            text = chart.to_html()
-        else:
-            import vl_convert
+        return vl_convert.vegalite_to_png(spec, scale=1)
 
-            text = vl_convert.vegalite_to_html(spec)
-        with open(html_path, "w") as f:
-            f.write(text)
-    except Exception as exc:
-        _warn("Vega-Lite chart's HTML", exc)
-    return True
+    def html():
+        if chart is not None and hasattr(chart, "to_html"):
+            return chart.to_html()
+        import vl_convert
+
+        return vl_convert.vegalite_to_html(spec)
+
+    return _chart_files("Vega-Lite chart", png, html)
 
 
 def _svg_to_png(svg):

@@ -284,58 +284,53 @@ def save(globals_, path, max_bytes):
             raise _OverCap()
         for name, value in values:
             start = f.tell()
-            encoded = name.encode("utf-8", "replace")[:65535]
+            pickler = sharing_pickler(f, saved, protocol=PICKLE_PROTOCOL) if saved else None
             try:
-                f.write(struct.pack(">QH", 0, len(encoded)) + encoded)
-                if saved:
-                    sharing_pickler(f, saved, protocol=PICKLE_PROTOCOL).dump(value)
-                else:
-                    base_pickler(f, protocol=PICKLE_PROTOCOL).dump(value)
-                end = f.tell()
-                if end > max_bytes:
-                    raise _OverCap()
-                f.seek(start)
-                f.write(struct.pack(">Q", end - start - 8))
-                f.seek(end)
+                pickler = pickler or base_pickler(f, protocol=PICKLE_PROTOCOL)
+                _write_record(f, name, pickler, value, max_bytes)
                 kept.append(name)
                 saved.add(name, value)
             except _OverCap:
-                f.seek(start)
-                f.truncate()
+                _drop_from(f, start)
                 not_kept.append({"name": name, "reason": _cap_reason(max_bytes)})
             except OSError as exc:
-                f.seek(start)
-                f.truncate()
+                _drop_from(f, start)
                 reason = _cap_reason(max_bytes) if exc.errno in (27, 28) else "cannot be written"
                 not_kept.append({"name": name, "reason": reason})
             except Exception:
-                f.seek(start)
-                f.truncate()
+                _drop_from(f, start)
                 not_kept.append({"name": name, "reason": kind_of(value)})
-        _write_process_record(f, max_bytes)
+        # The process's state as the last record; left out when it does not fit.
+        import pickle
+
+        start = f.tell()
+        try:
+            _write_record(f, PROCESS_RECORD, pickle.Pickler(f, protocol=PICKLE_PROTOCOL),
+                          capture_process(), max_bytes)
+        except Exception:
+            _drop_from(f, start)
     os.chmod(path, 0o644)
     return {"kept": kept[:MAX_LISTED], "kept_count": len(kept), "not_kept": not_kept[:MAX_LISTED],
             "not_kept_count": len(not_kept), "modules": sorted(modules)[:MAX_LISTED]}
 
 
-def _write_process_record(f, max_bytes):
-    """The process's state as the snapshot's last record; left out when it does not fit."""
-    import pickle
-
+def _write_record(f, name, pickler, value, max_bytes):
+    """One record at the end of the file: its length, its name, the pickle of `value`."""
     start = f.tell()
-    encoded = PROCESS_RECORD.encode()
-    try:
-        f.write(struct.pack(">QH", 0, len(encoded)) + encoded)
-        pickle.Pickler(f, protocol=PICKLE_PROTOCOL).dump(capture_process())
-        end = f.tell()
-        if end > max_bytes:
-            raise _OverCap()
-        f.seek(start)
-        f.write(struct.pack(">Q", end - start - 8))
-        f.seek(end)
-    except Exception:
-        f.seek(start)
-        f.truncate()
+    encoded = name.encode("utf-8", "replace")[:65535]
+    f.write(struct.pack(">QH", 0, len(encoded)) + encoded)
+    pickler.dump(value)
+    end = f.tell()
+    if end > max_bytes:
+        raise _OverCap()
+    f.seek(start)
+    f.write(struct.pack(">Q", end - start - 8))
+    f.seek(end)
+
+
+def _drop_from(f, start):
+    f.seek(start)
+    f.truncate()
 
 
 def _read_exact(f, n):
@@ -345,12 +340,19 @@ def _read_exact(f, n):
     return data
 
 
+# The top-level modules the last restore imported (what it cost besides unpickling), for
+# the session benchmark to report.
+last_restore_imports = []
+
+
 def restore(path, globals_, import_like_the_code):
     """Puts the snapshot's names back into `globals_`. A name that cannot come back is
     listed with the reason; a snapshot that cannot be read at all is an `error`, and the
     code runs without it either way."""
     import pickle
 
+    global last_restore_imports
+    before = set(sys.modules)
     restored, not_restored = [], []
     values = {}
     report = {"restored": restored, "not_restored": not_restored, "error": None}
@@ -412,4 +414,5 @@ def restore(path, globals_, import_like_the_code):
             )
     report["restored"] = restored[:MAX_LISTED]
     report["not_restored"] = not_restored[:MAX_LISTED]
+    last_restore_imports = sorted({name.split(".")[0] for name in set(sys.modules) - before})
     return report
