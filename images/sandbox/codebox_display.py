@@ -13,6 +13,7 @@ import weakref
 
 import codebox_charts
 import codebox_imports
+import codebox_pretty
 import codebox_rich
 
 MAX_REPR_CHARS = 5000
@@ -117,18 +118,27 @@ def _cap(text):
     )
 
 
+def _within(pd, option, cap):
+    """Our cap on a pandas display option, or the code's own setting when it is lower."""
+    try:
+        own = pd.get_option(option)
+    except Exception:
+        return cap
+    return own if isinstance(own, int) and not isinstance(own, bool) and 0 < own < cap else cap
+
+
 def _pandas_text(obj):
-    """pandas' own repr, within our row and column caps (pandas adds its shape footer
-    itself, only when it truncates)."""
+    """pandas' own repr, within our row and column caps or the code's lower settings
+    (pandas adds its shape footer itself, only when it truncates)."""
     import pandas as pd
 
     with pd.option_context(
         "display.max_rows",
-        MAX_ROWS,
+        _within(pd, "display.max_rows", MAX_ROWS),
         "display.min_rows",
-        MIN_ROWS,
+        _within(pd, "display.min_rows", MIN_ROWS),
         "display.max_columns",
-        MAX_COLUMNS,
+        _within(pd, "display.max_columns", MAX_COLUMNS),
         "display.width",
         200,
         "display.max_colwidth",
@@ -139,7 +149,8 @@ def _pandas_text(obj):
 
 def as_text(obj):
     """The text the model sees for a displayed value: bounded tables for pandas objects,
-    the `repr` of anything else, capped either way."""
+    the `repr` of anything else (builtin containers laid out as IPython does), capped
+    either way."""
     pandas = sys.modules.get("pandas")
     if pandas is not None and isinstance(obj, (pandas.DataFrame, pandas.Series)):
         try:
@@ -147,7 +158,7 @@ def as_text(obj):
         except Exception:
             pass
     try:
-        return _cap(repr(obj))
+        return _cap(codebox_pretty.pretty(obj))
     except Exception as exc:
         return "<%s object; repr failed: %s>" % (type(obj).__name__, type(exc).__name__)
 

@@ -333,6 +333,46 @@ def _drop_from(f, start):
     f.truncate()
 
 
+def _with_globals(function, globals_):
+    """The same function reading and writing the notebook's globals: cloudpickle gives a
+    function it saved by value a dict of its own, so `eval(name)` or a global assigned in a
+    later run would not be seen."""
+    if function.__globals__ is globals_ or function.__module__ != "__main__":
+        return function
+    rebound = types.FunctionType(
+        function.__code__, globals_, function.__name__, function.__defaults__, function.__closure__
+    )
+    rebound.__kwdefaults__ = function.__kwdefaults__
+    rebound.__qualname__ = function.__qualname__
+    rebound.__doc__ = function.__doc__
+    rebound.__dict__.update(function.__dict__)
+    rebound.__annotations__ = function.__annotations__
+    return rebound
+
+
+def _rebound(value, globals_):
+    """A restored function, or the methods of a restored class, defined by the code (in
+    `__main__`), bound to the notebook's globals; anything else as it is."""
+    try:
+        if isinstance(value, types.FunctionType):
+            return _with_globals(value, globals_)
+        if isinstance(value, type) and value.__module__ == "__main__":
+            for attr, member in list(vars(value).items()):
+                if isinstance(member, types.FunctionType):
+                    setattr(value, attr, _with_globals(member, globals_))
+                elif isinstance(member, (staticmethod, classmethod)):
+                    setattr(value, attr, type(member)(_with_globals(member.__func__, globals_)))
+                elif isinstance(member, property):
+                    setattr(value, attr, property(
+                        *(f if f is None else _with_globals(f, globals_)
+                          for f in (member.fget, member.fset, member.fdel)),
+                        member.__doc__,
+                    ))
+    except Exception:  # a class that refuses new attributes keeps its own
+        pass
+    return value
+
+
 def _read_exact(f, n):
     data = f.read(n)
     if len(data) != n:
@@ -412,6 +452,10 @@ def restore(path, globals_, import_like_the_code):
                 type(exc).__name__,
                 str(exc)[:200],
             )
+    for name in restored:
+        value = globals_.get(name)
+        if value is not None:
+            globals_[name] = _rebound(value, globals_)
     report["restored"] = restored[:MAX_LISTED]
     report["not_restored"] = not_restored[:MAX_LISTED]
     last_restore_imports = sorted({name.split(".")[0] for name in set(sys.modules) - before})

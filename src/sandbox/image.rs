@@ -44,6 +44,10 @@ pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
         include_bytes!("../../images/sandbox/codebox_imports.py"),
     ),
     (
+        "codebox_pretty.py",
+        include_bytes!("../../images/sandbox/codebox_pretty.py"),
+    ),
+    (
         "codebox_rich.py",
         include_bytes!("../../images/sandbox/codebox_rich.py"),
     ),
@@ -258,6 +262,7 @@ mod tests {
                 "codebox_display.py",
                 "codebox_backend.py",
                 "codebox_imports.py",
+                "codebox_pretty.py",
                 "codebox_rich.py",
                 "codebox_charts.py",
                 "codebox_ipython.py",

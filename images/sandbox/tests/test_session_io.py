@@ -312,3 +312,24 @@ def test_a_value_sharing_an_object_that_failed_to_come_back_fails_alone(tmp_path
     assert restored["restored"] == ["alone"]
     assert [entry["name"] for entry in restored["not_restored"]] == ["first", "second"]
     assert "shares an object with 'first'" in restored["not_restored"][1]["reason"]
+
+
+def test_functions_and_methods_the_code_defined_see_the_notebooks_globals(tmp_path):
+    import codebox_session
+
+    source = (
+        "def lookup(name):\n    return eval(name)\n"
+        "class Shown:\n    def __init__(self, name): self.name = name\n"
+        "    def __repr__(self): return repr(eval(self.name))\n"
+        "    @staticmethod\n    def later(): return LATER\n"
+    )
+    globals_ = {"__name__": "__main__"}
+    exec(source, globals_)
+    globals_["value"] = 41
+    codebox_session.save(globals_, str(tmp_path / "s"), 1 << 20)
+    back = {"__name__": "__main__"}
+    codebox_session.restore(str(tmp_path / "s"), back, lambda top: None)
+    back["LATER"] = "defined after the save"
+    assert back["lookup"]("value") == 41
+    assert repr(back["Shown"]("value")) == "41"
+    assert back["Shown"].later() == "defined after the save"
