@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use codebox::config::{Settings, Sources};
+use codebox::config::{LogFormat, Settings, Sources};
 
 mod cli;
 
@@ -26,7 +26,10 @@ fn main() -> ExitCode {
         Command::Bot | Command::Executor { .. } => "info,serenity=warn",
         _ => "warn",
     };
-    init_logging(settings.rust_log.as_deref().unwrap_or(default_filter));
+    init_logging(
+        settings.rust_log.as_deref().unwrap_or(default_filter),
+        settings.log_format,
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -46,11 +49,17 @@ fn main() -> ExitCode {
     code
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .init(),
+    }
 }

@@ -1165,3 +1165,53 @@ async fn stop_cancels_a_model_request_in_flight() {
         "the cancelled answer is never posted"
     );
 }
+
+/// The messages the bot posted (POST .../messages), in order.
+fn posts(fake: &Fake) -> Vec<common::fake::Recorded> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/messages"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_run_is_answered_in_one_message_and_a_slow_one_shows_its_status() {
+    let bot = Bot::start(&[("STATUS_AFTER_MS", "1000")]).await;
+    bot.fake.script_openai(
+        200,
+        completion_tool_call("call_quick", json!({"code": "print(6 * 7)"})),
+    );
+    bot.fake
+        .script_openai(200, completion_text("quick answer: 42"));
+    bot.send("multiply");
+    bot.fake.wait_for_text("quick answer: 42", LONG).await;
+    // The status would have been due a second after the run started: give it that long.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let quick: Vec<String> = posts(&bot.fake).iter().map(|r| r.content()).collect();
+    assert_eq!(quick.len(), 1, "one message for a quick answer: {quick:?}");
+    assert!(quick[0].contains("quick answer: 42"), "{quick:?}");
+
+    let mark = posts(&bot.fake).len();
+    bot.fake.script_openai(
+        200,
+        completion_tool_call(
+            "call_slow",
+            json!({"code": "import time\ntime.sleep(3)\nprint('slept')"}),
+        ),
+    );
+    bot.fake
+        .script_openai(200, completion_text("slow answer: slept"));
+    bot.send("sleep a while");
+    let status = bot.fake.wait_for_text("running code", LONG).await;
+    assert_eq!(
+        status.method, "POST",
+        "the status is posted once the run lasts"
+    );
+    bot.fake.wait_for_text("slow answer: slept", LONG).await;
+    let slow: Vec<String> = posts(&bot.fake)[mark..]
+        .iter()
+        .map(|r| r.content())
+        .collect();
+    assert_eq!(slow.len(), 2, "the status, then the answer: {slow:?}");
+    assert!(slow[0].contains("running code") && slow[1].contains("slow answer"));
+}

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::access::Access;
 use super::budget::Caps;
 use super::metered::{MeteredModel, month_of};
@@ -245,7 +247,10 @@ impl App {
         progress: &impl Progress,
     ) -> Result<ChatReply, AppError> {
         let chat = &self.settings.chat;
-        let guild = self.guild_settings(turn.guild_id.as_deref()).await?;
+        let guild = self
+            .guild_settings(turn.guild_id.as_deref())
+            .instrument(tracing::info_span!("turn.settings"))
+            .await?;
         let access = super::access::access(
             &self.settings.discord,
             guild.as_ref(),
@@ -257,6 +262,7 @@ impl App {
         }
         let member = self
             .user_settings(&turn.user_id)
+            .instrument(tracing::info_span!("turn.settings"))
             .await
             .unwrap_or_else(|err| {
                 tracing::warn!(error = %err, "cannot read the member's settings; defaults apply");
@@ -274,18 +280,23 @@ impl App {
         }
         let encoding = encoding_for(&model_name);
         let sees = self.model_sees(&model_name);
-        let files = self.list_files(&turn.user_id).await?;
-        let conversations = self.conversations().await?;
-        // A history that cannot be read is not overwritten: this turn goes without it, and
-        // is not saved either.
-        let (mut history, keep_history) =
-            match conversations.history(&turn.user_id, &turn.channel_id).await {
-                Ok(history) => (history, true),
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot load history; this turn is not kept");
-                    (Vec::new(), false)
-                }
-            };
+        let (files, conversations, mut history, keep_history) = async {
+            let files = self.list_files(&turn.user_id).await?;
+            let conversations = self.conversations().await?;
+            // A history that cannot be read is not overwritten: this turn goes without it,
+            // and is not saved either.
+            let (history, keep_history) =
+                match conversations.history(&turn.user_id, &turn.channel_id).await {
+                    Ok(history) => (history, true),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot load history; this turn is not kept");
+                        (Vec::new(), false)
+                    }
+                };
+            Ok::<_, AppError>((files, conversations, history, keep_history))
+        }
+        .instrument(tracing::info_span!("turn.history"))
+        .await?;
         let user = ChatMessage::User {
             content: turn.text.clone(),
             images: turn.images.clone(),
@@ -297,19 +308,25 @@ impl App {
         let image_tokens = pictures::tokens_of(
             &source
                 .resolve(&pictures::referenced(&everything), sees)
+                .instrument(tracing::info_span!("turn.prompt"))
                 .await,
         );
-        trim_with_images(
-            encoding,
-            &mut history,
-            chat.history_token_budget,
-            &image_tokens,
-        );
-        let server_prompt = guild.as_ref().and_then(|g| g.system_prompt.as_deref());
-        let mut prompt = vec![ChatMessage::System {
-            content: system_prompt(&files, sees, chrono::Utc::now(), server_prompt),
-        }];
-        prompt.extend(history.iter().cloned());
+        let prompt = {
+            // Synchronous: counting tokens and building the prompt.
+            let _counting = tracing::info_span!("turn.prompt").entered();
+            trim_with_images(
+                encoding,
+                &mut history,
+                chat.history_token_budget,
+                &image_tokens,
+            );
+            let server_prompt = guild.as_ref().and_then(|g| g.system_prompt.as_deref());
+            let mut prompt = vec![ChatMessage::System {
+                content: system_prompt(&files, sees, chrono::Utc::now(), server_prompt),
+            }];
+            prompt.extend(history.iter().cloned());
+            prompt
+        };
         let limits = self.limits_in(guild.as_ref());
         let settings = TurnSettings {
             max_tool_rounds: chat.max_tool_rounds,
@@ -352,6 +369,7 @@ impl App {
         if keep_history
             && let Err(err) = conversations
                 .save_history(&turn.user_id, &turn.channel_id, &marked)
+                .instrument(tracing::info_span!("turn.mark_begun"))
                 .await
         {
             tracing::warn!(error = %err, "cannot mark the turn as begun");
@@ -373,6 +391,7 @@ impl App {
         if keep_history
             && let Err(err) = conversations
                 .save_history(&turn.user_id, &turn.channel_id, &history)
+                .instrument(tracing::info_span!("turn.save"))
                 .await
         {
             tracing::warn!(error = %err, "cannot save history");
@@ -392,6 +411,7 @@ impl App {
         if usage != UsageTotals::default()
             && let Err(err) = conversations
                 .add_usage(&turn.user_id, &month, &model_name, &usage)
+                .instrument(tracing::info_span!("turn.save"))
                 .await
         {
             tracing::warn!(error = %err, "cannot record usage");
@@ -404,7 +424,11 @@ impl App {
                 user_id: turn.user_id.clone(),
                 runs: outcome.ran.clone(),
             };
-            match conversations.save_turn_code(&id, &code).await {
+            match conversations
+                .save_turn_code(&id, &code)
+                .instrument(tracing::info_span!("turn.save"))
+                .await
+            {
                 Ok(()) => Some(id),
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot keep the turn's code");

@@ -3,6 +3,7 @@
 //! answered, for the member and their server, in all and per model.
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use super::App;
 use super::budget::{Amount, Caps, ESTIMATED_OUTPUT_TOKENS, Estimate, Reservation, Spent};
@@ -243,17 +244,21 @@ impl MeteredModel<'_> {
         let conversations = self.app.conversations().await.map_err(not_checkable)?;
         let admitted = self
             .admit(conversations, &month, messages, pictures)
+            .instrument(tracing::info_span!("model.admit"))
             .await?;
         let ledger = self.ledger(conversations, &month);
         let mut pending = admitted.as_ref().map(|(_, estimate)| PendingBill {
             ledger: ledger.clone(),
             estimate: Some(estimated_bill(estimate)),
         });
-        let reply = request.await;
+        let reply = request
+            .instrument(tracing::info_span!("model.request"))
+            .await;
         match &reply {
             Ok(reply) => {
                 ledger
                     .record(&self.bill_of(reply, messages, pictures))
+                    .instrument(tracing::info_span!("model.record"))
                     .await
             }
             // The server may have done the work it did not deliver.

@@ -22,6 +22,9 @@ pub struct DiscordSettings {
     pub admin_role_ids: String,
     /// Whether the bot answers direct messages.
     pub allow_dms: bool,
+    /// A run's status message (elapsed time, live output, Stop) is posted only once the run
+    /// has taken this long, in ms: a quick answer is one message. 0: at once.
+    pub status_after_ms: u64,
     /// Comma-separated user ids the bot does not serve anywhere.
     pub blocked_user_ids: String,
     /// Comma-separated user ids the bot serves; with ALLOWED_ROLE_IDS empty too: everyone
@@ -47,6 +50,7 @@ impl Default for DiscordSettings {
             discord_upload_limit_mb: 8,
             admin_role_ids: String::new(),
             allow_dms: true,
+            status_after_ms: 1000,
             blocked_user_ids: String::new(),
             allowed_user_ids: String::new(),
             blocked_role_ids: String::new(),
@@ -81,6 +85,9 @@ impl DiscordSettings {
                 return invalid(setting, "must be comma-separated numeric Discord ids");
             }
         }
+        if self.status_after_ms > 600_000 {
+            return invalid("STATUS_AFTER_MS", "must be at most 600000 (ten minutes)");
+        }
         if self.discord_upload_limit_mb > 1024 {
             return invalid("DISCORD_UPLOAD_LIMIT_MB", "must be at most 1024");
         }
@@ -90,6 +97,10 @@ impl DiscordSettings {
     /// Channel ids of BOT_CHANNELS (validated at load).
     pub fn bot_channel_ids(&self) -> Vec<u64> {
         ids(&self.bot_channels)
+    }
+
+    pub fn status_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.status_after_ms)
     }
 
     pub fn admin_role_ids(&self) -> Vec<u64> {

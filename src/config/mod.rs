@@ -63,6 +63,19 @@ impl std::fmt::Debug for Secret {
 struct General {
     data_dir: PathBuf,
     rust_log: Option<String>,
+    log_format: LogFormat,
+}
+
+/// How logs on stderr are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON object a line, with an event for each span that closes and its time
+    /// (what `bench/bot-latency.sh` reads).
+    Json,
 }
 
 impl Default for General {
@@ -70,6 +83,7 @@ impl Default for General {
         General {
             data_dir: PathBuf::from("data"),
             rust_log: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -83,6 +97,8 @@ pub struct Settings {
     /// tracing filter for logs on stderr (e.g. `info`, `codebox=debug`); each command has
     /// its own default when unset.
     pub rust_log: Option<String>,
+    /// LOG_FORMAT: `text` (default) or `json`.
+    pub log_format: LogFormat,
     pub sandbox: SandboxSettings,
     pub pool: PoolSettings,
     pub packages: PackageSettings,
@@ -98,6 +114,7 @@ impl Default for Settings {
         Settings {
             data_dir: absolute(&general.data_dir),
             rust_log: general.rust_log,
+            log_format: general.log_format,
             sandbox: SandboxSettings::default(),
             pool: PoolSettings::default(),
             packages: PackageSettings::default(),
@@ -199,6 +216,7 @@ impl Settings {
         let settings = Settings {
             data_dir: absolute(&general.data_dir),
             rust_log: general.rust_log,
+            log_format: general.log_format,
             sandbox: extract(&figment)?,
             pool: extract(&figment)?,
             packages: extract(&figment)?,

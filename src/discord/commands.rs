@@ -437,6 +437,7 @@ async fn run(
         ctx.serenity_context().http.clone(),
         ctx.channel_id(),
         ctx.author().id,
+        state.discord.status_after(),
     ));
     state.track_status(&user, ctx.guild_id(), status.clone());
     let work = {

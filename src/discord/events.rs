@@ -2,6 +2,7 @@
 //! turn of the application core, shown as it goes, answered within Discord's limits.
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use serenity::all::{
     ButtonStyle, ChannelId, Context, CreateActionRow, CreateAttachment, CreateButton,
@@ -100,7 +101,15 @@ pub async fn admit(
     }
 }
 
+/// One message, from the gateway event to the reply posted: a span of its own, with one
+/// for each phase inside (the bot-latency benchmark reads them).
 pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
+    answer_message(state, ctx, msg)
+        .instrument(tracing::info_span!("message"))
+        .await
+}
+
+async fn answer_message(state: Arc<BotState>, ctx: Context, msg: Message) {
     let user_id = msg.author.id.to_string();
     if msg.guild_id.is_none() && !state.discord.allow_dms {
         say(&ctx.http, msg.channel_id, DMS_OFF).await;
@@ -115,6 +124,7 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
     if let Access::Blocked(sentence) = state
         .app
         .access_for(&user_id, &roles, guild.as_deref())
+        .instrument(tracing::info_span!("message.access"))
         .await
     {
         tracing::info!(user = %user_id, "a blocked member was refused");
@@ -130,7 +140,10 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
     if text.is_empty() {
         return;
     }
-    let ticket = match admit(&state, &ctx.http, msg.channel_id, &user_id).await {
+    let ticket = match admit(&state, &ctx.http, msg.channel_id, &user_id)
+        .instrument(tracing::info_span!("message.admit"))
+        .await
+    {
         Ok(ticket) => ticket,
         Err(refusal) => {
             say(
@@ -146,6 +159,7 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
         ctx.http.clone(),
         msg.channel_id,
         msg.author.id,
+        state.discord.status_after(),
     ));
     state.track_status(&user_id, msg.guild_id, status.clone());
     let answer = Arc::new(StreamedReply::new(ctx.http.clone(), msg.channel_id));
@@ -192,6 +206,7 @@ pub async fn handle_message(state: Arc<BotState>, ctx: Context, msg: Message) {
                 streamed,
                 answer_buttons(&reply),
             )
+            .instrument(tracing::info_span!("message.reply"))
             .await;
         }
         Some(Err(err)) => {

@@ -1,5 +1,7 @@
-//! The status message of a user's work: posted when the first run starts, edited while code
-//! runs (elapsed time, last lines of output) and once more to say how it ended. Every edit
+//! The status message of a user's work: posted once a run has lasted STATUS_AFTER_MS (a
+//! quick answer is one message, not two) or the model has been thinking a while, edited
+//! while code runs (elapsed time, last lines of output) and once more to say how it ended.
+//! Posting it never delays the run or the answer: a task of its own does it. Every edit
 //! of one message is at least EDIT_SPACING after the last (Discord allows 5 edits per 5 s
 //! per channel), and a 429 is waited out, never a failure.
 
@@ -36,6 +38,8 @@ struct Wanted {
     with_stop: bool,
     /// The run whose live output may still be shown; None after its end was shown.
     live_run: Option<u64>,
+    /// When the live run started: it is worth a message once it has lasted `post_after`.
+    live_since: Option<Instant>,
     runs: u64,
     /// What is shown is the model thinking (`waiting`), which `waited` may replace.
     waiting: bool,
@@ -55,7 +59,12 @@ struct Target {
 impl StatusMessage {
     /// Must be called within the bot's runtime: it starts the task that shows the status,
     /// which ends once the work closed or this value is dropped and the last text shown.
-    pub fn new(http: Arc<Http>, channel: ChannelId, owner: UserId) -> StatusMessage {
+    pub fn new(
+        http: Arc<Http>,
+        channel: ChannelId,
+        owner: UserId,
+        post_after: Duration,
+    ) -> StatusMessage {
         let posted = Arc::new(OnceLock::new());
         let (wanted, seen) = watch::channel(Wanted::default());
         let target = Target {
@@ -64,7 +73,7 @@ impl StatusMessage {
             owner,
             posted: posted.clone(),
         };
-        tokio::spawn(keep_shown(target, seen));
+        tokio::spawn(keep_shown(target, seen, post_after));
         StatusMessage { posted, wanted }
     }
 
@@ -81,6 +90,7 @@ impl StatusMessage {
             w.runs += 1;
             run = w.runs;
             w.live_run = Some(run);
+            w.live_since = Some(Instant::now());
             w.waiting = false;
             if !w.closed {
                 w.text = Some(text);
@@ -153,13 +163,60 @@ impl StatusMessage {
     }
 }
 
+/// Whether the work has become worth a message of its own.
+enum Worth {
+    Posting,
+    /// Nothing to post now (the run ended before it was worth one): wait for more work.
+    NotYet,
+    /// The work is over (closed, or its status dropped) before anything was posted.
+    Never,
+}
+
+/// Waits until what is wanted is a run that has lasted `post_after` (or the model thinking,
+/// which waits on its own), following every change meanwhile.
+async fn worth_posting(seen: &mut watch::Receiver<Wanted>, post_after: Duration) -> Worth {
+    loop {
+        let wanted = seen.borrow().clone();
+        if wanted.closed {
+            return Worth::Never;
+        }
+        if wanted.text.is_none() {
+            return Worth::NotYet;
+        }
+        if post_after.is_zero() || wanted.waiting {
+            return Worth::Posting;
+        }
+        let Some(since) = wanted.live_since.filter(|_| wanted.live_run.is_some()) else {
+            return Worth::NotYet;
+        };
+        let deadline = since + post_after;
+        if Instant::now() >= deadline {
+            return Worth::Posting;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {}
+            changed = seen.changed() => {
+                if changed.is_err() {
+                    return Worth::Never;
+                }
+            }
+        }
+    }
+}
+
 /// Shows the latest wanted text, each edit at least EDIT_SPACING after the one before.
-async fn keep_shown(target: Target, mut seen: watch::Receiver<Wanted>) {
+async fn keep_shown(target: Target, mut seen: watch::Receiver<Wanted>, post_after: Duration) {
     let mut message: Option<MessageId> = None;
     let mut last_sent: Option<Instant> = None;
     let mut skipped_in_a_row = 0;
     while seen.changed().await.is_ok() {
-        if let (Some(_), Some(last)) = (message, last_sent) {
+        if message.is_none() {
+            match worth_posting(&mut seen, post_after).await {
+                Worth::Posting => {}
+                Worth::NotYet => continue,
+                Worth::Never => return,
+            }
+        } else if let Some(last) = last_sent {
             // Updates arriving meanwhile are folded into the one shown next.
             tokio::time::sleep_until(last + EDIT_SPACING).await;
         }

@@ -23,6 +23,16 @@ impl Bot {
 
     /// In `data`: a bot started again where one left off.
     pub async fn start_in(data: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Bot {
+        Bot::start_with(data, extra_env, Stdio::inherit()).await
+    }
+
+    /// A bot whose logs (stderr) go to `log`: what the latency benchmark reads.
+    pub async fn start_logging_to(log: &std::path::Path, extra_env: &[(&str, &str)]) -> Bot {
+        let file = std::fs::File::create(log).expect("create the bot's log");
+        Bot::start_with(tempfile::tempdir().unwrap(), extra_env, Stdio::from(file)).await
+    }
+
+    async fn start_with(data: tempfile::TempDir, extra_env: &[(&str, &str)], stderr: Stdio) -> Bot {
         let fake = Fake::start().await;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_codebox"));
         for name in codebox::config::setting_names() {
@@ -41,10 +51,14 @@ impl Bot {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(stderr)
             // Warm containers cost a second of CPU each; the test that wants a pool asks.
             .env("WARM_POOL_SIZE", "0")
             // Answers arrive as one post to read; the tests of streaming turn it on.
-            .env("OPENAI_STREAM", "false");
+            .env("OPENAI_STREAM", "false")
+            // Every run's status is posted, as the tests of the status expect; the test of
+            // quick answers as one message sets the default back.
+            .env("STATUS_AFTER_MS", "0");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
