@@ -334,7 +334,11 @@ async fn a_warm_container_shows_figures_and_saves_then_restores_a_session() {
     let saved = executor.execute(first).await.unwrap();
     assert!(saved.phases.warm, "{saved:?}");
     assert_eq!(saved.status, Status::Ok, "{saved:?}");
-    assert_eq!(saved.stdout, "'shown'\n");
+    // The figure is described where it was shown, for a model that cannot see it.
+    assert_eq!(
+        saved.stdout,
+        "[figure_1.png: line chart, 1 series: line 2 points: (0, 1), (1, 2)]\n'shown'\n"
+    );
     let names: Vec<&str> = saved.output_files.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["figure_1.png"]);
     let report = saved.session.clone().unwrap();

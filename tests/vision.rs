@@ -153,6 +153,18 @@ async fn with_vision_off_no_request_carries_a_picture() {
     );
     let system = requests[0]["messages"][0]["content"].as_str().unwrap();
     assert!(system.contains("You cannot see pictures"), "{system}");
+    // What it cannot see, it reads: the run's result describes the figure it drew.
+    let tool = requests[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(
+        tool.contains("[figure_1.png: line chart, 1 series: line 2 points: (0, 1), (1, 2)]"),
+        "{tool}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
