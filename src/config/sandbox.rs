@@ -39,6 +39,9 @@ pub struct SandboxSettings {
     pub sandbox_image: String,
     pub sandbox_memory_mb: u64,
     pub sandbox_cpus: f64,
+    /// The CPUs sandbox containers may use, as Docker's cpuset (`0`, `0-3`, `0,2`): keeps
+    /// them off the cores of other services. Empty: any CPU.
+    pub sandbox_cpuset: String,
     pub sandbox_pids: i64,
     /// Size of each of the two tmpfs mounts (/tmp and the output directory).
     pub sandbox_disk_mb: u64,
@@ -64,6 +67,7 @@ impl Default for SandboxSettings {
             sandbox_image: "codebox-sandbox:latest".to_string(),
             sandbox_memory_mb: 1024,
             sandbox_cpus: 1.0,
+            sandbox_cpuset: String::new(),
             sandbox_pids: 128,
             sandbox_disk_mb: 512,
             sandbox_runtime: Runtime::Runc,
@@ -85,6 +89,12 @@ pub const MAX_TIMEOUT_S: f64 = 24.0 * 3600.0;
 pub const MAX_MEMORY_MB: u64 = 1024 * 1024;
 
 impl SandboxSettings {
+    /// SANDBOX_CPUSET as Docker takes it; None when unset.
+    pub fn cpuset(&self) -> Option<String> {
+        let cpuset = self.sandbox_cpuset.trim();
+        (!cpuset.is_empty()).then(|| cpuset.to_string())
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !is_positive(self.code_execution_timeout) || self.code_execution_timeout > MAX_TIMEOUT_S
         {
@@ -109,6 +119,12 @@ impl SandboxSettings {
         }
         if !is_positive(self.sandbox_cpus) || self.sandbox_cpus > 1024.0 {
             return invalid("SANDBOX_CPUS", "must be a positive number, at most 1024");
+        }
+        if !is_cpuset(self.sandbox_cpuset.trim()) {
+            return invalid(
+                "SANDBOX_CPUSET",
+                "must be CPU numbers and ranges separated by commas (0, 0-3, 0,2), or empty",
+            );
         }
         if self.sandbox_pids < 8 {
             return invalid("SANDBOX_PIDS", "must be at least 8");
@@ -175,5 +191,38 @@ impl PoolSettings {
             return invalid("WARM_POOL_SIZE", "must be at most 256");
         }
         Ok(())
+    }
+}
+
+/// Docker's cpuset syntax: comma-separated CPU numbers or `low-high` ranges; empty is none.
+fn is_cpuset(text: &str) -> bool {
+    let number = |n: &str| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit());
+    text.is_empty()
+        || text.split(',').all(|part| match part.split_once('-') {
+            Some((low, high)) => {
+                number(low) && number(high) && low.parse::<u32>().ok() <= high.parse::<u32>().ok()
+            }
+            None => number(part),
+        })
+}
+
+#[cfg(test)]
+mod cpuset_tests {
+    use super::*;
+
+    #[test]
+    fn cpusets_are_numbers_and_ranges() {
+        for good in ["", "0", "1", "0-3", "0,2", "0-1,4-7"] {
+            assert!(is_cpuset(good), "{good}");
+        }
+        for bad in ["a", "0-", "-1", "3-1", "0,,1", "0;1", " 0", "99999"] {
+            assert!(!is_cpuset(bad), "{bad}");
+        }
+        let settings = SandboxSettings {
+            sandbox_cpuset: " 1 ".to_string(),
+            ..SandboxSettings::default()
+        };
+        assert_eq!(settings.cpuset().as_deref(), Some("1"));
+        assert_eq!(SandboxSettings::default().cpuset(), None);
     }
 }

@@ -31,6 +31,8 @@ pub const RUNNER_CAPABILITIES: [&str; 3] = ["SETUID", "SETGID", "KILL"];
 pub struct Resources {
     pub memory_mb: u64,
     pub cpus: f64,
+    /// cpuset.cpus of the container's cgroup; None: any CPU.
+    pub cpuset: Option<String>,
     pub pids: i64,
     /// The largest file a process may write; None leaves it to the writable mounts.
     pub max_file_bytes: Option<i64>,
@@ -106,6 +108,7 @@ pub fn hardened_config(spec: Hardened) -> ContainerCreateBody {
         memory_swap: Some(memory),
         oom_kill_disable: Some(false),
         nano_cpus: Some((resources.cpus * 1e9) as i64),
+        cpuset_cpus: resources.cpuset.clone(),
         // Contains fork bombs inside this container only.
         pids_limit: Some(resources.pids),
         ulimits: Some(ulimits),

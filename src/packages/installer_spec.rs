@@ -146,6 +146,8 @@ pub fn installer_config(spec: &InstallerSpec) -> ContainerCreateBody {
             // instead of a clear "too large".
             memory_mb: spec.memory_mb.saturating_add(spec.staging_mb),
             cpus: 1.0,
+            // Installs run outside any run's limits (SANDBOX_CPUSET covers runs only).
+            cpuset: None,
             pids: 128,
             // Wheels of the large scientific distributions exceed any small per-file bound;
             // the work tmpfs bounds them all together.

@@ -9,6 +9,8 @@ pub struct Limits {
     pub timeout: Duration,
     pub memory_mb: u64,
     pub cpus: f64,
+    /// The CPUs every container may use (`0`, `0-3`, `0,2`): SANDBOX_CPUSET; None: any.
+    pub cpuset: Option<String>,
     pub pids: i64,
     pub disk_mb: u64,
     pub runtime: Runtime,
@@ -72,6 +74,7 @@ impl Limits {
             timeout: Duration::from_secs_f64(settings.code_execution_timeout),
             memory_mb: settings.sandbox_memory_mb,
             cpus: settings.sandbox_cpus,
+            cpuset: settings.cpuset(),
             pids: settings.sandbox_pids,
             disk_mb: settings.sandbox_disk_mb,
             runtime: settings.sandbox_runtime,

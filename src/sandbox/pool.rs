@@ -283,6 +283,7 @@ impl<E: Containers + 'static> Drop for ColdRun<E> {
 fn same_container_limits(a: &Limits, b: &Limits) -> bool {
     a.memory_mb == b.memory_mb
         && a.cpus == b.cpus
+        && a.cpuset == b.cpuset
         && a.pids == b.pids
         && a.disk_mb == b.disk_mb
         && a.runtime == b.runtime

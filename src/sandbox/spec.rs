@@ -122,6 +122,7 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerCreateBody {
         resources: Resources {
             memory_mb: limits.memory_mb,
             cpus: limits.cpus,
+            cpuset: limits.cpuset.clone(),
             pids: limits.pids,
             // A single file can never be larger than the largest scratch space.
             max_file_bytes: Some(limits.disk_mb.max(spec.state_mb.unwrap_or(0)) as i64 * MIB),
@@ -206,7 +207,9 @@ mod tests {
         s.limits.pids = 64;
         s.limits.disk_mb = 100;
         s.limits.runtime = Runtime::Runsc;
+        s.limits.cpuset = Some("1".to_string());
         let host = container_config(&s).host_config.unwrap();
+        assert_eq!(host.cpuset_cpus.as_deref(), Some("1"));
         assert_eq!(host.memory, Some(256 * MIB));
         assert_eq!(host.memory_swap, host.memory, "no swap beyond memory");
         assert_eq!(host.nano_cpus, Some(500_000_000));
