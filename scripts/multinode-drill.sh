@@ -13,6 +13,10 @@
 #      result or a clear error;
 #   3. node 2 started again: its executor is back and no sandbox container is left on
 #      either node.
+# Each node has its own CPU, so that two nodes can show twice the work of one: node 1's
+# daemon and containerd (and so its executor, sandboxes and the bot) are pinned to CPU 0,
+# node 2's daemon to CPU 1; what a daemon starts inherits its CPU. Pinning is undone at the
+# end. (SANDBOX_CPUSET does the same for an operator's sandboxes through their cgroups.)
 # Everything it set up is removed at the end (KEEP=1 keeps it for a look).
 # Usage: bash scripts/multinode-drill.sh [RUNS]   (default 20; CI runs 6)
 set -euo pipefail
@@ -25,6 +29,19 @@ N2="docker -H unix://$n2sock"
 token="drill-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 mongo_port=27018
 log() { printf '==> %s\n' "$*"; }
+all_cpus="0-$(( $(nproc) - 1 ))"
+node1_cpu=0
+node2_cpu=$(( $(nproc) > 1 ? 1 : 0 ))
+# Every thread of this machine's daemon and containerd (and the shims they started).
+pin_node1() {
+  local cpus="$1" pid
+  for pid in $(pgrep -x dockerd) $(pgrep -x containerd) $(pgrep -f containerd-shim); do
+    # Node 2's daemon keeps its own CPU.
+    [ "$pid" = "$(cat /var/run/docker-node2.pid 2>/dev/null)" ] && continue
+    grep -q docker-node2 "/proc/$pid/cmdline" 2>/dev/null && continue
+    taskset -a -cp "$cpus" "$pid" >/dev/null 2>&1 || true
+  done
+}
 fail() { echo "DRILL FAILED: $*" >&2; exit 1; }
 
 bash scripts/setup.sh >/dev/null
@@ -41,6 +58,8 @@ start_node2() {
     rm -f $n2sock
     dockerd --data-root /var/lib/docker-node2 --exec-root /var/run/docker-node2 \
       -H unix://$n2sock --pidfile /var/run/docker-node2.pid &
+    # Its own CPU: what it starts (containerd, shims, containers) inherits it.
+    taskset -a -cp $node2_cpu \$! >/dev/null
     daemon=\$!
     for _ in \$(seq 1 600); do [ -S $n2sock ] && break; sleep 0.2; done
     mount --bind $n2sock /run/docker.sock
@@ -103,6 +122,9 @@ for node in $(docker node ls --format '{{.ID}}'); do
 done
 log "swarm: $(docker node ls --format '{{.Hostname}}/{{.Status}}' | tr '\n' ' ')"
 
+log "node 1 on CPU $node1_cpu, node 2 on CPU $node2_cpu"
+pin_node1 "$node1_cpu"
+
 mongo_dir="$(mktemp -d /var/tmp/codebox-drill-mongo.XXXXXX)"
 secantusd-py --host 10.213.0.1 --port $mongo_port --storage-path "$mongo_dir" >"$mongo_dir.log" 2>&1 &
 mongo_pid=$!
@@ -110,6 +132,7 @@ uri="mongodb://10.213.0.1:$mongo_port"
 database="codebox_drill_$(date +%s)"
 
 cleanup() {
+  pin_node1 "$all_cpus"
   [ "${KEEP:-0}" = 1 ] && return
   docker stack rm codebox >/dev/null 2>&1 || true
   sleep 5

@@ -258,8 +258,14 @@ async fn a_burst_through_the_bot_is_spread_over_the_swarm_and_survives_a_node_st
         "a burst through the bot ran on both nodes: node 1 ran {on1}, node 2 ran {on2}"
     );
     drill.executor_nodes(2).await;
+    let (before1, before2) = (
+        drill.runs_on(&drill.executors[0]).await,
+        drill.runs_on(&drill.executors[1]).await,
+    );
     let w2_two = drill.burst("b", W2, async || {}).await;
     drill.all_ran("b", &w2_two);
+    let w2_on1 = drill.runs_on(&drill.executors[0]).await - before1;
+    let w2_on2 = drill.runs_on(&drill.executors[1]).await - before2;
     drill.executor_nodes(1).await;
     let w1_one = drill.burst("c", "print('ran TAG.')", async || {}).await;
     drill.all_ran("c", &w1_one);
@@ -271,7 +277,7 @@ async fn a_burst_through_the_bot_is_spread_over_the_swarm_and_survives_a_node_st
         one_against_two(&w1_one, &w1_two)
     );
     println!(
-        "through the bot, bursts of {runs} messages: W2 {}",
+        "through the bot, bursts of {runs} messages: W2 {}; node 1 ran {w2_on1} and node 2 ran {w2_on2} of the two-node W2 burst",
         one_against_two(&w2_one, &w2_two)
     );
 
