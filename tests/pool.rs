@@ -343,7 +343,8 @@ async fn a_warm_container_shows_figures_and_saves_then_restores_a_session() {
     assert_eq!(names, ["figure_1.png"]);
     let report = saved.session.clone().unwrap();
     assert!(report.saved, "{report:?}");
-    assert_eq!(report.kept, ["x"]);
+    // `_`, the value the run showed last, is kept like a variable, as in IPython.
+    assert_eq!(report.kept, ["x", "_"]);
 
     let inputs = tempfile::tempdir().unwrap();
     let staged = inputs.path().join(STATE_RESTORE_NAME);
@@ -351,12 +352,15 @@ async fn a_warm_container_shows_figures_and_saves_then_restores_a_session() {
     std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o444)).unwrap();
     std::fs::set_permissions(inputs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     assert!(executor.wait_for_warm_pool(READY).await, "the pool refills");
-    let mut second = request("print(x + 1, plt.__name__)", &settings);
+    let mut second = request("print(x + 1, plt.__name__, _)", &settings);
     second.input_dir = Some(inputs.path().to_path_buf());
     second.session = Some(io(true));
     let restored = executor.execute(second).await.unwrap();
     assert!(restored.phases.warm);
-    assert_eq!(restored.stdout, "42 matplotlib.pyplot\n", "{restored:?}");
+    assert_eq!(
+        restored.stdout, "42 matplotlib.pyplot shown\n",
+        "{restored:?}"
+    );
     assert!(restored.phases.restore_ms > 0.0);
     executor.shutdown().await;
 }
