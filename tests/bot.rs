@@ -1176,7 +1176,8 @@ fn posts(fake: &Fake) -> Vec<common::fake::Recorded> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quick_run_is_answered_in_one_message_and_a_slow_one_shows_its_status() {
-    let bot = Bot::start(&[("STATUS_AFTER_MS", "1000")]).await;
+    // Longer than a fresh container's start on a loaded machine, shorter than the slow run.
+    let bot = Bot::start(&[("STATUS_AFTER_MS", "2500")]).await;
     bot.fake.script_openai(
         200,
         completion_tool_call("call_quick", json!({"code": "print(6 * 7)"})),
@@ -1185,8 +1186,8 @@ async fn a_quick_run_is_answered_in_one_message_and_a_slow_one_shows_its_status(
         .script_openai(200, completion_text("quick answer: 42"));
     bot.send("multiply");
     bot.fake.wait_for_text("quick answer: 42", LONG).await;
-    // The status would have been due a second after the run started: give it that long.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The status would have been due 2.5 s after the run started: give it that long.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let quick: Vec<String> = posts(&bot.fake).iter().map(|r| r.content()).collect();
     assert_eq!(quick.len(), 1, "one message for a quick answer: {quick:?}");
     assert!(quick[0].contains("quick answer: 42"), "{quick:?}");
@@ -1196,7 +1197,7 @@ async fn a_quick_run_is_answered_in_one_message_and_a_slow_one_shows_its_status(
         200,
         completion_tool_call(
             "call_slow",
-            json!({"code": "import time\ntime.sleep(3)\nprint('slept')"}),
+            json!({"code": "import time\ntime.sleep(5)\nprint('slept')"}),
         ),
     );
     bot.fake
