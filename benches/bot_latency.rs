@@ -137,7 +137,13 @@ async fn measure(code: &str, pool: usize, runs: usize, log: &Path) -> Vec<Sample
     for i in 0..=runs {
         let tag = format!("m{i}");
         let sent = Instant::now();
-        bot.send(&format!("run [[{tag}]] {code}"));
+        // A user of its own each: no history grows from one message to the next.
+        let user = format!("6{:017}", i + 1);
+        bot.fake.dispatch(
+            "MESSAGE_CREATE",
+            bot.fake
+                .message_from(&user, &format!("run [[{tag}]] {code}")),
+        );
         let answer = bot
             .fake
             .wait_for_text(&format!("answer [[{tag}]]"), Duration::from_secs(120))
