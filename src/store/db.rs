@@ -42,8 +42,14 @@ impl SharedSqlite {
         let conn = Connection::open(path).map_err(backend_error("open"))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(backend_error("open"))?;
-        conn.execute_batch(&format!("PRAGMA journal_mode = WAL;\n{schema}"))
-            .map_err(backend_error("create schema"))?;
+        // WAL with synchronous=NORMAL: a commit is not fsynced on its own (the WAL is at
+        // checkpoints), so a chat turn's writes cost no disk flush each; the database cannot
+        // be corrupted by a crash, and only a power loss can take back the last commits (a
+        // turn's history or usage), which the sweeper's reconciliation tolerates.
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;\nPRAGMA synchronous = NORMAL;\n{schema}"
+        ))
+        .map_err(backend_error("create schema"))?;
         Ok(SharedSqlite {
             conn: Arc::new(Mutex::new(conn)),
         })
