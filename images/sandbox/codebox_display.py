@@ -25,10 +25,6 @@ MAX_COLUMNS = 20
 _done = weakref.WeakSet()
 
 
-def output_dir():
-    return codebox_rich.output_dir()
-
-
 def _pyplot():
     """pyplot if the code imported it; display never imports matplotlib for nothing."""
     return sys.modules.get("matplotlib.pyplot")
@@ -147,12 +143,16 @@ def _pandas_text(obj):
         return repr(obj)
 
 
+def _is_table(obj):
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(obj, (pandas.DataFrame, pandas.Series))
+
+
 def as_text(obj):
     """The text the model sees for a displayed value: bounded tables for pandas objects,
     the `repr` of anything else (builtin containers laid out as IPython does), capped
     either way."""
-    pandas = sys.modules.get("pandas")
-    if pandas is not None and isinstance(obj, (pandas.DataFrame, pandas.Series)):
+    if _is_table(obj):
         try:
             return _cap(_pandas_text(obj))
         except Exception:
@@ -161,11 +161,6 @@ def as_text(obj):
         return _cap(codebox_pretty.pretty(obj))
     except Exception as exc:
         return "<%s object; repr failed: %s>" % (type(obj).__name__, type(exc).__name__)
-
-
-def _is_table(obj):
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(obj, (pandas.DataFrame, pandas.Series))
 
 
 def display(*objs, **kwargs):

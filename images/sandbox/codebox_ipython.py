@@ -107,9 +107,8 @@ def get_ipython():
 
 
 def _fill_display(module):
-    for name in ("display", "HTML", "Markdown", "Latex", "Math", "SVG", "JSON", "Image",
-                 "clear_output", "set_matplotlib_formats"):
-        setattr(module, name, _EXPORTS[name])
+    for name, value in _EXPORTS.items():
+        setattr(module, name, value)
 
 
 def _fill_package(module):

@@ -206,8 +206,9 @@ def html_text(markup):
 
 
 def show(obj, as_text):
-    """Shows an object that is not a figure or a PIL image: True when it was shown here,
-    False when only its text (`as_text`) is left to show."""
+    """Shows an object that is not a figure, a PIL image or a pandas table (those keep
+    pandas' own text, whatever HTML they also have): True when it was shown here, False
+    when only its text (`as_text`) is left to show."""
     if _plotly_figure(obj):
         return show_plotly(obj)
     if _altair_chart(obj):
@@ -251,8 +252,6 @@ def show_bundle(bundle, obj, as_text):
     if isinstance(bundle.get("text/markdown"), str):
         text = bundle["text/markdown"]
     elif isinstance(bundle.get("text/html"), str):
-        if _is_table_object(obj):
-            return False
         markup = bundle["text/html"]
         readable, only_table = html_text(markup)
         if not only_table and len(markup.encode("utf-8", "replace")) <= MAX_HTML_BYTES:
@@ -269,12 +268,6 @@ def show_bundle(bundle, obj, as_text):
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
     return True
-
-
-def _is_table_object(obj):
-    """pandas objects keep pandas' own text, whatever HTML they also have."""
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(obj, (pandas.DataFrame, pandas.Series))
 
 
 def patch_plotly_show(module):

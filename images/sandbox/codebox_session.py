@@ -234,14 +234,6 @@ def _candidates(globals_):
         yield name, value
 
 
-def _view_order(item):
-    value = item[1]
-    np = sys.modules.get("numpy")
-    if np is None or type(value) is not np.ndarray or value.base is None:
-        return (0, 0)
-    return (1, -value.nbytes)
-
-
 def _cap_reason(max_bytes):
     """Why a name did not fit: the operator's setting, named, so the fix is findable."""
     return "the session's snapshot is full (SESSION_STATE_MAX_MB=%d)" % (max_bytes >> 20)
@@ -274,9 +266,7 @@ def save(globals_, path, max_bytes):
     base_pickler = _pickler_class()
     sharing_pickler = codebox_sharing.pickler_class(base_pickler)
     saved = codebox_sharing.Saved()
-    # A view comes after the arrays it may be a view into (larger ones first), so it can
-    # refer to them; everything else keeps its order.
-    values.sort(key=_view_order)
+    values.sort(key=codebox_sharing.save_order)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w+b") as f:
         f.write(MAGIC + struct.pack(">I", len(header)) + header)

@@ -53,6 +53,16 @@ def _root_array(value):
     return root
 
 
+def save_order(item):
+    """Sort key of a (name, value) to save: a view comes after the arrays it may be a view
+    into (larger views first), so it can refer to them; everything else keeps its order."""
+    value = item[1]
+    root = _root_array(value)
+    if root is None or root is value:
+        return (0, 0)
+    return (1, -value.nbytes)
+
+
 def _address(arr):
     return arr.__array_interface__["data"][0]
 
