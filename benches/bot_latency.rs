@@ -8,7 +8,7 @@
 //! `message.access`, `message.admit`, `turn.settings`, `turn.history`, `turn.prompt`,
 //! `turn.mark_begun`, `model.admit` / `model.request` / `model.record` (summed over the
 //! turn's requests), `run.stage` / `run.execute` / `run.store_outputs`, the executor's own
-//! phases (`exec.*`, from the "run phases" event), `turn.save` and `message.reply`.
+//! phases (`exec.*`, from its "execution finished" event), `turn.save` and `message.reply`.
 //! Prints medians; asserts nothing about them. Run with `bash bench/bot-latency.sh [RUNS]`.
 
 #[path = "../tests/common/bot.rs"]
@@ -102,7 +102,7 @@ fn phases_per_message(log: &str) -> Vec<BTreeMap<String, f64>> {
                     messages.push(std::mem::take(&mut current));
                 }
             }
-            Some("run phases") => {
+            Some("execution finished") => {
                 for phase in PHASES.iter().filter_map(|p| p.strip_prefix("exec.")) {
                     if let Some(ms) = fields[phase].as_f64() {
                         *current.entry(format!("exec.{phase}")).or_insert(0.0) += ms;

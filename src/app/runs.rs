@@ -122,26 +122,9 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
     outputs_root: &Path,
     run: UserRun<'_>,
 ) -> Result<UserRunResult, UserRunError> {
-    let (staged, session) = async {
-        let records = match &run.file_ids {
-            Some(ids) => {
-                let mut records = Vec::with_capacity(ids.len());
-                for id in ids {
-                    records.push(store.get(run.user_id, id).await?);
-                }
-                records
-            }
-            None => store.list(run.user_id).await?,
-        };
-        let staged = stage_records(store, staging_root, &records).await?;
-        let session = match run.session {
-            Some(key) => Some(stage_session(store, staging_root, run.user_id, key, &staged).await?),
-            None => None,
-        };
-        Ok::<_, UserRunError>((staged, session))
-    }
-    .instrument(tracing::info_span!("run.stage"))
-    .await?;
+    let (staged, session) = stage_run(store, staging_root, &run)
+        .instrument(tracing::info_span!("run.stage"))
+        .await?;
     // Outputs land in a directory of the run's own unless the caller asked to keep them;
     // the store keeps copies, so that directory is removed on every path below.
     let keep_outputs = run.output_dir.is_some();
@@ -163,108 +146,135 @@ pub async fn run_for_user<E: Containers + 'static, M: Metadata>(
         .await;
     drop(staged);
     let mut result = executed?;
-    let phases = &result.phases;
-    tracing::info!(
-        warm = phases.warm,
-        acquire_ms = phases.acquire_ms,
-        stage_ms = phases.stage_ms,
-        handoff_ms = phases.handoff_ms,
-        execution_ms = result.execution_ms,
-        collect_ms = phases.collect_ms,
-        restore_ms = phases.restore_ms,
-        save_ms = phases.save_ms,
-        total_ms = result.total_ms,
-        "run phases"
-    );
-    let generated_files = async {
-        if let (Some(staged_session), Some(key)) = (&session, run.session) {
-            keep_session(store, run.user_id, key, staged_session, &mut result).await?;
-        }
-
-        let mut generated_files = Vec::new();
-        let mut kept_outputs = Vec::new();
-        // Once the database is found unavailable the other files are not tried: each try
-        // would wait for the database as long again.
-        let mut unavailable = false;
-        for mut output in std::mem::take(&mut result.output_files) {
-            let display_name = output.name.replace('/', "_");
-            if unavailable {
-                result
-                    .flags
-                    .push(Flag::named("not_stored_storage_unavailable", &output.name));
-                if keep_outputs {
-                    kept_outputs.push(output);
-                }
-                continue;
-            }
-            match store
-                .add(run.user_id, &display_name, &output.path, Origin::Generated)
-                .await
-            {
-                Ok(added) => {
-                    let stored = match store.local_path(&added.record).await {
-                        Ok(stored) => stored,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "a stored output has no local copy");
-                            output.path.clone()
-                        }
-                    };
-                    if !keep_outputs {
-                        output.path = stored.clone();
-                    }
-                    kept_outputs.push(output);
-                    generated_files.push(GeneratedFile {
-                        file_id: added.record.file_id,
-                        filename: added.record.filename,
-                        size: added.record.file_size,
-                        file_type: added.record.file_type,
-                        path: stored,
-                    });
-                }
-                Err(StoreError::FileTooLarge { .. }) => {
-                    result
-                        .flags
-                        .push(Flag::named("not_stored_too_large", &output.name));
-                    if keep_outputs {
-                        kept_outputs.push(output);
-                    }
-                }
-                Err(StoreError::UploadsFull { .. }) => {
-                    result
-                        .flags
-                        .push(Flag::named("not_stored_uploads_full", &output.name));
-                    if keep_outputs {
-                        kept_outputs.push(output);
-                    }
-                }
-                // The run happened: a store that is full or down costs its files, not its
-                // result.
-                Err(err) if err.trouble().is_some() => {
-                    let flag = match err.trouble() {
-                        Some(StorageTrouble::Full) => "not_stored_storage_full",
-                        _ => {
-                            unavailable = true;
-                            "not_stored_storage_unavailable"
-                        }
-                    };
-                    tracing::warn!(error = %err, "an output file was not stored");
-                    result.flags.push(Flag::named(flag, &output.name));
-                    if keep_outputs {
-                        kept_outputs.push(output);
-                    }
-                }
-                Err(err) => return Err(err.into()),
-            }
-        }
-        result.output_files = kept_outputs;
-        Ok::<_, UserRunError>(generated_files)
-    }
+    let generated_files = keep_outputs_of(
+        store,
+        run.user_id,
+        session.as_ref().zip(run.session),
+        keep_outputs,
+        &mut result,
+    )
     .instrument(tracing::info_span!("run.store_outputs"))
     .await?;
     Ok(UserRunResult {
         result,
         generated_files,
     })
+}
+
+/// The user's files (all, or the run's own) and the session's snapshot, staged for the run.
+async fn stage_run<M: Metadata>(
+    store: &FileStore<M>,
+    staging_root: &Path,
+    run: &UserRun<'_>,
+) -> Result<(StagedFiles, Option<StagedSession>), UserRunError> {
+    let records = match &run.file_ids {
+        Some(ids) => {
+            let mut records = Vec::with_capacity(ids.len());
+            for id in ids {
+                records.push(store.get(run.user_id, id).await?);
+            }
+            records
+        }
+        None => store.list(run.user_id).await?,
+    };
+    let staged = stage_records(store, staging_root, &records).await?;
+    let session = match run.session {
+        Some(key) => Some(stage_session(store, staging_root, run.user_id, key, &staged).await?),
+        None => None,
+    };
+    Ok((staged, session))
+}
+
+/// What a finished run leaves: its snapshot kept for the session, and each output stored
+/// for the user (the outputs that were not stay in `result` with a flag saying why).
+async fn keep_outputs_of<M: Metadata>(
+    store: &FileStore<M>,
+    user_id: &str,
+    session: Option<(&StagedSession, SessionKey<'_>)>,
+    keep_outputs: bool,
+    result: &mut ExecutionResult,
+) -> Result<Vec<GeneratedFile>, UserRunError> {
+    if let Some((staged_session, key)) = session {
+        keep_session(store, user_id, key, staged_session, result).await?;
+    }
+
+    let mut generated_files = Vec::new();
+    let mut kept_outputs = Vec::new();
+    // Once the database is found unavailable the other files are not tried: each try
+    // would wait for the database as long again.
+    let mut unavailable = false;
+    for mut output in std::mem::take(&mut result.output_files) {
+        let display_name = output.name.replace('/', "_");
+        if unavailable {
+            result
+                .flags
+                .push(Flag::named("not_stored_storage_unavailable", &output.name));
+            if keep_outputs {
+                kept_outputs.push(output);
+            }
+            continue;
+        }
+        match store
+            .add(user_id, &display_name, &output.path, Origin::Generated)
+            .await
+        {
+            Ok(added) => {
+                let stored = match store.local_path(&added.record).await {
+                    Ok(stored) => stored,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "a stored output has no local copy");
+                        output.path.clone()
+                    }
+                };
+                if !keep_outputs {
+                    output.path = stored.clone();
+                }
+                kept_outputs.push(output);
+                generated_files.push(GeneratedFile {
+                    file_id: added.record.file_id,
+                    filename: added.record.filename,
+                    size: added.record.file_size,
+                    file_type: added.record.file_type,
+                    path: stored,
+                });
+            }
+            Err(StoreError::FileTooLarge { .. }) => {
+                result
+                    .flags
+                    .push(Flag::named("not_stored_too_large", &output.name));
+                if keep_outputs {
+                    kept_outputs.push(output);
+                }
+            }
+            Err(StoreError::UploadsFull { .. }) => {
+                result
+                    .flags
+                    .push(Flag::named("not_stored_uploads_full", &output.name));
+                if keep_outputs {
+                    kept_outputs.push(output);
+                }
+            }
+            // The run happened: a store that is full or down costs its files, not its
+            // result.
+            Err(err) if err.trouble().is_some() => {
+                let flag = match err.trouble() {
+                    Some(StorageTrouble::Full) => "not_stored_storage_full",
+                    _ => {
+                        unavailable = true;
+                        "not_stored_storage_unavailable"
+                    }
+                };
+                tracing::warn!(error = %err, "an output file was not stored");
+                result.flags.push(Flag::named(flag, &output.name));
+                if keep_outputs {
+                    kept_outputs.push(output);
+                }
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    result.output_files = kept_outputs;
+    Ok(generated_files)
 }
 
 /// A session's side of one run: the previous snapshot linked into the staged inputs (only
