@@ -91,6 +91,36 @@ impl Traffic {
         false
     }
 
+    /// What the fake saw of an action that went unanswered, so a failed soak says where
+    /// the message stopped (never answered, refused, or answered otherwise).
+    fn explain_unanswered(
+        &self,
+        user: &str,
+        action: Action,
+        tag: &str,
+        mark: usize,
+        after: Duration,
+    ) {
+        let marker = format!("[[{tag}]]");
+        let model_requests = self
+            .fake
+            .openai_requests()
+            .iter()
+            .filter(|r| r.to_string().contains(&marker))
+            .count();
+        eprintln!(
+            "unanswered: {action:?} of user {user} ({marker}) after {:.1} s; {model_requests} model requests carried it; Discord requests since it was sent, from its user's work:",
+            after.as_secs_f64()
+        );
+        for r in self.fake.requests_since(mark) {
+            let content = r.content();
+            if content.contains(tag) || content.contains("still being worked on") {
+                let shown: String = content.chars().take(160).collect();
+                eprintln!("  {} {} -> {}: {shown:?}", r.method, r.path, r.status);
+            }
+        }
+    }
+
     fn message(&self, user: &str, text: &str, attachments: &[(&str, String, usize)]) -> Value {
         let mut message = self.fake.message(text, attachments);
         message["author"] = self.fake.user(user);
@@ -182,6 +212,9 @@ impl Traffic {
                 .await
             }
         };
+        if !ok {
+            self.explain_unanswered(user, action, &tag, mark, started.elapsed());
+        }
         self.done.lock().unwrap().push(Done {
             at: Instant::now(),
             latency: started.elapsed(),
