@@ -10,6 +10,11 @@
 //!    ratio of the save to it.
 //! 3. Small state (a 1,000-row DataFrame, a dict, a seeded RNG) restored through the warm
 //!    pool: the restore's median and p95, and the modules the restore itself imported.
+//! 4. A conversation's calls: turns of 5 calls, each using the variable the one before
+//!    made, through a pool of 2: with the pool full before each call, back to back with the
+//!    pool fixed at 2 (`WARM_POOL_MAX=2`), and back to back with the pool sized by demand
+//!    (`WARM_POOL_MAX=6`). Between turns the pool is left to fill (a turn takes the model
+//!    and the user seconds); how long that took is printed.
 //!
 //! Run with `bash bench/session.sh [RUNS]` (default 30).
 
@@ -167,6 +172,7 @@ async fn main() {
         "pickle",
         "save/pickle"
     );
+    let mut warm_restores = Vec::new();
     for (label, rows, memory_mb, state_mb) in [
         ("1 MB", 65_536u64, 1024, 256),
         ("100 MB", 6_553_600, 2048, 256),
@@ -196,6 +202,8 @@ async fn main() {
         assert!(report.saved, "{label}: {report:?}");
         let snapshot = dir.path().join("snapshot");
         let size = std::fs::metadata(&snapshot).unwrap().len() as f64 / 1048576.0;
+        let warm_copy = tempfile::tempdir().unwrap();
+        std::fs::copy(&snapshot, warm_copy.path().join("snapshot")).unwrap();
         let inputs = staged(&snapshot);
         let started = Instant::now();
         let restored = executor
@@ -210,6 +218,17 @@ async fn main() {
         let restore_total = started.elapsed().as_secs_f64() * 1000.0;
         ok(&restored);
         assert_eq!(restored.stdout, format!("{rows}\n"));
+        warm_restores.push(
+            warm_restore(
+                engine.clone(),
+                &settings,
+                label,
+                rows,
+                staged(&warm_copy.path().join("snapshot")),
+                &restored.phases.restore_imported,
+            )
+            .await,
+        );
         println!(
             "  {label:>8} {size:>12.1} {:>10.1} {:>10.1} {save_total:>12.1} {:>10.1} {restore_total:>12.1} {pickle_ms:>10.1} {:>10.2}x",
             saved.phases.save_ms,
@@ -217,6 +236,11 @@ async fn main() {
             saved.phases.collect_ms,
             saved.phases.save_ms / pickle_ms
         );
+    }
+
+    println!("The same states restored through the warm pool (pandas imported before the job):");
+    for line in warm_restores {
+        println!("{line}");
     }
 
     // 3. Small state restored through the warm pool.
@@ -263,6 +287,135 @@ async fn main() {
         restores.median, restores.p95
     );
     pooled.shutdown().await;
+
+    // 4. A conversation's calls back to back.
+    let turns = runs.clamp(3, 20);
+    println!(
+        "A turn of 5 calls, each using the one before's variable, pool of 2, {turns} turns (ms per turn):"
+    );
+    for (label, max, wait_each_call) in [
+        ("pool full before each call", 2, true),
+        ("back to back, pool fixed at 2", 2, false),
+        ("back to back, pool sized by demand", 6, false),
+    ] {
+        let mut settings = settings(data.path(), 2, 1024, 64);
+        settings.pool.warm_pool_max = max;
+        let (totals, warm, refills) =
+            conversation(engine.clone(), &settings, turns, wait_each_call).await;
+        let totals = stats(totals);
+        let refills = stats(refills);
+        println!(
+            "  {label:<36} median {:8.1}  p95 {:8.1}  warm {warm}/{}  pool refilled between turns in {:.0} ms (median)",
+            totals.median,
+            totals.p95,
+            turns * 5,
+            refills.median
+        );
+    }
+}
+
+/// One restore of the `rows`-row frame in `inputs` through a warm container, as a line of
+/// the report, beside what the fresh container's restore imported.
+async fn warm_restore(
+    engine: Arc<DockerEngine>,
+    settings: &Settings,
+    label: &str,
+    rows: u64,
+    inputs: tempfile::TempDir,
+    fresh_imported: &[String],
+) -> String {
+    let mut settings = settings.clone();
+    settings.pool.warm_pool_size = 1;
+    let executor = codebox::app::assembly::from_settings(engine, &settings)
+        .unwrap()
+        .removing_in_background();
+    executor.wait_for_warm_pool(Duration::from_secs(120)).await;
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let restored = executor
+        .execute(request(
+            "print(len(df))",
+            &settings,
+            Some(session_io(
+                out.path(),
+                true,
+                settings.sandbox.session_state_max_mb,
+            )),
+            Some(inputs.path()),
+        ))
+        .await
+        .unwrap();
+    let total = started.elapsed().as_secs_f64() * 1000.0;
+    ok(&restored);
+    assert_eq!(restored.stdout, format!("{rows}\n"));
+    executor.shutdown().await;
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "nothing".to_string()
+        } else {
+            names.join(",")
+        }
+    };
+    format!(
+        "  {label:>8}: restore {:.1} ms, restore run {total:.1} ms, warm {}; the restore imported {} (fresh container: {})",
+        restored.phases.restore_ms,
+        restored.phases.warm,
+        list(&restored.phases.restore_imported),
+        list(fresh_imported)
+    )
+}
+
+/// `turns` turns of 5 chained calls; returns each turn's total, the warm calls and how long
+/// the pool took to fill again after each turn.
+async fn conversation(
+    engine: Arc<DockerEngine>,
+    settings: &Settings,
+    turns: usize,
+    wait_each_call: bool,
+) -> (Vec<f64>, usize, Vec<f64>) {
+    let executor = codebox::app::assembly::from_settings(engine, settings)
+        .unwrap()
+        .removing_in_background();
+    executor.wait_for_warm_pool(Duration::from_secs(120)).await;
+    let (mut totals, mut warm, mut refills) = (Vec::new(), 0, Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..turns {
+        let mut total = 0.0;
+        let mut inputs: Option<tempfile::TempDir> = None;
+        for call in 0..5 {
+            if wait_each_call {
+                executor.wait_for_warm_pool(Duration::from_secs(120)).await;
+            }
+            let code = if call == 0 {
+                "x = 1".to_string()
+            } else {
+                "x = x + 1\nprint(x)".to_string()
+            };
+            let started = Instant::now();
+            let result = executor
+                .execute(request(
+                    &code,
+                    settings,
+                    Some(session_io(dir.path(), inputs.is_some(), 64)),
+                    inputs.as_ref().map(|d| d.path()),
+                ))
+                .await
+                .unwrap();
+            total += started.elapsed().as_secs_f64() * 1000.0;
+            ok(&result);
+            if call > 0 {
+                assert_eq!(result.stdout, format!("{}\n", call + 1));
+            }
+            warm += usize::from(result.phases.warm);
+            inputs = Some(staged(&dir.path().join("snapshot")));
+        }
+        totals.push(total);
+        let started = Instant::now();
+        executor.wait_for_warm_pool(Duration::from_secs(120)).await;
+        refills.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    executor.shutdown().await;
+    (totals, warm, refills)
 }
 
 /// A directory holding `snapshot` as the next run's state to restore, readable by the

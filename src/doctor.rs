@@ -151,8 +151,13 @@ fn image_check(image: &str, labels: Option<&HashMap<String, String>>) -> Check {
 /// owner, so this works from another process than the bot's.
 async fn pool_check<E: Containers>(settings: &Settings, engine: &E) -> Check {
     let configured = format!(
-        "WARM_POOL_SIZE={} (max age {} s)",
-        settings.pool.warm_pool_size, settings.pool.warm_pool_max_age_s
+        "WARM_POOL_SIZE={} (up to {} after bursts, max age {} s)",
+        settings.pool.warm_pool_size,
+        settings
+            .pool
+            .warm_pool_max
+            .max(settings.pool.warm_pool_size),
+        settings.pool.warm_pool_max_age_s
     );
     let containers = match engine.list_managed().await {
         Ok(containers) => containers,

@@ -364,3 +364,49 @@ async fn a_warm_container_shows_figures_and_saves_then_restores_a_session() {
     assert!(restored.phases.restore_ms > 0.0);
     executor.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_back_to_back_grow_the_pool_so_the_next_burst_finds_it_warm() {
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = settings(data.path(), 1);
+    settings.pool.warm_pool_max = 3;
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = common::executor(engine, &settings).unwrap();
+    assert!(executor.wait_for_warm_pool(READY).await, "the pool fills");
+    assert_eq!(executor.pool_status().unwrap().target, 1);
+
+    // A model's three tool calls, back to back: one warm container is all there is.
+    for n in 0..3 {
+        let result = executor
+            .execute(request(&format!("print({n})"), &settings))
+            .await
+            .unwrap();
+        assert_eq!(result.status, Status::Ok, "{result:?}");
+    }
+    assert_eq!(
+        executor.pool_status().unwrap().target,
+        3,
+        "three calls within a warm-up of each other ask for three"
+    );
+    assert!(executor.wait_for_warm_pool(READY).await, "the pool grows");
+    assert_eq!(pool_containers(&executor).await.len(), 3);
+
+    // The next turn's three calls each find a warm container.
+    for n in 0..3 {
+        let result = executor
+            .execute(request(&format!("print({n})"), &settings))
+            .await
+            .unwrap();
+        assert_eq!(result.status, Status::Ok, "{result:?}");
+        assert!(
+            result.phases.warm,
+            "call {n} of the burst was warm: {result:?}"
+        );
+    }
+
+    executor.shutdown().await;
+    assert!(
+        pool_containers(&executor).await.is_empty(),
+        "shutdown removes the grown pool"
+    );
+}

@@ -87,6 +87,8 @@ impl Limiter {
 
     pub fn admit(&self, user: &str, now: Instant) -> Result<Admission, Refusal> {
         {
+            // A message refused as already running does not count against the rate: the
+            // user's next one after the turn ends is not "too fast" for it.
             let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
             let window = windows.entry(user.to_string()).or_default();
             while window
@@ -101,13 +103,11 @@ impl Limiter {
                     retry_after: Duration::from_secs(60).saturating_sub(now.duration_since(oldest)),
                 });
             }
-            window.push_back(now);
-        }
-        {
             let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
             if !busy.insert(user.to_string()) {
                 return Err(Refusal::AlreadyRunning);
             }
+            window.push_back(now);
         }
         let mut ticket = Ticket {
             user: user.to_string(),
@@ -179,6 +179,24 @@ mod tests {
         ));
         drop(first);
         assert!(limiter.admit("a", now).is_ok());
+    }
+
+    #[test]
+    fn a_message_refused_as_already_running_does_not_count_against_the_rate() {
+        let limiter = Limiter::new(2, 10, 10);
+        let now = Instant::now();
+        let first = limiter.admit("a", now).ok().unwrap();
+        for _ in 0..5 {
+            assert!(matches!(
+                limiter.admit("a", now),
+                Err(Refusal::AlreadyRunning)
+            ));
+        }
+        drop(first);
+        assert!(
+            limiter.admit("a", now).is_ok(),
+            "the second message of the minute is within the rate of 2"
+        );
     }
 
     #[tokio::test]

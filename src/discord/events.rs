@@ -92,11 +92,35 @@ pub async fn admit(
     channel: ChannelId,
     user_id: &str,
 ) -> Result<Ticket, Refusal> {
-    match state.app.admit(user_id)? {
+    match admit_past_a_cancelled_turn(state, user_id).await? {
         Admission::Now(ticket) => Ok(ticket),
         Admission::Queued { position, ticket } => {
             say(http, channel, &queued_text(position)).await;
             Ok(state.app.wait_turn(ticket).await)
+        }
+    }
+}
+
+/// How long a message right after /stop waits for the cancelled turn to be torn down.
+const CANCELLED_TURN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Admission, except that a turn /stop has cancelled but whose task is still being torn
+/// down (its ticket not yet dropped, under load) does not refuse the user's next message
+/// as "still being worked on": it is waited for, briefly.
+async fn admit_past_a_cancelled_turn(
+    state: &BotState,
+    user_id: &str,
+) -> Result<Admission, Refusal> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match state.app.admit(user_id) {
+            Err(Refusal::AlreadyRunning)
+                if !state.app.is_running(user_id)
+                    && started.elapsed() < CANCELLED_TURN_PATIENCE =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            admission => return admission,
         }
     }
 }

@@ -16,7 +16,7 @@ use super::live::{LiveContainer, launch};
 use super::outputs::{self, OutputCaps, OutputError};
 use super::package_source::{PackageSource, Prepared, Resolution};
 use super::pool::{PoolError, PoolStatus};
-use super::pool::{WarmContainer, WarmPool};
+use super::pool::{PoolSizes, WarmContainer, WarmPool};
 use super::protocol::{JobFile, OutdatedImage};
 use super::result::{ExecutionResult, RunError, Status};
 use super::session::SessionIo;
@@ -134,7 +134,10 @@ impl<E: Containers + 'static> Executor<E> {
                 executor.retirer.clone(),
                 template,
                 &data_dir.join("pool"),
-                pool.warm_pool_size,
+                PoolSizes {
+                    size: pool.warm_pool_size,
+                    max: pool.warm_pool_max,
+                },
                 Duration::from_secs_f64(pool.warm_pool_max_age_s),
                 executor.startup_timeout,
             )?);
@@ -472,6 +475,7 @@ impl<E: Containers + 'static> Executor<E> {
         if let Some(report) = &session_report {
             phases.restore_ms = report.restore_ms;
             phases.save_ms = report.save_ms;
+            phases.restore_imported = report.restore_imported.clone();
         }
         ending::package_verdict(&mut runner, &transcript.refusals);
 

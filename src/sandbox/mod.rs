@@ -19,6 +19,7 @@ pub mod outcome;
 pub mod outputs;
 pub mod package_source;
 pub mod pool;
+mod pool_demand;
 pub mod protocol;
 pub mod result;
 pub mod run_uids;

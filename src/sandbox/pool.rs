@@ -2,7 +2,8 @@
 //! its imports (numpy, pandas, matplotlib) and waiting on stdin for its one job. A request
 //! takes one, and a replacement starts in the background. Every container still runs
 //! exactly one job and is removed after it; the pool only moves container start and
-//! imports out of the request's path.
+//! imports out of the request's path. Its size follows recent bursts (`pool_demand`)
+//! between the configured size and maximum.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::limits::Limits;
 use super::live::{LiveContainer, LiveError, launch};
+use super::pool_demand::Demand;
 use super::spec::ContainerSpec;
 use crate::container::engine::Containers;
 use crate::container::guard::ContainerGuard;
@@ -54,6 +56,9 @@ struct Inner<E: Containers + 'static> {
     template: ContainerSpec,
     root: PathBuf,
     size: usize,
+    /// The most containers recent bursts may keep waiting.
+    max: usize,
+    demand: Mutex<Demand>,
     max_age: Duration,
     startup_timeout: Duration,
     idle: Mutex<Vec<WarmContainer<E>>>,
@@ -90,16 +95,19 @@ pub enum PoolError {
 
 impl<E: Containers + 'static> WarmPool<E> {
     /// Starts filling the pool in the background. `template` gives the image, limits,
-    /// runtime, owner and package mount every pool container gets.
+    /// runtime, owner and package mount every pool container gets; `sizes` the configured
+    /// size and the most recent bursts may grow it to.
     pub fn start(
         engine: Arc<E>,
         retirer: Arc<Retirer>,
         template: ContainerSpec,
         root: &Path,
-        size: usize,
+        sizes: PoolSizes,
         max_age: Duration,
         startup_timeout: Duration,
     ) -> Result<WarmPool<E>, PoolError> {
+        let PoolSizes { size, max } = sizes;
+        let max = max.max(size);
         let shared = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
         remove_dead_pools(&shared, (3 * max_age).max(Duration::from_secs(3600)));
         // Several processes may share a DATA_DIR (executors of two nodes on one disk, a bot
@@ -115,6 +123,8 @@ impl<E: Containers + 'static> WarmPool<E> {
             template,
             root,
             size,
+            max,
+            demand: Mutex::new(Demand::default()),
             max_age,
             startup_timeout,
             idle: Mutex::new(Vec::new()),
@@ -131,7 +141,12 @@ impl<E: Containers + 'static> WarmPool<E> {
             failures: AtomicU64::new(0),
         });
         let maintainer = tokio::spawn(maintain(inner.clone()));
-        tracing::info!(size, max_age_s = max_age.as_secs_f64(), "warm pool started");
+        tracing::info!(
+            size,
+            max,
+            max_age_s = max_age.as_secs_f64(),
+            "warm pool started"
+        );
         Ok(WarmPool {
             inner,
             maintainer: Mutex::new(Some(maintainer)),
@@ -141,6 +156,9 @@ impl<E: Containers + 'static> WarmPool<E> {
     /// A waiting container for these limits, if one is ready; never waits for one.
     pub fn take(&self, limits: &Limits) -> Option<WarmContainer<E>> {
         let inner = &self.inner;
+        if let Ok(mut demand) = inner.demand.lock() {
+            demand.request(Instant::now());
+        }
         if inner.closed.load(Ordering::Relaxed)
             || !same_container_limits(limits, &inner.template.limits)
         {
@@ -204,7 +222,7 @@ impl<E: Containers + 'static> WarmPool<E> {
         let inner = &self.inner;
         PoolStatus {
             id: inner.id.clone(),
-            target: inner.size,
+            target: inner.target(),
             idle: inner.idle.lock().map(|idle| idle.len()).unwrap_or(0),
             warming: inner.warming.load(Ordering::Relaxed),
             warmed: inner.warmed.load(Ordering::Relaxed),
@@ -224,7 +242,7 @@ impl<E: Containers + 'static> WarmPool<E> {
             tokio::pin!(filled);
             // Registered before the check, so a container added in between still wakes us.
             filled.as_mut().enable();
-            if self.status().idle >= self.inner.size {
+            if self.status().idle >= self.inner.target() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, filled).await.is_err() {
@@ -279,6 +297,24 @@ impl<E: Containers + 'static> Drop for ColdRun<E> {
     }
 }
 
+/// The configured pool size and the most containers recent bursts may keep waiting (never
+/// below the size).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolSizes {
+    pub size: usize,
+    pub max: usize,
+}
+
+impl<E: Containers + 'static> Inner<E> {
+    /// How many containers should be waiting now.
+    fn target(&self) -> usize {
+        self.demand
+            .lock()
+            .map(|mut d| d.target(Instant::now(), self.size, self.max))
+            .unwrap_or(self.size)
+    }
+}
+
 /// Limits a container was created with; the time limit and output caps travel with the job.
 fn same_container_limits(a: &Limits, b: &Limits) -> bool {
     a.memory_mb == b.memory_mb
@@ -323,9 +359,13 @@ async fn warm_up<E: Containers + 'static>(inner: &Inner<E>) -> Result<WarmContai
         retire(inner, live.guard, inputs_dir);
         return Err(err);
     }
+    let took = started.elapsed();
+    if let Ok(mut demand) = inner.demand.lock() {
+        demand.warmed_in(took);
+    }
     tracing::info!(
         run_id = %run_id,
-        warm_ms = started.elapsed().as_secs_f64() * 1000.0,
+        warm_ms = took.as_secs_f64() * 1000.0,
         "warm container ready"
     );
     Ok(WarmContainer {
@@ -367,7 +407,7 @@ async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
         }
         drop_stale(&inner).await;
         let deficit = inner
-            .size
+            .target()
             .saturating_sub(inner.idle.lock().map(|i| i.len()).unwrap_or(0));
         if deficit > 0 && inner.cold_in_flight.load(Ordering::Relaxed) > 0 {
             tokio::select! {
@@ -413,7 +453,7 @@ async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
         if deficit > PARALLEL_WARMUPS {
             continue;
         }
-        let full = inner.idle.lock().map(|i| i.len()).unwrap_or(0) >= inner.size;
+        let full = inner.idle.lock().map(|i| i.len()).unwrap_or(0) >= inner.target();
         if full {
             tokio::select! {
                 _ = inner.wake.notified() => {}
@@ -442,7 +482,8 @@ async fn drop_stale<E: Containers + 'static>(inner: &Inner<E>) {
             }
         }
     }
-    let stale: Vec<WarmContainer<E>> = {
+    let target = inner.target();
+    let (stale, surplus): (Vec<WarmContainer<E>>, Vec<WarmContainer<E>>) = {
         let Ok(mut idle) = inner.idle.lock() else {
             return;
         };
@@ -455,8 +496,16 @@ async fn drop_stale<E: Containers + 'static>(inner: &Inner<E>) {
                 stale.push(container);
             }
         }
-        stale
+        // A burst forgotten: the oldest of what it left waiting go first.
+        idle.sort_by_key(|c| std::cmp::Reverse(c.born));
+        let keep = target.min(idle.len());
+        let surplus = idle.split_off(keep);
+        (stale, surplus)
     };
+    for container in surplus {
+        tracing::info!(run_id = %container.live.run_id, target, "a warm container beyond the pool's size now is removed");
+        retire(inner, container.live.guard, container.inputs_dir);
+    }
     for container in stale {
         inner.replaced.fetch_add(1, Ordering::Relaxed);
         tracing::info!(run_id = %container.live.run_id, "replacing a dead or old warm container");

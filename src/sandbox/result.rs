@@ -110,6 +110,9 @@ pub struct Phases {
     /// Saving the session's state after the code (never the code's time).
     #[serde(default)]
     pub save_ms: f64,
+    /// Modules the session's restore imported for its values (its share of `restore_ms`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restore_imported: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

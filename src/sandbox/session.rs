@@ -74,6 +74,9 @@ pub struct SessionReport {
     pub restore_ms: f64,
     pub restored: Vec<String>,
     pub not_restored: Vec<Dropped>,
+    /// Top-level modules the restore imported for the values (a fresh container pays
+    /// for pandas here; a warm one has it already).
+    pub restore_imported: Vec<String>,
     /// The previous snapshot could not be read at all; the host drops it.
     pub restore_error: Option<String>,
     pub save_ms: f64,
@@ -107,6 +110,7 @@ impl SessionReport {
             }
         };
         names(&mut self.restored);
+        names(&mut self.restore_imported);
         names(&mut self.kept);
         dropped(&mut self.not_restored);
         dropped(&mut self.not_kept);

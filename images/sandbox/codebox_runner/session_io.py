@@ -67,6 +67,7 @@ def restore_session(session, globals_, phase_w):
             import codebox_session
 
             report = codebox_session.restore(path, globals_, import_like_the_code)
+            report["imported"] = list(codebox_session.last_restore_imports)
         except BaseException as exc:
             report["error"] = "the saved state could not be restored (%s)" % type(exc).__name__
     tell_runner(phase_w, dict(report, phase=Phase.RESTORED.value))
@@ -151,6 +152,7 @@ class SessionPhases:
             self.restore = {
                 "restored": bounded_names(message.get("restored")),
                 "not_restored": bounded_names(message.get("not_restored")),
+                "imported": [n for n in bounded_names(message.get("imported")) if isinstance(n, str)],
                 "error": error,
             }
         elif (
@@ -199,6 +201,7 @@ def session_report(session, phases, handed, ended, timed_out, out_of_memory, tim
         "restore_ms": round(max(restore_ms, 0.0), 3),
         "restored": restore.get("restored", []),
         "not_restored": restore.get("not_restored", []),
+        "restore_imported": restore.get("imported", []),
         "restore_error": restore.get("error") or (
             None if phases.restored_at is not None
             else "restoring did not finish within the time limit of %g s" % timeout_s

@@ -104,7 +104,8 @@ def test_no_session_no_report():
 
 def test_a_whole_run_reports_what_was_kept_and_the_phase_times():
     phases = phases_after(
-        {"phase": "restored", "restored": ["a"], "not_restored": [{"name": "f", "reason": "file"}]},
+        {"phase": "restored", "restored": ["a"], "not_restored": [{"name": "f", "reason": "file"}],
+         "imported": ["pandas", {"name": "forged"}, "numpy"]},
         {"phase": "finished", "exit_code": 0},
         {"phase": "saved", "kept": ["a", "b"], "kept_count": 2,
          "not_kept": [{"name": "g", "reason": "generator"}], "not_kept_count": 1},
@@ -114,6 +115,7 @@ def test_a_whole_run_reports_what_was_kept_and_the_phase_times():
         "restore_ms": 1000.0,
         "restored": ["a"],
         "not_restored": [{"name": "f", "reason": "file"}],
+        "restore_imported": ["pandas", "numpy"],
         "restore_error": None,
         "save_ms": 2500.0,
         "saved": True,
@@ -179,7 +181,7 @@ def test_the_child_side_writes_lines_the_runner_side_reads(tmp_path):
             os.close(write_fd)
     phases = SessionPhases()
     phases.feed(data)
-    assert phases.restore == {"restored": [], "not_restored": [], "error": None}
+    assert phases.restore == {"restored": [], "not_restored": [], "imported": [], "error": None}
     assert phases.finished_exit == 0
     assert phases.saved_whole() and phases.saved["kept"] == ["x"]
     restored = {}

@@ -1,0 +1,132 @@
+//! How many warm containers recent traffic asks for. A model's tool calls come back to
+//! back, faster than a container warms (about a second of imports), so a pool of the
+//! configured size runs dry inside one conversation turn. The pool therefore aims at the
+//! busiest burst seen lately: the most requests that came within one warm-up time of each
+//! other in the last `MEMORY`, bounded by the configured size below and a maximum above.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How long a burst keeps the pool large after it.
+pub const MEMORY: Duration = Duration::from_secs(600);
+/// Requests remembered at most: enough for any burst the maximum can serve.
+const REMEMBERED: usize = 4096;
+/// The shortest burst window, whatever warm-ups measured (a warm-up never takes less).
+const LEAST_WINDOW: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Default)]
+pub struct Demand {
+    requests: VecDeque<Instant>,
+    /// How long the latest warm-up took: requests closer than this cannot be refilled for.
+    warm_up: Option<Duration>,
+}
+
+impl Demand {
+    pub fn request(&mut self, at: Instant) {
+        if self.requests.len() == REMEMBERED {
+            self.requests.pop_front();
+        }
+        self.requests.push_back(at);
+    }
+
+    pub fn warmed_in(&mut self, took: Duration) {
+        self.warm_up = Some(took);
+    }
+
+    /// The pool's size now: the busiest burst within `MEMORY`, never below `size` nor
+    /// above `max` (a `max` below `size` means `size`).
+    pub fn target(&mut self, now: Instant, size: usize, max: usize) -> usize {
+        while self
+            .requests
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > MEMORY)
+        {
+            self.requests.pop_front();
+        }
+        let max = max.max(size);
+        if size == max {
+            return size;
+        }
+        let window = self
+            .warm_up
+            .unwrap_or(Duration::from_secs(1))
+            .max(LEAST_WINDOW);
+        let mut busiest = 0;
+        let mut first = 0;
+        for (last, at) in self.requests.iter().enumerate() {
+            while at.saturating_duration_since(self.requests[first]) >= window {
+                first += 1;
+            }
+            busiest = busiest.max(last - first + 1);
+        }
+        busiest.clamp(size, max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demand_at(start: Instant, offsets_ms: &[u64]) -> Demand {
+        let mut demand = Demand::default();
+        demand.warmed_in(Duration::from_millis(1000));
+        for ms in offsets_ms {
+            demand.request(start + Duration::from_millis(*ms));
+        }
+        demand
+    }
+
+    #[test]
+    fn no_traffic_keeps_the_configured_size() {
+        let now = Instant::now();
+        assert_eq!(Demand::default().target(now, 2, 6), 2);
+    }
+
+    #[test]
+    fn five_calls_back_to_back_ask_for_five() {
+        let start = Instant::now();
+        let mut demand = demand_at(start, &[0, 40, 80, 120, 160]);
+        assert_eq!(demand.target(start + Duration::from_secs(1), 2, 6), 5);
+    }
+
+    #[test]
+    fn calls_slower_than_a_warm_up_ask_for_no_more() {
+        let start = Instant::now();
+        let mut demand = demand_at(start, &[0, 1200, 2400, 3600, 4800]);
+        assert_eq!(demand.target(start + Duration::from_secs(5), 2, 6), 2);
+    }
+
+    #[test]
+    fn the_maximum_bounds_a_large_burst() {
+        let start = Instant::now();
+        let burst: Vec<u64> = (0..20).map(|i| i * 10).collect();
+        let mut demand = demand_at(start, &burst);
+        assert_eq!(demand.target(start + Duration::from_secs(1), 2, 6), 6);
+    }
+
+    #[test]
+    fn a_maximum_below_the_size_means_the_size() {
+        let start = Instant::now();
+        let mut demand = demand_at(start, &[0, 10, 20, 30]);
+        assert_eq!(demand.target(start, 3, 1), 3);
+    }
+
+    #[test]
+    fn a_burst_is_forgotten_after_the_memory() {
+        let start = Instant::now();
+        let mut demand = demand_at(start, &[0, 10, 20, 30, 40]);
+        assert_eq!(demand.target(start + Duration::from_secs(60), 2, 6), 5);
+        assert_eq!(
+            demand.target(start + MEMORY + Duration::from_secs(1), 2, 6),
+            2
+        );
+    }
+
+    #[test]
+    fn a_slower_warm_up_widens_the_burst() {
+        let start = Instant::now();
+        let mut demand = demand_at(start, &[0, 1200, 2400]);
+        demand.warmed_in(Duration::from_millis(3000));
+        assert_eq!(demand.target(start + Duration::from_secs(3), 1, 6), 3);
+    }
+}
