@@ -300,16 +300,17 @@ async fn main() {
     ] {
         let mut settings = settings(data.path(), 2, 1024, 64);
         settings.pool.warm_pool_max = max;
-        let (totals, warm, refills) =
+        let (totals, warm, refills, per_call) =
             conversation(engine.clone(), &settings, turns, wait_each_call).await;
         let totals = stats(totals);
         let refills = stats(refills);
         println!(
-            "  {label:<36} median {:8.1}  p95 {:8.1}  warm {warm}/{}  pool refilled between turns in {:.0} ms (median)",
+            "  {label:<36} median {:8.1}  p95 {:8.1}  warm {warm}/{}  pool refilled between turns in {:.0} ms (median)\n  {:<36} calls 1-5 median {per_call}",
             totals.median,
             totals.p95,
             turns * 5,
-            refills.median
+            refills.median,
+            ""
         );
     }
 }
@@ -372,17 +373,18 @@ async fn conversation(
     settings: &Settings,
     turns: usize,
     wait_each_call: bool,
-) -> (Vec<f64>, usize, Vec<f64>) {
+) -> (Vec<f64>, usize, Vec<f64>, String) {
     let executor = codebox::app::assembly::from_settings(engine, settings)
         .unwrap()
         .removing_in_background();
     executor.wait_for_warm_pool(Duration::from_secs(120)).await;
     let (mut totals, mut warm, mut refills) = (Vec::new(), 0, Vec::new());
+    let mut per_call: Vec<Vec<f64>> = vec![Vec::new(); 5];
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..turns {
         let mut total = 0.0;
         let mut inputs: Option<tempfile::TempDir> = None;
-        for call in 0..5 {
+        for (call, samples) in per_call.iter_mut().enumerate() {
             if wait_each_call {
                 executor.wait_for_warm_pool(Duration::from_secs(120)).await;
             }
@@ -402,6 +404,7 @@ async fn conversation(
                 .await
                 .unwrap();
             total += started.elapsed().as_secs_f64() * 1000.0;
+            samples.push(started.elapsed().as_secs_f64() * 1000.0);
             ok(&result);
             if call > 0 {
                 assert_eq!(result.stdout, format!("{}\n", call + 1));
@@ -415,7 +418,11 @@ async fn conversation(
         refills.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     executor.shutdown().await;
-    (totals, warm, refills)
+    let medians: Vec<String> = per_call
+        .into_iter()
+        .map(|calls| format!("{:.1}", stats(calls).median))
+        .collect();
+    (totals, warm, refills, medians.join(" / "))
 }
 
 /// A directory holding `snapshot` as the next run's state to restore, readable by the

@@ -448,5 +448,9 @@ def restore(path, globals_, import_like_the_code):
             globals_[name] = _rebound(value, globals_)
     report["restored"] = restored[:MAX_LISTED]
     report["not_restored"] = not_restored[:MAX_LISTED]
-    last_restore_imports = sorted({name.split(".")[0] for name in set(sys.modules) - before})
+    # The libraries, not the standard modules and extension internals they pulled in.
+    last_restore_imports = sorted({
+        top for top in (name.split(".")[0] for name in set(sys.modules) - before)
+        if top not in sys.stdlib_module_names and not top.startswith("_")
+    })
     return report

@@ -26,6 +26,12 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Containers warmed at the same time when the pool runs low.
 const PARALLEL_WARMUPS: usize = 2;
+/// Calls this close together are one burst: while the pool still holds a container for the
+/// next, refilling (a second of imports per container) waits for the burst to pause
+/// rather than slow its calls down...
+const BURST_GAP: Duration = Duration::from_millis(300);
+/// ...but never longer than this, so steady traffic still gets its pool back.
+const MOST_REFILL_DEFERRAL: Duration = Duration::from_secs(2);
 
 pub struct WarmContainer<E: Containers + 'static> {
     pub live: LiveContainer<E>,
@@ -401,9 +407,31 @@ fn remove_dead_pools(shared: &Path, stale: Duration) {
 /// while the daemon is unreachable and refills once it answers again.
 async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
     let mut backoff = Duration::from_millis(500);
+    let mut short_since: Option<Instant> = None;
     loop {
         if inner.closed.load(Ordering::Relaxed) {
             return;
+        }
+        // Checked before asking the daemon about the waiting ones: mid-burst, this loop
+        // wakes often and must not add to the daemon's load.
+        let idle = inner.idle.lock().map(|i| i.len()).unwrap_or(0);
+        if inner.target() <= idle {
+            short_since = None;
+        } else {
+            let short_for = short_since.get_or_insert_with(Instant::now).elapsed();
+            let mid_burst = idle > 0
+                && short_for < MOST_REFILL_DEFERRAL
+                && inner
+                    .demand
+                    .lock()
+                    .is_ok_and(|d| d.busy_within(Instant::now(), BURST_GAP));
+            if mid_burst {
+                tokio::select! {
+                    _ = inner.wake.notified() => {}
+                    _ = tokio::time::sleep(BURST_GAP / 3) => {}
+                }
+                continue;
+            }
         }
         drop_stale(&inner).await;
         let deficit = inner

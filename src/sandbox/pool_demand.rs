@@ -29,6 +29,13 @@ impl Demand {
         self.requests.push_back(at);
     }
 
+    /// Whether a request started within `quiet` of `now`: calls are coming back to back.
+    pub fn busy_within(&self, now: Instant, quiet: Duration) -> bool {
+        self.requests
+            .back()
+            .is_some_and(|t| now.saturating_duration_since(*t) < quiet)
+    }
+
     pub fn warmed_in(&mut self, took: Duration) {
         self.warm_up = Some(took);
     }
@@ -120,6 +127,16 @@ mod tests {
             demand.target(start + MEMORY + Duration::from_secs(1), 2, 6),
             2
         );
+    }
+
+    #[test]
+    fn calls_are_busy_until_a_quiet_gap() {
+        let start = Instant::now();
+        let demand = demand_at(start, &[0, 40]);
+        let quiet = Duration::from_millis(300);
+        assert!(demand.busy_within(start + Duration::from_millis(200), quiet));
+        assert!(!demand.busy_within(start + Duration::from_millis(400), quiet));
+        assert!(!Demand::default().busy_within(start, quiet));
     }
 
     #[test]
