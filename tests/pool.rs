@@ -375,18 +375,16 @@ async fn calls_back_to_back_grow_the_pool_so_the_next_burst_finds_it_warm() {
     assert!(executor.wait_for_warm_pool(READY).await, "the pool fills");
     assert_eq!(executor.pool_status().unwrap().target, 1);
 
-    // A model's three tool calls, back to back: one warm container is all there is.
-    for n in 0..3 {
-        let result = executor
-            .execute(request(&format!("print({n})"), &settings))
-            .await
-            .unwrap();
+    // A model's three tool calls at once: one warm container is all there is.
+    let calls = (0..3).map(|n| executor.execute(request(&format!("print({n})"), &settings)));
+    for result in futures_util::future::join_all(calls).await {
+        let result = result.unwrap();
         assert_eq!(result.status, Status::Ok, "{result:?}");
     }
     assert_eq!(
         executor.pool_status().unwrap().target,
         3,
-        "three calls within a warm-up of each other ask for three"
+        "three calls at once ask for three"
     );
     assert!(executor.wait_for_warm_pool(READY).await, "the pool grows");
     assert_eq!(pool_containers(&executor).await.len(), 3);

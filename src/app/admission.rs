@@ -87,8 +87,8 @@ impl Limiter {
 
     pub fn admit(&self, user: &str, now: Instant) -> Result<Admission, Refusal> {
         {
-            // A message refused as already running does not count against the rate: the
-            // user's next one after the turn ends is not "too fast" for it.
+            // A message refused (already running, queue full) does not count against the
+            // rate: the user's next one after the turn ends is not "too fast" for it.
             let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
             let window = windows.entry(user.to_string()).or_default();
             while window
@@ -107,7 +107,6 @@ impl Limiter {
             if !busy.insert(user.to_string()) {
                 return Err(Refusal::AlreadyRunning);
             }
-            window.push_back(now);
         }
         let mut ticket = Ticket {
             user: user.to_string(),
@@ -122,18 +121,26 @@ impl Limiter {
             && let Ok(slot) = self.slots.clone().try_acquire_owned()
         {
             ticket.slot = Some(slot);
+            self.count_against_rate(user, now);
             return Ok(Admission::Now(ticket));
         }
         if *waiting >= self.max_waiting {
             // Dropping the ticket releases the user.
             return Err(Refusal::QueueFull);
         }
+        self.count_against_rate(user, now);
         *waiting += 1;
         let position = *waiting;
         ticket.place = Some(QueuePlace {
             waiting: self.waiting.clone(),
         });
         Ok(Admission::Queued { position, ticket })
+    }
+
+    /// Only messages that are answered (now or in turn) count against the user's rate.
+    fn count_against_rate(&self, user: &str, now: Instant) {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        windows.entry(user.to_string()).or_default().push_back(now);
     }
 
     /// Waits for a slot for a queued ticket (tokio's semaphore is fair: first come, first

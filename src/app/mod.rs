@@ -717,6 +717,11 @@ impl App {
         self.running.cancel_all();
     }
 
+    /// Whether the user's work was cancelled within `within` and nothing new started since.
+    pub fn cancelled_within(&self, user_id: &str, within: std::time::Duration) -> bool {
+        self.running.cancelled_within(user_id, within)
+    }
+
     /// Whether the user has work running.
     pub fn is_running(&self, user_id: &str) -> bool {
         self.running.is_running(user_id)

@@ -16,6 +16,9 @@ pub struct Running {
     /// when its containers are handed to the retirer).
     live: AtomicU64,
     settled: tokio::sync::Notify,
+    /// When each user's work was last cancelled, until they start new work: their next
+    /// message may arrive while the cancelled task is still being torn down.
+    cancelled_at: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl Running {
@@ -31,6 +34,7 @@ impl Running {
         let task = tokio::spawn(work);
         self.lock()
             .insert(user_id.to_string(), (id, task.abort_handle()));
+        self.cancellations().remove(user_id);
         let outcome = task.await;
         if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.settled.notify_waiters();
@@ -60,10 +64,23 @@ impl Running {
         match self.lock().remove(user_id) {
             Some((_, handle)) if !handle.is_finished() => {
                 handle.abort();
+                self.cancellations()
+                    .insert(user_id.to_string(), std::time::Instant::now());
                 true
             }
             _ => false,
         }
+    }
+
+    /// Whether the user's work was cancelled within `within` and nothing new started since.
+    pub fn cancelled_within(&self, user_id: &str, within: std::time::Duration) -> bool {
+        self.cancellations()
+            .get(user_id)
+            .is_some_and(|at| at.elapsed() < within)
+    }
+
+    fn cancellations(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::time::Instant>> {
+        self.cancelled_at.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn is_running(&self, user_id: &str) -> bool {
@@ -128,5 +145,12 @@ mod tests {
         assert_eq!(other.await.unwrap(), Some(2));
         assert!(!running.cancel("a"), "nothing left to cancel");
         assert!(running.settle(Duration::from_secs(1)).await);
+        assert!(running.cancelled_within("a", Duration::from_secs(10)));
+        assert!(!running.cancelled_within("b", Duration::from_secs(10)));
+        assert_eq!(running.run("a", async { 3 }).await, Some(3));
+        assert!(
+            !running.cancelled_within("a", Duration::from_secs(10)),
+            "new work clears the cancellation"
+        );
     }
 }

@@ -116,6 +116,7 @@ async fn admit_past_a_cancelled_turn(
         match state.app.admit(user_id) {
             Err(Refusal::AlreadyRunning)
                 if !state.app.is_running(user_id)
+                    && state.app.cancelled_within(user_id, CANCELLED_TURN_PATIENCE)
                     && started.elapsed() < CANCELLED_TURN_PATIENCE =>
             {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;

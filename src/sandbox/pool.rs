@@ -162,14 +162,15 @@ impl<E: Containers + 'static> WarmPool<E> {
     /// A waiting container for these limits, if one is ready; never waits for one.
     pub fn take(&self, limits: &Limits) -> Option<WarmContainer<E>> {
         let inner = &self.inner;
-        if let Ok(mut demand) = inner.demand.lock() {
-            demand.request(Instant::now());
-        }
         if inner.closed.load(Ordering::Relaxed)
             || !same_container_limits(limits, &inner.template.limits)
         {
             inner.missed.fetch_add(1, Ordering::Relaxed);
             return None;
+        }
+        // Only requests the pool could serve: others never grow it.
+        if let Ok(mut demand) = inner.demand.lock() {
+            demand.request(Instant::now());
         }
         let mut stale = Vec::new();
         let found = {
@@ -530,6 +531,10 @@ async fn drop_stale<E: Containers + 'static>(inner: &Inner<E>) {
         let surplus = idle.split_off(keep);
         (stale, surplus)
     };
+    if !surplus.is_empty() {
+        // A waiter for the pool to be full may be satisfied by the smaller target.
+        inner.filled.notify_waiters();
+    }
     for container in surplus {
         tracing::info!(run_id = %container.live.run_id, target, "a warm container beyond the pool's size now is removed");
         retire(inner, container.live.guard, container.inputs_dir);

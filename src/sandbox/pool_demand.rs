@@ -14,11 +14,16 @@ const REMEMBERED: usize = 4096;
 /// The shortest burst window, whatever warm-ups measured (a warm-up never takes less).
 const LEAST_WINDOW: Duration = Duration::from_millis(500);
 
+/// Warm-up times remembered at most.
+const WARM_UPS_REMEMBERED: usize = 64;
+
 #[derive(Debug, Default)]
 pub struct Demand {
     requests: VecDeque<Instant>,
-    /// How long the latest warm-up took: requests closer than this cannot be refilled for.
-    warm_up: Option<Duration>,
+    /// How long recent warm-ups took: requests closer than the slowest of them cannot be
+    /// refilled for. The slowest, not the latest, so one quick warm-up does not shrink the
+    /// pool and the next slow one grow it again.
+    warm_ups: VecDeque<(Instant, Duration)>,
 }
 
 impl Demand {
@@ -37,7 +42,10 @@ impl Demand {
     }
 
     pub fn warmed_in(&mut self, took: Duration) {
-        self.warm_up = Some(took);
+        if self.warm_ups.len() == WARM_UPS_REMEMBERED {
+            self.warm_ups.pop_front();
+        }
+        self.warm_ups.push_back((Instant::now(), took));
     }
 
     /// The pool's size now: the busiest burst within `MEMORY`, never below `size` nor
@@ -50,12 +58,22 @@ impl Demand {
         {
             self.requests.pop_front();
         }
+        while self
+            .warm_ups
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > MEMORY)
+        {
+            self.warm_ups.pop_front();
+        }
         let max = max.max(size);
         if size == max {
             return size;
         }
         let window = self
-            .warm_up
+            .warm_ups
+            .iter()
+            .map(|(_, took)| *took)
+            .max()
             .unwrap_or(Duration::from_secs(1))
             .max(LEAST_WINDOW);
         let mut busiest = 0;
@@ -137,6 +155,16 @@ mod tests {
         assert!(demand.busy_within(start + Duration::from_millis(200), quiet));
         assert!(!demand.busy_within(start + Duration::from_millis(400), quiet));
         assert!(!Demand::default().busy_within(start, quiet));
+    }
+
+    #[test]
+    fn a_quicker_warm_up_does_not_narrow_the_burst() {
+        let start = Instant::now();
+        let mut demand = demand_at(start, &[0, 700, 1400]);
+        demand.warmed_in(Duration::from_millis(1500));
+        assert_eq!(demand.target(start + Duration::from_secs(2), 1, 6), 3);
+        demand.warmed_in(Duration::from_millis(900));
+        assert_eq!(demand.target(start + Duration::from_secs(3), 1, 6), 3);
     }
 
     #[test]
