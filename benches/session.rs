@@ -14,7 +14,8 @@
 //!    made, through a pool of 2: with the pool full before each call, back to back with the
 //!    pool fixed at 2 (`WARM_POOL_MAX=2`), and back to back with the pool sized by demand
 //!    (`WARM_POOL_MAX=6`). Between turns the pool is left to fill (a turn takes the model
-//!    and the user seconds); how long that took is printed.
+//!    and the user seconds); how long that took is printed. `-- RUNS --turns-only` runs
+//!    only this part.
 //!
 //! Run with `bash bench/session.sh [RUNS]` (default 30).
 
@@ -110,6 +111,10 @@ async fn main() {
     let runs: usize = docker::runs_asked(30);
     let data = tempfile::tempdir().unwrap();
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    if std::env::args().any(|a| a == "--turns-only") {
+        turns(engine, data.path(), runs).await;
+        return;
+    }
 
     // 1. W1 through the warm pool, with and without a session.
     let base = settings(data.path(), 1, 1024, 256);
@@ -288,7 +293,11 @@ async fn main() {
     );
     pooled.shutdown().await;
 
-    // 4. A conversation's calls back to back.
+    turns(engine, data.path(), runs).await;
+}
+
+/// 4. A conversation's calls back to back.
+async fn turns(engine: Arc<DockerEngine>, data: &Path, runs: usize) {
     let turns = runs.clamp(3, 20);
     println!(
         "A turn of 5 calls, each using the one before's variable, pool of 2, {turns} turns (ms per turn):"
@@ -298,7 +307,7 @@ async fn main() {
         ("back to back, pool fixed at 2", 2, false),
         ("back to back, pool sized by demand", 6, false),
     ] {
-        let mut settings = settings(data.path(), 2, 1024, 64);
+        let mut settings = settings(data, 2, 1024, 64);
         settings.pool.warm_pool_max = max;
         let (totals, warm, refills, per_call) =
             conversation(engine.clone(), &settings, turns, wait_each_call).await;

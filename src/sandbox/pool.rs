@@ -68,6 +68,9 @@ struct Inner<E: Containers + 'static> {
     max_age: Duration,
     startup_timeout: Duration,
     idle: Mutex<Vec<WarmContainer<E>>>,
+    /// Used containers whose removal waits for the burst they served to pause: removing one
+    /// is daemon and kernel work on the cores the burst's next calls need.
+    used: Mutex<Vec<(Instant, ContainerGuard<E>, PathBuf)>>,
     wake: Notify,
     /// Signalled whenever a warmed container joins the pool.
     filled: Notify,
@@ -134,6 +137,7 @@ impl<E: Containers + 'static> WarmPool<E> {
             max_age,
             startup_timeout,
             idle: Mutex::new(Vec::new()),
+            used: Mutex::new(Vec::new()),
             wake: Notify::new(),
             filled: Notify::new(),
             closed: AtomicBool::new(false),
@@ -221,8 +225,17 @@ impl<E: Containers + 'static> WarmPool<E> {
 
     /// Removes a used container in the background, so the result is not held up by the
     /// daemon's removal; `shutdown` waits for these.
+    /// Mid-burst, the removal waits (at most MOST_REFILL_DEFERRAL) for the burst to pause.
     pub fn retire(&self, guard: ContainerGuard<E>, inputs_dir: PathBuf) {
-        retire(&self.inner, guard, inputs_dir);
+        let inner = &self.inner;
+        if !inner.closed.load(Ordering::Relaxed)
+            && inner.mid_burst()
+            && let Ok(mut used) = inner.used.lock()
+        {
+            used.push((Instant::now(), guard, inputs_dir));
+            return;
+        }
+        retire(inner, guard, inputs_dir);
     }
 
     pub fn status(&self) -> PoolStatus {
@@ -270,6 +283,7 @@ impl<E: Containers + 'static> WarmPool<E> {
         if let Some(task) = maintainer {
             let _ = task.await;
         }
+        inner.retire_used(true);
         let idle: Vec<WarmContainer<E>> = inner
             .idle
             .lock()
@@ -313,6 +327,33 @@ pub struct PoolSizes {
 }
 
 impl<E: Containers + 'static> Inner<E> {
+    /// Whether calls are coming back to back (one started within BURST_GAP).
+    fn mid_burst(&self) -> bool {
+        self.demand
+            .lock()
+            .is_ok_and(|d| d.busy_within(Instant::now(), BURST_GAP))
+    }
+
+    /// Hands the used containers to the retirer: all of them once the burst paused (or
+    /// `all`), else those that waited MOST_REFILL_DEFERRAL. Returns whether some still wait.
+    fn retire_used(&self, all: bool) -> bool {
+        let all = all || !self.mid_burst();
+        let due: Vec<(Instant, ContainerGuard<E>, PathBuf)> = {
+            let Ok(mut used) = self.used.lock() else {
+                return false;
+            };
+            let (due, waiting): (Vec<_>, Vec<_>) = used
+                .drain(..)
+                .partition(|(since, _, _)| all || since.elapsed() >= MOST_REFILL_DEFERRAL);
+            *used = waiting;
+            due
+        };
+        for (_, guard, inputs_dir) in due {
+            retire(self, guard, inputs_dir);
+        }
+        self.used.lock().is_ok_and(|used| !used.is_empty())
+    }
+
     /// How many containers should be waiting now.
     fn target(&self) -> usize {
         self.demand
@@ -413,6 +454,7 @@ async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
         if inner.closed.load(Ordering::Relaxed) {
             return;
         }
+        let used_waiting = inner.retire_used(false);
         // Checked before asking the daemon about the waiting ones: mid-burst, this loop
         // wakes often and must not add to the daemon's load.
         let idle = inner.idle.lock().map(|i| i.len()).unwrap_or(0);
@@ -420,13 +462,7 @@ async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
             short_since = None;
         } else {
             let short_for = short_since.get_or_insert_with(Instant::now).elapsed();
-            let mid_burst = idle > 0
-                && short_for < MOST_REFILL_DEFERRAL
-                && inner
-                    .demand
-                    .lock()
-                    .is_ok_and(|d| d.busy_within(Instant::now(), BURST_GAP));
-            if mid_burst {
+            if idle > 0 && short_for < MOST_REFILL_DEFERRAL && inner.mid_burst() {
                 tokio::select! {
                     _ = inner.wake.notified() => {}
                     _ = tokio::time::sleep(BURST_GAP / 3) => {}
@@ -484,9 +520,15 @@ async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
         }
         let full = inner.idle.lock().map(|i| i.len()).unwrap_or(0) >= inner.target();
         if full {
+            // Used containers waiting for the burst to pause are looked at again soon.
+            let next_look = if used_waiting {
+                BURST_GAP / 3
+            } else {
+                HEALTH_INTERVAL
+            };
             tokio::select! {
                 _ = inner.wake.notified() => {}
-                _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+                _ = tokio::time::sleep(next_look) => {}
             }
         }
     }
