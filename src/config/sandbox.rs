@@ -167,7 +167,8 @@ pub struct PoolSettings {
     /// Started containers kept waiting, stack imported, for their one job; 0 disables.
     pub warm_pool_size: usize,
     /// The most containers the pool keeps waiting after a burst of calls (a model's tool
-    /// calls come back to back); never below `warm_pool_size`.
+    /// calls come back to back); never below `warm_pool_size`, and 0 (the default) means
+    /// the pool stays at `warm_pool_size`.
     pub warm_pool_max: usize,
     /// A waiting container older than this is replaced by a fresh one.
     pub warm_pool_max_age_s: f64,
@@ -177,7 +178,7 @@ impl Default for PoolSettings {
     fn default() -> Self {
         PoolSettings {
             warm_pool_size: 2,
-            warm_pool_max: 6,
+            warm_pool_max: 0,
             warm_pool_max_age_s: 600.0,
         }
     }
