@@ -153,10 +153,7 @@ async fn pool_check<E: Containers>(settings: &Settings, engine: &E) -> Check {
     let configured = format!(
         "WARM_POOL_SIZE={} (up to {} after bursts, max age {} s)",
         settings.pool.warm_pool_size,
-        settings
-            .pool
-            .warm_pool_max
-            .max(settings.pool.warm_pool_size),
+        settings.pool.most_waiting(),
         settings.pool.warm_pool_max_age_s
     );
     let containers = match engine.list_managed().await {

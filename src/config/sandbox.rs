@@ -185,6 +185,11 @@ impl Default for PoolSettings {
 }
 
 impl PoolSettings {
+    /// The most containers the pool may keep waiting: `warm_pool_max`, never below the size.
+    pub fn most_waiting(&self) -> usize {
+        self.warm_pool_max.max(self.warm_pool_size)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !is_positive(self.warm_pool_max_age_s) || self.warm_pool_max_age_s > MAX_TIMEOUT_S {
             return invalid(

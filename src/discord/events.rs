@@ -111,13 +111,12 @@ async fn admit_past_a_cancelled_turn(
     state: &BotState,
     user_id: &str,
 ) -> Result<Admission, Refusal> {
-    let started = tokio::time::Instant::now();
     loop {
+        // The cancellation came before the first refusal, so this bounds the wait too.
         match state.app.admit(user_id) {
             Err(Refusal::AlreadyRunning)
                 if !state.app.is_running(user_id)
-                    && state.app.cancelled_within(user_id, CANCELLED_TURN_PATIENCE)
-                    && started.elapsed() < CANCELLED_TURN_PATIENCE =>
+                    && state.app.cancelled_within(user_id, CANCELLED_TURN_PATIENCE) =>
             {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }

@@ -136,7 +136,7 @@ impl<E: Containers + 'static> Executor<E> {
                 &data_dir.join("pool"),
                 PoolSizes {
                     size: pool.warm_pool_size,
-                    max: pool.warm_pool_max,
+                    max: pool.most_waiting(),
                 },
                 Duration::from_secs_f64(pool.warm_pool_max_age_s),
                 executor.startup_timeout,

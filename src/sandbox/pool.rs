@@ -116,7 +116,6 @@ impl<E: Containers + 'static> WarmPool<E> {
         startup_timeout: Duration,
     ) -> Result<WarmPool<E>, PoolError> {
         let PoolSizes { size, max } = sizes;
-        let max = max.max(size);
         let shared = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
         remove_dead_pools(&shared, (3 * max_age).max(Duration::from_secs(3600)));
         // Several processes may share a DATA_DIR (executors of two nodes on one disk, a bot
@@ -243,7 +242,7 @@ impl<E: Containers + 'static> WarmPool<E> {
         PoolStatus {
             id: inner.id.clone(),
             target: inner.target(),
-            idle: inner.idle.lock().map(|idle| idle.len()).unwrap_or(0),
+            idle: inner.idle_count(),
             warming: inner.warming.load(Ordering::Relaxed),
             warmed: inner.warmed.load(Ordering::Relaxed),
             taken: inner.taken.load(Ordering::Relaxed),
@@ -318,8 +317,8 @@ impl<E: Containers + 'static> Drop for ColdRun<E> {
     }
 }
 
-/// The configured pool size and the most containers recent bursts may keep waiting (never
-/// below the size).
+/// The configured pool size and the most containers recent bursts may keep waiting (a
+/// maximum below the size means the size: `Demand::target`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PoolSizes {
     pub size: usize,
@@ -352,6 +351,10 @@ impl<E: Containers + 'static> Inner<E> {
             retire(self, guard, inputs_dir);
         }
         self.used.lock().is_ok_and(|used| !used.is_empty())
+    }
+
+    fn idle_count(&self) -> usize {
+        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
     }
 
     /// How many containers should be waiting now.
@@ -457,7 +460,7 @@ async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
         let used_waiting = inner.retire_used(false);
         // Checked before asking the daemon about the waiting ones: mid-burst, this loop
         // wakes often and must not add to the daemon's load.
-        let idle = inner.idle.lock().map(|i| i.len()).unwrap_or(0);
+        let idle = inner.idle_count();
         if inner.target() <= idle {
             short_since = None;
         } else {
@@ -471,9 +474,7 @@ async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
             }
         }
         drop_stale(&inner).await;
-        let deficit = inner
-            .target()
-            .saturating_sub(inner.idle.lock().map(|i| i.len()).unwrap_or(0));
+        let deficit = inner.target().saturating_sub(inner.idle_count());
         if deficit > 0 && inner.cold_in_flight.load(Ordering::Relaxed) > 0 {
             tokio::select! {
                 _ = inner.wake.notified() => {}
@@ -518,7 +519,7 @@ async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
         if deficit > PARALLEL_WARMUPS {
             continue;
         }
-        let full = inner.idle.lock().map(|i| i.len()).unwrap_or(0) >= inner.target();
+        let full = inner.idle_count() >= inner.target();
         if full {
             // Used containers waiting for the burst to pause are looked at again soon.
             let next_look = if used_waiting {
