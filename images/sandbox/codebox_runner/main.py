@@ -12,7 +12,7 @@ from .constants import MAX_JOB_LINE_BYTES
 from .outputs import collect_outputs
 from .privileges import set_dumpable, shield_signals
 from .protocol import PROTOCOL_VERSION, Event, emit, send_outputs, send_snapshot
-from .supervisor import Forked, run_job
+from .supervisor import Forked, kill_everything_else, run_job
 from .warmup import DEFAULT_PRELOAD, preload, seed_matplotlib_cache
 
 
@@ -40,3 +40,5 @@ def main(argv=None):
     if snapshot is not None:
         send_snapshot(snapshot)
     emit(Event.DONE)
+    # A code's process that ended by saving its session was signalled, not yet reaped.
+    kill_everything_else()

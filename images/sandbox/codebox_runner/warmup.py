@@ -29,12 +29,7 @@ def preload(modules):
         except Exception:  # a broken optional module must not stop the runner
             pass
     warm_up_data_stack()
-    try:
-        import codebox_session
-
-        codebox_session._cloudpickle()
-    except Exception:
-        pass
+    warm_up_cell_path()
     # Objects that exist now are shared with every forked child; keeping the collector off
     # them spares the child copying their pages.
     gc.freeze()
@@ -56,6 +51,25 @@ def warm_up_data_stack():
         frame["b"].plot(ax=ax, title="warm-up")
         fig.savefig(io.BytesIO(), format="png")
         plt.close(fig)
+    except Exception:  # a broken optional module must not stop the runner
+        pass
+
+
+def warm_up_cell_path():
+    """Runs once what every run does around its code: compiling a cell (the tokenizer's
+    patterns are compiled on first use, 3 ms), capturing and pickling the process's state
+    (pandas' option machinery) and loading cloudpickle, so each forked child inherits them
+    ready."""
+    try:
+        import pickle
+
+        import codebox_session
+
+        from .child import compile_cell
+
+        compile_cell("value = 1\nvalue", "<warm-up>")
+        codebox_session._cloudpickle()
+        pickle.dumps(codebox_session.capture_process(), protocol=codebox_session.PICKLE_PROTOCOL)
     except Exception:  # a broken optional module must not stop the runner
         pass
 

@@ -12,6 +12,7 @@ from codebox_runner.child import (
     exception_name,
     exception_report,
     hint_missing_file,
+    rehearse,
     system_exit_code,
 )
 from codebox_runner.user_files import plain_name
@@ -164,3 +165,14 @@ def test_the_code_uid_is_the_hosts_within_bounds_and_leaves_the_environment(valu
 
 def test_the_code_uid_defaults_without_the_variable():
     assert privileges.code_uid({}) == privileges.DEFAULT_CODE_UID == 10001
+
+
+def test_the_rehearsal_before_the_job_prints_nothing_and_changes_no_state(capfd):
+    import random
+
+    random.seed(7)
+    state = random.getstate()
+    cwd = os.getcwd()
+    rehearse()
+    assert random.getstate() == state and os.getcwd() == cwd
+    assert capfd.readouterr() == ("", "")

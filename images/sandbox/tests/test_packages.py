@@ -116,6 +116,20 @@ def test_only_the_hosts_package_directories_join_the_path(monkeypatch):
     assert sys.path == before + ["/opt/codebox-packages/p1"]
 
 
+def test_finders_are_invalidated_only_when_package_directories_are_given(monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    calls = []
+    monkeypatch.setattr(importlib, "invalidate_caches", lambda: calls.append(1))
+    add_site_dirs([])
+    add_site_dirs(["/etc", 3])
+    assert calls == []
+    add_site_dirs(["/opt/codebox-packages/p1"])
+    add_site_dirs(["/opt/codebox-packages/p1"])  # known already: may hold new packages
+    assert calls == [1, 1]
+
+
 @pytest.fixture
 def installer(tmp_path):
     ask_r, ask_w = os.pipe()

@@ -255,6 +255,63 @@ def test_a_forged_finish_buys_no_time(scratch):
     assert time.monotonic() - started < 8
 
 
+def test_a_session_run_ends_with_its_output_exit_code_and_error_and_leaves_nothing_running(scratch):
+    # The code's process is not waited for once it says it saved (where the cgroup counts
+    # CPU): what it printed, its exit code and its exception must all still be there, and a
+    # process it started must not hold the run.
+    code = (
+        "import subprocess, sys\n"
+        "subprocess.Popen(['sleep', '30'])\n"
+        "print('out ' * 50000)\n"
+        "print('err', file=sys.stderr)\n"
+        "raise ValueError('bad value')\n"
+    )
+    started = time.monotonic()
+    t = run(
+        (scratch.dir("w"), scratch.dir("o")),
+        code,
+        session={"restore": None, "save_to": scratch.dir("state") + "/snapshot", "max_bytes": 1 << 20},
+    )
+    assert time.monotonic() - started < 8
+    assert t.events() == ["started", "result", "outputs", "state", "done"]
+    assert t.result["stdout_chars"] == 200001 and t.result["stdout_truncated"] is True
+    assert t.result["stderr"].startswith("err\nTraceback")
+    assert t.result["exit_code"] == 1 and t.result["status"] == "error"
+    assert t.result["error"] == {"type": "ValueError", "message": "bad value"}
+    assert t.result["session"]["saved"] is True
+    exited = run(
+        (scratch.dir("w2"), scratch.dir("o2")),
+        "import sys\nprint('bye')\nsys.exit(3)",
+        session={"restore": None, "save_to": scratch.dir("state2") + "/snapshot", "max_bytes": 1 << 20},
+    )
+    assert exited.result["stdout"] == "bye\n" and exited.result["exit_code"] == 3
+
+
+def test_a_forged_save_only_ends_the_codes_own_run(scratch):
+    # A code that says it finished and saved is taken at its word: its run ends there, as
+    # if it had exited with the code it named; the loop after it never holds the run.
+    code = (
+        "import os, json, time\n"
+        "print('before', flush=True)\n"
+        "for phase in ({'phase': 'finished', 'exit_code': 0}, {'phase': 'saved'}):\n"
+        "    for fd in range(3, 64):\n"
+        "        try: os.write(fd, json.dumps(phase).encode() + b'\\n')\n"
+        "        except OSError: pass\n"
+        "while True: time.sleep(0.01)\n"
+    )
+    started = time.monotonic()
+    t = run(
+        (scratch.dir("w"), scratch.dir("o")),
+        code,
+        timeout_s=5.0,
+        session={"restore": None, "save_to": scratch.dir("state") + "/snapshot", "max_bytes": 1 << 20},
+    )
+    assert t.result["stdout"] == "before\n"
+    assert t.result["status"] in ("ok", "timeout")
+    if t.result["status"] == "ok":  # where the cgroup counts CPU: ended by the forged save
+        assert time.monotonic() - started < 4
+
+
 def test_a_job_without_its_key_gets_no_answer(dirs):
     workdir, output_dir = dirs
     job = rp.job_for("print(1)", workdir, output_dir)
