@@ -6,9 +6,11 @@
 //! The bot logs JSON with an event for every span that closes (LOG_FORMAT=json); each
 //! message's phases are read from them: the `message` span (gateway event to reply posted),
 //! `message.access`, `message.admit`, `turn.settings`, `turn.history`, `turn.prompt`,
-//! `turn.mark_begun`, `model.admit` / `model.request` / `model.record` (summed over the
+//! `turn.mark_begun`, `model.pictures` (pictures made ready for the request, in a sandbox),
+//! `model.admit` / `model.request` / `model.record` (summed over the
 //! turn's requests), `run.stage` / `run.execute` / `run.store_outputs`, the executor's own
-//! phases (`exec.*`, from its "execution finished" event), `turn.save` and `message.reply`.
+//! phases (`exec.*`, from its "execution finished" event inside `run.execute`), `turn.save`
+//! and `message.reply`.
 //! Prints medians; asserts nothing about them. Run with `bash bench/bot-latency.sh [RUNS]`.
 
 #[path = "../tests/common/bot.rs"]
@@ -42,6 +44,7 @@ const PHASES: &[&str] = &[
     "turn.history",
     "turn.prompt",
     "turn.mark_begun",
+    "model.pictures",
     "model.admit",
     "model.request",
     "model.record",
@@ -102,7 +105,9 @@ fn phases_per_message(log: &str) -> Vec<BTreeMap<String, f64>> {
                     messages.push(std::mem::take(&mut current));
                 }
             }
-            Some("execution finished") => {
+            // The code's own runs only: the sandbox run making a figure ready for the model
+            // is in `model.pictures`.
+            Some("execution finished") if within(&event, "run.execute") => {
                 for phase in PHASES.iter().filter_map(|p| p.strip_prefix("exec.")) {
                     if let Some(ms) = fields[phase].as_f64() {
                         *current.entry(format!("exec.{phase}")).or_insert(0.0) += ms;
@@ -113,6 +118,13 @@ fn phases_per_message(log: &str) -> Vec<BTreeMap<String, f64>> {
         }
     }
     messages
+}
+
+/// Whether the event was logged inside a span of that name.
+fn within(event: &Value, span: &str) -> bool {
+    event["spans"]
+        .as_array()
+        .is_some_and(|spans| spans.iter().any(|s| s["name"] == span))
 }
 
 async fn measure(code: &str, pool: usize, runs: usize, log: &Path) -> Vec<Sample> {

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use super::client::{ChatModel, ModelError, ModelReply};
 use super::history::{ChatMessage, ImageKind, ImageRef};
@@ -145,7 +146,10 @@ async fn request<M: ChatModel, S: PictureSource>(
     outcome: &mut TurnOutcome,
     on_text: super::client::TextSink<'_>,
 ) -> Result<ModelReply, ModelError> {
-    let resolved = source.resolve(&pictures::referenced(messages), *sees).await;
+    let resolved = source
+        .resolve(&pictures::referenced(messages), *sees)
+        .instrument(tracing::info_span!("model.pictures"))
+        .await;
     let shown = pictures::within_cap(messages, resolved, settings.vision.max_images);
     let image_tokens: u64 = pictures::tokens_of(&shown).values().sum();
     match complete_with_retry(model, messages, &shown, settings, on_text).await {
