@@ -40,6 +40,7 @@ import enum
 import hashlib
 import hmac
 import json
+import select
 import sys
 
 from .constants import SNAPSHOT_CHUNK_BYTES
@@ -108,8 +109,21 @@ def message(event, **fields):
     return dict({"event": event.value}, **fields)
 
 
+def write_all(data):
+    """Writes every byte of `data`. Under `python -u` the stream is the raw file, whose
+    write is one system call: a signal arriving mid-write (the code's process ending)
+    returns it short, and a dropped tail would desynchronise the host's reading."""
+    view = memoryview(data)
+    while view:
+        written = PROTOCOL_OUT.write(view)
+        if written is None:  # a non-blocking stream that is full: wait until it is not
+            select.select([], [PROTOCOL_OUT], [])
+            continue
+        view = view[written:]
+
+
 def emit(event, **fields):
-    PROTOCOL_OUT.write(frame(message(event, **fields), _auth_key))
+    write_all(frame(message(event, **fields), _auth_key))
     PROTOCOL_OUT.flush()
 
 
@@ -117,7 +131,7 @@ def send_outputs(payload, flags):
     """`outputs` and the tar's bytes, which follow the line unframed."""
     digest = hashlib.sha256(payload).hexdigest()
     emit(Event.OUTPUTS, bytes=len(payload), sha256=digest, flags=flags)
-    PROTOCOL_OUT.write(payload)
+    write_all(payload)
     PROTOCOL_OUT.flush()
 
 
@@ -142,8 +156,8 @@ def send_snapshot(snapshot):
         chunk = snapshot.read(min(SNAPSHOT_CHUNK_BYTES, size - sent))
         if not chunk:
             break
-        PROTOCOL_OUT.write(chunk)
+        write_all(chunk)
         sent += len(chunk)
-    PROTOCOL_OUT.write(b"\0" * (size - sent))
+    write_all(b"\0" * (size - sent))
     PROTOCOL_OUT.flush()
     snapshot.close()

@@ -120,3 +120,36 @@ def test_the_entry_point_is_thin_and_runs_the_package(tmp_path):
     source = open(runner).read()
     assert "from codebox_runner.main import main" in source
     assert len(source.splitlines()) < 20
+
+
+class ShortWrites(io.RawIOBase):
+    """A raw stream (as stdout is under `python -u`) whose every write takes at most 7
+    bytes, as a write interrupted by a signal does."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        taken = bytes(b[:7])
+        self.data += taken
+        return len(taken)
+
+
+def test_a_blob_written_short_by_the_stream_still_arrives_whole(monkeypatch, tmp_path):
+    out = ShortWrites()
+    monkeypatch.setattr(protocol, "PROTOCOL_OUT", out)
+    monkeypatch.setattr(protocol, "_auth_key", None)
+    content = bytes(range(256)) * 40
+    path = tmp_path / "snapshot"
+    path.write_bytes(content)
+    with open(path, "rb") as snapshot:
+        protocol.send_snapshot(snapshot)
+    emit(Event.DONE)
+    line, rest = bytes(out.data).split(b"\n", 1)
+    announced = json.loads(line)
+    assert announced["bytes"] == len(content)
+    assert announced["sha256"] == hashlib.sha256(content).hexdigest()
+    assert rest == content + b'{"event": "done"}\n'
