@@ -321,6 +321,29 @@ fn a_million_row_frame_survives_between_runs_with_save_and_restore_timed() {
 }
 
 #[test]
+fn a_snapshot_sent_while_the_codes_process_exits_arrives_whole() {
+    // The run ends once the code's process says it saved; its exit (SIGCHLD) then lands
+    // while an ~800 KB snapshot is being written to the host, which once cut the write
+    // short and got the run refused for a blob that did not match its digest.
+    let data = tempfile::tempdir().unwrap();
+    for round in 0..4 {
+        let run = run_in_session(
+            data.path(),
+            "fay",
+            "s",
+            &format!(
+                "import numpy as np, pandas as pd\nframe{round} = pd.DataFrame(np.random.rand(20000, 5))\nprint(len(frame{round}))"
+            ),
+        );
+        assert_eq!(run.status(), "ok", "round {round}: {}", run.json);
+        assert_eq!(run.stdout(), "20000\n");
+        assert_eq!(run.json["session"]["saved"], true, "{}", run.json);
+    }
+    let last = run_in_session(data.path(), "fay", "s", "print(len(frame0) + len(frame3))");
+    assert_eq!(last.stdout(), "40000\n", "{}", last.json);
+}
+
+#[test]
 fn sessions_and_figures_work_under_gvisor() {
     let data = tempfile::tempdir().unwrap();
     let args = ["--user", "gina", "--session", "s", "--runtime", "runsc"];
