@@ -235,22 +235,32 @@ def test_a_session_run_that_times_out_sends_no_state(scratch):
     assert t.result["error"]["message"] == "execution exceeded the time limit of 1 s and was stopped"
 
 
-def test_a_forged_finish_buys_no_time(scratch):
-    # The code writes a `finished` report on the phase pipe itself, then keeps running.
-    code = (
+def forging(*phases):
+    """Code that writes these phase reports on every descriptor it may hold (the phase
+    pipe among them), then keeps running."""
+    return (
         "import os, json, time\n"
-        "for fd in range(3, 64):\n"
-        "    try: os.write(fd, json.dumps({'phase': 'finished', 'exit_code': 0}).encode() + b'\\n')\n"
-        "    except OSError: pass\n"
+        "print('before', flush=True)\n"
+        "for phase in %r:\n"
+        "    for fd in range(3, 64):\n"
+        "        try: os.write(fd, json.dumps(phase).encode() + b'\\n')\n"
+        "        except OSError: pass\n"
         "while True: time.sleep(0.01)\n"
-    )
-    started = time.monotonic()
-    t = run(
+    ) % (phases,)
+
+
+def run_in_session(scratch, code, timeout_s):
+    return run(
         (scratch.dir("w"), scratch.dir("o")),
         code,
-        timeout_s=1.0,
+        timeout_s=timeout_s,
         session={"restore": None, "save_to": scratch.dir("state") + "/snapshot", "max_bytes": 1 << 20},
     )
+
+
+def test_a_forged_finish_buys_no_time(scratch):
+    started = time.monotonic()
+    t = run_in_session(scratch, forging({"phase": "finished", "exit_code": 0}), 1.0)
     assert t.result["status"] == "timeout"
     assert time.monotonic() - started < 8
 
@@ -290,21 +300,9 @@ def test_a_session_run_ends_with_its_output_exit_code_and_error_and_leaves_nothi
 def test_a_forged_save_only_ends_the_codes_own_run(scratch):
     # A code that says it finished and saved is taken at its word: its run ends there, as
     # if it had exited with the code it named; the loop after it never holds the run.
-    code = (
-        "import os, json, time\n"
-        "print('before', flush=True)\n"
-        "for phase in ({'phase': 'finished', 'exit_code': 0}, {'phase': 'saved'}):\n"
-        "    for fd in range(3, 64):\n"
-        "        try: os.write(fd, json.dumps(phase).encode() + b'\\n')\n"
-        "        except OSError: pass\n"
-        "while True: time.sleep(0.01)\n"
-    )
     started = time.monotonic()
-    t = run(
-        (scratch.dir("w"), scratch.dir("o")),
-        code,
-        timeout_s=5.0,
-        session={"restore": None, "save_to": scratch.dir("state") + "/snapshot", "max_bytes": 1 << 20},
+    t = run_in_session(
+        scratch, forging({"phase": "finished", "exit_code": 0}, {"phase": "saved"}), 5.0
     )
     assert t.result["stdout"] == "before\n"
     assert t.result["status"] in ("ok", "timeout")
