@@ -114,12 +114,7 @@ def kill_everything_else():
     must not outlive the run nor race the output collection.
     """
     for _ in range(KILL_ROUNDS):
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            pass
+        signal_everything_else()
         reaped_any = False
         while True:
             try:

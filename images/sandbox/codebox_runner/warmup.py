@@ -56,22 +56,18 @@ def warm_up_data_stack():
 
 
 def warm_up_cell_path():
-    """Runs once what every run does around its code: compiling a cell (the tokenizer's
-    patterns are compiled on first use, 3 ms), capturing and pickling the process's state
-    (pandas' option machinery) and loading cloudpickle, so each forked child inherits them
-    ready."""
+    """Loads cloudpickle and runs once the child's rehearsal of what every run does around
+    its code (the tokenizer's patterns are compiled on first use, 3 ms; pandas' option
+    machinery), so each forked child inherits them ready."""
     try:
-        import pickle
-
         import codebox_session
 
-        from .child import compile_cell
-
-        compile_cell("value = 1\nvalue", "<warm-up>")
         codebox_session._cloudpickle()
-        pickle.dumps(codebox_session.capture_process(), protocol=codebox_session.PICKLE_PROTOCOL)
     except Exception:  # a broken optional module must not stop the runner
         pass
+    from .child import rehearse
+
+    rehearse()
 
 
 def seed_matplotlib_cache(source=IMAGE_MPLCONFIG):
