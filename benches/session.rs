@@ -67,6 +67,7 @@ fn session_io(dir: &Path, restore: bool, state_mb: u64) -> SessionIo {
         restore,
         save_to: dir.join("snapshot"),
         max_bytes: state_mb * 1024 * 1024,
+        conversation: None,
     }
 }
 

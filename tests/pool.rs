@@ -323,6 +323,7 @@ async fn a_warm_container_shows_figures_and_saves_then_restores_a_session() {
         restore,
         save_to: state.path().join("snapshot"),
         max_bytes: 16 * 1024 * 1024,
+        conversation: None,
     };
 
     assert!(executor.wait_for_warm_pool(READY).await, "the pool fills");
@@ -363,6 +364,116 @@ async fn a_warm_container_shows_figures_and_saves_then_restores_a_session() {
     );
     assert!(restored.phases.restore_ms > 0.0);
     executor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_held_for_a_conversation_restores_its_state_before_the_code_comes() {
+    use codebox::sandbox::session::{STATE_RESTORE_NAME, SessionIo};
+    use std::os::unix::fs::PermissionsExt;
+
+    let data = tempfile::tempdir().unwrap();
+    let settings = settings(data.path(), 1);
+    let engine = Arc::new(DockerEngine::connect().await.unwrap());
+    let executor = common::executor(engine, &settings).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let io = |restore: bool| SessionIo {
+        restore,
+        save_to: state.path().join("snapshot"),
+        max_bytes: 16 * 1024 * 1024,
+        conversation: Some("user/channel".to_string()),
+    };
+    assert!(executor.wait_for_warm_pool(READY).await, "the pool fills");
+    let mut first = request(
+        "import pandas as pd\nframe = pd.DataFrame({'v': range(100000)})\nx = 41",
+        &settings,
+    );
+    first.session = Some(io(false));
+    let saved = executor.execute(first).await.unwrap();
+    assert!(saved.session.as_ref().unwrap().saved, "{saved:?}");
+    assert!(!saved.phases.prepared);
+
+    // The conversation's state, as the store keeps it; a run's staging hard-links it.
+    let kept = tempfile::tempdir().unwrap();
+    let snapshot = kept.path().join("state");
+    std::fs::rename(state.path().join("snapshot"), &snapshot).unwrap();
+    std::fs::set_permissions(&snapshot, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let staged = |how: fn(&std::path::Path, &std::path::Path)| {
+        let inputs = tempfile::tempdir().unwrap();
+        how(&snapshot, &inputs.path().join(STATE_RESTORE_NAME));
+        std::fs::set_permissions(inputs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        inputs
+    };
+    let link = |from: &std::path::Path, to: &std::path::Path| std::fs::hard_link(from, to).unwrap();
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::copy(from, to).unwrap();
+    };
+
+    assert!(executor.wait_for_warm_pool(READY).await, "the pool refills");
+    assert!(!executor.holds_for("user/channel"));
+    let limits = codebox::sandbox::Limits::from_settings(&settings.sandbox);
+    assert!(
+        executor
+            .prepare("user/channel", &snapshot, &limits)
+            .await
+            .unwrap()
+    );
+    assert!(executor.holds_for("user/channel"));
+    // Asked again for the same state: the same container stays held.
+    assert!(
+        executor
+            .prepare("user/channel", &snapshot, &limits)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let inputs = staged(link);
+    let mut second = request("print(x + 1, len(frame))", &settings);
+    second.input_dir = Some(inputs.path().to_path_buf());
+    second.session = Some(io(true));
+    let restored = executor.execute(second).await.unwrap();
+    assert_eq!(restored.stdout, "42 100000\n", "{restored:?}");
+    assert!(
+        restored.phases.prepared && restored.phases.warm,
+        "{restored:?}"
+    );
+    let report = restored.session.clone().unwrap();
+    let ahead = report
+        .restore_ahead_ms
+        .expect("the restore says it was done ahead");
+    assert!(ahead > 0.0, "{report:?}");
+    assert!(
+        !executor.holds_for("user/channel"),
+        "a held container runs one job"
+    );
+
+    // A state that is not the held one (another file) is never run in it.
+    assert!(executor.wait_for_warm_pool(READY).await, "the pool refills");
+    assert!(
+        executor
+            .prepare("user/channel", &snapshot, &limits)
+            .await
+            .unwrap()
+    );
+    let other = staged(copy);
+    let mut third = request("print(x + 1)", &settings);
+    third.input_dir = Some(other.path().to_path_buf());
+    third.session = Some(io(true));
+    let fresh = executor.execute(third).await.unwrap();
+    assert_eq!(fresh.stdout, "42\n", "{fresh:?}");
+    assert!(!fresh.phases.prepared, "{fresh:?}");
+    assert_eq!(fresh.session.unwrap().restore_ahead_ms, None);
+    assert!(!executor.holds_for("user/channel"));
+
+    // Held containers go with the executor.
+    assert!(executor.wait_for_warm_pool(READY).await, "the pool refills");
+    assert!(
+        executor
+            .prepare("user/channel", &snapshot, &limits)
+            .await
+            .unwrap()
+    );
+    executor.shutdown().await;
+    assert!(pool_containers(&executor).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

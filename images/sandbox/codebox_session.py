@@ -375,6 +375,26 @@ def _read_exact(f, n):
 last_restore_imports = []
 
 
+def header_imports(path):
+    """The top-level modules a snapshot's restore will import (its header's `imports` and
+    the modules it binds to names), read from its header alone; none for a missing file.
+    Raises for a file that is no snapshot."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return []
+    with f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise ValueError("not a codebox snapshot")
+        (length,) = struct.unpack(">I", _read_exact(f, 4))
+        header = json.loads(_read_exact(f, length))
+    tops = [top for top in header.get("imports", []) if isinstance(top, str) and top.isidentifier()]
+    for module_name in header.get("modules", {}).values():
+        if isinstance(module_name, str) and module_name.split(".")[0].isidentifier():
+            tops.append(module_name.split(".")[0])
+    return sorted(set(tops))
+
+
 def restore(path, globals_, import_like_the_code):
     """Puts the snapshot's names back into `globals_`. A name that cannot come back is
     listed with the reason; a snapshot that cannot be read at all is an `error`, and the

@@ -342,15 +342,20 @@ impl App {
                 max_figures: chat.vision_max_figures,
             },
         };
+        let refusal = match access {
+            Access::NoCode(reason) => Some(reason),
+            _ => None,
+        };
+        if refusal.is_none() {
+            // The conversation's variables are restored while the model decides what to run.
+            self.prepare_turn(&turn.user_id, &turn.channel_id, limits.clone());
+        }
         let runner = UserCodeRunner {
             app: self,
             user_id: &turn.user_id,
             channel_id: &turn.channel_id,
             limits,
-            refusal: match access {
-                Access::NoCode(reason) => Some(reason),
-                _ => None,
-            },
+            refusal,
         };
         let model = MeteredModel {
             app: self,

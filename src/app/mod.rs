@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
+use tracing::Instrument;
 
 use crate::config::{Settings, absolute};
 use crate::container::docker::DockerEngine;
@@ -442,7 +443,8 @@ impl App {
         }
         let executor = self.executor().await?;
         let store = self.store().await?;
-        Ok(runs::run_for_user(
+        let limits = run.limits.clone();
+        let ran = runs::run_for_user(
             &executor,
             &store,
             &self.staging_root(),
@@ -457,7 +459,48 @@ impl App {
                 watch: run.watch,
             },
         )
-        .await?)
+        .await?;
+        let saved = ran.result.session.as_ref().is_some_and(|s| s.saved);
+        if let (true, Some(session)) = (saved, &run.session) {
+            // A model's tool calls come back to back: the next one finds this state restored.
+            self.prepare_conversation(&run.user_id, session, limits);
+        }
+        Ok(ran)
+    }
+
+    /// At the start of a turn: unless a container is held for the conversation already
+    /// (its last run left one), has one restore its state while the model thinks.
+    pub fn prepare_turn(&self, user_id: &str, session: &str, limits: Limits) {
+        let held = self
+            .executor
+            .get()
+            .is_some_and(|executor| executor.holds_for(&runs::conversation_of(user_id, session)));
+        if !held {
+            self.prepare_conversation(user_id, session, limits);
+        }
+    }
+
+    /// In the background, has a warm container restore the conversation's state for its
+    /// next run (nothing before this process ran anything, nor with runs elsewhere).
+    fn prepare_conversation(&self, user_id: &str, session: &str, limits: Limits) {
+        let (Some(executor), Some(store)) = (self.executor.get(), self.store.get()) else {
+            return;
+        };
+        if self.remote.is_some() || self.session_key(Some(session)).is_none() {
+            return;
+        }
+        let (executor, store) = (executor.clone(), store.clone());
+        let (user_id, session) = (user_id.to_string(), session.to_string());
+        tokio::spawn(
+            async move {
+                let prepared =
+                    runs::prepare_conversation(&executor, &store, &user_id, &session, &limits);
+                if let Err(err) = prepared.await {
+                    tracing::debug!(error = %err, "cannot restore a conversation's state ahead");
+                }
+            }
+            .instrument(tracing::debug_span!("run.prepare")),
+        );
     }
 
     /// A run on an executor elsewhere; its files are found again in this process's view of

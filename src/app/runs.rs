@@ -277,6 +277,30 @@ async fn keep_outputs_of<M: Metadata>(
     Ok(generated_files)
 }
 
+/// The executor's name for one user's conversation: a container held for it is held
+/// under this name.
+pub fn conversation_of(user_id: &str, session: &str) -> String {
+    format!("{user_id}/{session}")
+}
+
+/// Has a warm container restore the conversation's current state ahead of its next run
+/// (`Executor::prepare`). False when there is no state, or no container to hold.
+pub async fn prepare_conversation<E: Containers + 'static, M: Metadata>(
+    executor: &Executor<E>,
+    store: &FileStore<M>,
+    user_id: &str,
+    session: &str,
+    limits: &Limits,
+) -> Result<bool, UserRunError> {
+    let Some(record) = store.session_state(user_id, session).await? else {
+        return Ok(false);
+    };
+    let path = store.local_path(&record).await?;
+    Ok(executor
+        .prepare(&conversation_of(user_id, session), &path, limits)
+        .await?)
+}
+
 /// A session's side of one run: the previous snapshot linked into the staged inputs (only
 /// this user's run ever sees it) and a directory of the run's own for the next one.
 pub struct StagedSession {
@@ -307,6 +331,7 @@ async fn stage_session<M: Metadata>(
             restore: previous.is_some(),
             save_to: absolute(&dir.path().join("snapshot")),
             max_bytes: key.max_bytes,
+            conversation: Some(conversation_of(user_id, key.name)),
         },
         _dir: dir,
     })

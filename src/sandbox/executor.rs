@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::ending::{self, PackageRefusal, RunRecord};
 use super::limits::Limits;
-use super::link::link_tree;
+use super::link::link_tree_but;
 use super::live::{LiveContainer, launch};
 use super::outputs::{self, OutputCaps, OutputError};
 use super::package_source::{PackageSource, Prepared, Resolution};
@@ -19,7 +19,7 @@ use super::pool::{PoolError, PoolStatus};
 use super::pool::{PoolSizes, WarmContainer, WarmPool};
 use super::protocol::{JobFile, OutdatedImage};
 use super::result::{ExecutionResult, RunError, Status};
-use super::session::SessionIo;
+use super::session::{STATE_RESTORE_NAME, SessionIo};
 use super::spec::ContainerSpec;
 use super::watch::RunWatch;
 use crate::config::{PoolSettings, SandboxSettings};
@@ -199,12 +199,21 @@ impl<E: Containers + 'static> Executor<E> {
             // A closed semaphore is impossible here (never closed); treat it as no limit.
             let _permit = self.permits.acquire().await.ok();
             let queued_ms = started.elapsed().as_secs_f64() * 1000.0;
+            // A container held for the conversation has its state restored already.
             let warm = self
-                .pool
-                .as_ref()
-                .and_then(|pool| pool.take(&request.limits));
+                .held_for(&request)
+                .map(|warm| (warm, true))
+                .or_else(|| {
+                    self.pool
+                        .as_ref()
+                        .and_then(|pool| pool.take(&request.limits))
+                        .map(|warm| (warm, false))
+                });
             let result = match warm {
-                Some(warm) => match self.run_in_warm_container(warm, &request, started).await {
+                Some((warm, held)) => match self
+                    .run_in_warm_container(warm, &request, started, held)
+                    .await
+                {
                     // The warm container died before the code started: nothing ran, so
                     // a fresh container runs it instead.
                     Ok(None) => self.run_cold(request, started).await,
@@ -303,13 +312,15 @@ impl<E: Containers + 'static> Executor<E> {
             .await
     }
 
-    /// The job in a container the pool started earlier. None when that container turned
+    /// The job in a container the pool started earlier (`held`: held for the request's
+    /// conversation, its snapshot in place and restored). None when that container turned
     /// out dead before the code started (the caller runs it fresh).
     async fn run_in_warm_container(
         &self,
         warm: WarmContainer<E>,
         request: &ExecutionRequest,
         started: Instant,
+        held: bool,
     ) -> Result<Option<ExecutionResult>, ExecutorError> {
         let Some(pool) = &self.pool else {
             return Ok(None);
@@ -323,7 +334,10 @@ impl<E: Containers + 'static> Executor<E> {
         let stage_started = Instant::now();
         if let Some(source) = &request.input_dir {
             let (source, target) = (source.clone(), inputs_dir.clone());
-            let linked = tokio::task::spawn_blocking(move || link_tree(&source, &target)).await;
+            let left_out = held.then_some(STATE_RESTORE_NAME);
+            let linked =
+                tokio::task::spawn_blocking(move || link_tree_but(&source, &target, left_out))
+                    .await;
             if let Err(err) = linked
                 .map_err(|join| std::io::Error::other(join.to_string()))
                 .and_then(|r| r)
@@ -350,6 +364,7 @@ impl<E: Containers + 'static> Executor<E> {
         let exit = exit?;
         let phases = &mut session.transcript.phases;
         phases.warm = true;
+        phases.prepared = held;
         phases.acquire_ms = acquire_ms;
         phases.stage_ms = stage_ms;
         self.finish(&run_id, request.clone(), &limits, session, exit, started)
@@ -525,6 +540,7 @@ fn elapsed_ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
+mod held;
 mod stream;
 #[cfg(test)]
 mod tests;

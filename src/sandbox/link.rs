@@ -5,8 +5,16 @@
 use std::path::Path;
 
 pub fn link_tree(source: &Path, target: &Path) -> std::io::Result<()> {
+    link_tree_but(source, target, None)
+}
+
+/// The same, leaving out the top-level entry `left_out` (one already in place).
+pub fn link_tree_but(source: &Path, target: &Path, left_out: Option<&str>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(source)? {
         let entry = entry?;
+        if left_out.is_some_and(|name| entry.file_name() == name) {
+            continue;
+        }
         let kind = entry.file_type()?;
         let to = target.join(entry.file_name());
         if kind.is_dir() {
@@ -41,5 +49,9 @@ mod tests {
             "b"
         );
         assert!(std::fs::symlink_metadata(target.path().join("evil")).is_err());
+        let again = tempfile::tempdir().unwrap();
+        link_tree_but(source.path(), again.path(), Some("a.csv")).unwrap();
+        assert!(!again.path().join("a.csv").exists());
+        assert!(again.path().join("sub").join("b.txt").exists());
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! `spec`, `protocol`, `ending` and `outputs` are pure (unit-tested without Docker);
 //! `executor` orchestrates one run and reaches packages only through its own
-//! `package_source::PackageSource`; `pool` keeps warm containers; `image` builds the
+//! `package_source::PackageSource`; `pool` keeps warm containers (`held`: those held for
+//! a conversation, its state restored ahead); `image` builds the
 //! sandbox image.
 
 pub mod deadlines;
 mod ending;
 pub mod executor;
+pub mod held;
 pub mod image;
 pub mod limits;
 pub mod link;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::held::{Holds, StateIdentity};
 use super::limits::Limits;
 use super::live::{LiveContainer, LiveError, launch};
 use super::pool_demand::Demand;
@@ -32,6 +33,9 @@ const PARALLEL_WARMUPS: usize = 2;
 const BURST_GAP: Duration = Duration::from_millis(300);
 /// ...but never longer than this, so steady traffic still gets its pool back.
 const MOST_REFILL_DEFERRAL: Duration = Duration::from_secs(2);
+/// A container held for a conversation waits this long for its next run (a model's next
+/// tool call, the member's next message) before it is removed.
+const HELD_FOR: Duration = Duration::from_secs(180);
 
 pub struct WarmContainer<E: Containers + 'static> {
     pub live: LiveContainer<E>,
@@ -71,6 +75,8 @@ struct Inner<E: Containers + 'static> {
     /// Used containers whose removal waits for the burst they served to pause: removing one
     /// is daemon and kernel work on the cores the burst's next calls need.
     used: Mutex<Vec<(Instant, ContainerGuard<E>, PathBuf)>>,
+    /// Taken containers held for a conversation, their state restored ahead (`held`).
+    holds: Mutex<Holds<WarmContainer<E>>>,
     wake: Notify,
     /// Signalled whenever a warmed container joins the pool.
     filled: Notify,
@@ -137,6 +143,7 @@ impl<E: Containers + 'static> WarmPool<E> {
             startup_timeout,
             idle: Mutex::new(Vec::new()),
             used: Mutex::new(Vec::new()),
+            holds: Mutex::new(Holds::new(max)),
             wake: Notify::new(),
             filled: Notify::new(),
             closed: AtomicBool::new(false),
@@ -200,6 +207,55 @@ impl<E: Containers + 'static> WarmPool<E> {
             None => inner.missed.fetch_add(1, Ordering::Relaxed),
         };
         found
+    }
+
+    /// Holds a taken container for `conversation`, its runner told to restore `state`;
+    /// what that displaces (the conversation's previous one, the longest held beyond the
+    /// pool's maximum) is removed.
+    pub fn hold(&self, conversation: String, container: WarmContainer<E>, state: StateIdentity) {
+        let inner = &self.inner;
+        let holds = inner.holds.lock();
+        let (Ok(mut holds), false) = (holds, inner.closed.load(Ordering::Relaxed)) else {
+            retire(inner, container.live.guard, container.inputs_dir);
+            return;
+        };
+        let displaced = holds.hold(conversation, container, state, Instant::now());
+        drop(holds);
+        for container in displaced {
+            retire(inner, container.live.guard, container.inputs_dir);
+        }
+    }
+
+    /// Whether a container holds exactly this state for `conversation`.
+    pub fn holds(&self, conversation: &str, state: &StateIdentity) -> bool {
+        self.inner
+            .holds
+            .lock()
+            .is_ok_and(|holds| holds.holds(conversation, state))
+    }
+
+    /// Whether a container is held for `conversation`, whatever its state.
+    pub fn holds_any(&self, conversation: &str) -> bool {
+        self.inner
+            .holds
+            .lock()
+            .is_ok_and(|holds| holds.contains(conversation))
+    }
+
+    /// The container held for `conversation` and the state it restored, when it can run
+    /// a job of these limits (one that cannot is removed).
+    pub fn claim(
+        &self,
+        conversation: &str,
+        limits: &Limits,
+    ) -> Option<(WarmContainer<E>, StateIdentity)> {
+        let inner = &self.inner;
+        let (container, state) = inner.holds.lock().ok()?.claim(conversation)?;
+        if !same_container_limits(limits, &inner.template.limits) {
+            retire(inner, container.live.guard, container.inputs_dir);
+            return None;
+        }
+        Some((container, state))
     }
 
     /// Marks a request that runs in a fresh container; refilling waits until it ends.
@@ -288,8 +344,13 @@ impl<E: Containers + 'static> WarmPool<E> {
             .lock()
             .map(|mut idle| idle.drain(..).collect())
             .unwrap_or_default();
-        let removed = idle.len();
-        for container in idle {
+        let held: Vec<WarmContainer<E>> = inner
+            .holds
+            .lock()
+            .map(|mut holds| holds.drain())
+            .unwrap_or_default();
+        let removed = idle.len() + held.len();
+        for container in idle.into_iter().chain(held) {
             retire(inner, container.live.guard, container.inputs_dir);
         }
         tracing::info!(removed, "warm pool shut down");
@@ -538,6 +599,20 @@ async fn maintain<E: Containers + 'static>(inner: Arc<Inner<E>>) {
 /// Drops waiting containers that died (asked of the daemon: a killed container's stream
 /// is not always closed at once), that aged out, or whose stream ended.
 async fn drop_stale<E: Containers + 'static>(inner: &Inner<E>) {
+    let max_age = inner.max_age;
+    let released = inner
+        .holds
+        .lock()
+        .map(|mut holds| {
+            holds.release_if(Instant::now(), HELD_FOR.min(max_age), |c| {
+                c.is_usable(max_age)
+            })
+        })
+        .unwrap_or_default();
+    for container in released {
+        tracing::info!(run_id = %container.live.run_id, "a container held for a conversation is removed unused");
+        retire(inner, container.live.guard, container.inputs_dir);
+    }
     let ids: Vec<(String, String)> = match inner.idle.lock() {
         Ok(idle) => idle
             .iter()

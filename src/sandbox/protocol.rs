@@ -21,7 +21,7 @@ use crate::container::rebuild_command;
 /// and runner stop understanding each other; an image whose runner speaks another version
 /// must be rebuilt, and says so instead of failing in odd ways. Runners before versions
 /// existed announce none (they spoke version 1).
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// One job, written as a single JSON line to the runner's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -452,6 +452,20 @@ impl Decoder {
         }
         Ok(())
     }
+}
+
+/// The line that asks a waiting runner to restore a session's snapshot before its job is
+/// known (the runner's `PREPARE_PREFIX`, then JSON).
+pub fn prepare_line(restore: &str, workdir: &str) -> Result<Vec<u8>, serde_json::Error> {
+    #[derive(Serialize)]
+    struct Prepare<'a> {
+        restore: &'a str,
+        workdir: &'a str,
+    }
+    let mut line = b"prepare ".to_vec();
+    serde_json::to_writer(&mut line, &Prepare { restore, workdir })?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 #[cfg(test)]

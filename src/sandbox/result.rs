@@ -113,6 +113,10 @@ pub struct Phases {
     /// Modules the session's restore imported for its values (its share of `restore_ms`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restore_imported: Vec<String>,
+    /// The run took a container held for its conversation, whose state was restored
+    /// before the code was known (`restore_ms` is then what was left of it).
+    #[serde(default)]
+    pub prepared: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -28,6 +28,8 @@ pub fn state_budget(timeout: Duration) -> Duration {
 const MAX_LISTED: usize = 200;
 const MAX_NAME_CHARS: usize = 100;
 const MAX_REASON_CHARS: usize = 200;
+/// A restore ahead reported as longer than this (an hour) is no real one.
+const MAX_AHEAD_MS: f64 = 3_600_000.0;
 
 /// What a caller asks of the executor for one run's session.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +39,9 @@ pub struct SessionIo {
     /// Where the host writes the new snapshot when the runner sends one.
     pub save_to: PathBuf,
     pub max_bytes: u64,
+    /// The conversation the state belongs to: a container the executor holds for it,
+    /// with this very snapshot restored ahead (`Executor::prepare`), runs the job.
+    pub conversation: Option<String>,
 }
 
 /// The job's `session` line part.
@@ -79,6 +84,10 @@ pub struct SessionReport {
     pub restore_imported: Vec<String>,
     /// The previous snapshot could not be read at all; the host drops it.
     pub restore_error: Option<String>,
+    /// The restore happened before the job, in a container held for the conversation:
+    /// how long it took there, off the run's path (`restore_ms` is then only the wait for
+    /// its report). The code's process's own account, bounded.
+    pub restore_ahead_ms: Option<f64>,
     pub save_ms: f64,
     /// A new snapshot arrived whole (set by the host, not by the runner's word).
     pub saved: bool,
@@ -124,6 +133,9 @@ impl SessionReport {
         if !self.save_ms.is_finite() || self.save_ms < 0.0 {
             self.save_ms = 0.0;
         }
+        self.restore_ahead_ms = self
+            .restore_ahead_ms
+            .filter(|ms| ms.is_finite() && (0.0..=MAX_AHEAD_MS).contains(ms));
         self
     }
 
@@ -223,6 +235,23 @@ mod tests {
     }
 
     #[test]
+    fn a_reported_ahead_time_is_kept_only_when_plausible() {
+        let ahead = |ms: Option<f64>| {
+            SessionReport {
+                restore_ahead_ms: ms,
+                ..SessionReport::default()
+            }
+            .bounded()
+            .restore_ahead_ms
+        };
+        assert_eq!(ahead(Some(12.5)), Some(12.5));
+        assert_eq!(ahead(None), None);
+        for forged in [f64::NAN, f64::INFINITY, -1.0, 1e12] {
+            assert_eq!(ahead(Some(forged)), None, "{forged}");
+        }
+    }
+
+    #[test]
     fn notes_name_what_was_not_kept_and_say_what_the_next_run_sees() {
         let clean = SessionReport {
             saved: true,
@@ -259,6 +288,7 @@ mod tests {
             restore: true,
             save_to: PathBuf::from("/host/x"),
             max_bytes: 5,
+            conversation: None,
         };
         let job = SessionJob::for_io(&io, "/mnt/inputs");
         assert_eq!(job.restore.as_deref(), Some("/mnt/inputs/.codebox-state"));

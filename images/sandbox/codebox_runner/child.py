@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import sys
+import time
 import traceback
 
 from .constants import (
@@ -19,6 +20,7 @@ from .constants import (
     EXIT_PRIVILEGE_DROP_FAILED,
     MAX_EXCEPTION_MESSAGE_CHARS,
     MAX_EXCEPTION_NAME_CHARS,
+    PREPARE_PREFIX,
     READ_CHUNK,
 )
 from .packages import CODE_FILENAME, HostInstaller, add_site_dirs
@@ -40,16 +42,76 @@ def run_when_handed(job_r, out_w, err_w, report_w, ask_w, answer_r, phase_w):
     except OSError:
         os._exit(EXIT_PRIVILEGE_DROP_FAILED)  # never run code with the runner's privileges
     rehearse()
-    chunks = []
+    keep_while_waiting = {job_r, report_w, ask_w, answer_r, phase_w}
+
+    def ahead(line):
+        return prepare_ahead(line, out_w, err_w, phase_w, keep_while_waiting)
+
+    data, prepared = read_job(job_r, ahead)
+    if not data:
+        os._exit(0)  # the runner ended without a job
+    job = json.loads(data)
+    child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w, prepared)
+
+
+def read_job(job_r, ahead):
+    """The job's bytes, read to the end of the pipe, and what `ahead` made of a `prepare`
+    line before them (None without one): that line is acted on as soon as it is whole,
+    not when the job arrives."""
+    chunks, prepared, head = [], None, b""
     while True:
         data = os.read(job_r, READ_CHUNK)
         if not data:
             break
-        chunks.append(data)
-    if not chunks:
-        os._exit(0)  # the runner ended without a job
-    job = json.loads(b"".join(chunks))
-    child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w)
+        if head is None:
+            chunks.append(data)
+            continue
+        head += data
+        if head.startswith(PREPARE_PREFIX):
+            if b"\n" not in head:
+                continue
+            line, head = head.split(b"\n", 1)
+            prepared = ahead(line[len(PREPARE_PREFIX):])
+        elif PREPARE_PREFIX.startswith(head):
+            continue
+        chunks.append(head)
+        head = None
+    if head:
+        chunks.append(head)
+    return b"".join(chunks), prepared
+
+
+class Prepared:
+    """A session restored ahead of its job: the notebook's globals, in a process that has
+    already taken its stdio and entered the working directory."""
+
+    def __init__(self, globals_, workdir):
+        self.globals_ = globals_
+        self.workdir = workdir
+
+
+def prepare_ahead(line, out_w, err_w, phase_w, keep):
+    """Restores a session's snapshot before the job, as the job would (same globals, same
+    working directory, the code's stdio already in place, so nothing it runs can reach the
+    runner's). None, with nothing changed, when it cannot be done ahead: a snapshot needing
+    a module that only the host could install restores with the job, where it can ask."""
+    try:
+        message = json.loads(line)
+        path, workdir = str(message["restore"]), str(message["workdir"])
+        import importlib.util
+
+        import codebox_session
+
+        if not all(importlib.util.find_spec(top) for top in codebox_session.header_imports(path)):
+            return None
+    except Exception:
+        return None
+    started = time.monotonic()
+    take_stdio(out_w, err_w, keep)
+    enter_workdir(workdir)
+    globals_ = notebook_globals()
+    restore_session({"restore": path}, globals_, phase_w, ahead_since=started)
+    return Prepared(globals_, workdir)
 
 
 def rehearse():
@@ -69,51 +131,79 @@ def rehearse():
         pass
 
 
-def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
-    """Runs in the forked child: becomes the user's program."""
-    set_dumpable(1)
-    os.setsid()
+def take_stdio(out_w, err_w, keep):
+    """fds 0-2 become /dev/null and the code's own pipes, and every other descriptor not
+    in `keep` is closed: from here the process holds nothing of the runner's."""
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    # The phase pipe exists only for a session; without one the code must not hold it.
-    session = job.get("session")
-    if not session:
-        os.close(phase_w)
-    keep = sorted({report_w, ask_w, answer_r} | ({phase_w} if session else set()))
-    low = 3
-    for fd in keep:
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, CLOSE_FDS_BELOW)
+    close_all_but(keep)
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
     sys.stderr = io.TextIOWrapper(
         io.FileIO(2, "w", closefd=False), line_buffering=True, errors="backslashreplace"
     )
-    os.chdir(job["workdir"])
-    for key, value in job.get("env", {}).items():
-        os.environ[key] = value
+
+
+def close_all_but(keep):
+    """Closes every descriptor from 3 up that is not in `keep`."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, CLOSE_FDS_BELOW)
+
+
+def enter_workdir(workdir):
+    """The working directory and what a script run from it sees: its argv, its directory
+    first on sys.path, default signal handling."""
+    os.chdir(workdir)
     sys.argv = ["main.py"]
-    add_site_dirs(job.get("site_dirs", []))
-    sys.path.insert(0, job["workdir"])
+    sys.path.insert(0, workdir)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def notebook_globals():
+    """The builtins module itself, as a script's `__main__` has it (not its dict)."""
+    return {"__name__": "__main__", "__file__": "main.py", "__builtins__": builtins}
+
+
+def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w, prepared=None):
+    """Runs in the forked child: becomes the user's program. `prepared`: its session was
+    restored ahead (prepare_ahead), in the same working directory."""
+    set_dumpable(1)
+    os.setsid()
+    # The phase pipe exists only for a session; without one the code must not hold it.
+    session = job.get("session")
+    if not session:
+        os.close(phase_w)
+    keep = {report_w, ask_w, answer_r} | ({phase_w} if session else set())
+    if prepared is None:
+        take_stdio(out_w, err_w, keep)
+        enter_workdir(job["workdir"])
+        globals_ = notebook_globals()
+    else:
+        close_all_but(keep)  # the job's pipe, kept while it was awaited
+        globals_ = prepared.globals_
+    for key, value in job.get("env", {}).items():
+        os.environ[key] = value
+    add_site_dirs(job.get("site_dirs", []))
 
     filename = CODE_FILENAME
     source = job["code"]
     import linecache
 
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    # The builtins module itself, as a script's `__main__` has it (not its dict).
-    globals_ = {"__name__": "__main__", "__file__": "main.py", "__builtins__": builtins}
-    # load_file and display are ready to use without an import, as in a notebook.
+    # load_file and display are ready to use without an import, as in a notebook; a name
+    # the session restored (the code's own `display`) stays the code's.
+    ours = {}
     try:
         import codebox_files
 
         codebox_files.register(job.get("files", []))
-        globals_["load_file"] = codebox_files.load_file
+        ours["load_file"] = codebox_files.load_file
     except ImportError:
         pass
     try:
@@ -121,12 +211,14 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w):
     except ImportError:
         codebox_display = None
     if codebox_display is not None:
-        globals_["display"] = codebox_display.display
+        ours["display"] = codebox_display.display
+    for name, value in ours.items():
+        globals_.setdefault(name, value)
     # Last, after the display's stand-ins (IPython where it is not installed): a module
     # asked of the host is one that nothing in the image provides.
     if job.get("scan_imports"):
         sys.meta_path.append(HostInstaller(ask_w, answer_r, job["workdir"]))
-    if session:
+    if session and prepared is None:
         restore_session(session, globals_, phase_w)
     exit_code = 0
     report = None

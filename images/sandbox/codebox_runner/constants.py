@@ -19,6 +19,12 @@ MAX_PHASE_REPORT_BYTES = 1 << 20
 # The one job line from the host (the code, its files, its limits); the rest of a longer
 # one is never read, so the job is unreadable.
 MAX_JOB_LINE_BYTES = 16 * 1024 * 1024
+# A line the host may send before the job: a session's snapshot to restore ahead, while
+# the runner waits (its JSON follows). The job itself is JSON, never starting with it.
+PREPARE_PREFIX = b"prepare "
+# A prepared restore's own duration, as the code's process reports it, is believed up to
+# this (it is the code's pipe): longer than any restore's budget.
+MAX_AHEAD_MS = 3600 * 1000.0
 # The host's one-line answer to `missing` (package directories, or why there are none).
 MAX_HOST_ANSWER_BYTES = 1024 * 1024
 # The session snapshot is hashed and streamed in pieces of this size: it may be hundreds

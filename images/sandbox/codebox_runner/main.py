@@ -1,14 +1,16 @@
 """The runner's life, as the container's PID 1: started before its job is known (a warm
 pool can start it early), it optionally imports the data stack, forks the code's process,
-announces readiness, then reads exactly one JSON job line from stdin, runs the code once,
-kills every other process in the container, and streams back one result, a tar of the
-output directory and, for a session, the new snapshot (the protocol: protocol.py)."""
+announces readiness, then reads exactly one JSON job line from stdin (after, optionally,
+one `prepare` line: a session's snapshot the code's process restores while it waits), runs
+the code once, kills every other process in the container, and streams back one result, a
+tar of the output directory and, for a session, the new snapshot (the protocol:
+protocol.py)."""
 
 import json
 import sys
 
 from . import protocol
-from .constants import MAX_JOB_LINE_BYTES
+from .constants import MAX_JOB_LINE_BYTES, PREPARE_PREFIX
 from .outputs import collect_outputs
 from .privileges import set_dumpable, shield_signals
 from .protocol import PROTOCOL_VERSION, Event, emit, send_outputs, send_snapshot
@@ -26,6 +28,11 @@ def main(argv=None):
     forked = Forked()
     emit(Event.READY, protocol=PROTOCOL_VERSION)
     line = sys.stdin.buffer.readline(MAX_JOB_LINE_BYTES)
+    if line.startswith(PREPARE_PREFIX):
+        # A warm container held for a conversation: its state is restored while the model
+        # is still deciding what to run.
+        forked.prepare(json.loads(line[len(PREPARE_PREFIX):]))
+        line = sys.stdin.buffer.readline(MAX_JOB_LINE_BYTES)
     if not line:
         return
     job = json.loads(line)

@@ -24,6 +24,10 @@ Protocol on stdout (the only channel the host reads):
                                              state was saved
     MAC {"event": "done"}
 
+On stdin the host writes, after `ready`, at most one line `prepare {"restore": PATH,
+"workdir": DIR}` while it holds the container for a conversation (the code's process
+restores that snapshot at once, reporting `ahead_ms` with its restore), then the job line.
+
 Every line after the job carries MAC, the hex HMAC-SHA256 of its JSON under the job's
 one-time key (`auth` in the job line), then one space. Only the runner's own process knows
 the key: the code's process was forked before the job arrived and never sees it, and it
@@ -45,7 +49,7 @@ import sys
 
 from .constants import SNAPSHOT_CHUNK_BYTES
 
-PROTOCOL_VERSION = 8
+PROTOCOL_VERSION = 9
 
 # The stream the host reads: this process's own stdout, never the code's (its fds 1 and 2
 # are pipes the runner reads).

@@ -16,6 +16,7 @@ import stat
 import time
 
 from .constants import (
+    MAX_AHEAD_MS,
     MAX_LISTED_NAME_CHARS,
     MAX_LISTED_NAMES,
     MAX_LISTED_REASON_CHARS,
@@ -59,7 +60,9 @@ def import_like_the_code(name):
         pass
 
 
-def restore_session(session, globals_, phase_w):
+def restore_session(session, globals_, phase_w, ahead_since=None):
+    """Restores the snapshot and reports it; `ahead_since`: the restore was done before the
+    job arrived, from that moment on (its duration is reported, off the run's time)."""
     report = {"restored": [], "not_restored": [], "error": None}
     path = session.get("restore")
     if path:
@@ -70,6 +73,8 @@ def restore_session(session, globals_, phase_w):
             report["imported"] = list(codebox_session.last_restore_imports)
         except BaseException as exc:
             report["error"] = "the saved state could not be restored (%s)" % type(exc).__name__
+    if ahead_since is not None:
+        report["ahead_ms"] = round((time.monotonic() - ahead_since) * 1000.0, 3)
     tell_runner(phase_w, dict(report, phase=Phase.RESTORED.value))
 
 
@@ -107,6 +112,13 @@ def bounded_names(items, limit=MAX_LISTED_NAMES):
         if len(names) >= limit:
             break
     return names
+
+
+def bounded_ms(value):
+    """Pure: a reported duration, or None for anything that is not a plausible one."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_AHEAD_MS:
+        return float(value)
+    return None
 
 
 def bounded_count(value):
@@ -154,6 +166,7 @@ class SessionPhases:
                 "not_restored": bounded_names(message.get("not_restored")),
                 "imported": [n for n in bounded_names(message.get("imported")) if isinstance(n, str)],
                 "error": error,
+                "ahead_ms": bounded_ms(message.get("ahead_ms")),
             }
         elif (
             phase == Phase.FINISHED.value
@@ -202,6 +215,7 @@ def session_report(session, phases, handed, ended, timed_out, out_of_memory, tim
         "restored": restore.get("restored", []),
         "not_restored": restore.get("not_restored", []),
         "restore_imported": restore.get("imported", []),
+        "restore_ahead_ms": restore.get("ahead_ms"),
         "restore_error": restore.get("error") or (
             None if phases.restored_at is not None
             else "restoring did not finish within the time limit of %g s" % timeout_s

@@ -19,6 +19,7 @@ from .constants import (
     KILL_ROUND_PAUSE_S,
     KILL_ROUNDS,
     MAX_ERROR_REPORT_BYTES,
+    PREPARE_PREFIX,
     READ_CHUNK,
     WAKE_READ_BYTES,
 )
@@ -85,16 +86,23 @@ class Forked:
         for fd in (out_w, err_w, report_w, ask_w, answer_r, phase_w, job_r):
             os.close(fd)
 
+    def prepare(self, message):
+        """Asks the child to restore a session's snapshot now, while the job is awaited:
+        one line ahead of the job on the same pipe."""
+        self._send(PREPARE_PREFIX + json.dumps(message).encode() + b"\n")
+
     def hand_over(self, job):
         """Gives the child its job; it starts the code when the pipe closes."""
-        data = json.dumps(job).encode()
+        self._send(json.dumps(job).encode())
+        os.close(self.job_w)
+
+    def _send(self, data):
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(self.job_w, view):]
         except OSError:
             pass  # the child died: the wait loop reports how
-        os.close(self.job_w)
 
 
 def signal_everything_else():

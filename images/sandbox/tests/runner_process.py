@@ -181,10 +181,12 @@ class Stream:
         return data
 
 
-def run(job, answer=None, timeout=60, preload=None, env=None, send_job=True, runner=RUNNER):
+def run(job, answer=None, timeout=60, preload=None, env=None, send_job=True, runner=RUNNER,
+        before=b"", pause_s=0.0):
     """Starts the runner, gives it `job` (a dict, or raw bytes as the job line) and reads
     its whole stream, checking every line's MAC under the job's key. `answer(modules)` is
-    the host's reply (a dict) to a `missing` event."""
+    the host's reply (a dict) to a `missing` event. `before`: bytes written ahead of the
+    job line (a `prepare` line), `pause_s` before the job follows."""
     prefix = namespace_prefix()
     assert prefix and runner_python(), "no way to run the runner here (the caller skips)"
     environment = {
@@ -216,6 +218,10 @@ def run(job, answer=None, timeout=60, preload=None, env=None, send_job=True, run
             transcript.stderr = proc.stderr.read()
             return transcript
         line = job if isinstance(job, bytes) else json.dumps(job).encode() + b"\n"
+        if before:
+            proc.stdin.write(before)
+            proc.stdin.flush()
+            time.sleep(pause_s)
         proc.stdin.write(line)
         proc.stdin.flush()
         key = str(job.get("auth", "")).encode() if isinstance(job, dict) else b""

@@ -51,7 +51,7 @@ def test_a_run_is_ready_started_result_outputs_done_all_authenticated(dirs):
         "{'answer': 42}" % output_dir
     )
     t = run(dirs, code)
-    assert t.ready == {"event": "ready", "protocol": 8}
+    assert t.ready == {"event": "ready", "protocol": 9}
     assert t.events() == ["started", "result", "outputs", "done"]  # each MAC checked by rp
     result = t.result
     assert result["status"] == "ok" and result["exit_code"] == 0 and result["error"] is None
@@ -320,7 +320,7 @@ def test_a_job_without_its_key_gets_no_answer(dirs):
 
 def test_no_job_ends_the_runner_after_ready(dirs):
     t = rp.run(None, send_job=False)
-    assert t.ready == {"event": "ready", "protocol": 8}
+    assert t.ready == {"event": "ready", "protocol": 9}
     assert t.rest == b"" and t.returncode == 0
 
 
@@ -365,3 +365,123 @@ def test_names_the_code_defines_are_kept_ours_only_while_ours(scratch):
         session={"restore": None, "save_to": state_dir + "/snapshot2", "max_bytes": 1 << 20},
     )
     assert third.result["session"]["kept"] == ["y"]
+
+
+def saved_snapshot(scratch, code):
+    """The snapshot a session run of `code` saves, where the next run's job can read it."""
+    first = run(
+        (scratch.dir("w0"), scratch.dir("o0")),
+        code,
+        session={"restore": None, "save_to": scratch.dir("state0") + "/snapshot", "max_bytes": 1 << 20},
+    )
+    assert first.result["session"]["saved"] is True, first.result
+    inputs = scratch.dir("inputs", 0o755)
+    restore = os.path.join(inputs, ".codebox-state")
+    with open(restore, "wb") as f:
+        f.write(first.blobs["state"])
+    os.chmod(restore, 0o644)
+    return restore
+
+
+def run_prepared(scratch, restore, code, pause_s=0.5):
+    """A session run whose snapshot the runner was asked to restore `pause_s` before the
+    job came, as the host does for a container it holds for a conversation."""
+    workdir = scratch.dir("w1")
+    prepare = b"prepare " + json.dumps({"restore": restore, "workdir": workdir}).encode() + b"\n"
+    return rp.run(
+        rp.job_for(
+            code,
+            workdir,
+            scratch.dir("o1"),
+            session={"restore": restore, "save_to": scratch.dir("state1") + "/snapshot", "max_bytes": 1 << 20},
+        ),
+        before=prepare,
+        pause_s=pause_s,
+    )
+
+
+def test_a_session_restored_ahead_runs_with_its_variables_and_says_so(scratch):
+    restore = saved_snapshot(scratch, "x = 41\nimport random\nrandom.seed(7)\nimport os\nos.makedirs('sub', exist_ok=True)\nos.chdir('sub')")
+    # The restore takes its time ahead: a value that is slow to unpickle.
+    t = run_prepared(scratch, restore, "import os, random\nprint(x + 1, os.path.basename(os.getcwd()), random.random() < 1)", pause_s=0.5)
+    assert t.events() == ["started", "result", "outputs", "state", "done"]
+    assert t.result["stdout"] == "42 sub True\n", t.result
+    session = t.result["session"]
+    assert sorted(session["restored"]) == ["os", "random", "x"] and session["restore_error"] is None
+    assert isinstance(session["restore_ahead_ms"], float) and session["restore_ahead_ms"] > 0
+    assert session["saved"] is True and "x" in session["kept"]
+
+
+def test_a_session_restored_with_its_job_reports_no_ahead_time(scratch):
+    restore = saved_snapshot(scratch, "x = 41")
+    t = run(
+        (scratch.dir("w1"), scratch.dir("o1")),
+        "print(x + 1)",
+        session={"restore": restore, "save_to": scratch.dir("state1") + "/snapshot", "max_bytes": 1 << 20},
+    )
+    assert t.result["stdout"] == "42\n"
+    assert t.result["session"]["restore_ahead_ms"] is None
+
+
+def test_what_a_restore_ahead_runs_writes_to_the_codes_stdout_never_the_runners(scratch):
+    # A value whose unpickling writes to fd 1 and 2: before the job the code's process
+    # already holds its own pipes there, so this is the run's output, not a protocol line.
+    restore = saved_snapshot(
+        scratch,
+        "import os\n"
+        "class Loud:\n"
+        "    def __reduce__(self):\n"
+        "        return (os.write, (1, b'{\"event\": \"done\"}\\n'))\n"
+        "loud = Loud()\n",
+    )
+    t = run_prepared(scratch, restore, "print('code')")
+    assert t.events() == ["started", "result", "outputs", "state", "done"]
+    assert t.result["stdout"] == '{"event": "done"}\ncode\n', t.result
+
+
+def test_a_restore_ahead_that_never_ends_is_still_bounded_by_the_runs_time(scratch):
+    restore = saved_snapshot(
+        scratch,
+        "import time\n"
+        "class Slow:\n"
+        "    def __reduce__(self):\n"
+        "        return (time.sleep, (3600,))\n"
+        "slow = Slow()\n",
+    )
+    workdir = scratch.dir("w1")
+    prepare = b"prepare " + json.dumps({"restore": restore, "workdir": workdir}).encode() + b"\n"
+    started = time.monotonic()
+    t = rp.run(
+        rp.job_for(
+            "print('never')",
+            workdir,
+            scratch.dir("o1"),
+            timeout_s=1.0,
+            session={"restore": restore, "save_to": scratch.dir("state1") + "/snapshot", "max_bytes": 1 << 20},
+        ),
+        before=prepare,
+        pause_s=0.2,
+    )
+    assert time.monotonic() - started < 20
+    assert t.result["status"] == "timeout", t.result
+    assert "never" not in t.result["stdout"]
+
+
+def test_a_snapshot_needing_a_module_the_image_lacks_restores_with_its_job(scratch):
+    restore = saved_snapshot(scratch, "x = 41")
+    with open(restore, "rb") as f:
+        data = f.read()
+    magic = data[: data.index(b"\n") + 1]  # CODEBOX-STATE, its version, a newline
+    rest = data[len(magic):]
+    # Rewrite the header: one import no one has.
+    import struct
+
+    (length,) = struct.unpack(">I", rest[:4])
+    header = json.loads(rest[4 : 4 + length])
+    header["imports"] = list(header.get("imports", [])) + ["codebox_no_such_module"]
+    body = json.dumps(header).encode()
+    with open(restore, "wb") as f:
+        f.write(magic + struct.pack(">I", len(body)) + body + rest[4 + length :])
+    t = run_prepared(scratch, restore, "print(x + 1)")
+    assert t.result["stdout"] == "42\n", t.result
+    assert t.result["session"]["restore_ahead_ms"] is None

@@ -105,7 +105,7 @@ def test_no_session_no_report():
 def test_a_whole_run_reports_what_was_kept_and_the_phase_times():
     phases = phases_after(
         {"phase": "restored", "restored": ["a"], "not_restored": [{"name": "f", "reason": "file"}],
-         "imported": ["pandas", {"name": "forged"}, "numpy"]},
+         "imported": ["pandas", {"name": "forged"}, "numpy"], "ahead_ms": 12.5},
         {"phase": "finished", "exit_code": 0},
         {"phase": "saved", "kept": ["a", "b"], "kept_count": 2,
          "not_kept": [{"name": "g", "reason": "generator"}], "not_kept_count": 1},
@@ -116,6 +116,7 @@ def test_a_whole_run_reports_what_was_kept_and_the_phase_times():
         "restored": ["a"],
         "not_restored": [{"name": "f", "reason": "file"}],
         "restore_imported": ["pandas", "numpy"],
+        "restore_ahead_ms": 12.5,
         "restore_error": None,
         "save_ms": 2500.0,
         "saved": True,
@@ -181,7 +182,9 @@ def test_the_child_side_writes_lines_the_runner_side_reads(tmp_path):
             os.close(write_fd)
     phases = SessionPhases()
     phases.feed(data)
-    assert phases.restore == {"restored": [], "not_restored": [], "imported": [], "error": None}
+    assert phases.restore == {
+        "restored": [], "not_restored": [], "imported": [], "error": None, "ahead_ms": None,
+    }
     assert phases.finished_exit == 0
     assert phases.saved_whole() and phases.saved["kept"] == ["x"]
     restored = {}
@@ -335,3 +338,11 @@ def test_functions_and_methods_the_code_defined_see_the_notebooks_globals(tmp_pa
     assert back["lookup"]("value") == 41
     assert repr(back["Shown"]("value")) == "41"
     assert back["Shown"].later() == "defined after the save"
+
+
+def test_a_reported_ahead_time_is_believed_only_when_plausible():
+    from codebox_runner.session_io import bounded_ms
+
+    assert bounded_ms(12.5) == 12.5 and bounded_ms(0) == 0.0
+    for forged in (-1, float("nan"), float("inf"), 1e12, True, "5", None, [1]):
+        assert bounded_ms(forged) is None, forged

@@ -390,7 +390,7 @@ impl<'a, E: Containers + 'static> RunStream<'a, E> {
 
 /// Writes one line to the runner's stdin. A runner that died closes stdin; the stream,
 /// read next, tells why, so a failed write is only logged.
-async fn hand_off(input: &mut InputSink, line: &[u8], what: &'static str) {
+pub(super) async fn hand_off(input: &mut InputSink, line: &[u8], what: &'static str) {
     let written = async {
         input.write_all(line).await?;
         input.flush().await
