@@ -372,7 +372,7 @@ async fn a_container_held_for_a_conversation_restores_its_state_before_the_code_
     use std::os::unix::fs::PermissionsExt;
 
     let data = tempfile::tempdir().unwrap();
-    let settings = settings(data.path(), 1);
+    let settings = settings(data.path(), 2);
     let engine = Arc::new(DockerEngine::connect().await.unwrap());
     let executor = common::executor(engine, &settings).unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -413,15 +413,23 @@ async fn a_container_held_for_a_conversation_restores_its_state_before_the_code_
     let limits = codebox::sandbox::Limits::from_settings(&settings.sandbox);
     assert!(
         executor
-            .prepare("user/channel", &snapshot, &limits)
+            .prepare("user/channel", &snapshot, &limits, READY)
             .await
             .unwrap()
     );
     assert!(executor.holds_for("user/channel"));
+    // The pool's last waiting container stays for runs that will certainly come.
+    assert!(
+        !executor
+            .prepare("user/other", &snapshot, &limits, Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    assert!(!executor.holds_for("user/other"));
     // Asked again for the same state: the same container stays held.
     assert!(
         executor
-            .prepare("user/channel", &snapshot, &limits)
+            .prepare("user/channel", &snapshot, &limits, READY)
             .await
             .unwrap()
     );
@@ -450,7 +458,7 @@ async fn a_container_held_for_a_conversation_restores_its_state_before_the_code_
     assert!(executor.wait_for_warm_pool(READY).await, "the pool refills");
     assert!(
         executor
-            .prepare("user/channel", &snapshot, &limits)
+            .prepare("user/channel", &snapshot, &limits, READY)
             .await
             .unwrap()
     );
@@ -468,7 +476,7 @@ async fn a_container_held_for_a_conversation_restores_its_state_before_the_code_
     assert!(executor.wait_for_warm_pool(READY).await, "the pool refills");
     assert!(
         executor
-            .prepare("user/channel", &snapshot, &limits)
+            .prepare("user/channel", &snapshot, &limits, READY)
             .await
             .unwrap()
     );

@@ -277,6 +277,10 @@ async fn keep_outputs_of<M: Metadata>(
     Ok(generated_files)
 }
 
+/// How long a state restored ahead waits for the pool to have a container to spare: about
+/// a model's time to its next tool call, or a member's to their next message.
+const PREPARE_PATIENCE: Duration = Duration::from_secs(15);
+
 /// The executor's name for one user's conversation: a container held for it is held
 /// under this name.
 pub fn conversation_of(user_id: &str, session: &str) -> String {
@@ -297,7 +301,12 @@ pub async fn prepare_conversation<E: Containers + 'static, M: Metadata>(
     };
     let path = store.local_path(&record).await?;
     Ok(executor
-        .prepare(&conversation_of(user_id, session), &path, limits)
+        .prepare(
+            &conversation_of(user_id, session),
+            &path,
+            limits,
+            PREPARE_PATIENCE,
+        )
         .await?)
 }
 

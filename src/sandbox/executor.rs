@@ -226,6 +226,7 @@ impl<E: Containers + 'static> Executor<E> {
                 Ok(r) => tracing::info!(
                     run_id = %r.run_id,
                     warm = r.phases.warm,
+                    prepared = r.phases.prepared,
                     acquire_ms = r.phases.acquire_ms,
                     stage_ms = r.phases.stage_ms,
                     handoff_ms = r.phases.handoff_ms,

@@ -3,7 +3,7 @@
 //! to run, and the conversation's next run starts with its variables in place. Pure
 //! bookkeeping of which container holds which state; the pool owns the containers' lives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,9 +38,12 @@ struct Held<T> {
     since: Instant,
 }
 
-/// At most `most` items, one per conversation, each with the state it restored.
+/// At most `most` items, one per conversation, each with the state it restored; and the
+/// conversations for which one is being made ready (a run of the conversation that starts
+/// meanwhile cancels that: the state it is given is about to be replaced).
 pub struct Holds<T> {
     held: HashMap<String, Held<T>>,
+    expected: HashSet<String>,
     most: usize,
 }
 
@@ -48,13 +51,39 @@ impl<T> Holds<T> {
     pub fn new(most: usize) -> Holds<T> {
         Holds {
             held: HashMap::new(),
+            expected: HashSet::new(),
             most: most.max(1),
         }
     }
 
+    /// An item for `conversation` is being made ready.
+    pub fn expect(&mut self, conversation: &str) {
+        self.expected.insert(conversation.to_string());
+    }
+
+    /// No item for `conversation` will come after all.
+    pub fn forget(&mut self, conversation: &str) {
+        self.expected.remove(conversation);
+    }
+
+    /// Holds `item` for the `conversation` that expected it; returns what that displaced
+    /// (see `hold`). `Err(item)` when a claim came in between: the item is not held.
+    pub fn fulfil(
+        &mut self,
+        conversation: String,
+        item: T,
+        state: StateIdentity,
+        now: Instant,
+    ) -> Result<Vec<T>, T> {
+        if !self.expected.remove(&conversation) {
+            return Err(item);
+        }
+        Ok(self.hold(conversation, item, state, now))
+    }
+
     /// Holds `item` for `conversation`; returns what that displaced: the conversation's
     /// previous item, and the longest held when more would be held than allowed.
-    pub fn hold(
+    fn hold(
         &mut self,
         conversation: String,
         item: T,
@@ -101,8 +130,10 @@ impl<T> Holds<T> {
         self.held.contains_key(conversation)
     }
 
-    /// The conversation's item and the state it holds, no longer held.
+    /// The conversation's item and the state it holds, no longer held; an item still being
+    /// made ready for it is no longer expected.
     pub fn claim(&mut self, conversation: &str) -> Option<(T, StateIdentity)> {
+        self.expected.remove(conversation);
         self.held
             .remove(conversation)
             .map(|held| (held.item, held.state))
@@ -154,6 +185,22 @@ mod tests {
             len: 10,
             modified: None,
         }
+    }
+
+    #[test]
+    fn an_item_claimed_or_forgotten_while_it_was_made_ready_is_not_held() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(2);
+        holds.expect("a");
+        assert_eq!(holds.claim("a"), None);
+        assert_eq!(holds.fulfil("a".into(), 1, state(1), t0), Err(1));
+        holds.expect("b");
+        holds.forget("b");
+        assert_eq!(holds.fulfil("b".into(), 2, state(2), t0), Err(2));
+        assert_eq!(holds.fulfil("never".into(), 3, state(3), t0), Err(3));
+        holds.expect("c");
+        assert_eq!(holds.fulfil("c".into(), 4, state(4), t0), Ok(vec![]));
+        assert!(holds.holds("c", &state(4)));
     }
 
     #[test]

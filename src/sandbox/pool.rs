@@ -209,9 +209,10 @@ impl<E: Containers + 'static> WarmPool<E> {
         found
     }
 
-    /// Holds a taken container for `conversation`, its runner told to restore `state`;
-    /// what that displaces (the conversation's previous one, the longest held beyond the
-    /// pool's maximum) is removed.
+    /// Holds a taken container for `conversation` (`expect`ed), its runner told to
+    /// restore `state`; what that displaces (the conversation's previous one, the longest
+    /// held beyond the pool's maximum) is removed, and so is the container itself when the
+    /// conversation's run claimed in between.
     pub fn hold(&self, conversation: String, container: WarmContainer<E>, state: StateIdentity) {
         let inner = &self.inner;
         let holds = inner.holds.lock();
@@ -219,10 +220,29 @@ impl<E: Containers + 'static> WarmPool<E> {
             retire(inner, container.live.guard, container.inputs_dir);
             return;
         };
-        let displaced = holds.hold(conversation, container, state, Instant::now());
+        let displaced = match holds.fulfil(conversation, container, state, Instant::now()) {
+            Ok(displaced) => displaced,
+            // The conversation's run started meanwhile: the state is about to change.
+            Err(container) => vec![container],
+        };
         drop(holds);
         for container in displaced {
             retire(inner, container.live.guard, container.inputs_dir);
+        }
+    }
+
+    /// A container for `conversation` is being made ready: a claim before it is held
+    /// cancels it.
+    pub fn expect(&self, conversation: &str) {
+        if let Ok(mut holds) = self.inner.holds.lock() {
+            holds.expect(conversation);
+        }
+    }
+
+    /// The container expected for `conversation` will not come.
+    pub fn forget(&self, conversation: &str) {
+        if let Ok(mut holds) = self.inner.holds.lock() {
+            holds.forget(conversation);
         }
     }
 
@@ -256,6 +276,32 @@ impl<E: Containers + 'static> WarmPool<E> {
             return None;
         }
         Some((container, state))
+    }
+
+    /// A waiting container for work that may never come (a state restored ahead), only
+    /// when another stays waiting for runs that certainly will: never the pool's last.
+    /// Waits up to `patience` for one (the pool refilling after a run).
+    pub async fn take_spare(
+        &self,
+        limits: &Limits,
+        patience: Duration,
+    ) -> Option<WarmContainer<E>> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let filled = self.inner.filled.notified();
+            tokio::pin!(filled);
+            // Registered before the check, so a container added in between still wakes us.
+            filled.as_mut().enable();
+            if self.inner.closed.load(Ordering::Relaxed) {
+                return None;
+            }
+            if self.inner.idle_count() >= 2 {
+                return self.take(limits);
+            }
+            if tokio::time::timeout_at(deadline, filled).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Marks a request that runs in a fresh container; refilling waits until it ends.

@@ -3,6 +3,7 @@
 //! restore it, then held (`pool::hold`) until that run claims it.
 
 use std::path::Path;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
@@ -19,22 +20,28 @@ impl<E: Containers + 'static> Executor<E> {
     /// Holds a warm container for `conversation` whose runner restores `state` (the
     /// conversation's snapshot file) now. Its next run takes it when its snapshot is still
     /// that very file (see `StateIdentity`); otherwise it runs as before. True when a
-    /// container holds that state; false when none was waiting in the pool (none is
-    /// started for it) or sessions are off.
+    /// container holds that state; false when the pool had none to spare within
+    /// `patience` (none is started for it, and the pool's last waiting container stays for
+    /// runs that will certainly come), when the conversation's run started meanwhile, or
+    /// when sessions are off.
     pub async fn prepare(
         &self,
         conversation: &str,
         state: &Path,
         limits: &Limits,
+        patience: Duration,
     ) -> Result<bool, ExecutorError> {
         let (Some(pool), Some(_)) = (&self.pool, self.state_mb) else {
             return Ok(false);
         };
         let identity = StateIdentity::of(state).map_err(ExecutorError::Stage)?;
+        let identity_again = identity.clone();
         if pool.holds(conversation, &identity) {
             return Ok(true);
         }
-        let Some(mut warm) = pool.take(limits) else {
+        pool.expect(conversation);
+        let Some(mut warm) = pool.take_spare(limits, patience).await else {
+            pool.forget(conversation);
             return Ok(false);
         };
         let (source, target) = (
@@ -65,7 +72,7 @@ impl<E: Containers + 'static> Executor<E> {
         }
         tracing::debug!(run_id = %warm.live.run_id, "a container holds a conversation's state");
         pool.hold(conversation.to_string(), warm, identity);
-        Ok(true)
+        Ok(pool.holds(conversation, &identity_again))
     }
 
     /// Whether a container is held for `conversation` (with whatever state).
