@@ -4,7 +4,8 @@
 //!    empty session (nothing to restore, an empty snapshot saved): medians, p95 and the
 //!    difference; plain `docker run` of the same code in the same run for the ratio.
 //! 2. Save and restore of a DataFrame of about 1 MB, 100 MB and 250 MB (memory limit and
-//!    snapshot cap raised for the last): the runner's save and restore times, the
+//!    snapshot cap raised for the last), also restored through the warm pool and ahead in
+//!    a container held for the conversation: the runner's save and restore times, the
 //!    snapshot's size, the whole request and its collection (the snapshot brought out),
 //!    and pickling the same frame in memory (`pickle.dumps`) in the same process, with the
 //!    ratio of the save to it.
@@ -336,7 +337,8 @@ async fn warm_restore(
     fresh_imported: &[String],
 ) -> String {
     let mut settings = settings.clone();
-    settings.pool.warm_pool_size = 1;
+    // Two: a state is restored ahead only in a container the pool can spare.
+    settings.pool.warm_pool_size = 2;
     let executor = codebox::app::assembly::from_settings(engine, &settings)
         .unwrap()
         .removing_in_background();
@@ -359,7 +361,36 @@ async fn warm_restore(
     let total = started.elapsed().as_secs_f64() * 1000.0;
     ok(&restored);
     assert_eq!(restored.stdout, format!("{rows}\n"));
+
+    // The same state restored ahead in a held container, the run coming once it is done.
+    executor.wait_for_warm_pool(Duration::from_secs(120)).await;
+    let state = inputs.path().join(STATE_RESTORE_NAME);
+    let limits = codebox::sandbox::Limits::from_settings(&settings.sandbox);
+    let held = executor
+        .prepare("bench", &state, &limits, Duration::from_secs(120))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs_f64(
+        1.0 + 2.0 * restored.phases.restore_ms / 1000.0,
+    ))
+    .await;
+    let mut io = session_io(out.path(), true, settings.sandbox.session_state_max_mb);
+    io.conversation = Some("bench".to_string());
+    let started = Instant::now();
+    let ahead = executor
+        .execute(request(
+            "print(len(df))",
+            &settings,
+            Some(io),
+            Some(inputs.path()),
+        ))
+        .await
+        .unwrap();
+    let ahead_total = started.elapsed().as_secs_f64() * 1000.0;
+    ok(&ahead);
+    assert_eq!(ahead.stdout, format!("{rows}\n"));
     executor.shutdown().await;
+    let ahead_ms = ahead.session.as_ref().and_then(|s| s.restore_ahead_ms);
     let list = |names: &[String]| {
         if names.is_empty() {
             "nothing".to_string()
@@ -368,11 +399,14 @@ async fn warm_restore(
         }
     };
     format!(
-        "  {label:>8}: restore {:.1} ms, restore run {total:.1} ms, warm {}; the restore imported {} (fresh container: {})",
+        "  {label:>8}: restore {:.1} ms, restore run {total:.1} ms, warm {}; the restore imported {} (fresh container: {})\n  {label:>8}  restored ahead (held {held}, used {}): restore left on the run's path {:.1} ms, restore run {ahead_total:.1} ms; the restore itself took {} ms before the run",
         restored.phases.restore_ms,
         restored.phases.warm,
         list(&restored.phases.restore_imported),
-        list(fresh_imported)
+        list(fresh_imported),
+        ahead.phases.prepared,
+        ahead.phases.restore_ms,
+        ahead_ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}")),
     )
 }
 
