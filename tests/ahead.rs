@@ -1,6 +1,7 @@
 //! A conversation's next run through the application core: the run before it saved the
-//! conversation's variables, a warm container restored them while nothing was asked yet,
-//! and the next run finds them there (real Docker engine, embedded store).
+//! conversation's variables, `App::prepare_turn` had a warm container restore them while
+//! nothing was asked yet, and the next run finds them there (real Docker engine, embedded
+//! store).
 
 mod common;
 
@@ -37,6 +38,7 @@ async fn a_conversations_next_run_finds_its_variables_restored_ahead() {
     let first = app.run_code(run(&app, "x = 41")).await.unwrap().result;
     assert!(first.session.as_ref().unwrap().saved, "{first:?}");
     assert!(!first.phases.prepared);
+    app.prepare_turn("4242", "channel-7", app.operator_limits());
     // The state is restored in the background, within a second or so.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let second = app
@@ -50,6 +52,7 @@ async fn a_conversations_next_run_finds_its_variables_restored_ahead() {
     assert!(ahead.is_some_and(|ms| ms > 0.0), "{:?}", second.session);
 
     // The state that run saved is the one the next finds, held again.
+    app.prepare_turn("4242", "channel-7", app.operator_limits());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let third = app.run_code(run(&app, "print(x)")).await.unwrap().result;
     assert_eq!(third.stdout, "42\n", "{third:?}");

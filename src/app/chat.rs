@@ -346,10 +346,6 @@ impl App {
             Access::NoCode(reason) => Some(reason),
             _ => None,
         };
-        if refusal.is_none() {
-            // The conversation's variables are restored while the model decides what to run.
-            self.prepare_turn(&turn.user_id, &turn.channel_id, limits.clone());
-        }
         let runner = UserCodeRunner {
             app: self,
             user_id: &turn.user_id,

@@ -443,7 +443,6 @@ impl App {
         }
         let executor = self.executor().await?;
         let store = self.store().await?;
-        let limits = run.limits.clone();
         let ran = runs::run_for_user(
             &executor,
             &store,
@@ -460,16 +459,13 @@ impl App {
             },
         )
         .await?;
-        let saved = ran.result.session.as_ref().is_some_and(|s| s.saved);
-        if let (true, Some(session)) = (saved, &run.session) {
-            // A model's tool calls come back to back: the next one finds this state restored.
-            self.prepare_conversation(&run.user_id, session, limits);
-        }
         Ok(ran)
     }
 
-    /// At the start of a turn: unless a container is held for the conversation already
-    /// (its last run left one), has one restore its state while the model thinks.
+    /// Unless a container is held for the conversation already, has one restore its
+    /// state for its next run. Not called by the front ends yet: every conversation that
+    /// ends unused leaves a container warmed for nothing, and on the scale drill's
+    /// one-CPU nodes that extra warming halved the two-node W1 ratio.
     pub fn prepare_turn(&self, user_id: &str, session: &str, limits: Limits) {
         let held = self
             .executor
