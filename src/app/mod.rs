@@ -464,8 +464,7 @@ impl App {
 
     /// Unless a container is held for the conversation already, has one restore its
     /// state for its next run. Not called by the front ends yet: every conversation that
-    /// ends unused leaves a container warmed for nothing, and on the scale drill's
-    /// one-CPU nodes that extra warming halved the two-node W1 ratio.
+    /// ends unused leaves a container warmed for nothing, on nodes whose CPU is the runs'.
     pub fn prepare_turn(&self, user_id: &str, session: &str, limits: Limits) {
         let held = self
             .executor
