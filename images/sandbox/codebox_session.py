@@ -375,6 +375,14 @@ def _read_exact(f, n):
 last_restore_imports = []
 
 
+def _read_header(f):
+    """The snapshot's JSON header, `f` positioned at its first record."""
+    if f.read(len(MAGIC)) != MAGIC:
+        raise ValueError("not a codebox snapshot")
+    (length,) = struct.unpack(">I", _read_exact(f, 4))
+    return json.loads(_read_exact(f, length))
+
+
 def header_imports(path):
     """The top-level modules a snapshot's restore will import (its header's `imports` and
     the modules it binds to names), read from its header alone; none for a missing file.
@@ -384,10 +392,7 @@ def header_imports(path):
     except FileNotFoundError:
         return []
     with f:
-        if f.read(len(MAGIC)) != MAGIC:
-            raise ValueError("not a codebox snapshot")
-        (length,) = struct.unpack(">I", _read_exact(f, 4))
-        header = json.loads(_read_exact(f, length))
+        header = _read_header(f)
     tops = [top for top in header.get("imports", []) if isinstance(top, str) and top.isidentifier()]
     for module_name in header.get("modules", {}).values():
         if isinstance(module_name, str) and module_name.split(".")[0].isidentifier():
@@ -416,10 +421,7 @@ def restore(path, globals_, import_like_the_code):
     with f:
         try:
             total = os.fstat(f.fileno()).st_size
-            if f.read(len(MAGIC)) != MAGIC:
-                raise ValueError("not a codebox snapshot")
-            (length,) = struct.unpack(">I", _read_exact(f, 4))
-            header = json.loads(_read_exact(f, length))
+            header = _read_header(f)
             for top in header.get("imports", []):
                 if isinstance(top, str) and top.isidentifier():
                     import_like_the_code(top)

@@ -81,15 +81,6 @@ def read_job(job_r, ahead):
     return b"".join(chunks), prepared
 
 
-class Prepared:
-    """A session restored ahead of its job: the notebook's globals, in a process that has
-    already taken its stdio and entered the working directory."""
-
-    def __init__(self, globals_, workdir):
-        self.globals_ = globals_
-        self.workdir = workdir
-
-
 def prepare_ahead(line, out_w, err_w, phase_w, keep):
     """Restores a session's snapshot before the job, as the job would (same globals, same
     working directory, the code's stdio already in place, so nothing it runs can reach the
@@ -111,7 +102,7 @@ def prepare_ahead(line, out_w, err_w, phase_w, keep):
     enter_workdir(workdir)
     globals_ = notebook_globals()
     restore_session({"restore": path}, globals_, phase_w, ahead_since=started)
-    return Prepared(globals_, workdir)
+    return globals_
 
 
 def rehearse():
@@ -171,8 +162,8 @@ def notebook_globals():
 
 
 def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w, prepared=None):
-    """Runs in the forked child: becomes the user's program. `prepared`: its session was
-    restored ahead (prepare_ahead), in the same working directory."""
+    """Runs in the forked child: becomes the user's program. `prepared`: the globals its
+    session was restored into ahead (prepare_ahead), stdio and working directory taken."""
     set_dumpable(1)
     os.setsid()
     # The phase pipe exists only for a session; without one the code must not hold it.
@@ -186,7 +177,7 @@ def child_main(job, out_w, err_w, report_w, ask_w, answer_r, phase_w, prepared=N
         globals_ = notebook_globals()
     else:
         close_all_but(keep)  # the job's pipe, kept while it was awaited
-        globals_ = prepared.globals_
+        globals_ = prepared
     for key, value in job.get("env", {}).items():
         os.environ[key] = value
     add_site_dirs(job.get("site_dirs", []))
