@@ -205,9 +205,18 @@ pub fn detect(filename: &str, head: &[u8]) -> FileType {
 /// A stored type that the model can be shown: PNG, JPEG, GIF or WebP, by a signature the
 /// content carried (detection believes a name only when the bytes agree).
 pub fn is_picture(file_type: &str) -> bool {
-    TABLE
-        .get(file_type)
-        .is_some_and(|t| matches!(t.family.as_str(), "png" | "jpeg" | "gif" | "webp"))
+    picture_mime(file_type).is_some()
+}
+
+/// The MIME type of a stored picture type (`is_picture`), None for any other type.
+pub fn picture_mime(file_type: &str) -> Option<&'static str> {
+    match TABLE.get(file_type)?.family.as_str() {
+        "png" => Some("image/png"),
+        "jpeg" => Some("image/jpeg"),
+        "gif" => Some("image/gif"),
+        "webp" => Some("image/webp"),
+        _ => None,
+    }
 }
 
 /// A stored type whose summary carries its text (documents, plain text and code): the

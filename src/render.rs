@@ -452,6 +452,7 @@ mod tests {
             name: "a.png".into(),
             size: 10,
             path: "/d/a.png".into(),
+            picture: None,
         }];
         result.flags = vec![Flag::named("file_too_large", "big.bin")];
         result

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::ExecutionResult;
+use crate::sandbox::{ExecutionResult, PictureSize};
 
 /// A file the run wrote, now in the store: paired with its output by the store's record,
 /// never by name (the store cleans names).
@@ -18,6 +18,9 @@ pub struct GeneratedFile {
     pub file_type: String,
     /// The stored copy on the host.
     pub path: PathBuf,
+    /// Its size and type as a picture, as the run's sandbox measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<PictureSize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,9 +10,13 @@ use std::time::{Duration, Instant};
 use common::{Run, codebox};
 
 fn run(runtime: &str, code: &str, extra: &[&str]) -> (Run, Duration) {
-    let data = tempfile::tempdir().unwrap();
+    run_in(tempfile::tempdir().unwrap().path(), runtime, code, extra)
+}
+
+/// A run whose outputs stay in `data`.
+fn run_in(data: &std::path::Path, runtime: &str, code: &str, extra: &[&str]) -> (Run, Duration) {
     let started = Instant::now();
-    let output = codebox(data.path())
+    let output = codebox(data)
         .args(["run", "--json", "--runtime", runtime])
         .args(extra)
         .args(["-c", code])
@@ -299,4 +303,101 @@ fn a_run_cannot_take_another_runs_kernel_quota_under_runc() {
 #[test]
 fn a_run_cannot_take_another_runs_kernel_quota_under_gvisor() {
     a_run_cannot_take_another_runs_kernel_quota("runsc");
+}
+
+/// The code tries to set what the host believes of its pictures: it replaces the measure in
+/// its own process, leaves a process behind that keeps swapping the picture for another
+/// after the code ends, and writes files that only claim to be pictures (a PNG signature
+/// then garbage; a header naming more pixels than may be decoded). The measure runs in a
+/// process of its own once all of the code's are dead: the collected picture is reported at
+/// its real size, the others not at all.
+const PICTURE_LIES: &str = r#"
+import os, shutil, struct, subprocess, sys, zlib
+import codebox_vision
+codebox_vision.measure = lambda source: {"ok": True, "width": 1, "height": 1, "mime": "image/png"}
+from PIL import Image
+Image.new("RGB", (800, 600), "red").save("/mnt/outputs/real.png")
+Image.new("RGB", (800, 600), "red").save("/tmp/large.png")
+Image.new("RGB", (300, 200), "blue").save("/tmp/small.png")
+open("/mnt/outputs/fake.png", "wb").write(b"\x89PNG\r\n\x1a\n" + os.urandom(4000))
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+bomb += chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+open("/mnt/outputs/bomb.png", "wb").write(bomb)
+swap = (
+    "import os, shutil\n"
+    "parent = int(os.environ['PARENT'])\n"
+    "while os.getppid() == parent:\n    pass\n"
+    "while True:\n"
+    "    for source in ('/tmp/small.png', '/tmp/large.png'):\n"
+    "        shutil.copy(source, '/tmp/next.png')\n"
+    "        os.replace('/tmp/next.png', '/mnt/outputs/real.png')\n"
+)
+subprocess.Popen([sys.executable, "-c", swap], env=dict(os.environ, PARENT=str(os.getpid())),
+                 start_new_session=True)
+print("written")
+"#;
+
+/// Width and height from a PNG's header (the test reads what the host collected).
+fn png_size(bytes: &[u8]) -> Option<(u64, u64)> {
+    if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" {
+        return None;
+    }
+    let word = |at: usize| u64::from(u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()));
+    Some((word(16), word(20)))
+}
+
+fn picture_measures_are_the_runners(runtime: &str) {
+    let data = tempfile::tempdir().unwrap();
+    let (run, _) = run_in(data.path(), runtime, PICTURE_LIES, &[]);
+    assert_eq!(run.status(), "ok", "{}", run.json);
+    let files = run.json["output_files"].as_array().unwrap();
+    let file = |name: &str| {
+        files
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("{name} collected: {}", run.json))
+            .clone()
+    };
+    let real = file("real.png");
+    let collected = std::fs::read(real["path"].as_str().unwrap()).unwrap();
+    let picture = &real["picture"];
+    match png_size(&collected) {
+        // The swap can leave a copy half-written: no picture, and none claimed.
+        None => assert!(picture.is_null(), "{runtime}: {}", run.json),
+        Some(size) => {
+            assert!(
+                [(800, 600), (300, 200)].contains(&size),
+                "{runtime}: {size:?}"
+            );
+            assert_eq!(
+                (picture["width"].as_u64(), picture["height"].as_u64()),
+                (Some(size.0), Some(size.1)),
+                "{runtime}: the measure is of the bytes collected: {}",
+                run.json
+            );
+            assert_eq!(picture["mime"], "image/png");
+        }
+    }
+    assert!(
+        file("fake.png")["picture"].is_null(),
+        "{runtime}: {}",
+        run.json
+    );
+    assert!(
+        file("bomb.png")["picture"].is_null(),
+        "{runtime}: {}",
+        run.json
+    );
+}
+
+#[test]
+fn picture_measures_are_the_runners_not_the_codes_under_runc() {
+    picture_measures_are_the_runners("runc");
+}
+
+#[test]
+fn picture_measures_are_the_runners_not_the_codes_under_gvisor() {
+    picture_measures_are_the_runners("runsc");
 }

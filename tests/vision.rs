@@ -412,3 +412,53 @@ async fn an_expired_picture_becomes_a_note_when_the_history_is_replayed() {
         "{history}"
     );
 }
+
+/// The runs the bot's log says the executor finished (one line per run).
+fn runs_logged(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("\"execution finished\""))
+        .count()
+}
+
+/// A figure the run measured in its own sandbox goes to the model as it is stored, with no
+/// second sandbox run to measure it; one too large for the model still goes through the
+/// picture run, downscaled there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_figure_the_run_measured_needs_no_second_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bot.log");
+    let bot = Bot::start_logging_to(
+        &log,
+        &[("LOG_FORMAT", "json"), ("RUST_LOG", "warn,codebox=info")],
+    )
+    .await;
+    let small = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\nplt.show()\n";
+    bot.fake
+        .script_openai(200, completion_tool_call("call_1", json!({"code": small})));
+    bot.fake.script_openai(200, completion_text("small seen"));
+    bot.send("plot small");
+    let answer = bot.fake.wait_for_text("small seen", LONG).await;
+    assert_eq!(runs_logged(&log), 1, "the code's run only");
+    let requests = bot.fake.openai_requests();
+    let parts = image_parts(&requests[1]);
+    assert_eq!(parts.len(), 1, "the figure is shown");
+    let figure = decode(&parts[0].1);
+    assert_eq!(figure, answer.files[0].1, "as stored");
+    let (w, h) = png_size(&figure);
+    assert!(w.max(h) <= 1024, "{w}x{h}: small enough to go as it is");
+
+    let large = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\nplt.savefig('/mnt/outputs/large.png', dpi=400)\n";
+    bot.fake
+        .script_openai(200, completion_tool_call("call_2", json!({"code": large})));
+    bot.fake.script_openai(200, completion_text("large seen"));
+    bot.send("plot large");
+    bot.fake.wait_for_text("large seen", LONG).await;
+    assert_eq!(runs_logged(&log), 3, "the code's run, then the picture run");
+    let requests = bot.fake.openai_requests();
+    let parts = image_parts(&requests[3]);
+    let last = parts.last().expect("the large figure is shown");
+    let (w, h) = png_size(&decode(&last.1));
+    assert_eq!(w.max(h), 1024, "{w}x{h}: downscaled from 2560 px");
+}

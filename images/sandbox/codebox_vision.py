@@ -1,7 +1,7 @@
 """Pictures made ready for the model, here, inside the sandbox: the host never decodes an
 untrusted image. prepare(path, max_side, max_bytes) measures the picture and, when it is
-larger than the model takes, downscales it; the host only moves the bytes and reads this
-report.
+larger than the model takes, downscales it; measure(source) only measures it (a run's own
+figures, codebox_runner.pictures). The host only moves the bytes and reads this report.
 
 Report: {"ok": true, "width", "height", "mime", "downscaled": bool, "data": base64 or absent}
         {"ok": false, "note": why the file is not shown as a picture}
@@ -39,7 +39,9 @@ def _flatten(img):
     return white
 
 
-def prepare(path, max_side, max_bytes, size_on_disk):
+def _open(source):
+    """(img, fmt, width, height) of a picture whose every pixel decoded, or the report of
+    why it is not shown as one."""
     from PIL import Image
 
     # PIL's own bomb check is replaced by the stricter one below, which names the size;
@@ -48,7 +50,7 @@ def prepare(path, max_side, max_bytes, size_on_disk):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(source)
             fmt = img.format
             if fmt not in _MIME:
                 return {"ok": False, "note": "not a PNG, JPEG, GIF or WebP picture (%s)" % (fmt or "unknown")}
@@ -61,6 +63,26 @@ def prepare(path, max_side, max_bytes, size_on_disk):
             img.load()
     except Exception as exc:
         return {"ok": False, "note": "not a readable picture (%s: %s)" % (type(exc).__name__, str(exc)[:160])}
+    return img, fmt, width, height
+
+
+def measure(source):
+    """The picture's size and type, every pixel decoded, nothing re-encoded: what the host
+    needs to send it as it is. `source` is a path or a binary file."""
+    opened = _open(source)
+    if isinstance(opened, dict):
+        return opened
+    _, fmt, width, height = opened
+    return {"ok": True, "width": width, "height": height, "mime": _MIME[fmt]}
+
+
+def prepare(path, max_side, max_bytes, size_on_disk):
+    from PIL import Image
+
+    opened = _open(path)
+    if isinstance(opened, dict):
+        return opened
+    img, fmt, width, height = opened
     if max(width, height) <= max_side and size_on_disk <= max_bytes:
         return {"ok": True, "width": width, "height": height, "mime": _MIME[fmt], "downscaled": False}
 

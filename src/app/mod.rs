@@ -459,6 +459,7 @@ impl App {
             },
         )
         .await?;
+        self.keep_measured_figures(&ran.generated_files);
         Ok(ran)
     }
 
@@ -532,6 +533,7 @@ impl App {
                     filename: record.filename,
                     size: record.file_size,
                     file_type: record.file_type,
+                    picture: file.picture,
                 }),
                 Err(err) => {
                     tracing::warn!(file_id = %file.file_id, error = %err, "an executor named a file this user does not have; dropped");
@@ -539,6 +541,7 @@ impl App {
             }
         }
         result.generated_files = generated;
+        self.keep_measured_figures(&result.generated_files);
         Ok(result)
     }
 

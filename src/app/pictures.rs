@@ -11,10 +11,11 @@ use serde::Deserialize;
 
 use super::App;
 use super::picture_cache::{PictureKey, Preparation};
-use crate::filetypes::is_picture;
+use crate::filetypes::{is_picture, picture_mime};
 use crate::llm::history::{ImageKind, ImageRef};
 use crate::llm::pictures::{PictureSource, Pictures, Shown};
 use crate::llm::vision::{Detail, image_tokens};
+use crate::run_result::GeneratedFile;
 use crate::sandbox::{ExecutionResult, Status};
 use crate::store::{FileRecord, StoreError};
 
@@ -123,6 +124,28 @@ pub fn parse_report(
     out
 }
 
+/// Pure: what the sandbox's measure of a figure a run wrote says for the model, when that
+/// is all it needs: the figure goes as it is stored (the type the store detected agrees
+/// with the measure, its sides and its bytes are within what the model takes). None sends
+/// it through the picture run, which may downscale it.
+pub fn measured_figure(file: &GeneratedFile, max_bytes: u64) -> Option<Preparation> {
+    let picture = file.picture.as_ref()?;
+    let fits = picture_mime(&file.file_type) == Some(picture.mime.as_str())
+        && picture.width.max(picture.height) <= FIGURE_SIDE
+        && file.size <= max_bytes;
+    fits.then(|| Preparation::Ready {
+        width: picture.width,
+        height: picture.height,
+        mime: picture.mime.clone(),
+        data: None,
+    })
+}
+
+/// The most bytes of a picture sent to the model as it is.
+pub fn max_picture_bytes(settings: &crate::config::Settings) -> u64 {
+    (settings.chat.vision_max_image_mb * 1024.0 * 1024.0) as u64
+}
+
 /// The run's code for `jobs` (file ids are the store's own: 16 alphanumerics).
 fn prepare_code(jobs: &[(String, u32)], max_bytes: u64) -> String {
     let list: Vec<serde_json::Value> = jobs
@@ -130,6 +153,20 @@ fn prepare_code(jobs: &[(String, u32)], max_bytes: u64) -> String {
         .map(|(id, side)| serde_json::json!([id, side, max_bytes]))
         .collect();
     PREPARE_CODE.replace("JOBS_VALUE", &serde_json::Value::Array(list).to_string())
+}
+
+impl App {
+    /// Keeps what a run's sandbox measured of the figures it wrote, so showing them to the
+    /// model needs no picture run of their own.
+    pub(super) fn keep_measured_figures(&self, files: &[GeneratedFile]) {
+        let max_bytes = max_picture_bytes(&self.settings);
+        for file in files {
+            if let Some(ready) = measured_figure(file, max_bytes) {
+                self.pictures
+                    .put((file.file_id.clone(), FIGURE_SIDE), ready);
+            }
+        }
+    }
 }
 
 /// The pictures of one user's conversation, for one turn: an image part made once (the
@@ -161,7 +198,7 @@ impl<'a> UserPictures<'a> {
     }
 
     fn max_bytes(&self) -> u64 {
-        (self.app.settings.chat.vision_max_image_mb * 1024.0 * 1024.0) as u64
+        max_picture_bytes(&self.app.settings)
     }
 
     /// Runs the sandbox over the pictures not made ready yet, and keeps what it says.
@@ -407,6 +444,58 @@ mod tests {
                 matches!(report["AAAAAAAAAAAAAAAA"], Preparation::Refused { .. }),
                 "{bad}"
             );
+        }
+    }
+
+    fn figure(file_type: &str, size: u64, picture: Option<(u32, u32, &str)>) -> GeneratedFile {
+        GeneratedFile {
+            file_id: "FIGUREFIGUREFIG1".into(),
+            filename: "figure_1.png".into(),
+            size,
+            file_type: file_type.into(),
+            path: "/nowhere".into(),
+            picture: picture.map(|(width, height, mime)| crate::sandbox::PictureSize {
+                width,
+                height,
+                mime: mime.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_runs_own_measure_shows_a_figure_only_when_it_needs_no_downscaling() {
+        assert_eq!(
+            measured_figure(
+                &figure("png", 50_000, Some((640, 480, "image/png"))),
+                100_000
+            ),
+            Some(Preparation::Ready {
+                width: 640,
+                height: 480,
+                mime: "image/png".into(),
+                data: None
+            })
+        );
+        for (file, why) in [
+            (figure("png", 50_000, None), "not measured"),
+            (
+                figure("png", 50_000, Some((2000, 480, "image/png"))),
+                "too wide",
+            ),
+            (
+                figure("png", 200_000, Some((640, 480, "image/png"))),
+                "too many bytes",
+            ),
+            (
+                figure("jpg", 50_000, Some((640, 480, "image/png"))),
+                "the store says JPEG",
+            ),
+            (
+                figure("txt", 50_000, Some((640, 480, "image/png"))),
+                "the store says text",
+            ),
+        ] {
+            assert_eq!(measured_figure(&file, 100_000), None, "{why}");
         }
     }
 

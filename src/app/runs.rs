@@ -229,6 +229,7 @@ async fn keep_outputs_of<M: Metadata>(
                 if !keep_outputs {
                     output.path = stored.clone();
                 }
+                let picture = output.picture.clone();
                 kept_outputs.push(output);
                 generated_files.push(GeneratedFile {
                     file_id: added.record.file_id,
@@ -236,6 +237,7 @@ async fn keep_outputs_of<M: Metadata>(
                     size: added.record.file_size,
                     file_type: added.record.file_type,
                     path: stored,
+                    picture,
                 });
             }
             Err(StoreError::FileTooLarge { .. }) => {

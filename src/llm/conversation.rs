@@ -412,6 +412,7 @@ mod tests {
                         size: 10,
                         file_type: "png".into(),
                         path: "/nowhere".into(),
+                        picture: None,
                     }]
                 } else {
                     vec![]

@@ -160,6 +160,7 @@ mod tests {
             size: 10,
             file_type: "png".into(),
             path: "/data/user_files/u/ABCDEFGHIJKLMNOP.png".into(),
+            picture: None,
         }];
         let text = render(
             &result("42\n"),

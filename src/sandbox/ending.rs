@@ -8,7 +8,7 @@ use super::limits::Limits;
 use super::outcome::Outcome;
 use super::package_source::Prepared;
 use super::protocol::{ProtocolError, RunnerResult};
-use super::result::{Flag, Phases, RunError, Status};
+use super::result::{Flag, MeasuredPicture, Phases, RunError, Status};
 use crate::container::engine::{EngineError, ExitState};
 
 #[derive(Debug)]
@@ -77,6 +77,8 @@ pub struct Transcript {
     /// The session's new snapshot arrived whole (and matched its digest).
     pub snapshot_arrived: bool,
     pub flags: Vec<Flag>,
+    /// The pictures among the outputs, as the sandbox measured them.
+    pub pictures: Vec<MeasuredPicture>,
     /// The runner's own stderr (never the user's), bounded.
     pub diagnostics: Vec<u8>,
     /// How long the code ran as seen from the host, for a runner that could not say.

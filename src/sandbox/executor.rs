@@ -517,7 +517,7 @@ impl<E: Containers + 'static> Executor<E> {
             })
             .await
             .map_err(|join| self.spool_error(run_id)(std::io::Error::other(join.to_string())))??;
-            output_files = files;
+            output_files = outputs::attach_pictures(files, &transcript.pictures);
             flags.extend(host_flags);
         }
         phases.collect_ms += elapsed_ms(extract_started);

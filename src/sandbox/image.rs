@@ -116,6 +116,10 @@ pub const CONTEXT_FILES: &[(&str, &[u8])] = &[
         include_bytes!("../../images/sandbox/codebox_runner/packages.py"),
     ),
     (
+        "codebox_runner/pictures.py",
+        include_bytes!("../../images/sandbox/codebox_runner/pictures.py"),
+    ),
+    (
         "codebox_runner/privileges.py",
         include_bytes!("../../images/sandbox/codebox_runner/privileges.py"),
     ),

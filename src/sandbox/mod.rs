@@ -34,7 +34,7 @@ pub use executor::{ExecutionRequest, Executor, ExecutorError};
 pub use limits::Limits;
 pub use outcome::Outcome;
 pub use protocol::JobFile;
-pub use result::{ExecutionResult, Flag, OutputFile, RunError, Status};
+pub use result::{ExecutionResult, Flag, OutputFile, PictureSize, RunError, Status};
 
 /// Where the user's input files are visible (read-only) inside the container.
 pub const INPUT_DIR: &str = "/mnt/inputs";

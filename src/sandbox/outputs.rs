@@ -9,7 +9,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use super::result::{Flag, OutputFile};
+use super::result::{Flag, MeasuredPicture, OutputFile, PictureSize};
 use crate::no_room::is_no_room;
 
 #[derive(Debug, Clone, Copy)]
@@ -189,9 +189,42 @@ pub fn extract<R: Read>(
             name: rel.to_string_lossy().into_owned(),
             size: written,
             path: target,
+            picture: None,
         });
     }
     Ok((files, flags))
+}
+
+/// The picture types a measure may name: the four a model takes.
+const PICTURE_MIME_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// Pure: `files` with the sandbox's measure of each picture among them. A measure comes from
+/// inside the sandbox: it counts only for a file collected under that very name, once, of a
+/// picture type, with sides a picture can have.
+pub fn attach_pictures(
+    mut files: Vec<OutputFile>,
+    measured: &[MeasuredPicture],
+) -> Vec<OutputFile> {
+    for measure in measured {
+        let PictureSize {
+            width,
+            height,
+            mime,
+        } = &measure.size;
+        let plausible = PICTURE_MIME_TYPES.contains(&mime.as_str())
+            && (1..=65_535).contains(width)
+            && (1..=65_535).contains(height);
+        if !plausible {
+            continue;
+        }
+        if let Some(file) = files
+            .iter_mut()
+            .find(|f| f.name == measure.name && f.picture.is_none())
+        {
+            file.picture = Some(measure.size.clone());
+        }
+    }
+    files
 }
 
 /// Creates `dir` (inside `root`) refusing to pass through anything that is not a plain
@@ -254,6 +287,61 @@ mod tests {
             }
         }
         builder.into_inner().unwrap()
+    }
+
+    fn output(name: &str) -> OutputFile {
+        OutputFile {
+            name: name.into(),
+            size: 10,
+            path: PathBuf::from("/out").join(name),
+            picture: None,
+        }
+    }
+
+    fn measure(name: &str, width: u32, height: u32, mime: &str) -> MeasuredPicture {
+        MeasuredPicture {
+            name: name.into(),
+            size: PictureSize {
+                width,
+                height,
+                mime: mime.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_measure_counts_only_for_a_collected_picture_within_bounds() {
+        let files = vec![
+            output("chart.png"),
+            output("photo.jpg"),
+            output("table.csv"),
+        ];
+        let measured = [
+            measure("chart.png", 640, 480, "image/png"),
+            // A second measure of the same file does not replace the first.
+            measure("chart.png", 1, 1, "image/png"),
+            measure("photo.jpg", 0, 480, "image/jpeg"),
+            measure("table.csv", 10, 10, "text/html"),
+            measure("not-collected.png", 10, 10, "image/png"),
+            measure("../table.csv", 10, 10, "image/png"),
+        ];
+        let files = attach_pictures(files, &measured);
+        assert_eq!(
+            files[0].picture,
+            Some(PictureSize {
+                width: 640,
+                height: 480,
+                mime: "image/png".into()
+            })
+        );
+        assert_eq!(files[1].picture, None, "a side of 0 is no picture");
+        assert_eq!(files[2].picture, None, "only the four picture types");
+        assert_eq!(files.len(), 3);
+        let wide = attach_pictures(
+            vec![output("w.gif")],
+            &[measure("w.gif", 65_536, 1, "image/gif")],
+        );
+        assert_eq!(wide[0].picture, None);
     }
 
     #[test]

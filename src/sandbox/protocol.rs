@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::limits::Limits;
 use super::outcome::Outcome;
-use super::result::Flag;
+use super::result::{Flag, MeasuredPicture};
 use super::session::{SessionJob, SessionReport};
 use crate::container::rebuild_command;
 
@@ -174,6 +174,9 @@ pub enum RunnerEvent {
         sha256: Option<String>,
         #[serde(default)]
         flags: Vec<Flag>,
+        /// The outputs that decoded whole as pictures, measured inside the sandbox.
+        #[serde(default)]
+        pictures: Vec<MeasuredPicture>,
     },
     /// The session's new snapshot: N raw bytes follow, opaque to the host.
     State {

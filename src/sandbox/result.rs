@@ -57,6 +57,27 @@ pub struct OutputFile {
     pub size: u64,
     /// Where it was saved on the host.
     pub path: PathBuf,
+    /// Its size and type as a picture, measured inside the sandbox (every pixel decoded);
+    /// None for a file that is no picture, or one the sandbox did not measure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<PictureSize>,
+}
+
+/// A picture's size and type, as the sandbox measured it: believed within bounds only
+/// (`outputs::attach_pictures`), as everything from inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PictureSize {
+    pub width: u32,
+    pub height: u32,
+    pub mime: String,
+}
+
+/// One measured picture of the `outputs` event, named by its path in the output directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeasuredPicture {
+    pub name: String,
+    #[serde(flatten)]
+    pub size: PictureSize,
 }
 
 /// Something that was capped, skipped or refused. Never a crash: always reported here.

@@ -68,6 +68,13 @@ MAX_INSTALL_ERROR_CHARS = 1500
 # over the cap are one line, not 10,000).
 MAX_FLAGS_PER_KIND = 20
 
+# A run's picture outputs measured for the model (codebox_runner.pictures): at most this
+# many (a model is shown a few), within this many seconds of the measuring process's
+# life, its report read up to this many bytes (a measure is one line of ~80 bytes).
+MAX_MEASURED_PICTURES = 8
+MEASURE_PICTURES_S = 2.0
+MAX_PICTURE_REPORT_BYTES = 16384
+
 # Live output bounds when the job names none (the host always does).
 DEFAULT_LIVE_EVENT_CHARS = 4096
 DEFAULT_LIVE_INTERVAL_MS = 100

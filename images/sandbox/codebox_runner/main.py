@@ -3,7 +3,7 @@ pool can start it early), it optionally imports the data stack, forks the code's
 announces readiness, then reads exactly one JSON job line from stdin (after, optionally,
 one `prepare` line: a session's snapshot the code's process restores while it waits), runs
 the code once, kills every other process in the container, and streams back one result, a
-tar of the output directory and, for a session, the new snapshot (the protocol:
+tar of the output directory (with the sizes of the pictures in it) and, for a session, the new snapshot (the protocol:
 protocol.py)."""
 
 import json
@@ -12,6 +12,7 @@ import sys
 from . import protocol
 from .constants import MAX_JOB_LINE_BYTES, PREPARE_PREFIX
 from .outputs import collect_outputs
+from .pictures import measure_pictures
 from .privileges import set_dumpable, shield_signals
 from .protocol import PROTOCOL_VERSION, Event, emit, send_outputs, send_snapshot
 from .supervisor import Forked, kill_everything_else, run_job
@@ -42,8 +43,8 @@ def main(argv=None):
         return  # a job without a key cannot be answered in a way the host accepts
     protocol.set_auth_key(key)
     snapshot = run_job(job, forked)
-    payload, flags = collect_outputs(job)
-    send_outputs(payload, flags)
+    payload, flags, pictures = collect_outputs(job)
+    send_outputs(payload, flags, measure_pictures(job["output_dir"], pictures))
     if snapshot is not None:
         send_snapshot(snapshot)
     emit(Event.DONE)

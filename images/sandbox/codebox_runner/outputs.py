@@ -9,6 +9,7 @@ import stat
 import tarfile
 
 from .constants import DEFAULT_LIVE_EVENT_CHARS, DEFAULT_LIVE_INTERVAL_MS, MAX_FLAGS_PER_KIND
+from .pictures import looks_like_picture
 from .protocol import Event, Stream, emit
 
 # Live output is coalesced at least this long (seconds), whatever the job asks.
@@ -153,13 +154,15 @@ def collect_outputs(job):
     """Tars regular files of the output dir without following any symlink.
 
     Caps are applied here so an oversized output never crosses the wire; every skip is
-    reported as a flag. The host re-checks each entry.
+    reported as a flag. The host re-checks each entry. Returns the tar, the flags and the
+    names of the files collected that claim to be pictures (by their first bytes).
     """
     root = job["output_dir"]
     max_files = int(job["max_output_files"])
     max_file_bytes = int(job["max_output_file_bytes"])
     max_total_bytes = int(job["max_output_total_bytes"])
     flags = []
+    pictures = []
     buf = io.BytesIO()
     count = 0
     total = 0
@@ -211,9 +214,11 @@ def collect_outputs(job):
                 info.mode = 0o644
                 info.mtime = int(st.st_mtime)
                 tar.addfile(info, io.BytesIO(data))
+                if looks_like_picture(data[:12]):
+                    pictures.append(rel)
                 count += 1
                 total += len(data)
-    return buf.getvalue(), compact_flags(flags)
+    return buf.getvalue(), compact_flags(flags), pictures
 
 
 def compact_flags(flags):

@@ -17,8 +17,11 @@ Protocol on stdout (the only channel the host reads):
                                              skipped), at most one per stream per
                                              `interval_ms`, `max_total_chars` per stream
     MAC {"event": "result", ..., "session": {...} or null}
-    MAC {"event": "outputs", "bytes": N, "sha256": H, "flags": [...]}
-                                             then exactly N bytes of tar
+    MAC {"event": "outputs", "bytes": N, "sha256": H, "flags": [...],
+         "pictures": [{"name", "width", "height", "mime"}]}
+                                             then exactly N bytes of tar; `pictures`:
+                                             the outputs that decoded whole as pictures
+                                             (codebox_runner.pictures)
     MAC {"event": "state", "bytes": N, "sha256": H}     then exactly N bytes of snapshot,
                                              only when the job has a session and its
                                              state was saved
@@ -131,10 +134,10 @@ def emit(event, **fields):
     PROTOCOL_OUT.flush()
 
 
-def send_outputs(payload, flags):
+def send_outputs(payload, flags, pictures=()):
     """`outputs` and the tar's bytes, which follow the line unframed."""
     digest = hashlib.sha256(payload).hexdigest()
-    emit(Event.OUTPUTS, bytes=len(payload), sha256=digest, flags=flags)
+    emit(Event.OUTPUTS, bytes=len(payload), sha256=digest, flags=flags, pictures=list(pictures))
     write_all(payload)
     PROTOCOL_OUT.flush()
 

@@ -6,7 +6,7 @@ import os
 # Imported besides the ones named on the command line: the runner's helpers for the code
 # and what compiling a cell needs.
 ALWAYS_PRELOADED = (
-    "codebox_files", "codebox_display", "codebox_session", "ast", "tokenize",
+    "codebox_files", "codebox_display", "codebox_session", "codebox_vision", "ast", "tokenize",
     "importlib.util", "site",
 )
 DEFAULT_PRELOAD = ("numpy", "pandas", "matplotlib")
@@ -49,8 +49,14 @@ def warm_up_data_stack():
         str(frame.describe())
         fig, ax = plt.subplots()
         frame["b"].plot(ax=ax, title="warm-up")
-        fig.savefig(io.BytesIO(), format="png")
+        png = io.BytesIO()
+        fig.savefig(png, format="png")
         plt.close(fig)
+        # The measure of a run's figures (codebox_runner.pictures) opens PNGs with PIL.
+        import codebox_vision
+
+        png.seek(0)
+        codebox_vision.measure(png)
     except Exception:  # a broken optional module must not stop the runner
         pass
 

@@ -138,7 +138,7 @@ def test_outputs_are_regular_files_only_links_and_specials_are_flagged(tmp_path)
     (tmp_path / "sub" / "b.txt").write_text("B")
     os.symlink("/etc/passwd", tmp_path / "link")
     os.mkfifo(tmp_path / "fifo")
-    payload, flags = collect_outputs(job(tmp_path))
+    payload, flags, _ = collect_outputs(job(tmp_path))
     assert members(payload) == {"a.txt": b"A", "sub/b.txt": b"B"}
     assert sorted((f["flag"], f["name"]) for f in flags) == [
         ("skipped_special_file", "fifo"),
@@ -150,14 +150,14 @@ def test_output_caps_are_flagged_not_sent(tmp_path):
     for i in range(4):
         (tmp_path / ("f%d" % i)).write_bytes(b"x" * 10)
     (tmp_path / "g-large").write_bytes(b"y" * 101)
-    payload, flags = collect_outputs(job(tmp_path, max_output_files=2))
+    payload, flags, _ = collect_outputs(job(tmp_path, max_output_files=2))
     assert members(payload) == {"f0": b"x" * 10, "f1": b"x" * 10}
     assert flags == [
         {"flag": "too_many_files", "name": "f2"},
         {"flag": "too_many_files", "name": "f3"},
         {"flag": "too_many_files", "name": "g-large"},
     ]
-    payload, flags = collect_outputs(job(tmp_path, max_output_file_bytes=100))
+    payload, flags, _ = collect_outputs(job(tmp_path, max_output_file_bytes=100))
     assert set(members(payload)) == {"f0", "f1", "f2", "f3"}
     assert flags == [{"flag": "file_too_large", "name": "g-large", "size": 101}]
 
@@ -165,13 +165,13 @@ def test_output_caps_are_flagged_not_sent(tmp_path):
 def test_the_total_is_capped_across_files(tmp_path):
     (tmp_path / "a").write_bytes(b"1" * 30)
     (tmp_path / "b").write_bytes(b"2" * 30)
-    payload, flags = collect_outputs(job(tmp_path, max_output_total_bytes=50))
+    payload, flags, _ = collect_outputs(job(tmp_path, max_output_total_bytes=50))
     assert members(payload) == {"a": b"1" * 30}
     assert flags == [{"flag": "total_bytes_exceeded", "name": "b", "size": 30}]
 
 
 def test_a_missing_output_dir_is_an_empty_tar(tmp_path):
-    payload, flags = collect_outputs(job(tmp_path / "nowhere"))
+    payload, flags, _ = collect_outputs(job(tmp_path / "nowhere"))
     assert members(payload) == {} and flags == []
 
 

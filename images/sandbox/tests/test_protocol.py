@@ -69,6 +69,7 @@ def test_outputs_announce_the_tar_then_carry_it_raw(wire):
         "bytes": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(),
         "flags": [{"flag": "too_many_files", "name": "x"}],
+        "pictures": [],
     }
     assert blob == payload
 

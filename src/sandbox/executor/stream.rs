@@ -17,7 +17,7 @@ use crate::sandbox::order;
 use crate::sandbox::protocol::{
     Item, Job, LiveJob, OutdatedImage, RunnerEvent, RunnerResult, SiteDirs, check_ready,
 };
-use crate::sandbox::result::{Flag, Status};
+use crate::sandbox::result::{Flag, MeasuredPicture, Status};
 use crate::sandbox::session::{SessionIo, SessionJob, state_budget};
 use crate::sandbox::snapshot_spool::SnapshotSpool;
 use crate::sandbox::watch::{OutputStream, RunEvent, RunWatch};
@@ -234,7 +234,9 @@ impl<'a, E: Containers + 'static> RunStream<'a, E> {
                 skipped,
             }) => Ok(self.on_output(stream, text, skipped)),
             Item::Event(RunnerEvent::Result(result)) => Ok(self.on_result(result).await),
-            Item::Event(RunnerEvent::Outputs { flags, .. }) => self.on_outputs(flags),
+            Item::Event(RunnerEvent::Outputs {
+                flags, pictures, ..
+            }) => self.on_outputs(flags, pictures),
             Item::Event(RunnerEvent::State { .. }) => self.on_state().await,
             Item::BlobChunk(bytes) => self.on_blob_chunk(&bytes).await,
             Item::BlobEnd => self.on_blob_end().await,
@@ -343,9 +345,10 @@ impl<'a, E: Containers + 'static> RunStream<'a, E> {
     }
 
     /// The output tar follows; it is spooled to an unnamed temporary file.
-    fn on_outputs(&mut self, flags: Vec<Flag>) -> Step {
+    fn on_outputs(&mut self, flags: Vec<Flag>, pictures: Vec<MeasuredPicture>) -> Step {
         self.outputs_announced = true;
         self.transcript.flags.extend(flags);
+        self.transcript.pictures = pictures;
         let file = tempfile::tempfile().map_err(self.executor.spool_error(&self.live.run_id))?;
         self.outputs = Some(tokio::fs::File::from_std(file));
         Ok(ControlFlow::Continue(()))
