@@ -55,6 +55,7 @@ const PHASES: &[&str] = &[
     "exec.handoff_ms",
     "exec.execution_ms",
     "exec.collect_ms",
+    "exec.measure_ms",
     "exec.restore_ms",
     "exec.save_ms",
     "run.store_outputs",

@@ -231,6 +231,7 @@ impl<E: Containers + 'static> Executor<E> {
                     stage_ms = r.phases.stage_ms,
                     handoff_ms = r.phases.handoff_ms,
                     collect_ms = r.phases.collect_ms,
+                    measure_ms = r.phases.measure_ms,
                     restore_ms = r.phases.restore_ms,
                     save_ms = r.phases.save_ms,
                     status = r.status.as_str(),

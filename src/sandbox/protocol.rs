@@ -177,6 +177,9 @@ pub enum RunnerEvent {
         /// The outputs that decoded whole as pictures, measured inside the sandbox.
         #[serde(default)]
         pictures: Vec<MeasuredPicture>,
+        /// How long measuring them took.
+        #[serde(default)]
+        measure_ms: f64,
     },
     /// The session's new snapshot: N raw bytes follow, opaque to the host.
     State {

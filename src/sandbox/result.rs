@@ -125,6 +125,9 @@ pub struct Phases {
     pub handoff_ms: f64,
     /// From the code's end to the outputs saved on the host.
     pub collect_ms: f64,
+    /// The runner measuring the pictures among the outputs (its share of `collect_ms`).
+    #[serde(default)]
+    pub measure_ms: f64,
     /// Restoring the session's state before the code (never the code's time).
     #[serde(default)]
     pub restore_ms: f64,

@@ -8,6 +8,7 @@ protocol.py)."""
 
 import json
 import sys
+import time
 
 from . import protocol
 from .constants import MAX_JOB_LINE_BYTES, PREPARE_PREFIX
@@ -44,7 +45,10 @@ def main(argv=None):
     protocol.set_auth_key(key)
     snapshot = run_job(job, forked)
     payload, flags, pictures = collect_outputs(job)
-    send_outputs(payload, flags, measure_pictures(job["output_dir"], pictures))
+    measuring = time.monotonic()
+    measured = measure_pictures(job["output_dir"], pictures)
+    measure_ms = (time.monotonic() - measuring) * 1000.0
+    send_outputs(payload, flags, measured, measure_ms)
     if snapshot is not None:
         send_snapshot(snapshot)
     emit(Event.DONE)

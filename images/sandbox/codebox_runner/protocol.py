@@ -18,10 +18,10 @@ Protocol on stdout (the only channel the host reads):
                                              `interval_ms`, `max_total_chars` per stream
     MAC {"event": "result", ..., "session": {...} or null}
     MAC {"event": "outputs", "bytes": N, "sha256": H, "flags": [...],
-         "pictures": [{"name", "width", "height", "mime"}]}
+         "pictures": [{"name", "width", "height", "mime"}], "measure_ms": M}
                                              then exactly N bytes of tar; `pictures`:
                                              the outputs that decoded whole as pictures
-                                             (codebox_runner.pictures)
+                                             (codebox_runner.pictures), measured in M ms
     MAC {"event": "state", "bytes": N, "sha256": H}     then exactly N bytes of snapshot,
                                              only when the job has a session and its
                                              state was saved
@@ -134,10 +134,17 @@ def emit(event, **fields):
     PROTOCOL_OUT.flush()
 
 
-def send_outputs(payload, flags, pictures=()):
+def send_outputs(payload, flags, pictures=(), measure_ms=0.0):
     """`outputs` and the tar's bytes, which follow the line unframed."""
     digest = hashlib.sha256(payload).hexdigest()
-    emit(Event.OUTPUTS, bytes=len(payload), sha256=digest, flags=flags, pictures=list(pictures))
+    emit(
+        Event.OUTPUTS,
+        bytes=len(payload),
+        sha256=digest,
+        flags=flags,
+        pictures=list(pictures),
+        measure_ms=round(measure_ms, 3),
+    )
     write_all(payload)
     PROTOCOL_OUT.flush()
 

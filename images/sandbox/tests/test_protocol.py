@@ -70,6 +70,7 @@ def test_outputs_announce_the_tar_then_carry_it_raw(wire):
         "sha256": hashlib.sha256(payload).hexdigest(),
         "flags": [{"flag": "too_many_files", "name": "x"}],
         "pictures": [],
+        "measure_ms": 0.0,
     }
     assert blob == payload
 

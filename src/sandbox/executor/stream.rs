@@ -23,6 +23,10 @@ use crate::sandbox::snapshot_spool::SnapshotSpool;
 use crate::sandbox::watch::{OutputStream, RunEvent, RunWatch};
 use crate::sandbox::{ExecutionRequest, INPUT_DIR, OUTPUT_DIR};
 
+/// The longest picture measure the runner's report is believed to have taken: more than
+/// its own budget (codebox_runner's MEASURE_PICTURES_S) ever lets it.
+const MAX_MEASURE_MS: f64 = 10_000.0;
+
 /// A stream that ended before the code could start, with nothing to report: the caller
 /// gets an error, never a result.
 #[derive(Debug)]
@@ -235,8 +239,11 @@ impl<'a, E: Containers + 'static> RunStream<'a, E> {
             }) => Ok(self.on_output(stream, text, skipped)),
             Item::Event(RunnerEvent::Result(result)) => Ok(self.on_result(result).await),
             Item::Event(RunnerEvent::Outputs {
-                flags, pictures, ..
-            }) => self.on_outputs(flags, pictures),
+                flags,
+                pictures,
+                measure_ms,
+                ..
+            }) => self.on_outputs(flags, pictures, measure_ms),
             Item::Event(RunnerEvent::State { .. }) => self.on_state().await,
             Item::BlobChunk(bytes) => self.on_blob_chunk(&bytes).await,
             Item::BlobEnd => self.on_blob_end().await,
@@ -345,10 +352,17 @@ impl<'a, E: Containers + 'static> RunStream<'a, E> {
     }
 
     /// The output tar follows; it is spooled to an unnamed temporary file.
-    fn on_outputs(&mut self, flags: Vec<Flag>, pictures: Vec<MeasuredPicture>) -> Step {
+    fn on_outputs(
+        &mut self,
+        flags: Vec<Flag>,
+        pictures: Vec<MeasuredPicture>,
+        measure_ms: f64,
+    ) -> Step {
         self.outputs_announced = true;
         self.transcript.flags.extend(flags);
         self.transcript.pictures = pictures;
+        // The runner's own figure: believed within the run's collection at most.
+        self.transcript.phases.measure_ms = measure_ms.clamp(0.0, MAX_MEASURE_MS);
         let file = tempfile::tempfile().map_err(self.executor.spool_error(&self.live.run_id))?;
         self.outputs = Some(tokio::fs::File::from_std(file));
         Ok(ControlFlow::Continue(()))
