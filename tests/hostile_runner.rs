@@ -401,3 +401,45 @@ fn picture_measures_are_the_runners_not_the_codes_under_runc() {
 fn picture_measures_are_the_runners_not_the_codes_under_gvisor() {
     picture_measures_are_the_runners("runsc");
 }
+
+/// A session run whose code leaves the container's every process slot taken (the code's
+/// processes are signalled, not reaped, once it saved its session): the measure of its
+/// picture cannot start, and the run keeps its outputs and its state all the same.
+const PIDS_TAKEN: &str = r#"
+import os, time
+from PIL import Image
+Image.new("RGB", (64, 48), "red").save("/mnt/outputs/kept.png")
+children = 0
+while True:
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    children += 1
+x = 41
+print("children", children)
+"#;
+
+#[test]
+fn a_picture_that_cannot_be_measured_costs_only_its_measure() {
+    let data = tempfile::tempdir().unwrap();
+    let (run, _) = run_in(
+        data.path(),
+        "runc",
+        PIDS_TAKEN,
+        &["--user", "u", "--session", "s"],
+    );
+    assert_eq!(run.status(), "ok", "{}", run.json);
+    assert!(run.stdout().contains("children"), "{}", run.json);
+    assert_eq!(run.output_names(), ["kept.png"], "{}", run.json);
+    let (next, _) = run_in(
+        data.path(),
+        "runc",
+        "print(x + 1)",
+        &["--user", "u", "--session", "s"],
+    );
+    assert_eq!(next.stdout(), "42\n", "the state was kept: {}", next.json);
+}

@@ -1,6 +1,6 @@
 """Pictures made ready for the model, here, inside the sandbox: the host never decodes an
 untrusted image. prepare(path, max_side, max_bytes) measures the picture and, when it is
-larger than the model takes, downscales it; measure(source) only measures it (a run's own
+larger than the model takes, downscales it; measure(source, max_side) only measures it (a run's own
 figures, codebox_runner.pictures). The host only moves the bytes and reads this report.
 
 Report: {"ok": true, "width", "height", "mime", "downscaled": bool, "data": base64 or absent}
@@ -39,9 +39,9 @@ def _flatten(img):
     return white
 
 
-def _open(source):
+def _open(source, max_side=None):
     """(img, fmt, width, height) of a picture whose every pixel decoded, or the report of
-    why it is not shown as one."""
+    why it is not shown as one (or, with `max_side`, why it was not decoded)."""
     from PIL import Image
 
     # PIL's own bomb check is replaced by the stricter one below, which names the size;
@@ -60,16 +60,19 @@ def _open(source):
                     "ok": False,
                     "note": "%dx%d is too many pixels to decode safely (at most %d)" % (width, height, MAX_PIXELS),
                 }
+            if max_side is not None and max(width, height) > max_side:
+                return {"ok": False, "note": "%dx%d is over %d px on a side" % (width, height, max_side)}
             img.load()
     except Exception as exc:
         return {"ok": False, "note": "not a readable picture (%s: %s)" % (type(exc).__name__, str(exc)[:160])}
     return img, fmt, width, height
 
 
-def measure(source):
+def measure(source, max_side):
     """The picture's size and type, every pixel decoded, nothing re-encoded: what the host
-    needs to send it as it is. `source` is a path or a binary file."""
-    opened = _open(source)
+    needs to send it as it is. `source` is a path or a binary file. A picture with a side
+    over `max_side` is not decoded (the host would downscale it anyway)."""
+    opened = _open(source, max_side)
     if isinstance(opened, dict):
         return opened
     _, fmt, width, height = opened

@@ -38,7 +38,8 @@ use crate::store::blobs::AnyBlobs;
 use crate::store::gridfs::GridFsBlobs;
 use crate::store::sweeper::{self, SweeperHandle};
 use crate::store::{
-    AnyMetadata, FileStore, MetadataError, ReconcileReport, StoreError, StoreLimits, SweepReport,
+    AnyMetadata, FileStore, MetadataError, Origin, ReconcileReport, StoreError, StoreLimits,
+    SweepReport,
 };
 
 pub use crate::conversations::UsageTotals;
@@ -532,8 +533,9 @@ impl App {
                     file_id: record.file_id,
                     filename: record.filename,
                     size: record.file_size,
+                    // A measure counts only for what that run wrote, never for an upload.
+                    picture: file.picture.filter(|_| record.origin == Origin::Generated),
                     file_type: record.file_type,
-                    picture: file.picture,
                 }),
                 Err(err) => {
                     tracing::warn!(file_id = %file.file_id, error = %err, "an executor named a file this user does not have; dropped");

@@ -20,12 +20,17 @@ pub enum Preparation {
     Refused { why: String },
 }
 
+/// What an entry costs besides its text: its key and record (a run's measured figures
+/// carry no data, and would otherwise fill the cache for free).
+const ENTRY_BYTES: usize = 256;
+
 impl Preparation {
     fn bytes(&self) -> usize {
-        match self {
-            Preparation::Ready { data, .. } => data.as_ref().map_or(0, |d| d.len()),
-            Preparation::Refused { why } => why.len(),
-        }
+        ENTRY_BYTES
+            + match self {
+                Preparation::Ready { data, .. } => data.as_ref().map_or(0, |d| d.len()),
+                Preparation::Refused { why } => why.len(),
+            }
     }
 }
 
@@ -99,7 +104,7 @@ mod tests {
 
     #[test]
     fn the_oldest_copies_leave_first_and_the_bound_holds() {
-        let cache = PictureCache::new(10);
+        let cache = PictureCache::new(2 * ENTRY_BYTES + 10);
         cache.put(("A".into(), 1024), ready("aaaa"));
         cache.put(("B".into(), 1024), ready("bbbb"));
         cache.put(("C".into(), 1024), ready("cccc"));
@@ -107,10 +112,28 @@ mod tests {
         assert!(cache.get(&("B".into(), 1024)).is_some());
         assert!(cache.get(&("C".into(), 1024)).is_some());
         assert!(cache.get(&("C".into(), 2048)).is_none(), "sizes are apart");
-        let huge = cache.put(("D".into(), 1024), ready("dddddddddddd"));
-        assert_eq!(*huge, ready("dddddddddddd"), "used once");
+        let huge = cache.put(("D".into(), 1024), ready(&"d".repeat(2 * ENTRY_BYTES)));
+        assert_eq!(*huge, ready(&"d".repeat(2 * ENTRY_BYTES)), "used once");
         assert!(cache.get(&("D".into(), 1024)).is_none(), "not kept");
         cache.put(("B".into(), 1024), ready("b"));
         assert_eq!(*cache.get(&("B".into(), 1024)).unwrap(), ready("b"));
+    }
+
+    #[test]
+    fn entries_without_data_still_count() {
+        let cache = PictureCache::new(3 * ENTRY_BYTES);
+        let measured = || Preparation::Ready {
+            width: 10,
+            height: 10,
+            mime: "image/png".into(),
+            data: None,
+        };
+        for id in 0..10 {
+            cache.put((id.to_string(), 1024), measured());
+        }
+        let kept = (0..10)
+            .filter(|id| cache.get(&(id.to_string(), 1024)).is_some())
+            .count();
+        assert_eq!(kept, 3, "bounded by the entries themselves");
     }
 }

@@ -131,6 +131,7 @@ pub fn parse_report(
 pub fn measured_figure(file: &GeneratedFile, max_bytes: u64) -> Option<Preparation> {
     let picture = file.picture.as_ref()?;
     let fits = picture_mime(&file.file_type) == Some(picture.mime.as_str())
+        && picture.width.min(picture.height) >= 1
         && picture.width.max(picture.height) <= FIGURE_SIDE
         && file.size <= max_bytes;
     fits.then(|| Preparation::Ready {
@@ -478,6 +479,10 @@ mod tests {
         );
         for (file, why) in [
             (figure("png", 50_000, None), "not measured"),
+            (
+                figure("png", 50_000, Some((0, 480, "image/png"))),
+                "no width",
+            ),
             (
                 figure("png", 50_000, Some((2000, 480, "image/png"))),
                 "too wide",

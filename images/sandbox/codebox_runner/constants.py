@@ -74,6 +74,10 @@ MAX_FLAGS_PER_KIND = 20
 MAX_MEASURED_PICTURES = 8
 MEASURE_PICTURES_S = 2.0
 MAX_PICTURE_REPORT_BYTES = 16384
+# A picture with a longer side is not decoded to be measured: the host sends a run's
+# figures as they are only up to this side (src/app/pictures.rs FIGURE_SIDE), and a
+# larger one goes through its picture run to be downscaled anyway.
+MEASURED_MAX_SIDE = 1024
 
 # Live output bounds when the job names none (the host always does).
 DEFAULT_LIVE_EVENT_CHARS = 4096

@@ -16,7 +16,7 @@ from .outputs import collect_outputs
 from .pictures import measure_pictures
 from .privileges import set_dumpable, shield_signals
 from .protocol import PROTOCOL_VERSION, Event, emit, send_outputs, send_snapshot
-from .supervisor import Forked, kill_everything_else, run_job
+from .supervisor import Forked, kill_everything_else, run_job, signal_everything_else
 from .warmup import DEFAULT_PRELOAD, preload, seed_matplotlib_cache
 
 
@@ -46,7 +46,10 @@ def main(argv=None):
     snapshot = run_job(job, forked)
     payload, flags, pictures = collect_outputs(job)
     measuring = time.monotonic()
-    measured = measure_pictures(job["output_dir"], pictures)
+    measured = measure_pictures(payload, pictures)
+    if pictures:
+        # Whatever the measuring process started is gone before anything else is sent.
+        signal_everything_else()
     measure_ms = (time.monotonic() - measuring) * 1000.0
     send_outputs(payload, flags, measured, measure_ms)
     if snapshot is not None:

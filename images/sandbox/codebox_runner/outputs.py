@@ -146,16 +146,30 @@ class Skip(enum.Enum):
     UNREADABLE_FILE = "unreadable_file"
 
 
+def wire_name(rel):
+    """Pure: a name as JSON can carry it. A name that is not UTF-8 (scandir gives its bad
+    bytes as lone surrogates) would make the line unreadable to the host, and cost the run
+    its outputs: its bad bytes become U+FFFD here."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _flag(skip, name, **more):
-    return dict({"flag": skip.value, "name": name}, **more)
+    return dict({"flag": skip.value, "name": wire_name(name)}, **more)
+
+
+def _data_offset(end, size):
+    """Pure: where the data of the tar entry that ends at `end` starts: a tar pads each
+    entry's data to whole blocks, right after its header."""
+    return end - -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
 def collect_outputs(job):
     """Tars regular files of the output dir without following any symlink.
 
     Caps are applied here so an oversized output never crosses the wire; every skip is
-    reported as a flag. The host re-checks each entry. Returns the tar, the flags and the
-    names of the files collected that claim to be pictures (by their first bytes).
+    reported as a flag. The host re-checks each entry. Returns the tar, the flags and,
+    for each file collected that claims to be a picture (by its first bytes), its name
+    with where its bytes lie in the tar: (name, offset, size).
     """
     root = job["output_dir"]
     max_files = int(job["max_output_files"])
@@ -214,8 +228,8 @@ def collect_outputs(job):
                 info.mode = 0o644
                 info.mtime = int(st.st_mtime)
                 tar.addfile(info, io.BytesIO(data))
-                if looks_like_picture(data[:12]):
-                    pictures.append(rel)
+                if looks_like_picture(data[:12]) and wire_name(rel) == rel:
+                    pictures.append((rel, _data_offset(buf.tell(), len(data)), len(data)))
                 count += 1
                 total += len(data)
     return buf.getvalue(), compact_flags(flags), pictures

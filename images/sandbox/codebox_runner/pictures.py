@@ -1,15 +1,21 @@
 """The pictures among a run's outputs, measured before they leave the sandbox, so the host
 can show a figure to the model without a second sandbox run just to learn its size.
 
-Measured in a process of its own, forked once the code and everything it started are
-dead: it drops to the code's uid and keeps nothing but the pipe it reports on (its stdio
-is /dev/null), so a picture crafted to exploit the decoder reaches neither the protocol
-stream nor the job's key, only a report the runner bounds here and the host checks again.
-The runner itself never decodes a picture. A picture that is not measured in time (or at
-all) is simply not reported: the host then measures it the old way."""
+What is measured is the bytes collected into the output tar, never the files again. They
+are measured in a process of its own, forked once every process of the code is dead: it
+drops to the code's uid, may start no process (RLIMIT_NPROC 0), and keeps nothing but the
+pipe it reports on (its stdio is /dev/null). It was forked from the runner after the job
+arrived, so its memory holds a copy of the job's key, but a picture crafted to exploit the
+decoder reaches no channel the key could be used on: not the protocol stream, not the
+runner (another uid, not dumpable). Its report is bounded here and checked again by the
+host; when the measure is over, every process but the runner is killed again. A picture
+not measured in time (or at all) is simply not reported: the host then measures it in a
+picture run of its own. The runner itself never decodes a picture."""
 
+import io
 import json
 import os
+import resource
 import select
 import signal
 import time
@@ -19,6 +25,7 @@ from .constants import (
     MAX_MEASURED_PICTURES,
     MAX_PICTURE_REPORT_BYTES,
     MEASURE_PICTURES_S,
+    MEASURED_MAX_SIDE,
     READ_CHUNK,
 )
 from .privileges import drop_privileges
@@ -26,8 +33,6 @@ from .privileges import drop_privileges
 # The four picture types the model takes, by their first bytes.
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
 _MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
-# A measure the host can use: a side it could ever send.
-_MAX_SIDE = 65535
 
 
 def looks_like_picture(head):
@@ -36,26 +41,28 @@ def looks_like_picture(head):
     return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
-def measure_pictures(root, names, budget_s=MEASURE_PICTURES_S):
-    """[{"name", "width", "height", "mime"}] for the pictures among `names` (relative to
-    `root`) that decoded whole within `budget_s`; the others are left out."""
-    names = list(names)[:MAX_MEASURED_PICTURES]
-    if not names:
+def measure_pictures(payload, pictures, budget_s=MEASURE_PICTURES_S):
+    """[{"name", "width", "height", "mime"}] for the pictures (name, offset, size) whose
+    bytes lie in `payload` (the output tar) and decoded whole within `budget_s`; the others
+    are left out. Whatever goes wrong (no process can be forked, a report that does not
+    parse), the run keeps its outputs: it only has no measures."""
+    pictures = list(pictures)[:MAX_MEASURED_PICTURES]
+    if not pictures:
         return []
-    report_r, report_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        _measure_and_exit(root, names, report_w)
-    os.close(report_w)
-    report = _read_until(report_r, time.monotonic() + budget_s)
-    os.close(report_r)
-    # Not waited for: tearing down a copy of the runner takes milliseconds, and the
-    # runner reaps every process it leaves once the run is answered.
     try:
+        report_r, report_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            _measure_and_exit(payload, pictures, report_w)
+        os.close(report_w)
+        report = _read_until(report_r, time.monotonic() + budget_s)
+        os.close(report_r)
+        # Not waited for: tearing down a copy of the runner takes milliseconds, and the
+        # runner reaps every process it leaves once the run is answered.
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return parse_measures(report, names)
+        return parse_measures(report, [name for name, _, _ in pictures])
+    except Exception:
+        return []
 
 
 def _read_until(fd, deadline):
@@ -76,7 +83,7 @@ def _read_until(fd, deadline):
     return bytes(report[:MAX_PICTURE_REPORT_BYTES])
 
 
-def _measure_and_exit(root, names, report_w):
+def _measure_and_exit(payload, pictures, report_w):
     """The measuring process: never returns."""
     try:
         signal.set_wakeup_fd(-1)
@@ -90,14 +97,14 @@ def _measure_and_exit(root, names, report_w):
             with open("/proc/self/oom_score_adj", "w") as adj:
                 adj.write("1000")
         except OSError:
-            pass  # a kernel that refuses it: the picture's pixel cap still holds
+            pass  # a kernel that refuses it: the side cap below still bounds the decode
+        resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
         drop_privileges()
         import codebox_vision
 
-        for name in names:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as picture:
-                measured = codebox_vision.measure(picture)
+        view = memoryview(payload)
+        for name, offset, size in pictures:
+            measured = codebox_vision.measure(io.BytesIO(view[offset:offset + size]), MEASURED_MAX_SIDE)
             if measured.get("ok"):
                 measured["name"] = name
                 os.write(report_w, json.dumps(measured).encode() + b"\n")
@@ -123,7 +130,7 @@ def parse_measures(report, names):
         name, width, height, mime = (entry.get(k) for k in ("name", "width", "height", "mime"))
         if name not in names or name in seen or mime not in _MIME_TYPES:
             continue
-        if not all(type(side) is int and 0 < side <= _MAX_SIDE for side in (width, height)):
+        if not all(type(side) is int and 0 < side <= MEASURED_MAX_SIDE for side in (width, height)):
             continue
         seen.add(name)
         measures.append({"name": name, "width": width, "height": height, "mime": mime})

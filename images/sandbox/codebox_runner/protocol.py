@@ -35,7 +35,9 @@ Every line after the job carries MAC, the hex HMAC-SHA256 of its JSON under the 
 one-time key (`auth` in the job line), then one space. Only the runner's own process knows
 the key: the code's process was forked before the job arrived and never sees it, and it
 runs as another uid, so it can neither signal the runner nor open its descriptors or
-memory, under runc or gVisor.
+memory, under runc or gVisor. (The process that measures the outputs' pictures, forked
+once the code is dead, holds a copy in its memory and no channel to use it on:
+pictures.py.)
 
 The host writes the job only after `ready`, and only when `protocol` is the version it
 speaks: bump PROTOCOL_VERSION (and the host's, src/sandbox/protocol.rs) whenever the two

@@ -56,7 +56,9 @@ def warm_up_data_stack():
         import codebox_vision
 
         png.seek(0)
-        codebox_vision.measure(png)
+        from .constants import MEASURED_MAX_SIDE
+
+        codebox_vision.measure(png, MEASURED_MAX_SIDE)
     except Exception:  # a broken optional module must not stop the runner
         pass
 

@@ -45,6 +45,10 @@ def keys_read(variable):
     return set(re.findall(r'\b%s(?:\[|\.get\(|\.pop\()"(\w+)"' % variable, source))
 
 
+def test_pictures_are_measured_up_to_the_side_the_host_sends_as_they_are():
+    assert int(rust.const_value("FIGURE_SIDE")) == constants.MEASURED_MAX_SIDE
+
+
 def test_the_protocol_version_is_the_hosts():
     assert int(rust.const_value("PROTOCOL_VERSION")) == PROTOCOL_VERSION
 

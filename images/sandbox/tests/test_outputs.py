@@ -1,6 +1,7 @@
 """Capped stdout/stderr, live output, and the output directory's tar."""
 
 import io
+import json
 import os
 import tarfile
 
@@ -190,3 +191,29 @@ def test_the_skip_kinds_are_the_flags_the_runner_names():
         "skipped_symlink", "skipped_special_file", "too_many_files", "file_too_large",
         "total_bytes_exceeded", "unreadable_file",
     }
+
+
+def test_pictures_are_listed_with_where_their_bytes_lie_in_the_tar(tmp_path):
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 3
+    (tmp_path / "chart.png").write_bytes(png)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"j" * 10)
+    (tmp_path / "notes.txt").write_text("not a picture")
+    (tmp_path / "misnamed.txt").write_bytes(b"GIF89a" + b"g" * 600)
+    payload, _, pictures = collect_outputs(job(tmp_path))
+    names = {name: (offset, size) for name, offset, size in pictures}
+    assert sorted(names) == ["chart.png", "misnamed.txt", "sub/photo.jpg"]
+    for name, (offset, size) in names.items():
+        assert payload[offset:offset + size] == (tmp_path / name).read_bytes(), name
+
+
+def test_names_that_are_not_utf8_reach_the_wire_readable_and_are_not_measured(tmp_path):
+    root = os.fsencode(tmp_path)
+    with open(os.path.join(root, b"\xff.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + b"p" * 100)
+    os.symlink("/etc/passwd", os.path.join(root, b"\xfe-link"))
+    _, flags, pictures = collect_outputs(job(tmp_path))
+    assert pictures == [], "a name the host cannot read is no picture of the run's"
+    assert [f["name"] for f in flags] == ["\ufffd-link"]
+    # Strict UTF-8, as the host's JSON parser reads it: no lone surrogate left.
+    json.dumps(flags, ensure_ascii=False).encode("utf-8")

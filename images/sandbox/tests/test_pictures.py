@@ -26,7 +26,7 @@ def test_only_plausible_measures_of_pictures_asked_about_are_believed():
         {"name": "b.png", "width": 0, "height": 480, "mime": "image/png"},
         {"name": "c.png", "width": 640.5, "height": 480, "mime": "image/png"},
         {"name": "d.png", "width": True, "height": 480, "mime": "image/png"},
-        {"name": "e.png", "width": 70000, "height": 480, "mime": "image/png"},
+        {"name": "e.png", "width": 1025, "height": 480, "mime": "image/png"},
         {"name": "f.png", "width": 64, "height": 48, "mime": "text/html"},
         {"name": "elsewhere.png", "width": 64, "height": 48, "mime": "image/png"},
         {"name": ["a.png"], "width": 64, "height": 48, "mime": "image/png"},
@@ -41,17 +41,35 @@ def test_only_plausible_measures_of_pictures_asked_about_are_believed():
 
 def test_nothing_to_measure_forks_nothing(monkeypatch):
     monkeypatch.setattr(os, "fork", lambda: (_ for _ in ()).throw(AssertionError("forked")))
-    assert measure_pictures("/nowhere", []) == []
+    assert measure_pictures(b"", []) == []
 
 
-def test_a_measure_that_never_ends_costs_its_budget_only(monkeypatch, tmp_path):
+def test_a_measure_that_never_ends_costs_its_budget_only(monkeypatch):
     # Without PIL here the measuring process would fail at once: one that hangs instead
     # stands for a picture crafted to keep the decoder busy.
-    def hang(root, names, report_w):
+    def hang(payload, pictures, report_w):
         time.sleep(60)
         os._exit(0)
 
     monkeypatch.setattr(pictures, "_measure_and_exit", hang)
     started = time.monotonic()
-    assert measure_pictures(str(tmp_path), ["a.png"], budget_s=0.3) == []
+    assert measure_pictures(b"x" * 10, [("a.png", 0, 10)], budget_s=0.3) == []
     assert time.monotonic() - started < 5
+
+
+def test_a_measure_that_cannot_start_or_be_read_costs_the_measures_only(monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert measure_pictures(b"x" * 10, [("a.png", 0, 10)]) == []
+    monkeypatch.undo()
+
+    # A report nested deeper than the parser goes (a decoder taken over could send it).
+    def nested(payload, pictures, report_w):
+        os.write(report_w, b"[" * 16000)
+        os.close(report_w)
+        os._exit(0)
+
+    monkeypatch.setattr(pictures, "_measure_and_exit", nested)
+    assert measure_pictures(b"x" * 10, [("a.png", 0, 10)]) == []
