@@ -288,7 +288,16 @@ async fn serve_fake_executor(runs: axum::routing::MethodRouter) -> SocketAddr {
 
 /// A fake executor whose result names a "generated file" at a path of its choosing.
 async fn lying_executor() -> SocketAddr {
-    let runs = || async {
+    executor_claiming(
+        json!([{"file_id": "AAAAAAAAAAAAAAAA", "filename": "secrets.txt",
+                              "size": 10, "file_type": "txt", "path": "/proc/self/environ"}]),
+    )
+    .await
+}
+
+/// A fake executor whose every result claims `generated_files`.
+async fn executor_claiming(generated_files: Value) -> SocketAddr {
+    let runs = move || async move {
         let result = json!({"event": "result", "result": {
             "status": "ok", "exit_code": 0, "stdout": "done\n", "stderr": "",
             "stdout_truncated": false, "stderr_truncated": false, "execution_ms": 1.0,
@@ -297,8 +306,7 @@ async fn lying_executor() -> SocketAddr {
             "phases": {"warm": false, "acquire_ms": 0.0, "stage_ms": 0.0, "handoff_ms": 0.0,
                        "collect_ms": 0.0},
             "session": null,
-            "generated_files": [{"file_id": "AAAAAAAAAAAAAAAA", "filename": "secrets.txt",
-                                 "size": 10, "file_type": "txt", "path": "/proc/self/environ"}]
+            "generated_files": generated_files
         }});
         let body = format!("{{\"event\":\"started\"}}\n{result}\n");
         ([("content-type", "application/x-ndjson")], body)
@@ -330,6 +338,57 @@ async fn a_file_an_executor_names_is_only_ever_one_of_the_users_own() {
         run["generated_files"],
         json!([]),
         "a path the executor chose is never taken"
+    );
+}
+
+/// An executor's measure of a picture counts only for a file its run wrote: claimed for the
+/// user's upload (a photo said to be 1x1), it is dropped, so the bot would measure the
+/// photo in a picture run of its own before a model saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executors_picture_measure_never_counts_for_an_upload() {
+    let data = tempfile::tempdir().unwrap();
+    let photo = data.path().join("photo.png");
+    std::fs::write(&photo, common::docs::png(8, 8, [1, 2, 3])).unwrap();
+    let uploaded = tokio::task::spawn_blocking({
+        let (data, photo) = (data.path().to_path_buf(), photo.clone());
+        move || {
+            codebox(&data)
+                .args(["files", "upload", "--user", "u1", "--no-summary", "--json"])
+                .arg(&photo)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(uploaded.status.success(), "{uploaded:?}");
+    let records: Value = serde_json::from_slice(&uploaded.stdout).unwrap();
+    let id = records[0]["file_id"].as_str().unwrap().to_string();
+    let liar = executor_claiming(json!([{"file_id": id, "filename": "photo.png", "size": 10,
+        "file_type": "png", "path": "/nowhere",
+        "picture": {"width": 1, "height": 1, "mime": "image/png"}}]))
+    .await;
+    let output = tokio::task::spawn_blocking({
+        let data = data.path().to_path_buf();
+        move || {
+            let mut cmd = codebox(&data);
+            cmd.env("EXECUTOR_URLS", format!("http://{liar}"))
+                .env("EXECUTOR_TOKEN", TOKEN);
+            cmd.args(["run", "--user", "u1", "--json", "-c", "print(1)"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let run: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let files = run["generated_files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "the user's own file: {run}");
+    assert_eq!(files[0]["file_id"], id.as_str());
+    assert!(
+        files[0].get("picture").is_none(),
+        "no measure for an upload: {run}"
     );
 }
 
