@@ -50,6 +50,10 @@ pub struct Job {
     /// before the result (nobody watches).
     #[serde(default)]
     pub live: Option<LiveJob>,
+    /// Measure the pictures among the outputs (`outputs.pictures`). Off under gVisor, where
+    /// forking the runner to measure them takes longer than the picture run it saves.
+    #[serde(default)]
+    pub measure_pictures: bool,
     /// The job's one-time key (`new_job_key`); the runner keeps it from the code.
     pub auth: String,
 }
@@ -665,6 +669,7 @@ mod tests {
             max_output_total_bytes: 1,
             files: vec![],
             scan_imports: false,
+            measure_pictures: false,
             session: None,
             live: None,
             auth: new_job_key(),

@@ -45,6 +45,8 @@ def main(argv=None):
     protocol.set_auth_key(key)
     snapshot = run_job(job, forked)
     payload, flags, pictures = collect_outputs(job)
+    if not job.get("measure_pictures"):
+        pictures = []
     measuring = time.monotonic()
     measured = measure_pictures(payload, pictures)
     if pictures:

@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::{Executor, ExecutorError, elapsed_ms};
+use crate::config::Runtime;
 use crate::container::engine::{Chunk, Containers, InputSink};
 use crate::sandbox::deadlines::{Deadlines, Phase};
 use crate::sandbox::ending::{Ending, RunRecord, Transcript};
@@ -88,6 +89,7 @@ impl<'a, E: Containers + 'static> RunStream<'a, E> {
             scan_imports: executor.packages.is_some(),
             session: session.map(|io| SessionJob::for_io(io, INPUT_DIR)),
             live: watch.map(|_| LiveJob::for_limits(limits)),
+            measure_pictures: limits.runtime == Runtime::Runc,
             auth: (executor.job_keys)(),
         };
         let mut deadlines = Deadlines::new(
