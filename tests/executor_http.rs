@@ -314,25 +314,28 @@ async fn executor_claiming(generated_files: Value) -> SocketAddr {
     serve_fake_executor(post(runs)).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_an_executor_names_is_only_ever_one_of_the_users_own() {
-    let data = tempfile::tempdir().unwrap();
-    let liar = lying_executor().await;
-    let output = tokio::task::spawn_blocking({
-        let data = data.path().to_path_buf();
-        move || {
-            let mut cmd = codebox(&data);
-            cmd.env("EXECUTOR_URLS", format!("http://{liar}"))
-                .env("EXECUTOR_TOKEN", TOKEN);
-            cmd.args(["run", "--user", "u1", "--json", "-c", "print(1)"])
-                .output()
-                .unwrap()
-        }
+/// `print(1)` for user u1 through the executor at `executor`: the run's JSON.
+async fn run_through(data: &Path, executor: SocketAddr) -> Value {
+    let data = data.to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut cmd = codebox(&data);
+        cmd.env("EXECUTOR_URLS", format!("http://{executor}"))
+            .env("EXECUTOR_TOKEN", TOKEN);
+        cmd.args(["run", "--user", "u1", "--json", "-c", "print(1)"])
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
     assert!(output.status.success(), "{output:?}");
-    let run: Value = serde_json::from_slice(&output.stdout).unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_an_executor_names_is_only_ever_one_of_the_users_own() {
+    let data = tempfile::tempdir().unwrap();
+    let liar = lying_executor().await;
+    let run = run_through(data.path(), liar).await;
     assert_eq!(run["stdout"], "done\n");
     assert_eq!(
         run["generated_files"],
@@ -368,21 +371,7 @@ async fn an_executors_picture_measure_never_counts_for_an_upload() {
         "file_type": "png", "path": "/nowhere",
         "picture": {"width": 1, "height": 1, "mime": "image/png"}}]))
     .await;
-    let output = tokio::task::spawn_blocking({
-        let data = data.path().to_path_buf();
-        move || {
-            let mut cmd = codebox(&data);
-            cmd.env("EXECUTOR_URLS", format!("http://{liar}"))
-                .env("EXECUTOR_TOKEN", TOKEN);
-            cmd.args(["run", "--user", "u1", "--json", "-c", "print(1)"])
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let run: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let run = run_through(data.path(), liar).await;
     let files = run["generated_files"].as_array().unwrap();
     assert_eq!(files.len(), 1, "the user's own file: {run}");
     assert_eq!(files[0]["file_id"], id.as_str());
