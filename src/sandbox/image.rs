@@ -284,6 +284,7 @@ mod tests {
                 "codebox_runner/main.py",
                 "codebox_runner/outputs.py",
                 "codebox_runner/packages.py",
+                "codebox_runner/pictures.py",
                 "codebox_runner/privileges.py",
                 "codebox_runner/protocol.py",
                 "codebox_runner/session_io.py",
