@@ -1087,10 +1087,10 @@ async fn the_bot_runs_code_on_an_executor_elsewhere_and_shows_it_live() {
     assert!(!bot.user_files_dir().exists(), "file bytes are in GridFS");
     let metrics = common::executor::metrics(&executor.url, TOKEN).await;
     assert!(
-        metrics.contains("codebox_runs_total{status=\"ok\"} 3"),
-        "the summary, the model's run and the figure made ready for the model ran there: {metrics}"
+        metrics.contains("codebox_runs_total{status=\"ok\"} 2"),
+        "the summary and the model's run ran there, the figure measured in its run: {metrics}"
     );
-    // The model saw the figure, made ready on the executor, as the user got it.
+    // The model saw the figure, measured on the executor, as the user got it.
     let parts = common::fake::image_parts(&bot.fake.openai_requests()[1]);
     assert_eq!(parts.len(), 1, "the figure follows the tool result");
     let (_, data) = parts[0].1.split_once(";base64,").unwrap();
