@@ -3,8 +3,8 @@ pool can start it early), it optionally imports the data stack, forks the code's
 announces readiness, then reads exactly one JSON job line from stdin (after, optionally,
 one `prepare` line: a session's snapshot the code's process restores while it waits), runs
 the code once, kills every other process in the container, and streams back one result, a
-tar of the output directory (with the sizes of the pictures in it) and, for a session, the new snapshot (the protocol:
-protocol.py)."""
+tar of the output directory (with the sizes of the pictures in it) and, for a session, the
+new snapshot (the protocol: protocol.py)."""
 
 import json
 import sys
