@@ -1,7 +1,7 @@
 //! Benchmark: where a message's time goes, through the real bot (serenity and async-openai
 //! against the local fake of Discord and an instantly answering fake model). W1 (`print(1)`)
 //! with the warm pool on and off, W2 (a 20,000 x 5 DataFrame described and scattered) with
-//! the pool on, and plain `docker run` of W1 in the same run for the ratio.
+//! the pool on and off, and plain `docker run` of W1 in the same run for the ratio.
 //!
 //! The bot logs JSON with an event for every span that closes (LOG_FORMAT=json); each
 //! message's phases are read from them: the `message` span (gateway event to reply posted),
@@ -204,11 +204,13 @@ async fn main() {
     let w1_pool = measure(W1, 2, runs, &logs.path().join("w1-pool.log")).await;
     let w1_fresh = measure(W1, 0, runs, &logs.path().join("w1-fresh.log")).await;
     let w2_pool = measure(W2, 2, runs, &logs.path().join("w2-pool.log")).await;
+    let w2_fresh = measure(W2, 0, runs, &logs.path().join("w2-fresh.log")).await;
 
     let columns = [
         ("W1 pool", &w1_pool),
         ("W1 no pool", &w1_fresh),
         ("W2 pool", &w2_pool),
+        ("W2 no pool", &w2_fresh),
     ];
     println!("\nmedian ms per phase (a phase met twice in a turn is summed):");
     print!("  {:<20}", "phase");
@@ -253,5 +255,9 @@ async fn main() {
         "W2 with the pool: median {:.1} ms; the code's own execution_ms {w2_code:.1}; bound 1.2x + 30 = {:.1} ms",
         medians[2],
         w2_code * 1.2 + 30.0
+    );
+    println!(
+        "W2 without the pool: median {:.1} ms (every run and picture run in a fresh container)",
+        medians[3]
     );
 }
