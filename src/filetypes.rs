@@ -208,15 +208,16 @@ pub fn is_picture(file_type: &str) -> bool {
     picture_mime(file_type).is_some()
 }
 
+/// The MIME types of the four picture types a model is shown; each is `image/` and the
+/// family of its stored types.
+pub const PICTURE_MIME_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
 /// The MIME type of a stored picture type (`is_picture`), None for any other type.
 pub fn picture_mime(file_type: &str) -> Option<&'static str> {
-    match TABLE.get(file_type)?.family.as_str() {
-        "png" => Some("image/png"),
-        "jpeg" => Some("image/jpeg"),
-        "gif" => Some("image/gif"),
-        "webp" => Some("image/webp"),
-        _ => None,
-    }
+    let family = TABLE.get(file_type)?.family.as_str();
+    PICTURE_MIME_TYPES
+        .into_iter()
+        .find(|mime| mime.strip_prefix("image/") == Some(family))
 }
 
 /// A stored type whose summary carries its text (documents, plain text and code): the

@@ -1,7 +1,8 @@
 """Pictures made ready for the model, here, inside the sandbox: the host never decodes an
 untrusted image. prepare(path, max_side, max_bytes) measures the picture and, when it is
-larger than the model takes, downscales it; measure(source, max_side) only measures it (a run's own
-figures, codebox_runner.pictures). The host only moves the bytes and reads this report.
+larger than the model takes, downscales it; measure(source, max_side) only measures it (a
+run's own figures, codebox_runner.pictures). The host only moves the bytes and reads this
+report.
 
 Report: {"ok": true, "width", "height", "mime", "downscaled": bool, "data": base64 or absent}
         {"ok": false, "note": why the file is not shown as a picture}
@@ -13,6 +14,7 @@ import warnings
 
 # The model takes these four; anything else (even if PIL reads it) is not sent as a picture.
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+MIME_TYPES = tuple(_MIME.values())
 
 # Decoding more pixels than this could take the run's whole memory (40 M pixels RGBA is
 # 160 MB); such a picture is refused before any pixel is decoded.

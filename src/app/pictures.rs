@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::App;
 use super::picture_cache::{PictureKey, Preparation};
-use crate::filetypes::{is_picture, picture_mime};
+use crate::filetypes::{PICTURE_MIME_TYPES, is_picture, picture_mime};
 use crate::llm::history::{ImageKind, ImageRef};
 use crate::llm::pictures::{PictureSource, Pictures, Shown};
 use crate::llm::vision::{Detail, image_tokens};
@@ -23,9 +23,6 @@ use crate::store::{FileRecord, StoreError};
 pub const ATTACHED_SIDE: u32 = 2048;
 /// Longest side of a figure a run drew, as the model gets it.
 pub const FIGURE_SIDE: u32 = 1024;
-
-/// The only picture types sent; whatever else a report claims is refused.
-const MIME_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
 const PREPARE_CODE: &str = r#"import json, codebox_files
 for fid, side, limit in JOBS_VALUE:
@@ -89,7 +86,8 @@ pub fn parse_report(
                     why
                 },
             }
-        } else if !MIME_TYPES.contains(&line.mime.as_str())
+        // The only picture types sent; whatever else a report claims is refused.
+        } else if !PICTURE_MIME_TYPES.contains(&line.mime.as_str())
             || line.width == 0
             || line.height == 0
             || line.width > 65_535

@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use super::result::{Flag, MeasuredPicture, OutputFile, PictureSize};
+use crate::filetypes::PICTURE_MIME_TYPES;
 use crate::no_room::is_no_room;
 
 #[derive(Debug, Clone, Copy)]
@@ -194,9 +195,6 @@ pub fn extract<R: Read>(
     }
     Ok((files, flags))
 }
-
-/// The picture types a measure may name: the four a model takes.
-const PICTURE_MIME_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
 /// Pure: `files` with the sandbox's measure of each picture among them. A measure comes from
 /// inside the sandbox: it counts only for a file collected under that very name, once, of a

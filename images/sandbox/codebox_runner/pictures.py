@@ -20,6 +20,9 @@ import select
 import signal
 import time
 
+# Loads no decoder: PIL is imported only when a picture is measured.
+import codebox_vision
+
 from .constants import (
     CLOSE_FDS_BELOW,
     MAX_MEASURED_PICTURES,
@@ -32,7 +35,6 @@ from .privileges import drop_privileges
 
 # The four picture types the model takes, by their first bytes.
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
-_MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
 def looks_like_picture(head):
@@ -100,8 +102,6 @@ def _measure_and_exit(payload, pictures, report_w):
             pass  # a kernel that refuses it: the side cap below still bounds the decode
         resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
         drop_privileges()
-        import codebox_vision
-
         view = memoryview(payload)
         for name, offset, size in pictures:
             measured = codebox_vision.measure(io.BytesIO(view[offset:offset + size]), MEASURED_MAX_SIDE)
@@ -128,7 +128,7 @@ def parse_measures(report, names):
         if not isinstance(entry, dict):
             continue
         name, width, height, mime = (entry.get(k) for k in ("name", "width", "height", "mime"))
-        if name not in names or name in seen or mime not in _MIME_TYPES:
+        if name not in names or name in seen or mime not in codebox_vision.MIME_TYPES:
             continue
         if not all(type(side) is int and 0 < side <= MEASURED_MAX_SIDE for side in (width, height)):
             continue

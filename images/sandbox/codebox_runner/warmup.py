@@ -3,10 +3,12 @@ imported and its first-use paths run, matplotlib's font cache in place."""
 
 import os
 
+from .constants import MEASURED_MAX_SIDE
+
 # Imported besides the ones named on the command line: the runner's helpers for the code
 # and what compiling a cell needs.
 ALWAYS_PRELOADED = (
-    "codebox_files", "codebox_display", "codebox_session", "codebox_vision", "ast", "tokenize",
+    "codebox_files", "codebox_display", "codebox_session", "ast", "tokenize",
     "importlib.util", "site",
 )
 DEFAULT_PRELOAD = ("numpy", "pandas", "matplotlib")
@@ -56,8 +58,6 @@ def warm_up_data_stack():
         import codebox_vision
 
         png.seek(0)
-        from .constants import MEASURED_MAX_SIDE
-
         codebox_vision.measure(png, MEASURED_MAX_SIDE)
     except Exception:  # a broken optional module must not stop the runner
         pass

@@ -363,7 +363,7 @@ impl<'a, E: Containers + 'static> RunStream<'a, E> {
         self.outputs_announced = true;
         self.transcript.flags.extend(flags);
         self.transcript.pictures = pictures;
-        // The runner's own figure: believed within the run's collection at most.
+        // The runner's own figure, from inside the sandbox: believed up to a bound.
         self.transcript.phases.measure_ms = measure_ms.clamp(0.0, MAX_MEASURE_MS);
         let file = tempfile::tempfile().map_err(self.executor.spool_error(&self.live.run_id))?;
         self.outputs = Some(tokio::fs::File::from_std(file));
