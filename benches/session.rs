@@ -72,6 +72,16 @@ fn session_io(dir: &Path, restore: bool, state_mb: u64) -> SessionIo {
     }
 }
 
+/// One execution, and its wall time in ms.
+async fn timed(
+    executor: &Executor<DockerEngine>,
+    request: ExecutionRequest,
+) -> (ExecutionResult, f64) {
+    let started = Instant::now();
+    let result = executor.execute(request).await.unwrap();
+    (result, started.elapsed().as_secs_f64() * 1000.0)
+}
+
 fn ok(result: &ExecutionResult) {
     assert_eq!(result.status, Status::Ok, "{result:?}");
 }
@@ -88,12 +98,9 @@ async fn w1(
     for _ in 0..runs {
         executor.wait_for_warm_pool(Duration::from_secs(120)).await;
         let session = with_session.then(|| session_io(dir.path(), false, 16));
-        let started = Instant::now();
-        let result = executor
-            .execute(request("print(1)", settings, session, None))
-            .await
-            .unwrap();
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        let (result, elapsed_ms) =
+            timed(executor, request("print(1)", settings, session, None)).await;
+        samples.push(elapsed_ms);
         ok(&result);
         warm += usize::from(result.phases.warm);
         if with_session {
@@ -192,17 +199,16 @@ async fn main() {
         let code = format!(
             "import numpy as np, pandas as pd, pickle, time\ndf = pd.DataFrame({{'a': np.arange({rows}, dtype='float64'), 'b': np.random.rand({rows})}})\nstarted = time.perf_counter()\npickled = pickle.dumps(df, protocol=5)\nprint(round((time.perf_counter() - started) * 1000, 1))\ndel started, pickled"
         );
-        let started = Instant::now();
-        let saved = executor
-            .execute(request(
+        let (saved, save_total) = timed(
+            &executor,
+            request(
                 &code,
                 &settings,
                 Some(session_io(dir.path(), false, state_mb)),
                 None,
-            ))
-            .await
-            .unwrap();
-        let save_total = started.elapsed().as_secs_f64() * 1000.0;
+            ),
+        )
+        .await;
         ok(&saved);
         let pickle_ms: f64 = saved.stdout.trim().parse().unwrap_or(f64::NAN);
         let report = saved.session.clone().unwrap();
@@ -212,17 +218,16 @@ async fn main() {
         let warm_copy = tempfile::tempdir().unwrap();
         std::fs::copy(&snapshot, warm_copy.path().join("snapshot")).unwrap();
         let inputs = staged(&snapshot);
-        let started = Instant::now();
-        let restored = executor
-            .execute(request(
+        let (restored, restore_total) = timed(
+            &executor,
+            request(
                 "print(len(df))",
                 &settings,
                 Some(session_io(dir.path(), true, state_mb)),
                 Some(inputs.path()),
-            ))
-            .await
-            .unwrap();
-        let restore_total = started.elapsed().as_secs_f64() * 1000.0;
+            ),
+        )
+        .await;
         ok(&restored);
         assert_eq!(restored.stdout, format!("{rows}\n"));
         warm_restores.push(
@@ -344,9 +349,9 @@ async fn warm_restore(
         .removing_in_background();
     executor.wait_for_warm_pool(Duration::from_secs(120)).await;
     let out = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let restored = executor
-        .execute(request(
+    let (restored, total) = timed(
+        &executor,
+        request(
             "print(len(df))",
             &settings,
             Some(session_io(
@@ -355,10 +360,9 @@ async fn warm_restore(
                 settings.sandbox.session_state_max_mb,
             )),
             Some(inputs.path()),
-        ))
-        .await
-        .unwrap();
-    let total = started.elapsed().as_secs_f64() * 1000.0;
+        ),
+    )
+    .await;
     ok(&restored);
     assert_eq!(restored.stdout, format!("{rows}\n"));
 
@@ -376,17 +380,11 @@ async fn warm_restore(
     .await;
     let mut io = session_io(out.path(), true, settings.sandbox.session_state_max_mb);
     io.conversation = Some("bench".to_string());
-    let started = Instant::now();
-    let ahead = executor
-        .execute(request(
-            "print(len(df))",
-            &settings,
-            Some(io),
-            Some(inputs.path()),
-        ))
-        .await
-        .unwrap();
-    let ahead_total = started.elapsed().as_secs_f64() * 1000.0;
+    let (ahead, ahead_total) = timed(
+        &executor,
+        request("print(len(df))", &settings, Some(io), Some(inputs.path())),
+    )
+    .await;
     ok(&ahead);
     assert_eq!(ahead.stdout, format!("{rows}\n"));
     executor.shutdown().await;
@@ -437,18 +435,18 @@ async fn conversation(
             } else {
                 "x = x + 1\nprint(x)".to_string()
             };
-            let started = Instant::now();
-            let result = executor
-                .execute(request(
+            let (result, elapsed_ms) = timed(
+                &executor,
+                request(
                     &code,
                     settings,
                     Some(session_io(dir.path(), inputs.is_some(), 64)),
                     inputs.as_ref().map(|d| d.path()),
-                ))
-                .await
-                .unwrap();
-            total += started.elapsed().as_secs_f64() * 1000.0;
-            samples.push(started.elapsed().as_secs_f64() * 1000.0);
+                ),
+            )
+            .await;
+            total += elapsed_ms;
+            samples.push(elapsed_ms);
             ok(&result);
             if call > 0 {
                 assert_eq!(result.stdout, format!("{}\n", call + 1));
